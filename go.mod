@@ -1,0 +1,3 @@
+module github.com/fathom-llm/fathom
+
+go 1.26.0
