@@ -1,0 +1,71 @@
+package mixtral
+
+import (
+	"time"
+
+	"github.com/fathom-llm/fathom/sampling"
+	"github.com/fathom-llm/fathom/tokenizer"
+)
+
+// Request is one generation request. Exactly one of Messages, Prompt and PromptIDs is set.
+type Request struct {
+	// Messages is a chat conversation, rendered with the model's chat template with the
+	// generation prompt appended.
+	Messages []tokenizer.Message
+	// Prompt is raw text, tokenized as the model's tokenizer does (BOS added when its
+	// configuration says so).
+	Prompt string
+	// PromptIDs are token ids used exactly as given (no BOS added).
+	PromptIDs []int
+	// Params are the sampling parameters; the zero value is greedy decoding, and
+	// sampling.DefaultParams gives the hosted API's defaults.
+	Params sampling.Params
+}
+
+// Usage counts the tokens of a request, as the hosted API reports them.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// Timings measures a request's prefill (the prompt) and decode (generated tokens) phases.
+type Timings struct {
+	Prefill time.Duration
+	Decode  time.Duration
+	// PrefillTokensPerSecond is prompt tokens divided by Prefill.
+	PrefillTokensPerSecond float64
+	// DecodeTokensPerSecond is generated tokens divided by Decode.
+	DecodeTokensPerSecond float64
+}
+
+// Response is the result of Generate.
+type Response struct {
+	// Text is the generated text, without the stop string that ended it.
+	Text string
+	// IDs are the generated token ids (a stop or eos token that ended generation included).
+	IDs []int
+	// FinishReason says why generation ended.
+	FinishReason sampling.FinishReason
+	// Logprobs has one entry per generated token when the request asked for logprobs.
+	Logprobs []sampling.Logprobs
+	Usage    Usage
+	Timings  Timings
+}
+
+// Event is one step of Stream: a generated token and the text it makes final. The last event
+// has Done set, with the finish reason, usage and timings.
+type Event struct {
+	// ID is the generated token id (absent, -1, in a final event that carries no token).
+	ID int
+	// Text is the text that became final with this token: whole UTF-8 characters only, with
+	// anything that could still start a stop string held back. It may be empty.
+	Text string
+	// Logprobs is set when the request asked for logprobs and the event carries a token.
+	Logprobs *sampling.Logprobs
+	// Done marks the last event.
+	Done         bool
+	FinishReason sampling.FinishReason
+	Usage        Usage
+	Timings      Timings
+}
