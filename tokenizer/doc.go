@@ -1,4 +1,49 @@
 // Package tokenizer turns text into Mixtral token ids and back, with exact parity with Hugging
 // Face tokenizers (tokenizer.json) and SentencePiece (tokenizer.model), renders chat templates,
 // and detokenizes streams of ids incrementally.
+//
+// # Loading
+//
+// Load reads a checkpoint directory: tokenizer.json when present, otherwise tokenizer.model
+// plus added_tokens.json; tokenizer_config.json (with special_tokens_map.json and
+// chat_template.jinja) supplies BOS, EOS, add_bos_token and the chat template. LoadFile,
+// ParseJSON and ParseSentencePiece read a single file.
+//
+// From tokenizer.json the package implements the components Llama- and Mistral-family files
+// use, following Hugging Face tokenizers' algorithms: normalizers Sequence, Prepend, Replace,
+// NFC, NFKC, NFD, NFKD, Strip and Lowercase; pre-tokenizers Sequence, Metaspace (every
+// prepend_scheme, with or without split), Split, ByteLevel, WhitespaceSplit and Digits; the
+// BPE model (merge ranks, byte_fallback, unk_token, fuse_unk, ignore_merges, subword prefix and
+// suffix); added tokens (special or not, lstrip, rstrip, single_word, normalized); the
+// TemplateProcessing post-processor; decoders Sequence, Replace, ByteFallback, Fuse, Strip,
+// Metaspace and ByteLevel. Any other component is an *UnsupportedError (ErrUnsupported) that
+// names it, never a silently different encoding. Regular expressions run on Go's regexp, so a
+// pattern it cannot compile (look-around, for one) is reported the same way.
+//
+// From tokenizer.model the package reads SentencePiece BPE models and encodes as SentencePiece
+// does: its normalizer (precompiled character map, dummy prefix, white-space folding and
+// escaping), user-defined, control, unused and unknown pieces, and byte fallback.
+//
+// # Encoding
+//
+// Encode takes EncodeOptions: AddBOS applies the post-processor (BOS for Mixtral), and
+// ParseSpecial makes strings such as "<|im_start|>" or "</s>" in the text become their tokens,
+// as Hugging Face does by default. Without ParseSpecial, the default, all text is plain text,
+// which is what untrusted input needs. Encoding is O(n log n) in the input length.
+//
+// # Chat
+//
+// EncodeChat renders []Message with the checkpoint's Jinja chat template (ChatML, the format of
+// Dolphin, when there is none) and tokenizes the result so that only the template's own markup
+// yields control tokens: special-token text inside message contents stays plain unless
+// ChatOptions.ParseSpecial is set.
+//
+// # Decoding
+//
+// Decode maps ids back to text through the tokenizer's decoder, optionally leaving special
+// tokens out. A Decoder from NewDecoder does the same one id at a time for streaming, emitting
+// text as soon as it is final; what it emits, concatenated, equals Decode of the whole
+// sequence.
+//
+// A Tokenizer is safe for concurrent use.
 package tokenizer

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -8,46 +9,353 @@ import (
 	"github.com/x448/float16"
 )
 
+// forEachImpl runs f once for every implementation set this CPU supports, the generic one
+// first.
+func forEachImpl(t *testing.T, f func(t *testing.T)) {
+	for _, fs := range supportedFeatureSets() {
+		restore := useFeatures(fs)
+		t.Run(impl.name, f)
+		restore()
+	}
+}
+
+// guardVal marks the guard regions around outputs.
+var guardVal = math.Float32frombits(0x7fc0beef)
+
+// withGuards returns a slice of n elements with guard elements on both sides, and a check
+// that the guards are intact.
+func withGuards(t *testing.T, n int) ([]float32, func()) {
+	const g = 40
+	buf := make([]float32, n+2*g)
+	for i := range buf {
+		buf[i] = guardVal
+	}
+	return buf[g : g+n : g+n], func() {
+		t.Helper()
+		for i := range g {
+			if math.Float32bits(buf[i]) != math.Float32bits(guardVal) || math.Float32bits(buf[g+n+i]) != math.Float32bits(guardVal) {
+				t.Fatalf("write outside the output (guard %d clobbered)", i)
+			}
+		}
+	}
+}
+
+type weights struct {
+	f32  []float32 // the exact values
+	bf16 []uint16  // the same values as bfloat16 (exactly representable)
+	f16  []uint16  // the same values as float16
+}
+
+// randWeights returns n values exactly representable as both bfloat16 and float16, in memory
+// that faults past its end.
+func randWeights(t *testing.T, r *rand.Rand, n int) weights {
+	w := weights{guarded[float32](t, n), guarded[uint16](t, n), guarded[uint16](t, n)}
+	for i := range n {
+		// 8 significant bits and a small exponent range fit both formats.
+		v := float32(r.IntN(256)-128) / float32(int(1)<<r.IntN(8))
+		w.f32[i] = v
+		w.bf16[i] = F32ToBF16(v)
+		w.f16[i] = float16.Fromfloat32(v).Bits()
+		if BF16ToF32(w.bf16[i]) != v || F16ToF32(w.f16[i]) != v {
+			t.Fatalf("%v is not exact", v)
+		}
+	}
+	return w
+}
+
+func randVec(t *testing.T, r *rand.Rand, n int) []float32 {
+	x := guarded[float32](t, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
+
+// ref returns the float64 dot product of w and x and the sum of the magnitudes of the terms.
+func ref(w, x []float32) (sum, mag float64) {
+	for i := range w {
+		p := float64(w[i]) * float64(x[i])
+		sum += p
+		mag += math.Abs(p)
+	}
+	return sum, mag
+}
+
+// close reports whether a float32 sum of n terms is within rounding of the exact one.
+func close(got float32, want, mag float64, n int) bool {
+	return math.Abs(float64(got)-want) <= 1e-6*math.Sqrt(float64(n+1))*mag+1e-30
+}
+
+var sizes = []int{0, 1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 255, 1000, 4101}
+
+func TestF16ToF32Exhaustive(t *testing.T) {
+	for h := range 1 << 16 {
+		got, want := F16ToF32(uint16(h)), float16.Frombits(uint16(h)).Float32()
+		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
+			t.Fatalf("F16ToF32(%#04x) = %v, want %v", h, got, want)
+		}
+	}
+}
+
 func TestConversions(t *testing.T) {
 	for _, f := range []float32{0, 1, -2.5, 65504, 1e-3} {
 		if got := F16ToF32(float16.Fromfloat32(f).Bits()); math.Abs(float64(got-f)) > 1e-3*math.Abs(float64(f)) {
 			t.Errorf("F16ToF32(%v) = %v", f, got)
 		}
-		b := uint16(math.Float32bits(f) >> 16)
-		if got := BF16ToF32(b); got != math.Float32frombits(uint32(b)<<16) {
-			t.Errorf("BF16ToF32 = %v", got)
+	}
+	for _, c := range []struct {
+		in   uint32
+		want uint16
+	}{
+		{0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, {0x3f818000, 0x3f82}, {0x3f808001, 0x3f81},
+		{0x3f80ffff, 0x3f81}, {0xbf808000, 0xbf80}, {0x7f7fffff, 0x7f80}, {0x7f800000, 0x7f80},
+		{0xff800000, 0xff80}, {0x7f800001, 0x7fc0}, {0x00000001, 0x0000}, {0x80000000, 0x8000},
+	} {
+		if got := F32ToBF16(math.Float32frombits(c.in)); got != c.want {
+			t.Errorf("F32ToBF16(%#x) = %#x, want %#x", c.in, got, c.want)
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	forEachImpl(t, func(t *testing.T) {
+		for _, n := range sizes {
+			src := guarded[uint16](t, n)
+			for i := range src {
+				src[i] = uint16(r.Uint32())
+			}
+			dst, check := withGuards(t, n)
+			BF16ToF32Slice(dst, src)
+			check()
+			for i, v := range src {
+				if math.Float32bits(dst[i]) != math.Float32bits(BF16ToF32(v)) {
+					t.Fatalf("BF16ToF32Slice n=%d [%d]: %v want %v", n, i, dst[i], BF16ToF32(v))
+				}
+			}
+			F16ToF32Slice(dst, src)
+			check()
+			for i, v := range src {
+				want := F16ToF32(v)
+				if math.Float32bits(dst[i]) != math.Float32bits(want) && !(want != want && dst[i] != dst[i]) {
+					t.Fatalf("F16ToF32Slice n=%d [%d] %#x: %v want %v", n, i, v, dst[i], want)
+				}
+			}
+		}
+	})
+}
+
+func TestDots(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 2))
+		for _, n := range sizes {
+			w := randWeights(t, r, n)
+			x := randVec(t, r, n)
+			want, mag := ref(w.f32, x)
+			for name, got := range map[string]float32{
+				"DotF32": DotF32(w.f32, x), "DotBF16": DotBF16(w.bf16, x), "DotF16": DotF16(w.f16, x),
+			} {
+				if !close(got, want, mag, n) {
+					t.Errorf("%s n=%d: %v want %v", name, n, got, want)
+				}
+			}
+		}
+	})
+}
+
+func TestAxpy(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 4))
+		for _, n := range sizes {
+			x := randVec(t, r, n)
+			y, check := withGuards(t, n)
+			y0 := make([]float32, n)
+			for i := range y {
+				y[i] = float32(r.NormFloat64())
+				y0[i] = y[i]
+			}
+			a := float32(r.NormFloat64())
+			Axpy(a, x, y)
+			check()
+			for i := range y {
+				want := float64(y0[i]) + float64(a)*float64(x[i])
+				if math.Abs(float64(y[i])-want) > 2e-7*(math.Abs(float64(y0[i]))+math.Abs(float64(a*x[i]))) {
+					t.Fatalf("Axpy n=%d [%d]: %v want %v", n, i, y[i], want)
+				}
+			}
+		}
+	})
+}
+
+// matVecCase runs the three matrix-vector products on one shape.
+func TestMatVec(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, rows := range []int{0, 1, 3, 4, 5, 8, 9, 17} {
+			for _, cols := range []int{0, 1, 7, 16, 33, 64, 100, 256, 1031} {
+				w := randWeights(t, r, rows*cols)
+				x := randVec(t, r, cols)
+				for _, dt := range []string{"f32", "bf16", "f16"} {
+					out, check := withGuards(t, rows)
+					switch dt {
+					case "f32":
+						MatVecF32(out, w.f32, x, cols)
+					case "bf16":
+						MatVecBF16(out, w.bf16, x, cols)
+					case "f16":
+						MatVecF16(out, w.f16, x, cols)
+					}
+					check()
+					for i := range rows {
+						want, mag := ref(w.f32[i*cols:(i+1)*cols], x)
+						if !close(out[i], want, mag, cols) {
+							t.Fatalf("MatVec %s %dx%d row %d: %v want %v", dt, rows, cols, i, out[i], want)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+// matMulShapes cover the small-token path, whole and partial register tiles and, with the
+// small blocking the test sets, every cache-block edge.
+var matMulShapes = []struct{ tokens, rows, cols, lo, hi int }{
+	{1, 5, 17, 0, 5}, {3, 9, 64, 0, 9}, {4, 8, 33, 4, 8}, {5, 1, 1, 0, 1}, {5, 33, 100, 0, 33},
+	{13, 70, 300, 0, 70}, {12, 32, 64, 0, 32}, {25, 130, 97, 16, 112}, {30, 64, 129, 0, 64},
+	{7, 20, 0, 0, 20}, {0, 4, 4, 0, 4}, {6, 10, 10, 5, 5},
+}
+
+func TestMatMul(t *testing.T) {
+	saved := gemmBlocking
+	defer func() { gemmBlocking = saved }()
+	for _, b := range []blocking{saved, {kc: 32, mc: 64, nc: 24}} {
+		gemmBlocking = b
+		forEachImpl(t, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(7, 8))
+			for _, s := range matMulShapes {
+				w := randWeights(t, r, s.rows*s.cols)
+				x := randVec(t, r, s.tokens*s.cols)
+				xr := make([]float32, len(x))
+				for i, v := range x {
+					xr[i] = BF16ToF32(F32ToBF16(v))
+				}
+				for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
+					out, check := withGuards(t, s.tokens*s.rows)
+					switch dt {
+					case "f32":
+						MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16":
+						MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "f16":
+						MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16-rounded":
+						MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					}
+					check()
+					xs := x
+					if dt == "bf16-rounded" {
+						xs = xr
+					}
+					for tk := range s.tokens {
+						for i := range s.rows {
+							got := out[tk*s.rows+i]
+							if i < s.lo || i >= s.hi {
+								if math.Float32bits(got) != math.Float32bits(guardVal) {
+									t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
+								}
+								continue
+							}
+							want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
+							if !close(got, want, mag, s.cols) {
+								t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestMatMulWhole(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	const tokens, rows, cols = 6, 7, 40
+	w := randWeights(t, r, rows*cols)
+	x := randVec(t, r, tokens*cols)
+	a := make([]float32, tokens*rows)
+	b := make([]float32, tokens*rows)
+	MatMulBF16(a, w.bf16, x, tokens, rows, cols)
+	MatMulF32(b, w.f32, x, tokens, rows, cols)
+	for i := range a {
+		if math.Abs(float64(a[i]-b[i])) > 1e-4 {
+			t.Fatalf("MatMulBF16 and MatMulF32 differ at %d: %v %v", i, a[i], b[i])
+		}
+	}
+	MatMulF16(b, w.f16, x, tokens, rows, cols)
+	MatMulBF16Rounded(a, w.bf16, x, tokens, rows, cols)
+	for tk := range tokens {
+		for i := range rows {
+			// Rounding x to bfloat16 moves each term by at most 2^-9 of its magnitude.
+			_, mag := ref(w.f32[i*cols:(i+1)*cols], x[tk*cols:(tk+1)*cols])
+			if d := math.Abs(float64(a[tk*rows+i] - b[tk*rows+i])); d > mag/512 {
+				t.Fatalf("MatMulBF16Rounded strays at %d,%d by %v", tk, i, d)
+			}
 		}
 	}
 }
 
-func TestDotsAgainstFloat64(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, n := range []int{0, 1, 3, 4, 7, 64, 1001} {
-		x := make([]float32, n)
-		w := make([]uint16, n)
-		wf := make([]float32, n)
-		var want float64
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-			wf[i] = BF16ToF32(uint16(math.Float32bits(float32(r.NormFloat64())) >> 16))
-			w[i] = uint16(math.Float32bits(wf[i]) >> 16)
-			want += float64(x[i]) * float64(wf[i])
-		}
-		tol := 1e-5 * float64(n+1)
-		if got := DotBF16(w, x); math.Abs(float64(got)-want) > tol {
-			t.Errorf("DotBF16 n=%d: %v want %v", n, got, want)
-		}
-		if got := DotF32(wf, x); math.Abs(float64(got)-want) > tol {
-			t.Errorf("DotF32 n=%d: %v want %v", n, got, want)
-		}
-		h := make([]uint16, n)
-		var wantH float64
-		for i := range h {
-			h[i] = float16.Fromfloat32(wf[i]).Bits()
-			wantH += float64(F16ToF32(h[i])) * float64(x[i])
-		}
-		if got := DotF16(h, x); math.Abs(float64(got)-wantH) > tol {
-			t.Errorf("DotF16 n=%d: %v want %v", n, got, wantH)
-		}
+func TestBadShapePanics(t *testing.T) {
+	for _, f := range []func(){
+		func() { MatMulBF16Rows(make([]float32, 4), make([]uint16, 4), make([]float32, 2), 2, 2, 1, 1, 3) },
+		func() { MatMulF32(make([]float32, 3), make([]float32, 4), make([]float32, 4), 2, 2, 2) },
+		func() { DotBF16(make([]uint16, 5), make([]float32, 4)) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("no panic")
+				}
+			}()
+			f()
+		}()
 	}
+}
+
+func Example() {
+	w := []uint16{F32ToBF16(1), F32ToBF16(2), F32ToBF16(3), F32ToBF16(4)} // [2, 2], row-major
+	x := []float32{10, 100}
+	out := make([]float32, 2)
+	MatVecBF16(out, w, x, 2)
+	fmt.Println(out)
+	// Output: [210 430]
+}
+
+func TestPeakLoops(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		if got := FMALoop(10); got <= 0 || got%20 != 0 {
+			t.Errorf("FMALoop(10) = %d", got)
+		}
+		if FMALoop(0) != 0 || BF16DotLoop(-1) != 0 {
+			t.Error("loops of no iterations count operations")
+		}
+		got := BF16DotLoop(10)
+		if (impl.peakBF16 != nil) != (got > 0) {
+			t.Errorf("BF16DotLoop(10) = %d", got)
+		}
+	})
+}
+
+func TestXORWords(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(11, 12))
+		for _, n := range sizes {
+			p := guarded[uint64](t, n)
+			var want uint64
+			for i := range p {
+				p[i] = r.Uint64()
+				want ^= p[i]
+			}
+			if got := XORWords(p); got != want {
+				t.Fatalf("n=%d: %#x want %#x", n, got, want)
+			}
+		}
+	})
 }

@@ -1,0 +1,183 @@
+package backend
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// Errors that every backend reports, wrapped with detail; test them with errors.Is.
+var (
+	// ErrShape: an operand's shape does not fit the operation.
+	ErrShape = errors.New("backend: shape mismatch")
+	// ErrDType: a weight's element type is not supported by the backend.
+	ErrDType = errors.New("backend: unsupported dtype")
+	// ErrCacheFull: the KV cache has no free block left for a sequence's next position.
+	ErrCacheFull = errors.New("backend: KV cache full")
+	// ErrSequence: a token names a sequence that does not exist or a position that does not
+	// continue its sequence.
+	ErrSequence = errors.New("backend: bad sequence or position")
+	// ErrForeign: a handle was made by another backend.
+	ErrForeign = errors.New("backend: handle from another backend")
+	// ErrClosed: the backend or cache was closed.
+	ErrClosed = errors.New("backend: closed")
+)
+
+// Shapef returns an error wrapping ErrShape with a formatted message.
+func Shapef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrShape, fmt.Sprintf(format, args...))
+}
+
+// Buffer is device memory that a backend allocated for activations: a backend-defined handle.
+type Buffer interface {
+	// Len is the buffer's size in float32 elements.
+	Len() int
+}
+
+// Tensor is a row-major float32 matrix of activations on the device: the first Rows×Cols
+// elements of Buf. A Tensor is a small value: Head views fewer rows of the same buffer, so a
+// forward pass over a batch of any size reuses buffers allocated once for the largest batch.
+type Tensor struct {
+	Buf        Buffer
+	Rows, Cols int
+}
+
+// Head returns the view of the first rows rows of t.
+func (t Tensor) Head(rows int) Tensor { return Tensor{Buf: t.Buf, Rows: rows, Cols: t.Cols} }
+
+// Valid reports whether t names a buffer that holds Rows×Cols elements.
+func (t Tensor) Valid() bool {
+	return t.Buf != nil && t.Rows >= 0 && t.Cols >= 0 && t.Rows*t.Cols <= t.Buf.Len()
+}
+
+// Weight is a stored weight matrix bound to the device in its stored element type: a
+// backend-defined handle. A 1-D tensor of length n binds as a 1×n matrix.
+type Weight interface {
+	// Rows and Cols give the shape: Rows output features, Cols input features.
+	Rows() int
+	Cols() int
+	// DType is the element type the weight is stored in.
+	DType() safetensors.DType
+}
+
+// Experts are the weights of one mixture-of-experts block, bound as one handle so that a
+// backend can lay them out for grouped kernels.
+type Experts interface {
+	// Shape returns the number of experts, the model width and each expert's hidden width.
+	Shape() (experts, hidden, inner int)
+}
+
+// ExpertTensors are the stored tensors of one mixture-of-experts block in the original
+// Mixtral layout: the router and, per expert e, W1[e] (gate projection, [inner, hidden]),
+// W2[e] (down projection, [hidden, inner]) and W3[e] (up projection, [inner, hidden]).
+type ExpertTensors struct {
+	Gate       safetensors.Tensor // [experts, hidden]
+	W1, W2, W3 []safetensors.Tensor
+}
+
+// Token is one entry of a batch: token ID at position Pos of sequence Seq.
+type Token struct {
+	Seq, Pos, ID int
+}
+
+// CacheConfig sizes a paged KV cache.
+type CacheConfig struct {
+	Layers, KVHeads, HeadDim int
+	// BlockSize is the number of positions in one block; Blocks is the number of blocks
+	// shared by all sequences.
+	BlockSize, Blocks int
+}
+
+// Cache is a paged KV cache: every sequence holds a list of fixed-size blocks taken from a
+// shared pool, allocated as the sequence grows and returned when it is freed.
+type Cache interface {
+	// NewSequence starts an empty sequence and returns its id.
+	NewSequence() (int, error)
+	// Free releases a sequence and its blocks; freeing an unknown id does nothing.
+	Free(seq int)
+	// Len returns the number of positions a sequence holds (0 for an unknown id).
+	Len(seq int) int
+	// Prepare makes the batch of the next forward step: every token must continue its
+	// sequence (the tokens of one sequence in order, the first at position Len(seq)). It
+	// reserves the blocks the new positions need and extends the sequences; the returned
+	// Batch is valid until the next Prepare. On error nothing changes.
+	Prepare(tokens []Token) (Batch, error)
+	// Close releases the cache's memory.
+	Close() error
+}
+
+// Batch is the device-side description of one forward step's tokens, made by Cache.Prepare.
+type Batch interface {
+	// Len is the number of tokens.
+	Len() int
+}
+
+// AttentionParams describe one attention layer.
+type AttentionParams struct {
+	Layer          int
+	Heads, KVHeads int
+	HeadDim        int
+	// Scale multiplies the scores q·k, usually 1/sqrt(HeadDim).
+	Scale float32
+	// SlidingWindow, when positive, limits a token to the last SlidingWindow positions of its
+	// sequence, itself included.
+	SlidingWindow int
+}
+
+// Backend runs the coarse operations of a Mixtral forward pass on one device. Activations
+// stay on the device between operations; only Read brings values back to the host.
+//
+// Operations take their operands' row counts from the tensors (usually the batch length) and
+// report a mismatch as an error wrapping ErrShape, without doing anything. Output tensors
+// must not alias inputs unless an operation says so. A Backend's methods are safe for
+// concurrent use; operations run one after another, in the order they were called.
+type Backend interface {
+	// Name identifies the backend ("cpu", "cuda").
+	Name() string
+
+	// Bind makes a stored tensor (BF16, F16 or F32) available as a weight. A backend may keep
+	// a reference to t.Data (the CPU backend does, the memory map stays the storage), so the
+	// data must stay valid while the weight is in use.
+	Bind(t safetensors.Tensor) (Weight, error)
+	// BindExperts binds a mixture-of-experts block's router and expert weights.
+	BindExperts(e ExpertTensors) (Experts, error)
+	// NewTensor allocates a rows×cols activation tensor, zeroed.
+	NewTensor(rows, cols int) (Tensor, error)
+	// NewCache allocates a paged KV cache.
+	NewCache(c CacheConfig) (Cache, error)
+
+	// Write copies host values into t (len(src) == t.Rows*t.Cols).
+	Write(t Tensor, src []float32) error
+	// Read copies t to the host (len(dst) == t.Rows*t.Cols).
+	Read(dst []float32, t Tensor) error
+
+	// Embed sets row i of dst to row b's token i's ID of table.
+	Embed(dst Tensor, table Weight, b Batch) error
+	// RMSNorm sets each row of dst to x·rsqrt(mean(x²)+eps)·w, computed in float32.
+	RMSNorm(dst, x Tensor, w Weight, eps float32) error
+	// MatMul sets dst = x·wᵀ: dst is [n, w.Rows()], x is [n, w.Cols()].
+	MatMul(dst, x Tensor, w Weight) error
+	// Add sets dst += x. dst and x may not alias.
+	Add(dst, x Tensor) error
+	// Gather sets row i of dst to row rows[i] of src.
+	Gather(dst, src Tensor, rows []int) error
+	// RoPE rotates, in place, every head of x (heads of headDim columns side by side) by the
+	// position of the batch token of its row, in the rotate-half convention with base theta.
+	RoPE(x Tensor, b Batch, headDim int, theta float64) error
+	// Attention stores k and v (rows: the batch's tokens; columns: KVHeads×HeadDim) into the
+	// cache at layer p.Layer and the tokens' positions, then sets dst (Heads×HeadDim columns)
+	// to causal softmax attention of q (Heads×HeadDim columns) over each token's sequence up
+	// to its own position, limited to the last p.SlidingWindow positions when set, with query
+	// head h reading key/value head h/(Heads/KVHeads). Softmax is computed in float32.
+	Attention(dst, q, k, v Tensor, b Batch, p AttentionParams) error
+	// MoE sets dst to the output of the mixture-of-experts block e applied to x: router
+	// logits x·gateᵀ, softmax in float32 over all experts, the topK most likely experts with
+	// their probabilities renormalised to sum 1, and the weighted sum of their outputs
+	// w2(silu(w1·x) ⊙ w3·x). When router is a valid tensor ([n, experts]) it receives the
+	// router logits.
+	MoE(dst, x Tensor, e Experts, topK int, router Tensor) error
+
+	// Close releases the backend's resources (worker goroutines, device memory).
+	Close() error
+}

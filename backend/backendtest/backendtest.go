@@ -1,0 +1,627 @@
+// Package backendtest is the conformance suite that every backend runs: each operation is
+// checked against a plain float64 reference on random inputs, with weights in every stored
+// dtype, ragged batches of several sequences, grouped-query attention and sliding windows.
+package backendtest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/safetensors"
+	"github.com/x448/float16"
+)
+
+// Tolerance is the largest relative error ‖out−ref‖/‖ref‖ an operation may show against
+// the float64 reference.
+const Tolerance = 2e-5
+
+// Run runs the conformance suite; newBackend returns a fresh backend for each subtest, which
+// the suite closes.
+func Run(t *testing.T, newBackend func() backend.Backend) {
+	tests := []struct {
+		name string
+		f    func(*testing.T, backend.Backend)
+	}{
+		{"Bind", testBind},
+		{"WriteRead", testWriteRead},
+		{"Embed", testEmbed},
+		{"RMSNorm", testRMSNorm},
+		{"MatMul", testMatMul},
+		{"AddGather", testAddGather},
+		{"RoPE", testRoPE},
+		{"Attention", testAttention},
+		{"Cache", testCache},
+		{"MoE", testMoE},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend()
+			defer func() {
+				if err := b.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}()
+			tc.f(t, b)
+		})
+	}
+}
+
+var dtypes = []safetensors.DType{safetensors.BF16, safetensors.F16, safetensors.F32}
+
+// Weight returns a random stored tensor of the given dtype and shape (values of standard
+// deviation scale) and its exact values as float64.
+func Weight(r *rand.Rand, name string, dtype safetensors.DType, scale float64, shape ...int) (safetensors.Tensor, []float64) {
+	n := 1
+	for _, d := range shape {
+		n *= d
+	}
+	size := dtype.Size()
+	data := make([]byte, n*size)
+	exact := make([]float64, n)
+	for i := range exact {
+		f := float32(r.NormFloat64() * scale)
+		switch dtype {
+		case safetensors.BF16:
+			bits := uint16(math.Float32bits(f) >> 16)
+			binary.LittleEndian.PutUint16(data[2*i:], bits)
+			exact[i] = float64(math.Float32frombits(uint32(bits) << 16))
+		case safetensors.F16:
+			h := float16.Fromfloat32(f)
+			binary.LittleEndian.PutUint16(data[2*i:], h.Bits())
+			exact[i] = float64(h.Float32())
+		default:
+			binary.LittleEndian.PutUint32(data[4*i:], math.Float32bits(f))
+			exact[i] = float64(f)
+		}
+	}
+	return safetensors.Tensor{Name: name, DType: dtype, Shape: shape, Data: data}, exact
+}
+
+// random returns n float32 values of standard deviation scale.
+func random(r *rand.Rand, n int, scale float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(r.NormFloat64() * scale)
+	}
+	return out
+}
+
+func f64(x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		out[i] = float64(v)
+	}
+	return out
+}
+
+// RelErr returns ‖got−want‖/‖want‖ (or ‖got−want‖ when want is zero).
+func RelErr(got []float32, want []float64) float64 {
+	var num, den float64
+	for i, w := range want {
+		d := float64(got[i]) - w
+		num += d * d
+		den += w * w
+	}
+	if den == 0 {
+		return math.Sqrt(num)
+	}
+	return math.Sqrt(num / den)
+}
+
+func check(t *testing.T, what string, got []float32, want []float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	if e := RelErr(got, want); !(e < Tolerance) {
+		t.Errorf("%s: relative error %.3g (tolerance %g)", what, e, Tolerance)
+	}
+}
+
+// must returns v, or a function failing the test with err: must(f())(t).
+func must[T any](v T, err error) func(testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func ok(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// upload makes a rows×cols tensor holding values.
+func upload(t *testing.T, b backend.Backend, rows, cols int, values []float32) backend.Tensor {
+	t.Helper()
+	x := must(b.NewTensor(rows, cols))(t)
+	ok(t, b.Write(x, values))
+	return x
+}
+
+func download(t *testing.T, b backend.Backend, x backend.Tensor) []float32 {
+	t.Helper()
+	out := make([]float32, x.Rows*x.Cols)
+	ok(t, b.Read(out, x))
+	return out
+}
+
+func testBind(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, dt := range dtypes {
+		st, _ := Weight(r, "w", dt, 1, 3, 5)
+		w := must(b.Bind(st))(t)
+		if w.Rows() != 3 || w.Cols() != 5 || w.DType() != dt {
+			t.Errorf("%s: bound %dx%d %s", dt, w.Rows(), w.Cols(), w.DType())
+		}
+		st, _ = Weight(r, "v", dt, 1, 7)
+		if w := must(b.Bind(st))(t); w.Rows() != 1 || w.Cols() != 7 {
+			t.Errorf("%s 1-D: bound %dx%d", dt, w.Rows(), w.Cols())
+		}
+	}
+	bad := []safetensors.Tensor{
+		{Name: "i32", DType: safetensors.I32, Shape: []int{2}, Data: make([]byte, 8)},
+		{Name: "short", DType: safetensors.F32, Shape: []int{2, 2}, Data: make([]byte, 12)},
+		{Name: "3d", DType: safetensors.F32, Shape: []int{1, 1, 1}, Data: make([]byte, 4)},
+		{Name: "empty", DType: safetensors.F32, Shape: []int{0, 4}},
+	}
+	for _, st := range bad {
+		if _, err := b.Bind(st); err == nil {
+			t.Errorf("Bind(%s) succeeded", st.Name)
+		} else if !errors.Is(err, backend.ErrShape) && !errors.Is(err, backend.ErrDType) {
+			t.Errorf("Bind(%s): %v, want ErrShape or ErrDType", st.Name, err)
+		}
+	}
+}
+
+func testWriteRead(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 2))
+	v := random(r, 12, 1)
+	x := upload(t, b, 3, 4, v)
+	check(t, "read back", download(t, b, x), f64(v))
+	check(t, "head", download(t, b, x.Head(2)), f64(v[:8]))
+	if err := b.Write(x, v[:5]); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("short Write: %v", err)
+	}
+	if err := b.Read(make([]float32, 3), x); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("short Read: %v", err)
+	}
+	if err := b.Read(make([]float32, 16), backend.Tensor{Buf: x.Buf, Rows: 4, Cols: 4}); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("Read past the buffer: %v", err)
+	}
+}
+
+// newBatch makes a cache and prepares one batch holding tokens as a fresh sequence.
+func newBatch(t *testing.T, b backend.Backend, ids []int) backend.Batch {
+	t.Helper()
+	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 16}))(t)
+	t.Cleanup(func() { c.Close() })
+	seq := must(c.NewSequence())(t)
+	toks := make([]backend.Token, len(ids))
+	for i, id := range ids {
+		toks[i] = backend.Token{Seq: seq, Pos: i, ID: id}
+	}
+	return must(c.Prepare(toks))(t)
+}
+
+func testEmbed(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 3))
+	for _, dt := range dtypes {
+		st, table := Weight(r, "embed", dt, 1, 10, 6)
+		w := must(b.Bind(st))(t)
+		ids := []int{3, 0, 9, 3}
+		bt := newBatch(t, b, ids)
+		dst := must(b.NewTensor(4, 6))(t)
+		ok(t, b.Embed(dst, w, bt))
+		var want []float64
+		for _, id := range ids {
+			want = append(want, table[id*6:(id+1)*6]...)
+		}
+		check(t, fmt.Sprint("embed ", dt), download(t, b, dst), want)
+		if err := b.Embed(dst, w, newBatch(t, b, []int{1, 2, 10, 0})); !errors.Is(err, backend.ErrShape) {
+			t.Errorf("id outside the table: %v", err)
+		}
+	}
+}
+
+func testRMSNorm(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 4))
+	const n, d, eps = 5, 37, 1e-5
+	for _, dt := range dtypes {
+		st, gain := Weight(r, "norm", dt, 1, d)
+		w := must(b.Bind(st))(t)
+		xv := random(r, n*d, 3)
+		x := upload(t, b, n, d, xv)
+		dst := must(b.NewTensor(n, d))(t)
+		ok(t, b.RMSNorm(dst, x, w, eps))
+		want := make([]float64, n*d)
+		for i := range n {
+			var ss float64
+			for j := range d {
+				ss += float64(xv[i*d+j]) * float64(xv[i*d+j])
+			}
+			s := 1 / math.Sqrt(ss/d+eps)
+			for j := range d {
+				want[i*d+j] = float64(xv[i*d+j]) * s * gain[j]
+			}
+		}
+		check(t, fmt.Sprint("rmsnorm ", dt), download(t, b, dst), want)
+		if err := b.RMSNorm(dst, x.Head(3), w, eps); !errors.Is(err, backend.ErrShape) {
+			t.Errorf("row mismatch: %v", err)
+		}
+	}
+}
+
+// matmulRef returns x·wᵀ for x [n, in] and w [out, in].
+func matmulRef(x []float64, n int, w []float64, out int) []float64 {
+	in := len(x) / max(n, 1)
+	y := make([]float64, n*out)
+	for i := range n {
+		for r := range out {
+			var s float64
+			for k := range in {
+				s += x[i*in+k] * w[r*in+k]
+			}
+			y[i*out+r] = s
+		}
+	}
+	return y
+}
+
+func testMatMul(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 5))
+	for _, dt := range dtypes {
+		for _, shape := range [][3]int{{1, 33, 70}, {7, 64, 100}, {3, 5, 1}, {2, 128, 17}} {
+			n, in, out := shape[0], shape[1], shape[2]
+			st, wv := Weight(r, "w", dt, 0.2, out, in)
+			w := must(b.Bind(st))(t)
+			xv := random(r, n*in, 1)
+			x := upload(t, b, n, in, xv)
+			dst := must(b.NewTensor(n, out))(t)
+			ok(t, b.MatMul(dst, x, w))
+			check(t, fmt.Sprintf("matmul %s %v", dt, shape), download(t, b, dst), matmulRef(f64(xv), n, wv, out))
+		}
+	}
+	st, _ := Weight(r, "w", safetensors.F32, 1, 4, 3)
+	w := must(b.Bind(st))(t)
+	x := must(b.NewTensor(2, 4))(t)
+	dst := must(b.NewTensor(2, 4))(t)
+	if err := b.MatMul(dst, x, w); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("inner dimension mismatch: %v", err)
+	}
+}
+
+func testAddGather(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 6))
+	av, bv := random(r, 15, 1), random(r, 15, 1)
+	a, x := upload(t, b, 5, 3, av), upload(t, b, 5, 3, bv)
+	ok(t, b.Add(a, x))
+	want := make([]float64, 15)
+	for i := range want {
+		want[i] = float64(av[i]) + float64(bv[i])
+	}
+	check(t, "add", download(t, b, a), want)
+	rows := []int{4, 0, 4}
+	g := must(b.NewTensor(3, 3))(t)
+	ok(t, b.Gather(g, x, rows))
+	var wantG []float64
+	for _, row := range rows {
+		wantG = append(wantG, f64(bv[row*3:row*3+3])...)
+	}
+	check(t, "gather", download(t, b, g), wantG)
+	if err := b.Gather(g, x, []int{0, 5, 1}); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("gather of a missing row: %v", err)
+	}
+	if err := b.Add(a, x.Head(4)); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("add of different shapes: %v", err)
+	}
+}
+
+// ropeRef rotates one head in float64.
+func ropeRef(x []float64, pos int, theta float64) {
+	half := len(x) / 2
+	for i := range half {
+		angle := float64(pos) * math.Pow(theta, -float64(2*i)/float64(len(x)))
+		c, s := math.Cos(angle), math.Sin(angle)
+		a, d := x[i], x[i+half]
+		x[i], x[i+half] = a*c-d*s, d*c+a*s
+	}
+}
+
+func testRoPE(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 7))
+	const heads, hd, theta = 3, 8, 10000.0
+	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: hd, BlockSize: 4, Blocks: 16}))(t)
+	defer c.Close()
+	s0, s1 := must(c.NewSequence())(t), must(c.NewSequence())(t)
+	// Advance s0 by five positions so that the batch mixes positions.
+	var first []backend.Token
+	for p := range 5 {
+		first = append(first, backend.Token{Seq: s0, Pos: p})
+	}
+	must(c.Prepare(first))(t)
+	toks := []backend.Token{{Seq: s1, Pos: 0}, {Seq: s0, Pos: 5}, {Seq: s1, Pos: 1}, {Seq: s0, Pos: 6}}
+	bt := must(c.Prepare(toks))(t)
+	for _, th := range []float64{theta, 1e6} {
+		xv := random(r, len(toks)*heads*hd, 1)
+		x := upload(t, b, len(toks), heads*hd, xv)
+		ok(t, b.RoPE(x, bt, hd, th))
+		want := f64(xv)
+		for i, tok := range toks {
+			for h := range heads {
+				ropeRef(want[(i*heads+h)*hd:(i*heads+h+1)*hd], tok.Pos, th)
+			}
+		}
+		check(t, fmt.Sprint("rope theta ", th), download(t, b, x), want)
+	}
+	x := must(b.NewTensor(len(toks), heads*hd))(t)
+	if err := b.RoPE(x, bt, 5, theta); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("odd head dim: %v", err)
+	}
+}
+
+// refCache is the float64 reference's KV history: per layer and sequence, one row per
+// position.
+type refCache map[[2]int][][2][]float64
+
+// attentionRef attends one token's query heads over its sequence's history.
+func attentionRef(q []float64, hist [][2][]float64, pos int, p backend.AttentionParams) []float64 {
+	hd := p.HeadDim
+	out := make([]float64, p.Heads*hd)
+	first := 0
+	if p.SlidingWindow > 0 {
+		first = max(0, pos-p.SlidingWindow+1)
+	}
+	for h := range p.Heads {
+		kvh := h / (p.Heads / p.KVHeads)
+		qh := q[h*hd : (h+1)*hd]
+		scores := make([]float64, pos+1-first)
+		peak := math.Inf(-1)
+		for j := range scores {
+			k := hist[first+j][0][kvh*hd : (kvh+1)*hd]
+			var s float64
+			for i := range hd {
+				s += qh[i] * k[i]
+			}
+			scores[j] = s * float64(p.Scale)
+			peak = max(peak, scores[j])
+		}
+		var sum float64
+		for j := range scores {
+			scores[j] = math.Exp(scores[j] - peak)
+			sum += scores[j]
+		}
+		for j, e := range scores {
+			v := hist[first+j][1][kvh*hd : (kvh+1)*hd]
+			for i := range hd {
+				out[h*hd+i] += e / sum * v[i]
+			}
+		}
+	}
+	return out
+}
+
+func testAttention(t *testing.T, b backend.Backend) {
+	cases := []struct {
+		heads, kvHeads, hd, window, blockSize int
+	}{
+		{4, 4, 8, 0, 4},  // multi-head
+		{6, 2, 8, 0, 3},  // grouped-query
+		{4, 1, 16, 0, 5}, // multi-query
+		{6, 2, 8, 5, 4},  // sliding window
+		{4, 2, 4, 1, 2},  // a window of one position
+	}
+	for ci, tc := range cases {
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(2, uint64(ci)))
+			const layers = 2
+			c := must(b.NewCache(backend.CacheConfig{Layers: layers, KVHeads: tc.kvHeads, HeadDim: tc.hd, BlockSize: tc.blockSize, Blocks: 64}))(t)
+			defer c.Close()
+			seqs := []int{must(c.NewSequence())(t), must(c.NewSequence())(t), must(c.NewSequence())(t)}
+			qDim, kvDim := tc.heads*tc.hd, tc.kvHeads*tc.hd
+			ref := refCache{}
+			lens := make([]int, len(seqs))
+			// Steps: a ragged prefill of the sequences, a mixed step, then single-token decode
+			// steps of all of them, past the sliding window.
+			steps := [][]int{{7, 3, 0}, {1, 4, 9}, {1, 1, 1}, {1, 0, 1}, {1, 1, 1}, {2, 1, 0}}
+			for si, step := range steps {
+				var toks []backend.Token
+				for s, count := range step {
+					for range count {
+						toks = append(toks, backend.Token{Seq: seqs[s], Pos: lens[s]})
+						lens[s]++
+					}
+				}
+				// Interleave the sequences' tokens to make the batch ragged.
+				if si%2 == 1 {
+					toks = interleave(toks)
+				}
+				bt := must(c.Prepare(toks))(t)
+				n := len(toks)
+				for layer := range layers {
+					p := backend.AttentionParams{Layer: layer, Heads: tc.heads, KVHeads: tc.kvHeads, HeadDim: tc.hd,
+						Scale: float32(1 / math.Sqrt(float64(tc.hd))), SlidingWindow: tc.window}
+					qv, kv, vv := random(r, n*qDim, 1), random(r, n*kvDim, 1), random(r, n*kvDim, 1)
+					q, k, v := upload(t, b, n, qDim, qv), upload(t, b, n, kvDim, kv), upload(t, b, n, kvDim, vv)
+					dst := must(b.NewTensor(n, qDim))(t)
+					ok(t, b.Attention(dst, q, k, v, bt, p))
+					for i, tok := range toks {
+						key := [2]int{layer, tok.Seq}
+						ref[key] = append(ref[key], [2][]float64{f64(kv[i*kvDim : (i+1)*kvDim]), f64(vv[i*kvDim : (i+1)*kvDim])})
+					}
+					var want []float64
+					for i, tok := range toks {
+						want = append(want, attentionRef(f64(qv[i*qDim:(i+1)*qDim]), ref[[2]int{layer, tok.Seq}], tok.Pos, p)...)
+					}
+					check(t, fmt.Sprintf("step %d layer %d", si, layer), download(t, b, dst), want)
+				}
+			}
+		})
+	}
+}
+
+// interleave reorders tokens so that different sequences alternate, keeping each
+// sequence's own order.
+func interleave(toks []backend.Token) []backend.Token {
+	bySeq := map[int][]backend.Token{}
+	var order []int
+	for _, tok := range toks {
+		if _, ok := bySeq[tok.Seq]; !ok {
+			order = append(order, tok.Seq)
+		}
+		bySeq[tok.Seq] = append(bySeq[tok.Seq], tok)
+	}
+	var out []backend.Token
+	for len(out) < len(toks) {
+		for _, s := range order {
+			if q := bySeq[s]; len(q) > 0 {
+				out = append(out, q[0])
+				bySeq[s] = q[1:]
+			}
+		}
+	}
+	return out
+}
+
+func testCache(t *testing.T, b backend.Backend) {
+	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 3}))(t)
+	defer c.Close()
+	s := must(c.NewSequence())(t)
+	if _, err := c.Prepare([]backend.Token{{Seq: s, Pos: 1}}); !errors.Is(err, backend.ErrSequence) {
+		t.Errorf("a gap in positions: %v", err)
+	}
+	if _, err := c.Prepare([]backend.Token{{Seq: s + 100, Pos: 0}}); !errors.Is(err, backend.ErrSequence) {
+		t.Errorf("an unknown sequence: %v", err)
+	}
+	var toks []backend.Token
+	for p := range 9 {
+		toks = append(toks, backend.Token{Seq: s, Pos: p})
+	}
+	must(c.Prepare(toks))(t)
+	if got := c.Len(s); got != 9 {
+		t.Errorf("Len = %d, want 9", got)
+	}
+	s2 := must(c.NewSequence())(t)
+	if _, err := c.Prepare([]backend.Token{{Seq: s2, Pos: 0}}); !errors.Is(err, backend.ErrCacheFull) {
+		t.Errorf("a full cache: %v", err)
+	}
+	if got := c.Len(s2); got != 0 {
+		t.Errorf("a failed Prepare changed Len to %d", got)
+	}
+	must(c.Prepare([]backend.Token{{Seq: s, Pos: 9}, {Seq: s, Pos: 10}, {Seq: s, Pos: 11}}))(t)
+	c.Free(s)
+	if got := c.Len(s); got != 0 {
+		t.Errorf("Len after Free = %d", got)
+	}
+	var toks2 []backend.Token
+	for p := range 12 {
+		toks2 = append(toks2, backend.Token{Seq: s2, Pos: p})
+	}
+	if _, err := c.Prepare(toks2); err != nil {
+		t.Errorf("the freed blocks are not reused: %v", err)
+	}
+}
+
+// moeRef is the float64 mixture-of-experts block with float64 routing.
+func moeRef(x []float64, n, hidden, inner, experts, topK int, gate []float64, w1, w2, w3 [][]float64) (out, logits []float64) {
+	logits = matmulRef(x, n, gate, experts)
+	out = make([]float64, n*hidden)
+	for i := range n {
+		l := logits[i*experts : (i+1)*experts]
+		peak := math.Inf(-1)
+		for _, v := range l {
+			peak = max(peak, v)
+		}
+		p := make([]float64, experts)
+		var sum float64
+		for e, v := range l {
+			p[e] = math.Exp(v - peak)
+			sum += p[e]
+		}
+		chosen := map[int]bool{}
+		var total float64
+		var picks []int
+		for range topK {
+			best := -1
+			for e := range experts {
+				if !chosen[e] && (best < 0 || p[e] > p[best]) {
+					best = e
+				}
+			}
+			chosen[best] = true
+			picks = append(picks, best)
+			total += p[best] / sum
+		}
+		xi := x[i*hidden : (i+1)*hidden]
+		for _, e := range picks {
+			g, u := matmulRef(xi, 1, w1[e], inner), matmulRef(xi, 1, w3[e], inner)
+			h := make([]float64, inner)
+			for j := range h {
+				h[j] = g[j] / (1 + math.Exp(-g[j])) * u[j]
+			}
+			y := matmulRef(h, 1, w2[e], hidden)
+			for j := range y {
+				out[i*hidden+j] += p[e] / sum / total * y[j]
+			}
+		}
+	}
+	return out, logits
+}
+
+func testMoE(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 9))
+	for ci, tc := range []struct {
+		dtype                           safetensors.DType
+		n, hidden, inner, experts, topK int
+	}{
+		{safetensors.BF16, 1, 32, 48, 8, 2},
+		{safetensors.F16, 9, 24, 40, 4, 2},
+		{safetensors.F32, 13, 16, 20, 8, 3},
+		{safetensors.BF16, 6, 64, 33, 8, 1},
+	} {
+		var et backend.ExpertTensors
+		var gate []float64
+		w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
+		et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
+		for e := range tc.experts {
+			var s1, s2, s3 safetensors.Tensor
+			s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
+			s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
+			s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
+			et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
+		}
+		ex := must(b.BindExperts(et))(t)
+		if e, h, i := ex.Shape(); e != tc.experts || h != tc.hidden || i != tc.inner {
+			t.Errorf("case %d: Shape() = %d, %d, %d", ci, e, h, i)
+		}
+		xv := random(r, tc.n*tc.hidden, 1)
+		x := upload(t, b, tc.n, tc.hidden, xv)
+		dst := must(b.NewTensor(tc.n, tc.hidden))(t)
+		router := must(b.NewTensor(tc.n, tc.experts))(t)
+		ok(t, b.MoE(dst, x, ex, tc.topK, router))
+		want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
+		check(t, fmt.Sprintf("case %d router logits", ci), download(t, b, router), logits)
+		check(t, fmt.Sprintf("case %d output", ci), download(t, b, dst), want)
+		// Without router logits, and again on the same buffers: the same result.
+		ok(t, b.MoE(dst, x, ex, tc.topK, backend.Tensor{}))
+		check(t, fmt.Sprintf("case %d output, again", ci), download(t, b, dst), want)
+		if err := b.MoE(dst, x, ex, tc.experts+1, backend.Tensor{}); !errors.Is(err, backend.ErrShape) {
+			t.Errorf("top-k above the expert count: %v", err)
+		}
+	}
+	et := backend.ExpertTensors{}
+	et.Gate, _ = Weight(r, "gate", safetensors.F32, 1, 2, 4)
+	if _, err := b.BindExperts(et); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("experts missing: %v", err)
+	}
+}

@@ -1,0 +1,273 @@
+package backendtest
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// Options adapt the conformance suite to backends that compute in reduced precision and
+// add larger cases that reach kernels the small cases do not (tiled GEMMs, several GEMM tiles
+// per expert, attention split over long sequences).
+type Options struct {
+	// Tolerance bounds the relative error of the operations whose results carry the
+	// backend's precision: Embed, RMSNorm, MatMul, Attention and MoE. 0 means Tolerance.
+	// Bind, Write/Read, Add/Gather, RoPE and the cache are held to Tolerance regardless.
+	Tolerance float64
+	// Large adds larger shapes: MatMul of up to 200 rows, MoE of 300 tokens, attention over
+	// sequences of several hundred positions.
+	Large bool
+}
+
+// BF16Tolerance suits backends that keep weights, GEMM inputs or cached keys and values in
+// bfloat16 (8 significant bits) and accumulate in float32.
+const BF16Tolerance = 1e-2
+
+// RunOptions runs the conformance suite with the given options; newBackend returns a fresh
+// backend for each subtest, which the suite closes.
+func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
+	tol := o.Tolerance
+	if tol == 0 {
+		tol = Tolerance
+	}
+	s := suite{tol: tol, large: o.Large}
+	tests := []struct {
+		name string
+		f    func(*testing.T, backend.Backend)
+	}{
+		{"Bind", testBind},
+		{"WriteRead", testWriteRead},
+		{"Embed", s.embed},
+		{"RMSNorm", s.rmsNorm},
+		{"MatMul", s.matMul},
+		{"AddGather", testAddGather},
+		{"RoPE", testRoPE},
+		{"Attention", s.attention},
+		{"Cache", testCache},
+		{"MoE", s.moe},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBackend()
+			defer func() {
+				if err := b.Close(); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			}()
+			tc.f(t, b)
+		})
+	}
+}
+
+// suite holds the options of a run.
+type suite struct {
+	tol   float64
+	large bool
+}
+
+func (s suite) check(t *testing.T, what string, got []float32, want []float64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d values, want %d", what, len(got), len(want))
+	}
+	e := RelErr(got, want)
+	if !(e < s.tol) {
+		t.Errorf("%s: relative error %.3g (tolerance %g)", what, e, s.tol)
+	} else if s.tol != Tolerance {
+		t.Logf("%s: relative error %.3g", what, e)
+	}
+}
+
+func (s suite) embed(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 3))
+	for _, dt := range dtypes {
+		st, table := Weight(r, "embed", dt, 1, 10, 6)
+		w := must(b.Bind(st))(t)
+		ids := []int{3, 0, 9, 3}
+		bt := newBatch(t, b, ids)
+		dst := must(b.NewTensor(4, 6))(t)
+		ok(t, b.Embed(dst, w, bt))
+		var want []float64
+		for _, id := range ids {
+			want = append(want, table[id*6:(id+1)*6]...)
+		}
+		s.check(t, fmt.Sprint("embed ", dt), download(t, b, dst), want)
+	}
+}
+
+func (s suite) rmsNorm(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 4))
+	const eps = 1e-5
+	for _, dt := range dtypes {
+		for _, shape := range [][2]int{{5, 37}, {3, 4096}} {
+			n, d := shape[0], shape[1]
+			st, gain := Weight(r, "norm", dt, 1, d)
+			w := must(b.Bind(st))(t)
+			xv := random(r, n*d, 3)
+			x := upload(t, b, n, d, xv)
+			dst := must(b.NewTensor(n, d))(t)
+			ok(t, b.RMSNorm(dst, x, w, eps))
+			want := make([]float64, n*d)
+			for i := range n {
+				var ss float64
+				for j := range d {
+					ss += float64(xv[i*d+j]) * float64(xv[i*d+j])
+				}
+				sc := 1 / math.Sqrt(ss/float64(d)+eps)
+				for j := range d {
+					want[i*d+j] = float64(xv[i*d+j]) * sc * gain[j]
+				}
+			}
+			s.check(t, fmt.Sprintf("rmsnorm %s %v", dt, shape), download(t, b, dst), want)
+		}
+	}
+}
+
+func (s suite) matMul(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 5))
+	shapes := [][3]int{{1, 33, 70}, {7, 64, 100}, {3, 5, 1}, {2, 128, 17}}
+	if s.large {
+		shapes = append(shapes, [3]int{9, 64, 100}, [3]int{65, 33, 70}, [3]int{130, 72, 200}, [3]int{200, 256, 129}, [3]int{17, 5, 1})
+	}
+	for _, dt := range dtypes {
+		for _, shape := range shapes {
+			n, in, out := shape[0], shape[1], shape[2]
+			st, wv := Weight(r, "w", dt, 0.2, out, in)
+			w := must(b.Bind(st))(t)
+			xv := random(r, n*in, 1)
+			x := upload(t, b, n, in, xv)
+			dst := must(b.NewTensor(n, out))(t)
+			ok(t, b.MatMul(dst, x, w))
+			s.check(t, fmt.Sprintf("matmul %s %v", dt, shape), download(t, b, dst), matmulRef(f64(xv), n, wv, out))
+		}
+	}
+}
+
+func (s suite) attention(t *testing.T, b backend.Backend) {
+	type attCase struct {
+		heads, kvHeads, hd, window, blockSize int
+		steps                                 [][]int // tokens of each sequence per step
+	}
+	small := [][]int{{7, 3, 0}, {1, 4, 9}, {1, 1, 1}, {1, 0, 1}, {1, 1, 1}, {2, 1, 0}}
+	cases := []attCase{
+		{4, 4, 8, 0, 4, small},  // multi-head
+		{6, 2, 8, 0, 3, small},  // grouped-query
+		{4, 1, 16, 0, 5, small}, // multi-query
+		{6, 2, 8, 5, 4, small},  // sliding window
+		{4, 2, 4, 1, 2, small},  // a window of one position
+	}
+	if s.large {
+		long := [][]int{{300, 40, 0}, {1, 1, 500}, {200, 1, 1}, {1, 1, 1}}
+		cases = append(cases,
+			attCase{8, 2, 128, 0, 16, long},  // Mixtral's head shape, long sequences
+			attCase{8, 2, 64, 100, 16, long}, // a sliding window over them
+			attCase{16, 2, 256, 0, 32, long}, // the largest head, eight query heads per KV head
+			attCase{12, 1, 40, 0, 7, long},   // heads of an odd width, odd blocks
+			attCase{4, 4, 96, 37, 16, long},  // a window that is not a tile multiple
+		)
+	}
+	for ci, tc := range cases {
+		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+			r := rand.New(rand.NewPCG(2, uint64(ci)))
+			const layers = 2
+			total := 0
+			for _, step := range tc.steps {
+				for _, c := range step {
+					total += c
+				}
+			}
+			blocks := total/tc.blockSize + 3*len(tc.steps[0]) + 4
+			c := must(b.NewCache(backend.CacheConfig{Layers: layers, KVHeads: tc.kvHeads, HeadDim: tc.hd, BlockSize: tc.blockSize, Blocks: blocks}))(t)
+			defer c.Close()
+			nseq := len(tc.steps[0])
+			seqs := make([]int, nseq)
+			for i := range seqs {
+				seqs[i] = must(c.NewSequence())(t)
+			}
+			qDim, kvDim := tc.heads*tc.hd, tc.kvHeads*tc.hd
+			ref := refCache{}
+			lens := make([]int, nseq)
+			for si, step := range tc.steps {
+				var toks []backend.Token
+				for sq, count := range step {
+					for range count {
+						toks = append(toks, backend.Token{Seq: seqs[sq], Pos: lens[sq]})
+						lens[sq]++
+					}
+				}
+				if si%2 == 1 {
+					toks = interleave(toks)
+				}
+				bt := must(c.Prepare(toks))(t)
+				n := len(toks)
+				for layer := range layers {
+					p := backend.AttentionParams{Layer: layer, Heads: tc.heads, KVHeads: tc.kvHeads, HeadDim: tc.hd,
+						Scale: float32(1 / math.Sqrt(float64(tc.hd))), SlidingWindow: tc.window}
+					qv, kv, vv := random(r, n*qDim, 1), random(r, n*kvDim, 1), random(r, n*kvDim, 1)
+					q, k, v := upload(t, b, n, qDim, qv), upload(t, b, n, kvDim, kv), upload(t, b, n, kvDim, vv)
+					dst := must(b.NewTensor(n, qDim))(t)
+					ok(t, b.Attention(dst, q, k, v, bt, p))
+					for i, tok := range toks {
+						key := [2]int{layer, tok.Seq}
+						ref[key] = append(ref[key], [2][]float64{f64(kv[i*kvDim : (i+1)*kvDim]), f64(vv[i*kvDim : (i+1)*kvDim])})
+					}
+					var want []float64
+					for i, tok := range toks {
+						want = append(want, attentionRef(f64(qv[i*qDim:(i+1)*qDim]), ref[[2]int{layer, tok.Seq}], tok.Pos, p)...)
+					}
+					s.check(t, fmt.Sprintf("step %d layer %d", si, layer), download(t, b, dst), want)
+				}
+			}
+		})
+	}
+}
+
+func (s suite) moe(t *testing.T, b backend.Backend) {
+	r := rand.New(rand.NewPCG(1, 9))
+	type moeCase struct {
+		dtype                           safetensors.DType
+		n, hidden, inner, experts, topK int
+	}
+	cases := []moeCase{
+		{safetensors.BF16, 1, 32, 48, 8, 2},
+		{safetensors.F16, 9, 24, 40, 4, 2},
+		{safetensors.F32, 13, 16, 20, 8, 3},
+		{safetensors.BF16, 6, 64, 33, 8, 1},
+	}
+	if s.large {
+		cases = append(cases,
+			moeCase{safetensors.BF16, 2, 64, 96, 8, 2},   // the streaming path with two tokens
+			moeCase{safetensors.BF16, 300, 64, 96, 8, 2}, // several GEMM tiles per expert
+			moeCase{safetensors.F16, 150, 40, 70, 4, 2},  // odd widths, partial tiles
+			moeCase{safetensors.BF16, 257, 128, 256, 16, 4},
+		)
+	}
+	for ci, tc := range cases {
+		var et backend.ExpertTensors
+		var gate []float64
+		w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
+		et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
+		for e := range tc.experts {
+			var s1, s2, s3 safetensors.Tensor
+			s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
+			s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
+			s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
+			et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
+		}
+		ex := must(b.BindExperts(et))(t)
+		xv := random(r, tc.n*tc.hidden, 1)
+		x := upload(t, b, tc.n, tc.hidden, xv)
+		dst := must(b.NewTensor(tc.n, tc.hidden))(t)
+		router := must(b.NewTensor(tc.n, tc.experts))(t)
+		ok(t, b.MoE(dst, x, ex, tc.topK, router))
+		want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
+		s.check(t, fmt.Sprintf("case %d router logits", ci), download(t, b, router), logits)
+		s.check(t, fmt.Sprintf("case %d output", ci), download(t, b, dst), want)
+		ok(t, b.MoE(dst, x, ex, tc.topK, backend.Tensor{}))
+		s.check(t, fmt.Sprintf("case %d output, again", ci), download(t, b, dst), want)
+	}
+}

@@ -1,0 +1,171 @@
+package cpu
+
+import (
+	"math"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/kernels"
+)
+
+// RoPE rotates each head of x in place by its token's position (rotate-half convention).
+//
+// The angles follow the reference exactly: inverse frequencies theta^(-2i/headDim) and the
+// products position·frequency are float32, their cosine and sine rounded to float32.
+func (b *Backend) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta float64) error {
+	xs, err := b.data(x, "rope x")
+	if err != nil {
+		return err
+	}
+	batch, err := b.batch(bt)
+	if err != nil {
+		return err
+	}
+	if headDim <= 0 || headDim%2 != 0 || x.Cols%headDim != 0 || x.Rows != len(batch.tokens) || !(theta > 0) {
+		return backend.Shapef("rope of %dx%d with head dim %d, theta %g, %d tokens", x.Rows, x.Cols, headDim, theta, len(batch.tokens))
+	}
+	if err := b.lock(); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	half := headDim / 2
+	if batch.ropeDim != headDim || batch.ropeTheta != theta {
+		batch.ropeDim, batch.ropeTheta = headDim, theta
+		n := len(batch.tokens) * half
+		batch.cos, batch.sin = grow(batch.cos, n), grow(batch.sin, n)
+		for i := range half {
+			inv := float32(1 / float64(float32(math.Pow(theta, float64(float32(2*i)/float32(headDim))))))
+			for t, tok := range batch.tokens {
+				angle := float64(inv * float32(tok.Pos))
+				batch.cos[t*half+i] = float32(math.Cos(angle))
+				batch.sin[t*half+i] = float32(math.Sin(angle))
+			}
+		}
+	}
+	for t := range batch.tokens {
+		cos, sin := batch.cos[t*half:(t+1)*half], batch.sin[t*half:(t+1)*half]
+		row := xs[t*x.Cols : (t+1)*x.Cols]
+		for h := 0; h < x.Cols; h += headDim {
+			rotateHalf(row[h:h+headDim], cos, sin)
+		}
+	}
+	return nil
+}
+
+// rotateHalf applies the rotation to one head: (x1, x2) → (x1·cos − x2·sin, x2·cos + x1·sin)
+// with x1 the first half of the head and x2 the second. Kernel seam: belongs with
+// internal/kernels.
+func rotateHalf(x, cos, sin []float32) {
+	half := len(x) / 2
+	x1, x2 := x[:half], x[half:]
+	for i := range x1 {
+		a, c := x1[i], x2[i]
+		x1[i] = a*cos[i] - c*sin[i]
+		x2[i] = c*cos[i] + a*sin[i]
+	}
+}
+
+// grow returns s resliced, or reallocated with room to spare, to length n.
+func grow(s []float32, n int) []float32 {
+	if cap(s) < n {
+		return make([]float32, n, max(n, 2*cap(s)))
+	}
+	return s[:n]
+}
+
+// Attention stores k and v in the cache, then attends each query head over its sequence.
+func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p backend.AttentionParams) error {
+	d, err := b.data(dst, "attention dst")
+	if err != nil {
+		return err
+	}
+	qs, err := b.data(q, "attention q")
+	if err != nil {
+		return err
+	}
+	ks, err := b.data(k, "attention k")
+	if err != nil {
+		return err
+	}
+	vs, err := b.data(v, "attention v")
+	if err != nil {
+		return err
+	}
+	batch, err := b.batch(bt)
+	if err != nil {
+		return err
+	}
+	c := batch.cache
+	n := len(batch.tokens)
+	qDim, kvDim := p.Heads*p.HeadDim, p.KVHeads*p.HeadDim
+	switch {
+	case p.Heads <= 0 || p.KVHeads <= 0 || p.Heads%p.KVHeads != 0 || p.HeadDim != c.cfg.HeadDim ||
+		p.KVHeads != c.cfg.KVHeads || p.Layer < 0 || p.Layer >= c.cfg.Layers || p.SlidingWindow < 0:
+		return backend.Shapef("attention %+v with cache %+v", p, c.cfg)
+	case q.Rows != n || k.Rows != n || v.Rows != n || dst.Rows != n:
+		return backend.Shapef("attention rows q %d, k %d, v %d, dst %d for %d tokens", q.Rows, k.Rows, v.Rows, dst.Rows, n)
+	case q.Cols != qDim || dst.Cols != qDim || k.Cols != kvDim || v.Cols != kvDim:
+		return backend.Shapef("attention columns q %d, k %d, v %d, dst %d for %d/%d heads of %d",
+			q.Cols, k.Cols, v.Cols, dst.Cols, p.Heads, p.KVHeads, p.HeadDim)
+	}
+	if err := b.lock(); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return backend.ErrClosed
+	}
+	layer := p.Layer * c.cfg.Blocks * c.cfg.BlockSize * kvDim
+	for t, slot := range batch.slots {
+		off := layer + slot*kvDim
+		copy(c.k[off:off+kvDim], ks[t*kvDim:(t+1)*kvDim])
+		copy(c.v[off:off+kvDim], vs[t*kvDim:(t+1)*kvDim])
+	}
+	longest := 0
+	for _, tok := range batch.tokens {
+		longest = max(longest, tok.Pos+1)
+	}
+	b.grow(longest)
+	b.attention = attentionTask{b: b, p: p, batch: batch, layer: layer, dst: d, q: qs}
+	b.pool.each(n*p.Heads, 1, &b.attention)
+	b.attention = attentionTask{}
+	return nil
+}
+
+// attentionTask computes the (token, query head) pairs [lo, hi) of an attention step.
+type attentionTask struct {
+	b      *Backend
+	p      backend.AttentionParams
+	batch  *batch
+	layer  int
+	dst, q []float32
+}
+
+func (t *attentionTask) run(worker, lo, hi int) {
+	p, c := &t.p, t.batch.cache
+	hd, kvDim, group := p.HeadDim, p.KVHeads*p.HeadDim, p.Heads/p.KVHeads
+	for item := lo; item < hi; item++ {
+		i, h := item/p.Heads, item%p.Heads
+		tok, table := t.batch.tokens[i], t.batch.tables[i]
+		off := (i*p.Heads + h) * hd
+		q, out := t.q[off:off+hd], t.dst[off:off+hd]
+		kvOff := t.layer + (h/group)*hd
+		first := 0
+		if p.SlidingWindow > 0 {
+			first = max(0, tok.Pos-p.SlidingWindow+1)
+		}
+		scores := t.b.scratch[worker].a[:tok.Pos+1-first]
+		for j := range scores {
+			at := kvOff + c.slot(table, first+j)*kvDim
+			scores[j] = kernels.DotF32(q, c.k[at:at+hd]) * p.Scale
+		}
+		kernels.Softmax(scores)
+		clear(out)
+		for j, w := range scores {
+			at := kvOff + c.slot(table, first+j)*kvDim
+			kernels.Axpy(w, c.v[at:at+hd], out)
+		}
+	}
+}

@@ -1,0 +1,171 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/kernels"
+)
+
+// MoE runs a whole mixture-of-experts block. The batch's tokens are grouped by expert, so
+// each chosen expert's weights are read once per batch.
+func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router backend.Tensor) error {
+	d, err := b.data(dst, "moe dst")
+	if err != nil {
+		return err
+	}
+	xs, err := b.data(x, "moe x")
+	if err != nil {
+		return err
+	}
+	ex, ok := e.(*experts)
+	if !ok || ex.owner != b {
+		return fmt.Errorf("%w: moe experts", backend.ErrForeign)
+	}
+	var rl []float32
+	if router.Buf != nil {
+		if rl, err = b.data(router, "moe router"); err != nil {
+			return err
+		}
+		if router.Rows != x.Rows || router.Cols != ex.count {
+			return backend.Shapef("router logits %dx%d for %d tokens and %d experts", router.Rows, router.Cols, x.Rows, ex.count)
+		}
+	}
+	if x.Cols != ex.hidden || dst.Cols != ex.hidden || dst.Rows != x.Rows || topK <= 0 || topK > ex.count {
+		return backend.Shapef("moe of %dx%d into %dx%d with %d experts of %dx%d, top %d",
+			x.Rows, x.Cols, dst.Rows, dst.Cols, ex.count, ex.hidden, ex.inner, topK)
+	}
+	if err := b.lock(); err != nil {
+		return err
+	}
+	defer b.mu.Unlock()
+
+	n, E, H, I := x.Rows, ex.count, ex.hidden, ex.inner
+	t := &b.moe
+	t.ex, t.dst = ex, d
+
+	// Router logits x·gateᵀ, then per token the softmax over all experts in float32, the
+	// top k, renormalised.
+	t.probs = grow(t.probs, n*E)
+	b.matmul = matmulTask{dst: t.probs, x: xs, n: n, w: ex.gate}
+	b.pool.each(E, 16, &b.matmul)
+	b.matmul = matmulTask{}
+	copy(rl, t.probs)
+	t.choice = growInts(t.choice, n*topK)
+	t.weight = grow(t.weight, n*topK)
+	for i := range n {
+		p := t.probs[i*E : (i+1)*E]
+		kernels.Softmax(p)
+		top(p, t.choice[i*topK:(i+1)*topK], t.weight[i*topK:(i+1)*topK])
+	}
+
+	// Group the (token, weight) pairs by expert: start[c] is where expert c's pairs begin.
+	t.start = growInts(t.start, E+1)
+	clear(t.start)
+	for _, c := range t.choice {
+		t.start[c+1]++
+	}
+	for c := range E {
+		t.start[c+1] += t.start[c]
+	}
+	t.fill = growInts(t.fill, E)
+	copy(t.fill, t.start[:E])
+	t.tokens = growInts(t.tokens, n*topK)
+	t.gains = grow(t.gains, n*topK)
+	for i, c := range t.choice {
+		t.tokens[t.fill[c]], t.gains[t.fill[c]] = i/topK, t.weight[i]
+		t.fill[c]++
+	}
+
+	// Each expert with tokens: gather them, h = silu(w1·x) ⊙ (w3·x), dst += gain·(w2·h).
+	clear(d)
+	t.xs = grow(t.xs, n*H)
+	t.g, t.u = grow(t.g, n*I), grow(t.u, n*I)
+	t.y = grow(t.y, n*H)
+	for c := range E {
+		lo, hi := t.start[c], t.start[c+1]
+		if lo == hi {
+			continue
+		}
+		t.expert, t.rows, t.gain = c, t.tokens[lo:hi], t.gains[lo:hi]
+		for j, tok := range t.rows {
+			copy(t.xs[j*H:(j+1)*H], xs[tok*H:(tok+1)*H])
+		}
+		t.phase = 0
+		b.pool.each(I, 16, t)
+		t.phase = 1
+		b.pool.each(H, 16, t)
+	}
+	t.ex, t.dst, t.rows, t.gain = nil, nil, nil, nil
+	return nil
+}
+
+// moeTask holds one MoE call's routing and runs its two parallel phases for one expert:
+// phase 0 the columns [lo, hi) of h = silu(w1·x) ⊙ (w3·x), phase 1 the columns [lo, hi) of
+// dst += gain·(w2·h).
+type moeTask struct {
+	ex  *experts
+	dst []float32
+
+	probs         []float32 // [n, experts]: router logits, then probabilities
+	choice        []int     // [n, topK] chosen experts
+	weight        []float32 // [n, topK] their renormalised probabilities
+	start, fill   []int     // per expert: where its pairs start, and a cursor
+	tokens        []int     // the token of each pair, grouped by expert
+	gains         []float32 // its routing weight
+	xs, g, u, y   []float32 // gathered inputs [m, hidden], gate and up [m, inner], output [m, hidden]
+	expert, phase int
+	rows          []int     // the tokens of the current expert
+	gain          []float32 // their routing weights
+}
+
+func (t *moeTask) run(_, lo, hi int) {
+	m, H, I := len(t.rows), t.ex.hidden, t.ex.inner
+	if t.phase == 0 {
+		t.ex.w1[t.expert].mulRows(t.g, t.xs, m, lo, hi)
+		t.ex.w3[t.expert].mulRows(t.u, t.xs, m, lo, hi)
+		for j := range m {
+			kernels.SiLUMul(t.g[j*I+lo:j*I+hi], t.g[j*I+lo:j*I+hi], t.u[j*I+lo:j*I+hi])
+		}
+		return
+	}
+	t.ex.w2[t.expert].mulRows(t.y, t.g, m, lo, hi)
+	for j, tok := range t.rows {
+		kernels.Axpy(t.gain[j], t.y[j*H+lo:j*H+hi], t.dst[tok*H+lo:tok*H+hi])
+	}
+}
+
+// top sets choice to the indices of the len(choice) largest probabilities (the lower index
+// first among equals) and weight to those probabilities divided by their sum.
+func top(probs []float32, choice []int, weight []float32) {
+	var total float32
+	for k := range choice {
+		best := -1
+		for c, p := range probs {
+			if !taken(choice[:k], c) && (best < 0 || p > probs[best]) {
+				best = c
+			}
+		}
+		choice[k], weight[k] = best, probs[best]
+		total += probs[best]
+	}
+	for k := range weight {
+		weight[k] /= total
+	}
+}
+
+func taken(chosen []int, c int) bool {
+	for _, x := range chosen {
+		if x == c {
+			return true
+		}
+	}
+	return false
+}
+
+func growInts(s []int, n int) []int {
+	if cap(s) < n {
+		return make([]int, n, max(n, 2*cap(s)))
+	}
+	return s[:n]
+}

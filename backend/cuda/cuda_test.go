@@ -1,0 +1,348 @@
+//go:build cuda && cgo
+
+package cuda
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/backendtest"
+	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/mixtral"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// requireEnv makes a missing device fail the tests instead of skipping them (the GPU check
+// script sets it).
+const requireEnv = "FATHOM_REQUIRE_CUDA"
+
+// open returns a backend on device 0, skipping the test when there is none (failing when
+// FATHOM_REQUIRE_CUDA is set).
+func open(tb testing.TB, opts Options) *gpu {
+	tb.Helper()
+	g, err := newGPU(opts)
+	if errors.Is(err, ErrNoDevice) && os.Getenv(requireEnv) == "" {
+		tb.Skipf("no CUDA device: %v", err)
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return g
+}
+
+func TestDevice(t *testing.T) {
+	g := open(t, Options{})
+	defer g.Close()
+	t.Log(g)
+	if !Available() {
+		t.Error("Available() = false with a device open")
+	}
+}
+
+func TestConformance(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		opts Options
+		tol  float64
+	}{
+		{"bf16", Options{}, backendtest.BF16Tolerance},
+		{"int8", Options{Int8Experts: true}, 2e-2},
+		{"int8-group32", Options{Int8Experts: true, GroupSize: 32}, 2e-2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			open(t, tc.opts).Close()
+			backendtest.RunOptions(t, func() backend.Backend {
+				g, err := newGPU(tc.opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return g
+			}, backendtest.Options{Tolerance: tc.tol, Large: true})
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	if _, err := newGPU(Options{GroupSize: 12}); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("group size 12: %v", err)
+	}
+	if _, err := newGPU(Options{Device: 1 << 20}); !errors.Is(err, ErrNoDevice) {
+		t.Errorf("device 1<<20: %v", err)
+	}
+	g := open(t, Options{})
+	x, err := g.NewTensor(2, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(3, 1))
+	st, _ := backendtest.Weight(r, "w", safetensors.BF16, 1, 3, 3)
+	w, err := g.Bind(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.MatMul(x, x, w); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("matmul into its own input: %v", err)
+	}
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Write(x, make([]float32, 6)); !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("write after Close: %v", err)
+	}
+	if _, err := g.NewTensor(1, 1); !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("NewTensor after Close: %v", err)
+	}
+}
+
+func TestAddRMSNorm(t *testing.T) {
+	g := open(t, Options{})
+	defer g.Close()
+	r := rand.New(rand.NewPCG(3, 2))
+	const n, d, eps = 5, 300, 1e-5
+	st, gain := backendtest.Weight(r, "norm", safetensors.F16, 1, d)
+	w, err := g.Bind(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xv, rv := make([]float32, n*d), make([]float32, n*d)
+	for i := range xv {
+		xv[i], rv[i] = float32(r.NormFloat64()), float32(r.NormFloat64())
+	}
+	x, rt, dst := mustTensor(t, g, n, d), mustTensor(t, g, n, d), mustTensor(t, g, n, d)
+	if err := errors.Join(g.Write(x, xv), g.Write(rt, rv), g.AddRMSNorm(dst, x, rt, w, eps)); err != nil {
+		t.Fatal(err)
+	}
+	sum, want := make([]float64, n*d), make([]float64, n*d)
+	for i := range n {
+		var ss float64
+		for j := range d {
+			s := float64(xv[i*d+j] + rv[i*d+j])
+			sum[i*d+j] = s
+			ss += s * s
+		}
+		sc := 1 / math.Sqrt(ss/d+eps)
+		for j := range d {
+			want[i*d+j] = sum[i*d+j] * sc * gain[j]
+		}
+	}
+	got := make([]float32, n*d)
+	if err := g.Read(got, x); err != nil {
+		t.Fatal(err)
+	}
+	if e := backendtest.RelErr(got, sum); !(e < backendtest.Tolerance) {
+		t.Errorf("residual sum: relative error %.3g", e)
+	}
+	if err := g.Read(got, dst); err != nil {
+		t.Fatal(err)
+	}
+	if e := backendtest.RelErr(got, want); !(e < backendtest.Tolerance) {
+		t.Errorf("norm: relative error %.3g", e)
+	}
+	if err := g.AddRMSNorm(x, x, rt, w, eps); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("aliased output: %v", err)
+	}
+}
+
+func mustTensor(tb testing.TB, g *gpu, rows, cols int) backend.Tensor {
+	tb.Helper()
+	x, err := g.NewTensor(rows, cols)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return x
+}
+
+// The fixture parity tests run the reference models through package mixtral on this backend
+// and hold them to the fixtures' bounds for 16-bit compute: relative logit error under 2e-2
+// and the reference's argmax wherever its margin exceeds 0.1.
+const (
+	parityTolerance = 2e-2
+	parityMargin    = 0.1
+	// int8Tolerance bounds int8 experts (symmetric per-group quantisation adds about 0.5%
+	// error per weight on these small random models).
+	int8Tolerance = 5e-2
+)
+
+var fixtureModels = []string{"tiny-mixtral-bf16", "tiny-mixtral-swa-f16", "tiny-code-mixtral"}
+
+type reference struct {
+	Prompts []struct {
+		Index         int       `json:"index"`
+		IDs           []int     `json:"ids"`
+		Greedy        []int     `json:"greedy"`
+		GreedyMargins []float64 `json:"greedy_margins"`
+	} `json:"prompts"`
+}
+
+func loadReference(t *testing.T, name string) (*reference, *safetensors.File) {
+	t.Helper()
+	data, err := os.ReadFile(fixtures.Path(t, "reference", name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref reference
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	f, err := safetensors.Open(fixtures.Path(t, "reference", name+".safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return &ref, f
+}
+
+func refTensor(t *testing.T, f *safetensors.File, name string) []float32 {
+	t.Helper()
+	tt, err := f.Tensor(name)
+	if err != nil {
+		return nil
+	}
+	v, err := tt.Float32s(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func relErr(got, want []float32) float64 {
+	w := make([]float64, len(want))
+	for i, v := range want {
+		w[i] = float64(v)
+	}
+	if len(got) != len(want) {
+		return math.Inf(1)
+	}
+	return backendtest.RelErr(got, w)
+}
+
+// top2 returns the argmax of v and its margin over the runner-up.
+func top2(v []float32) (int, float64) {
+	best, second := 0, -1
+	for i := 1; i < len(v); i++ {
+		switch {
+		case v[i] > v[best]:
+			best, second = i, best
+		case second < 0 || v[i] > v[second]:
+			second = i
+		}
+	}
+	if second < 0 {
+		return best, math.Inf(1)
+	}
+	return best, float64(v[best] - v[second])
+}
+
+// parity compares one row of logits with the reference's.
+type parity struct {
+	t     *testing.T
+	tol   float64
+	worst float64
+}
+
+func (p *parity) row(what string, got, want []float32) {
+	p.t.Helper()
+	e := relErr(got, want)
+	p.worst = max(p.worst, e)
+	if !(e < p.tol) {
+		p.t.Errorf("%s: relative error %.3g (tolerance %g)", what, e, p.tol)
+	}
+	if wantID, margin := top2(want); margin > parityMargin {
+		if gotID, _ := top2(got); gotID != wantID {
+			p.t.Errorf("%s: argmax %d, reference %d (margin %.3g)", what, gotID, wantID, margin)
+		}
+	}
+}
+
+func TestFixtureParity(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts Options
+		tol  float64
+	}{{"bf16", Options{}, parityTolerance}, {"int8", Options{Int8Experts: true}, int8Tolerance}} {
+		for _, name := range fixtureModels {
+			t.Run(mode.name+"/"+name, func(t *testing.T) {
+				ref, rf := loadReference(t, name)
+				g := open(t, mode.opts)
+				defer g.Close()
+				m, err := mixtral.Load(context.Background(), fixtures.Model(t, name), mixtral.Options{Backend: g})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer m.Close()
+				V := m.Config().VocabSize
+				ctx := context.Background()
+				for _, pr := range ref.Prompts {
+					pre := fmt.Sprintf("prompt%d.", pr.Index)
+					last, all := refTensor(t, rf, pre+"last_logits"), refTensor(t, rf, pre+"all_logits")
+					// Prefill: the whole prompt in one step.
+					p := &parity{t: t, tol: mode.tol}
+					ev, err := m.Eval(ctx, pr.IDs, mixtral.EvalOptions{AllLogits: all != nil, Trace: true})
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.row(pre+"last_logits", ev.Logits[len(ev.Logits)-1], last)
+					if all != nil {
+						for i, row := range ev.Logits {
+							p.row(fmt.Sprintf("%sall_logits[%d]", pre, i), row, all[i*V:(i+1)*V])
+						}
+					}
+					for l, r := range ev.Router {
+						if want := refTensor(t, rf, fmt.Sprintf("%srouter_logits.%d", pre, l)); want != nil {
+							if e := relErr(r, want); !(e < mode.tol) {
+								t.Errorf("%srouter_logits.%d: relative error %.3g", pre, l, e)
+							}
+						}
+					}
+					t.Logf("%s prefill of %d tokens: worst logit error %.2e", pre, len(pr.IDs), p.worst)
+
+					// Decode: token by token through the KV cache, then greedy continuation
+					// while every reference margin so far exceeds parityMargin.
+					p = &parity{t: t, tol: mode.tol}
+					s, err := m.NewSequence()
+					if err != nil {
+						t.Fatal(err)
+					}
+					var logits []float32
+					for i, id := range pr.IDs {
+						ev, err := s.Append(ctx, []int{id}, mixtral.EvalOptions{})
+						if err != nil {
+							t.Fatal(err)
+						}
+						logits = ev.Logits[0]
+						if all != nil {
+							p.row(fmt.Sprintf("%sstep %d", pre, i), logits, all[i*V:(i+1)*V])
+						}
+					}
+					p.row(pre+"last_logits, token by token", logits, last)
+					compared := 0
+					for i, want := range pr.Greedy {
+						if !(pr.GreedyMargins[i] > parityMargin) {
+							break
+						}
+						got, _ := top2(logits)
+						if got != want {
+							t.Errorf("%sgreedy token %d: %d, want %d", pre, i, got, want)
+							break
+						}
+						compared++
+						ev, err := s.Append(ctx, []int{got}, mixtral.EvalOptions{})
+						if err != nil {
+							t.Fatal(err)
+						}
+						logits = ev.Logits[0]
+					}
+					s.Close()
+					t.Logf("%s decode: worst logit error %.2e, %d of %d greedy tokens compared", pre, p.worst, compared, len(pr.Greedy))
+				}
+			})
+		}
+	}
+}

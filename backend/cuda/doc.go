@@ -1,0 +1,21 @@
+// Package cuda is the CUDA backend: weights, activations and the paged KV cache live in GPU
+// memory, and every operation of backend.Backend is a CUDA kernel (the mixture-of-experts block
+// a fused routing kernel and grouped tensor-core GEMMs).
+//
+// The backend needs cgo and the build tag cuda, after `make cuda` has built the kernels into
+// backend/cuda/lib/libfathomcuda.a (nvcc, sm_80 and sm_90):
+//
+//	make cuda
+//	go build -tags cuda ./...
+//
+// Without the tag New returns an error wrapping ErrNotBuilt, so the rest of the module builds
+// and tests without CUDA.
+//
+// Numerics: weights are stored on the device in bfloat16 (float16 and float32 checkpoints are
+// converted when bound), or the experts in int8 with one float32 scale per group of inputs
+// (Options.Int8Experts); 1-row weights (norm gains) and the router stay float32. Activations are
+// float32 between operations; the tensor-core GEMMs round their activation operand to bfloat16,
+// the GEMVs used for a few rows (decode) keep it float32. Keys and values are cached in
+// bfloat16. Accumulation, softmax and normalisation are float32. Results therefore match a
+// float64 reference to bfloat16 precision (relative error about 1e-3), not float32 precision.
+package cuda

@@ -1,0 +1,133 @@
+// common.cuh: helpers shared by the kernel files: the context, error returns, weight element
+// loads and warp reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "fathom_cuda.h"
+
+struct fc_ctx {
+	int device;
+	int sms;
+	cudaStream_t stream;
+	unsigned int *done; // the MoE routing kernel's block counter, zero between launches
+};
+
+// FC_TRY returns the error of a CUDA call from the enclosing function.
+#define FC_TRY(call)                                                                                              \
+	do {                                                                                                      \
+		cudaError_t e_ = (call);                                                                          \
+		if (e_ != cudaSuccess) return (int)e_;                                                            \
+	} while (0)
+
+// fc_enter makes the context's device current on the calling host thread: goroutines move
+// between threads, so every entry point calls it.
+static inline int fc_enter(fc_ctx *c) { return (int)cudaSetDevice(c->device); }
+
+// fc_launched returns the launch error of the last kernel, if any.
+static inline int fc_launched() { return (int)cudaGetLastError(); }
+
+static inline unsigned int fc_blocks(size_t n, unsigned int per) { return (unsigned int)((n + per - 1) / per); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+	for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
+
+// WView is one matrix of a weight (of a stack, matrix e): element (r, k) of a rows×cols
+// matrix, with int8 scales per group of columns.
+struct WView {
+	const void *data;
+	const float *scales;
+	int rows, cols, group, groups;
+};
+
+static inline WView wview(const fc_weight &w) {
+	WView v;
+	v.data = w.data;
+	v.scales = w.scales;
+	v.rows = w.rows;
+	v.cols = w.cols;
+	v.group = w.group > 0 ? w.group : 1;
+	v.groups = (w.cols + v.group - 1) / v.group;
+	return v;
+}
+
+// wmatrix returns matrix e of a stack.
+template <int DT> __device__ __forceinline__ WView wmatrix(WView w, int e) {
+	size_t off = (size_t)e * w.rows * w.cols;
+	if (DT == FC_F32) w.data = (const float *)w.data + off;
+	if (DT == FC_BF16) w.data = (const __nv_bfloat16 *)w.data + off;
+	if (DT == FC_I8) {
+		w.data = (const int8_t *)w.data + off;
+		w.scales = w.scales + (size_t)e * w.rows * w.groups;
+	}
+	return w;
+}
+
+// wget returns element (r, k).
+template <int DT> __device__ __forceinline__ float wget(const WView &w, int r, int k) {
+	size_t i = (size_t)r * w.cols + k;
+	if (DT == FC_F32) return ((const float *)w.data)[i];
+	if (DT == FC_BF16) return __bfloat162float(((const __nv_bfloat16 *)w.data)[i]);
+	return (float)((const int8_t *)w.data)[i] * w.scales[(size_t)r * w.groups + k / w.group];
+}
+
+// wget8 sets o to elements (r, k..k+7) with vector loads. It requires cols % 8 == 0 and
+// k % 8 == 0 (so the loads are aligned), and for int8 a group that is a multiple of 8 (so the
+// eight share one scale).
+template <int DT> __device__ __forceinline__ void wget8(const WView &w, int r, int k, float o[8]) {
+	size_t i = (size_t)r * w.cols + k;
+	if (DT == FC_F32) {
+		const float4 *p = (const float4 *)((const float *)w.data + i);
+		float4 a = p[0], b = p[1];
+		o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+	} else if (DT == FC_BF16) {
+		uint4 u = *(const uint4 *)((const __nv_bfloat16 *)w.data + i);
+		const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+		for (int j = 0; j < 4; j++) {
+			float2 f = __bfloat1622float2(h[j]);
+			o[2 * j] = f.x, o[2 * j + 1] = f.y;
+		}
+	} else {
+		uint2 u = *(const uint2 *)((const int8_t *)w.data + i);
+		const int8_t *q = (const int8_t *)&u;
+		float s = w.scales[(size_t)r * w.groups + k / w.group];
+#pragma unroll
+		for (int j = 0; j < 8; j++) o[j] = (float)q[j] * s;
+	}
+}
+
+// load8 sets o to x[i..i+7] for float or bfloat16 activations (i % 8 == 0, aligned).
+__device__ __forceinline__ void load8(const float *x, size_t i, float o[8]) {
+	const float4 *p = (const float4 *)(x + i);
+	float4 a = p[0], b = p[1];
+	o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
+}
+__device__ __forceinline__ void load8(const __nv_bfloat16 *x, size_t i, float o[8]) {
+	uint4 u = *(const uint4 *)(x + i);
+	const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
+#pragma unroll
+	for (int j = 0; j < 4; j++) {
+		float2 f = __bfloat1622float2(h[j]);
+		o[2 * j] = f.x, o[2 * j + 1] = f.y;
+	}
+}
+__device__ __forceinline__ float load1(const float *x, size_t i) { return x[i]; }
+__device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
+
+// Host-side entry points shared between files.
+int fc_launch_gemm_dense(fc_ctx *c, float *y, const float *x, const fc_weight &w, int n);
+int fc_launch_moe_gemm(fc_ctx *c, const fc_moe_args *a);

@@ -1,0 +1,256 @@
+package cuda
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// Host-side preparation for the kernels, free of cgo so that it is tested without a GPU:
+// weight conversion and quantisation, batch packing, and launch planning. The constants
+// mirror kernels/fathom_cuda.h (the cuda build checks that they agree).
+const (
+	gemvMaxRows    = 8   // FC_GEMV_MAX_ROWS: MatMul of at most this many rows uses the GEMV kernel
+	gemmTileRows   = 64  // FC_GEMM_BM: rows of a GEMM tile
+	maxExperts     = 64  // FC_MAX_EXPERTS
+	maxHeadDim     = 256 // FC_MAX_HEAD_DIM
+	attentionTile  = 32  // positions of one attention tile; a split is a multiple of it
+	moeGEMVTokens  = 4   // MoE of at most this many tokens streams the chosen experts (GEMV)
+	scratchAlign   = 256 // byte alignment of the arrays carved from one scratch allocation
+	convertChunk   = 1 << 22
+	attentionWaves = 2 // attention aims for this many blocks per multiprocessor
+)
+
+// bf16Bits rounds f to bfloat16 (round to nearest even), keeping NaNs NaN.
+func bf16Bits(f float32) uint16 {
+	b := math.Float32bits(f)
+	if b&0x7fffffff > 0x7f800000 {
+		return uint16(b>>16) | 0x40
+	}
+	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+}
+
+// rowsOf returns rows lo..hi of a 2-D (or 1-D, one row) tensor as a tensor of their own.
+func rowsOf(t safetensors.Tensor, cols, lo, hi int) safetensors.Tensor {
+	size := t.DType.Size()
+	return safetensors.Tensor{Name: t.Name, DType: t.DType, Shape: []int{hi - lo, cols}, Data: t.Data[lo*cols*size : hi*cols*size]}
+}
+
+// toBF16 converts t's elements to bfloat16 bits in dst (len(dst) == elements).
+func toBF16(dst []uint16, t safetensors.Tensor, scratch []float32) ([]float32, error) {
+	if t.DType == safetensors.BF16 {
+		for i := range dst {
+			dst[i] = uint16(t.Data[2*i]) | uint16(t.Data[2*i+1])<<8
+		}
+		return scratch, nil
+	}
+	f, err := t.Float32s(scratch[:0])
+	if err != nil {
+		return scratch, err
+	}
+	if len(f) != len(dst) {
+		return f, backend.Shapef("convert %q: %d values into %d", t.Name, len(f), len(dst))
+	}
+	for i, v := range f {
+		dst[i] = bf16Bits(v)
+	}
+	return f, nil
+}
+
+// quantizeInt8 quantises a rows×cols matrix symmetrically per group of group columns:
+// scale = max|w|/127 over the group, q = round(w/scale) (a zero group has scale 0, q 0).
+// q has rows×cols elements, scales rows×ceil(cols/group).
+func quantizeInt8(q []int8, scales []float32, w []float32, rows, cols, group int) {
+	groups := (cols + group - 1) / group
+	for r := range rows {
+		row := w[r*cols : (r+1)*cols]
+		for g := range groups {
+			lo, hi := g*group, min((g+1)*group, cols)
+			var peak float32
+			for _, v := range row[lo:hi] {
+				peak = max(peak, float32(math.Abs(float64(v))))
+			}
+			s := peak / 127
+			scales[r*groups+g] = s
+			for k := lo; k < hi; k++ {
+				if s == 0 {
+					q[r*cols+k] = 0
+					continue
+				}
+				v := math.Round(float64(row[k] / s))
+				q[r*cols+k] = int8(max(-127, min(127, v)))
+			}
+		}
+	}
+}
+
+// batchLayout gives the offsets, in int32s, of a packed batch's arrays.
+type batchLayout struct {
+	ids, pos, slot, tableOff, tables, size int
+}
+
+// packBatch packs a prepared batch for the device: per token its id (-1 when it does not fit
+// an int32; Embed rejects it before any kernel), position, cache slot and the offset of its
+// sequence's block table in the tables array; then the block tables of the batch's sequences,
+// each once. table returns a sequence's block table.
+func packBatch(dst []int32, tokens []backend.Token, blockSize int, table func(seq int) []int) ([]int32, batchLayout) {
+	n := len(tokens)
+	l := batchLayout{ids: 0, pos: n, slot: 2 * n, tableOff: 3 * n, tables: 4 * n}
+	dst = append(dst[:0], make([]int32, 4*n)...)
+	seen := map[int]int32{}
+	for i, t := range tokens {
+		id := int32(-1)
+		if t.ID >= 0 && t.ID <= math.MaxInt32 {
+			id = int32(t.ID)
+		}
+		tab := table(t.Seq)
+		dst[l.ids+i] = id
+		dst[l.pos+i] = int32(t.Pos)
+		dst[l.slot+i] = int32(tab[t.Pos/blockSize]*blockSize + t.Pos%blockSize)
+		off, ok := seen[t.Seq]
+		if !ok {
+			off = int32(len(dst) - l.tables)
+			seen[t.Seq] = off
+			for _, b := range tab {
+				dst = append(dst, int32(b))
+			}
+		}
+		dst[l.tableOff+i] = off
+	}
+	l.size = len(dst)
+	return dst, l
+}
+
+// planAttention splits each token's attended positions (at most maxLen) into splits chunks
+// of chunk positions (a multiple of the tile), enough blocks to fill the device when the
+// batch alone does not (decode), and no chunk shorter than four tiles.
+func planAttention(n, kvHeads, maxLen, sms int) (chunk, splits int) {
+	maxLen = max(maxLen, 1)
+	blocks := max(n*kvHeads, 1)
+	want := attentionWaves * max(sms, 1)
+	splits = 1
+	if blocks < want {
+		splits = (want + blocks - 1) / blocks
+	}
+	splits = max(1, min(splits, (maxLen+4*attentionTile-1)/(4*attentionTile)))
+	chunk = (maxLen + splits - 1) / splits
+	chunk = (chunk + attentionTile - 1) / attentionTile * attentionTile
+	splits = (maxLen + chunk - 1) / chunk
+	return chunk, splits
+}
+
+// moeLayout is the scratch memory of one MoE call: byte offsets of its arrays in one
+// allocation of bytes bytes.
+type moeLayout struct {
+	choice, gain, offsets, sortedToken, sortedGain, inv, tiles, tileCount, h, y int
+	maxTiles, bytes                                                             int
+}
+
+// planMoE lays out the scratch of an MoE call over n tokens. The tile list holds at most
+// Σ_e ceil(count_e/tile) <= pairs/tile + experts tiles.
+func planMoE(n, topK, experts, hidden, inner int) moeLayout {
+	pairs := n * topK
+	var l moeLayout
+	l.maxTiles = (pairs+gemmTileRows-1)/gemmTileRows + experts
+	at := 0
+	take := func(bytes int) int {
+		off := at
+		at += (bytes + scratchAlign - 1) / scratchAlign * scratchAlign
+		return off
+	}
+	l.choice = take(4 * pairs)
+	l.gain = take(4 * pairs)
+	l.offsets = take(4 * (experts + 1))
+	l.sortedToken = take(4 * pairs)
+	l.sortedGain = take(4 * pairs)
+	l.inv = take(4 * pairs)
+	l.tiles = take(8 * l.maxTiles)
+	l.tileCount = take(4)
+	l.h = take(4 * pairs * inner) // float32 for the GEMVs, bfloat16 (half of it) for the GEMMs
+	l.y = take(4 * pairs * hidden)
+	l.bytes = at
+	return l
+}
+
+// ropeInverseFrequencies returns theta^(-2i/headDim) for i < headDim/2, rounded as the
+// reference rounds them (the exponent and the power in float32).
+func ropeInverseFrequencies(headDim int, theta float64) []float32 {
+	inv := make([]float32, headDim/2)
+	for i := range inv {
+		inv[i] = float32(1 / float64(float32(math.Pow(theta, float64(float32(2*i)/float32(headDim))))))
+	}
+	return inv
+}
+
+// weightShape checks a stored tensor that is to become a weight and returns its shape as a
+// matrix.
+func weightShape(t safetensors.Tensor) (rows, cols int, err error) {
+	switch len(t.Shape) {
+	case 1:
+		rows, cols = 1, t.Shape[0]
+	case 2:
+		rows, cols = t.Shape[0], t.Shape[1]
+	default:
+		return 0, 0, backend.Shapef("weight %q has shape %v, want 1 or 2 dimensions", t.Name, t.Shape)
+	}
+	if rows <= 0 || cols <= 0 || rows > math.MaxInt32/cols {
+		return 0, 0, backend.Shapef("weight %q has shape %v", t.Name, t.Shape)
+	}
+	switch t.DType {
+	case safetensors.BF16, safetensors.F16, safetensors.F32:
+	default:
+		return 0, 0, fmt.Errorf("%w: weight %q is %s", backend.ErrDType, t.Name, t.DType)
+	}
+	if len(t.Data) != rows*cols*t.DType.Size() {
+		return 0, 0, backend.Shapef("weight %q: %d bytes for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)
+	}
+	return rows, cols, nil
+}
+
+// expertShape checks a mixture-of-experts block's tensors and returns its shape.
+func expertShape(e backend.ExpertTensors) (experts, hidden, inner int, err error) {
+	er, hidden, err := weightShape(e.Gate)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if len(e.Gate.Shape) != 2 {
+		return 0, 0, 0, backend.Shapef("router %q has shape %v, want [experts, hidden]", e.Gate.Name, e.Gate.Shape)
+	}
+	experts = er
+	if experts > maxExperts || len(e.W1) != experts || len(e.W2) != experts || len(e.W3) != experts {
+		return 0, 0, 0, backend.Shapef("%d experts in the router, %d/%d/%d expert weights (at most %d)",
+			experts, len(e.W1), len(e.W2), len(e.W3), maxExperts)
+	}
+	inner = -1
+	for x := range experts {
+		for _, m := range []struct {
+			t          safetensors.Tensor
+			rows, cols int // -1: inner, not known yet
+		}{{e.W1[x], -1, hidden}, {e.W3[x], -1, hidden}, {e.W2[x], hidden, -1}} {
+			r, c, err := weightShape(m.t)
+			if err != nil {
+				return 0, 0, 0, err
+			}
+			if inner < 0 {
+				if m.rows < 0 {
+					inner = r
+				} else {
+					inner = c
+				}
+			}
+			wantR, wantC := m.rows, m.cols
+			if wantR < 0 {
+				wantR = inner
+			}
+			if wantC < 0 {
+				wantC = inner
+			}
+			if len(m.t.Shape) != 2 || r != wantR || c != wantC {
+				return 0, 0, 0, backend.Shapef("expert %d: %q has shape %v, want [%d %d]", x, m.t.Name, m.t.Shape, wantR, wantC)
+			}
+		}
+	}
+	return experts, hidden, inner, nil
+}

@@ -1,0 +1,118 @@
+//go:build cuda && cgo
+
+package cuda
+
+/*
+#include "fathom_cuda.h"
+*/
+import "C"
+
+import (
+	"unsafe"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// Device-side random weights, for benchmarks at full model shapes without host-side data.
+
+// randomWeight returns a rows×cols weight of the backend's matrix format (int8 when int8 is
+// set) filled on the device with values in [-scale, scale].
+func (g *gpu) randomWeight(rows, cols int, int8 bool, seed uint64, scale float32) (backend.Weight, error) {
+	if err := g.lock(); err != nil {
+		return nil, err
+	}
+	defer g.mu.Unlock()
+	dtype := C.FC_BF16
+	if int8 {
+		dtype = C.FC_I8
+	}
+	w, err := g.newWeight(dtype, 1, rows, cols, "random weight")
+	if err != nil {
+		return nil, err
+	}
+	if err := g.fillRandom(w, 1, seed, scale); err != nil {
+		g.freeWeight(w)
+		return nil, err
+	}
+	return &weight{owner: g, rows: rows, cols: cols, stored: safetensors.BF16, w: w}, nil
+}
+
+// fillRandom fills a stack of count matrices (int8 scales with scale/127).
+func (g *gpu) fillRandom(w C.fc_weight, count int, seed uint64, scale float32) error {
+	n := count * int(w.rows) * int(w.cols)
+	if err := check(C.fc_fill_random(g.ctx, unsafe.Pointer(w.data), w.dtype, C.size_t(n), C.uint64_t(seed), C.float(scale)), "fill"); err != nil {
+		return err
+	}
+	if w.scales != nil {
+		groups := (int(w.cols) + int(w.group) - 1) / int(w.group)
+		return check(C.fc_fill_f32(g.ctx, w.scales, C.size_t(count*int(w.rows)*groups), C.float(scale/127)), "fill scales")
+	}
+	return nil
+}
+
+// randomExperts returns an MoE block of the given shape with random weights on the device.
+func (g *gpu) randomExperts(count, hidden, inner int, seed uint64) (backend.Experts, error) {
+	if err := g.lock(); err != nil {
+		return nil, err
+	}
+	defer g.mu.Unlock()
+	dtype := C.FC_BF16
+	if g.opts.Int8Experts {
+		dtype = C.FC_I8
+	}
+	ex := &experts{owner: g, count: count, hidden: hidden, inner: inner}
+	gate, err := g.newWeight(C.FC_F32, 1, count, hidden, "router")
+	if err != nil {
+		return nil, err
+	}
+	if err := g.fillRandom(gate, 1, seed, 0.05); err != nil {
+		return nil, err
+	}
+	ex.gate = unsafe.Pointer(gate.data)
+	for i, p := range []struct {
+		w          *C.fc_weight
+		rows, cols int
+	}{{&ex.w1, inner, hidden}, {&ex.w3, inner, hidden}, {&ex.w2, hidden, inner}} {
+		if *p.w, err = g.newWeight(dtype, count, p.rows, p.cols, "experts"); err != nil {
+			return nil, err
+		}
+		if err := g.fillRandom(*p.w, count, seed+uint64(i)+1, 0.02); err != nil {
+			return nil, err
+		}
+	}
+	return ex, nil
+}
+
+// fillTensor fills a tensor with random values in [-scale, scale].
+func (g *gpu) fillTensor(t backend.Tensor, seed uint64, scale float32) error {
+	p, err := g.ptr(t, "fill")
+	if err != nil {
+		return err
+	}
+	if err := g.lock(); err != nil {
+		return err
+	}
+	defer g.mu.Unlock()
+	return check(C.fc_fill_random(g.ctx, unsafe.Pointer(p), C.FC_F32, C.size_t(t.Rows*t.Cols), C.uint64_t(seed), C.float(scale)), "fill")
+}
+
+// copyBytes copies between device buffers (bytes <= both lengths×4), for the copy benchmark.
+func (g *gpu) copyBytes(dst, src backend.Tensor, bytes int) error {
+	d, err := g.ptr(dst, "copy dst")
+	if err != nil {
+		return err
+	}
+	s, err := g.ptr(src, "copy src")
+	if err != nil {
+		return err
+	}
+	if bytes > 4*dst.Rows*dst.Cols || bytes > 4*src.Rows*src.Cols {
+		return backend.Shapef("copy of %d bytes", bytes)
+	}
+	if err := g.lock(); err != nil {
+		return err
+	}
+	defer g.mu.Unlock()
+	return check(C.fc_copy(g.ctx, unsafe.Pointer(d), unsafe.Pointer(s), C.size_t(bytes)), "copy")
+}

@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fathom-llm/fathom/internal/kernels"
+)
+
+// The kernels at the shape of one Mixtral 8x7B expert's up projection: [14336, 4096] weights,
+// one token (decode, bound by memory) and 512 tokens (prefill, bound by arithmetic), on one
+// and two goroutines that split the rows in chunks of whole cache lines of output.
+
+const (
+	expertRows = 14336
+	expertCols = 4096
+)
+
+// probe is the roofline that a benchmark is compared with, measured just before it with as
+// many goroutines, since other work on the machine moves it.
+type probe struct{ bw, fma, bf16 float64 }
+
+func measureProbe(threads, tokens int, bf16 bool) probe {
+	if tokens == 1 {
+		return probe{bw: MeasureBandwidthThreads(threads)}
+	}
+	p := probe{fma: MeasurePeakFMAThreads(threads)}
+	if bf16 && kernels.BF16DotLoop(1) > 0 {
+		p.bf16 = measurePeak(threads, kernels.BF16DotLoop)
+	}
+	return p
+}
+
+// expert is the expert matrix in each stored format, filled with small values.
+type expert struct {
+	bf16, f16 []uint16
+	q8, q4    []byte
+}
+
+var expertWeights = sync.OnceValue(func() expert {
+	n := expertRows * expertCols
+	e := expert{bf16: make([]uint16, n), f16: make([]uint16, n),
+		q8: make([]byte, expertRows*kernels.Q8RowBytes(expertCols)), q4: make([]byte, expertRows*kernels.Q4RowBytes(expertCols))}
+	row := make([]float32, expertCols)
+	s := uint32(1)
+	for r := range expertRows {
+		for c := range row {
+			s = s*1664525 + 1013904223
+			row[c] = float32(int32(s>>8)-1<<23) / (1 << 23) * 0.05
+			e.bf16[r*expertCols+c] = kernels.F32ToBF16(row[c])
+			e.f16[r*expertCols+c] = f32ToF16(row[c])
+		}
+		if err := kernels.QuantizeQ8(e.q8[r*kernels.Q8RowBytes(expertCols):][:kernels.Q8RowBytes(expertCols)], row, expertCols); err != nil {
+			panic(err)
+		}
+		if err := kernels.QuantizeQ4(e.q4[r*kernels.Q4RowBytes(expertCols):][:kernels.Q4RowBytes(expertCols)], row, expertCols); err != nil {
+			panic(err)
+		}
+	}
+	return e
+})
+
+// f32ToF16 converts a float32 of magnitude below 1 (and not tiny) to float16 bits by
+// truncation, enough for benchmark data.
+func f32ToF16(v float32) uint16 {
+	b := math.Float32bits(v)
+	sign := uint16(b>>16) & 0x8000
+	exp := int(b>>23&0xff) - 127 + 15
+	if exp <= 0 {
+		return sign
+	}
+	return sign | uint16(exp)<<10 | uint16(b>>13&0x3ff)
+}
+
+func activations(n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(math.Sin(float64(i)))
+	}
+	return x
+}
+
+// splitRows runs f on row ranges of [0, rows) for threads goroutines, each a multiple of 16
+// rows so that no two goroutines write the same cache line of a float32 output.
+func splitRows(rows, threads int, f func(lo, hi int)) {
+	if threads == 1 {
+		f(0, rows)
+		return
+	}
+	chunk := (rows/threads + 15) &^ 15
+	var wg sync.WaitGroup
+	for lo := 0; lo < rows; lo += chunk {
+		wg.Go(func() { f(lo, min(lo+chunk, rows)) })
+	}
+	wg.Wait()
+}
+
+// report adds the weight bandwidth and arithmetic rate of the fastest iteration, which like
+// the probes (best of three) is the one least disturbed by other work on the machine, and
+// their ratios to the probe p: %bw of the read bandwidth (one token), %fma of the float32 FMA
+// peak and, for the bfloat16-activation product, %bf16 of the VDPBF16PS peak (512 tokens).
+// ns/op stays the mean.
+func report(b *testing.B, p probe, weightBytes, flops float64, best time.Duration) {
+	sec := best.Seconds()
+	b.ReportMetric(weightBytes/sec/1e9, "GB/s")
+	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
+	if p.bw > 0 {
+		b.ReportMetric(100*weightBytes/sec/p.bw, "%bw")
+	}
+	if p.fma > 0 {
+		b.ReportMetric(100*flops/sec/p.fma, "%fma")
+	}
+	if p.bf16 > 0 {
+		b.ReportMetric(100*flops/sec/p.bf16, "%bf16")
+	}
+}
+
+func BenchmarkExpert(b *testing.B) {
+	e := expertWeights()
+	n := float64(expertRows * expertCols)
+	bytes := map[string]float64{"bf16": 2 * n, "bf16-rounded": 2 * n, "f16": 2 * n,
+		"q8": float64(len(e.q8)), "q4": float64(len(e.q4))}
+	for _, tokens := range []int{1, 512} {
+		x := activations(tokens * expertCols)
+		out := make([]float32, tokens*expertRows)
+		for _, dt := range []string{"bf16", "bf16-rounded", "f16", "q8", "q4"} {
+			if dt == "bf16-rounded" && tokens == 1 {
+				continue
+			}
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("tokens=%d/%s/threads=%d", tokens, dt, threads), func(b *testing.B) {
+					p := measureProbe(threads, tokens, dt == "bf16-rounded")
+					best := time.Duration(math.MaxInt64)
+					for b.Loop() {
+						start := time.Now()
+						splitRows(expertRows, threads, func(lo, hi int) {
+							switch {
+							case dt == "bf16" && tokens == 1:
+								kernels.MatVecBF16(out[lo:hi], e.bf16[lo*expertCols:hi*expertCols], x, expertCols)
+							case dt == "f16" && tokens == 1:
+								kernels.MatVecF16(out[lo:hi], e.f16[lo*expertCols:hi*expertCols], x, expertCols)
+							case dt == "bf16":
+								kernels.MatMulBF16Rows(out, e.bf16, x, tokens, expertRows, expertCols, lo, hi)
+							case dt == "f16":
+								kernels.MatMulF16Rows(out, e.f16, x, tokens, expertRows, expertCols, lo, hi)
+							case dt == "bf16-rounded":
+								kernels.MatMulBF16RoundedRows(out, e.bf16, x, tokens, expertRows, expertCols, lo, hi)
+							case dt == "q8":
+								kernels.MatMulQ8Rows(out, e.q8, x, tokens, expertRows, expertCols, lo, hi)
+							case dt == "q4":
+								kernels.MatMulQ4Rows(out, e.q4, x, tokens, expertRows, expertCols, lo, hi)
+							}
+						})
+						best = min(best, time.Since(start))
+					}
+					report(b, p, bytes[dt], 2*float64(tokens)*n, best)
+				})
+			}
+		}
+	}
+}

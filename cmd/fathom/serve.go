@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fathom-llm/fathom/mixtral"
+	"github.com/fathom-llm/fathom/server"
+)
+
+func init() {
+	register(&command{
+		name:    "serve",
+		summary: "serve an OpenAI-compatible chat API over a model",
+		run:     runServe,
+	})
+}
+
+// serveConfig is what serveModel needs besides the model.
+type serveConfig struct {
+	opts  server.Options
+	drain time.Duration // how long shutdown waits for in-flight requests
+}
+
+func runServe(ctx context.Context, e *env, args []string) error {
+	fs := newFlagSet(e, "serve")
+	dir := fs.String("model", "", "checkpoint `DIR`ectory (required)")
+	addr := fs.String("addr", "127.0.0.1:8000", "listen address `HOST:PORT`")
+	apiKey := fs.String("api-key", os.Getenv("FATHOM_API_KEY"), "require this bearer `KEY` on /v1 requests (default $FATHOM_API_KEY)")
+	names := fs.String("name", "", "comma-separated model `NAMES` that requests may use (default: the directory's name)")
+	maxConc := fs.Int("max-concurrent", server.DefaultMaxConcurrent, "requests that generate at once")
+	queue := fs.Int("queue", server.DefaultQueueLength, "requests that may wait for a turn before 429")
+	maxBody := fs.Int64("max-body", server.DefaultMaxBodyBytes, "largest request body in bytes")
+	ctxLen := fs.Int("context", 0, "context length in tokens (0: the model's default)")
+	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]")
+		fmt.Fprintln(fs.Output(), "\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.")
+		fmt.Fprintln(fs.Output(), "SIGINT or SIGTERM stops accepting connections and drains in-flight requests.")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dir == "" || fs.NArg() != 0 {
+		return fmt.Errorf("%w: --model DIR is required and there are no arguments", errUsage)
+	}
+	if *maxConc < 1 || *queue < 0 || *maxBody < 1 || *ctxLen < 0 || *drain < 0 {
+		return fmt.Errorf("%w: --max-concurrent, --max-body must be positive; --queue, --context, --shutdown-timeout not negative", errUsage)
+	}
+	modelNames := splitNames(*names)
+	if len(modelNames) == 0 {
+		modelNames = []string{filepath.Base(filepath.Clean(*dir))}
+	}
+	queueLen := *queue
+	if queueLen == 0 {
+		queueLen = -1 // Options: negative means no queue
+	}
+
+	m, err := mixtral.Load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen})
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	cfg := serveConfig{
+		opts: server.Options{ModelNames: modelNames, APIKey: *apiKey, MaxBodyBytes: *maxBody,
+			MaxConcurrent: *maxConc, QueueLength: queueLen},
+		drain: *drain,
+	}
+	return serveModel(ctx, e, tokenTexts{m}, ln, cfg)
+}
+
+// splitNames splits a comma-separated list, dropping empty entries.
+func splitNames(s string) []string {
+	var out []string
+	for _, n := range strings.Split(s, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// serveModel serves m on ln until ctx is done, then stops accepting connections and waits
+// up to cfg.drain for in-flight requests before closing the rest.
+func serveModel(ctx context.Context, e *env, m server.Model, ln net.Listener, cfg serveConfig) error {
+	logger := slog.New(slog.NewTextHandler(e.stderr, nil))
+	cfg.opts.Logger = logger
+	h, err := server.New(m, cfg.opts)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.New(e.stderr, "fathom serve: http: ", 0),
+	}
+	fmt.Fprintf(e.stderr, "fathom serve: serving %s on http://%s/v1\n", strings.Join(cfg.opts.ModelNames, ", "), ln.Addr())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(e.stderr, "fathom serve: shutting down; waiting for in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.drain)
+	defer cancel()
+	err = srv.Shutdown(sctx)
+	if err != nil {
+		srv.Close() // cancels the requests still running
+		err = fmt.Errorf("requests still running after %v were cancelled: %w", cfg.drain, err)
+	}
+	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if err == nil {
+		fmt.Fprintln(e.stderr, "fathom serve: stopped")
+	}
+	return err
+}
+
+// tokenTexts gives a *mixtral.Model the TokenText method that server.Model needs for
+// logprobs: the text a token adds to decoded output, from its SentencePiece vocabulary entry
+// ("▁" is a space, "<0xNN>" the raw byte NN).
+type tokenTexts struct{ *mixtral.Model }
+
+// TokenText returns the bytes token id adds to decoded text.
+func (m tokenTexts) TokenText(id int) string {
+	tok := m.Tokenizer()
+	if tok == nil {
+		return ""
+	}
+	piece, ok := tok.TokenText(id)
+	if !ok {
+		return ""
+	}
+	if len(piece) == 6 && strings.HasPrefix(piece, "<0x") && piece[5] == '>' {
+		if b, err := strconv.ParseUint(piece[3:5], 16, 8); err == nil {
+			return string([]byte{byte(b)})
+		}
+	}
+	return strings.ReplaceAll(piece, "▁", " ")
+}

@@ -1,0 +1,1037 @@
+// Command _asm generates the amd64 assembly of package kernels with avo.
+//
+// Run it through go generate in the parent directory; it writes kernels_amd64.s and the Go
+// declarations in kernels_amd64.go. Every function it emits has a generic Go twin in the
+// parent package that the tests hold it to.
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	"github.com/mmcloughlin/avo/ir"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// isa describes one vector instruction set level.
+type isa struct {
+	suffix string            // name suffix of the generated functions
+	lanes  int               // float32 lanes per vector
+	vec    func() VecVirtual // allocates a vector register of the level's width
+}
+
+var (
+	avx2   = isa{"AVX2", 8, YMM}
+	avx512 = isa{"AVX512", 16, ZMM}
+)
+
+// elem describes a weight element type and how to widen it to float32 lanes.
+type elem struct {
+	name   string // F32, BF16, F16
+	goType string
+	size   int // bytes per element
+}
+
+var (
+	f32  = elem{"F32", "float32", 4}
+	bf16 = elem{"BF16", "uint16", 2}
+	f16  = elem{"F16", "uint16", 2}
+)
+
+// load widens lanes elements at m into float32 lanes of v.
+func (e elem) load(m Mem, v VecVirtual, s isa) {
+	switch e.name {
+	case "F32":
+		VMOVUPS(m, v)
+	case "BF16":
+		VPMOVZXWD(m, v)
+		VPSLLD(U8(16), v, v)
+	case "F16":
+		VCVTPH2PS(m, v)
+	}
+}
+
+func main() {
+	ConstraintExpr("!purego")
+	for _, s := range []isa{avx2, avx512} {
+		elems := []elem{f32, bf16, f16}
+		if s.lanes == 16 {
+			// AVX-512 streams bfloat16 and float16 rows a cache line at a time instead.
+			elems = elems[:1]
+			dotBF16Deinterleave()
+			dotF16Lines()
+		}
+		for _, e := range elems {
+			dot(e, s)
+			dot4(e, s)
+		}
+		axpy(s)
+		convert(bf16, s)
+		convert(f16, s)
+	}
+	gemmF32(avx2, 2, 6)
+	gemmF32(avx512, 2, 12)
+	gemmBF16DP()
+	peakFMA(avx2, 12)
+	peakFMA(avx512, 24)
+	peakBF16()
+	xorWords(avx2)
+	xorWords(avx512)
+	for _, rows := range []int{1, 4} {
+		quantDot(false, rows)
+		quantDot(true, rows)
+	}
+	quantActs()
+	quantDotAVX2(false)
+	quantDotAVX2(true)
+	Generate()
+}
+
+// reduce adds the lanes of v and returns an XMM register holding the sum in its low lane.
+func reduce(v VecVirtual, s isa) Register {
+	y := v.AsY()
+	if s.lanes == 16 {
+		hi := YMM()
+		VEXTRACTF64X4(U8(1), v.AsZ(), hi)
+		VADDPS(hi, v.AsY(), hi)
+		y = hi
+	}
+	x := XMM()
+	VEXTRACTF128(U8(1), y, x)
+	VADDPS(x, y.(VecVirtual).AsX(), x)
+	t := XMM()
+	VMOVHLPS(x, x, t)
+	VADDPS(t, x, x)
+	VMOVSHDUP(x, t)
+	VADDSS(t, x, x)
+	return x
+}
+
+// dot emits dot<E><ISA>(w *E, x *float32, n int) float32 over the first n elements, n a
+// multiple of the lane count.
+func dot(e elem, s isa) {
+	name := fmt.Sprintf("dot%s%s", e.name, s.suffix)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(w *%s, x *float32, n int) float32", e.goType))
+	Doc(fmt.Sprintf("%s returns the dot product of w[:n] and x[:n]; n is a multiple of %d.", name, s.lanes))
+	w := Load(Param("w"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	const u = 4
+	var acc [u]VecVirtual
+	for i := range acc {
+		acc[i] = s.vec()
+		VXORPS(acc[i], acc[i], acc[i])
+	}
+	Label("loop4")
+	CMPQ(n, U32(u*s.lanes))
+	JL(LabelRef("loop1"))
+	for i := 0; i < u; i++ {
+		t := s.vec()
+		e.load(Mem{Base: w, Disp: i * s.lanes * e.size}, t, s)
+		VFMADD231PS(Mem{Base: x, Disp: i * s.lanes * 4}, t, acc[i])
+	}
+	ADDQ(U32(u*s.lanes*e.size), w)
+	ADDQ(U32(u*s.lanes*4), x)
+	SUBQ(U32(u*s.lanes), n)
+	JMP(LabelRef("loop4"))
+	Label("loop1")
+	CMPQ(n, U32(s.lanes))
+	JL(LabelRef("done"))
+	t := s.vec()
+	e.load(Mem{Base: w}, t, s)
+	VFMADD231PS(Mem{Base: x}, t, acc[0])
+	ADDQ(U32(s.lanes*e.size), w)
+	ADDQ(U32(s.lanes*4), x)
+	SUBQ(U32(s.lanes), n)
+	JMP(LabelRef("loop1"))
+	Label("done")
+	VADDPS(acc[1], acc[0], acc[0])
+	VADDPS(acc[3], acc[2], acc[2])
+	VADDPS(acc[2], acc[0], acc[0])
+	r := reduce(acc[0], s)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// dot4 emits dot4<E><ISA>(w *E, stride int, x *float32, n int, out *float32): the dot
+// products of four rows w[r*stride:][:n], r < 4, with x[:n], stored to out[0:4]. Each load of
+// x serves four rows.
+func dot4(e elem, s isa) {
+	name := fmt.Sprintf("dot4%s%s", e.name, s.suffix)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(w *%s, stride int, x *float32, n int, out *float32)", e.goType))
+	Doc(fmt.Sprintf("%s stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of %d.", name, s.lanes))
+	var rows [4]Register
+	rows[0] = Load(Param("w"), GP64())
+	stride := Load(Param("stride"), GP64())
+	if e.size == 2 {
+		SHLQ(U8(1), stride)
+	} else {
+		SHLQ(U8(2), stride)
+	}
+	for r := 1; r < 4; r++ {
+		rows[r] = GP64()
+		LEAQ(Mem{Base: rows[r-1], Index: stride, Scale: 1}, rows[r])
+	}
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	// i walks w in bytes; x is addressed at i*(4/size).
+	i := GP64()
+	XORQ(i, i)
+	end := GP64()
+	MOVQ(n, end)
+	if e.size == 2 {
+		SHLQ(U8(1), end)
+	} else {
+		SHLQ(U8(2), end)
+	}
+	xs := uint8(4 / e.size)
+	const u = 2
+	var acc [4][u]VecVirtual
+	for r := range acc {
+		for j := range acc[r] {
+			acc[r][j] = s.vec()
+			VXORPS(acc[r][j], acc[r][j], acc[r][j])
+		}
+	}
+	step := s.lanes * e.size
+	Label("loop2")
+	t := GP64()
+	LEAQ(Mem{Base: i, Disp: u * step}, t)
+	CMPQ(t, end)
+	JG(LabelRef("loop1"))
+	var xv [u]VecVirtual
+	for j := 0; j < u; j++ {
+		xv[j] = s.vec()
+		VMOVUPS(Mem{Base: x, Index: i, Scale: xs, Disp: j * s.lanes * 4}, xv[j])
+	}
+	for r := 0; r < 4; r++ {
+		for j := 0; j < u; j++ {
+			v := s.vec()
+			e.load(Mem{Base: rows[r], Index: i, Scale: 1, Disp: j * step}, v, s)
+			VFMADD231PS(xv[j], v, acc[r][j])
+		}
+	}
+	ADDQ(U32(u*step), i)
+	JMP(LabelRef("loop2"))
+	Label("loop1")
+	CMPQ(i, end)
+	JGE(LabelRef("done"))
+	x0 := s.vec()
+	VMOVUPS(Mem{Base: x, Index: i, Scale: xs}, x0)
+	for r := 0; r < 4; r++ {
+		v := s.vec()
+		e.load(Mem{Base: rows[r], Index: i, Scale: 1}, v, s)
+		VFMADD231PS(x0, v, acc[r][0])
+	}
+	ADDQ(U32(step), i)
+	JMP(LabelRef("loop1"))
+	Label("done")
+	out := Load(Param("out"), GP64())
+	for r := 0; r < 4; r++ {
+		VADDPS(acc[r][1], acc[r][0], acc[r][0])
+		sum := reduce(acc[r][0], s)
+		MOVSS(sum, Mem{Base: out, Disp: 4 * r})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// axpy emits axpy<ISA>(a float32, x, y *float32, n int): y[:n] += a*x[:n].
+func axpy(s isa) {
+	name := "axpy" + s.suffix
+	TEXT(name, NOSPLIT, "func(a float32, x, y *float32, n int)")
+	Doc(fmt.Sprintf("%s adds a*x[:n] to y[:n]; n is a multiple of %d.", name, s.lanes))
+	av := s.vec()
+	VBROADCASTSS(NewParamAddr("a", 0), av)
+	x := Load(Param("x"), GP64())
+	y := Load(Param("y"), GP64())
+	n := Load(Param("n"), GP64())
+	const u = 4
+	Label("loop4")
+	CMPQ(n, U32(u*s.lanes))
+	JL(LabelRef("loop1"))
+	for i := 0; i < u; i++ {
+		t := s.vec()
+		VMOVUPS(Mem{Base: y, Disp: i * s.lanes * 4}, t)
+		VFMADD231PS(Mem{Base: x, Disp: i * s.lanes * 4}, av, t)
+		VMOVUPS(t, Mem{Base: y, Disp: i * s.lanes * 4})
+	}
+	ADDQ(U32(u*s.lanes*4), x)
+	ADDQ(U32(u*s.lanes*4), y)
+	SUBQ(U32(u*s.lanes), n)
+	JMP(LabelRef("loop4"))
+	Label("loop1")
+	CMPQ(n, U32(s.lanes))
+	JL(LabelRef("done"))
+	t := s.vec()
+	VMOVUPS(Mem{Base: y}, t)
+	VFMADD231PS(Mem{Base: x}, av, t)
+	VMOVUPS(t, Mem{Base: y})
+	ADDQ(U32(s.lanes*4), x)
+	ADDQ(U32(s.lanes*4), y)
+	SUBQ(U32(s.lanes), n)
+	JMP(LabelRef("loop1"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// convert emits cvt<E><ISA>(dst *float32, src *E, n int): dst[:n] = float32(src[:n]).
+func convert(e elem, s isa) {
+	name := fmt.Sprintf("cvt%s%s", e.name, s.suffix)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, n int)", e.goType))
+	Doc(fmt.Sprintf("%s widens src[:n] to float32 in dst[:n]; n is a multiple of %d.", name, s.lanes))
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	n := Load(Param("n"), GP64())
+	const u = 4
+	Label("loop4")
+	CMPQ(n, U32(u*s.lanes))
+	JL(LabelRef("loop1"))
+	for i := 0; i < u; i++ {
+		t := s.vec()
+		e.load(Mem{Base: src, Disp: i * s.lanes * e.size}, t, s)
+		VMOVUPS(t, Mem{Base: dst, Disp: i * s.lanes * 4})
+	}
+	ADDQ(U32(u*s.lanes*e.size), src)
+	ADDQ(U32(u*s.lanes*4), dst)
+	SUBQ(U32(u*s.lanes), n)
+	JMP(LabelRef("loop4"))
+	Label("loop1")
+	CMPQ(n, U32(s.lanes))
+	JL(LabelRef("done"))
+	t := s.vec()
+	e.load(Mem{Base: src}, t, s)
+	VMOVUPS(t, Mem{Base: dst})
+	ADDQ(U32(s.lanes*e.size), src)
+	ADDQ(U32(s.lanes*4), dst)
+	SUBQ(U32(s.lanes), n)
+	JMP(LabelRef("loop1"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// gemmF32 emits the float32 GEMM micro-kernel gemmF32<ISA>(a, b *float32, kc int, c *float32,
+// ldc int): for a packed panel a of kc×(mv·lanes) and b of kc×nr, c[j*ldc+i] += Σ_k
+// a[k*mr+i]·b[k*nr+j] for i < mr = mv·lanes, j < nr.
+func gemmF32(s isa, mv, nr int) {
+	mr := mv * s.lanes
+	name := "gemmF32" + s.suffix
+	TEXT(name, NOSPLIT, "func(a, b *float32, kc int, c *float32, ldc int)")
+	Doc(fmt.Sprintf("%s adds the %d×%d product of packed panels a (kc×%d) and b (kc×%d) to c (row stride ldc).", name, nr, mr, mr, nr))
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	kc := Load(Param("kc"), GP64())
+	acc := make([][]VecVirtual, nr)
+	for j := range acc {
+		acc[j] = make([]VecVirtual, mv)
+		for v := range acc[j] {
+			acc[j][v] = s.vec()
+			VXORPS(acc[j][v], acc[j][v], acc[j][v])
+		}
+	}
+	Label("loop")
+	TESTQ(kc, kc)
+	JZ(LabelRef("done"))
+	av := make([]VecVirtual, mv)
+	for v := range av {
+		av[v] = s.vec()
+		VMOVUPS(Mem{Base: a, Disp: v * s.lanes * 4}, av[v])
+	}
+	for j := 0; j < nr; j++ {
+		if s.lanes == 16 {
+			for v := 0; v < mv; v++ {
+				VFMADD231PS_BCST(Mem{Base: b, Disp: 4 * j}, av[v], acc[j][v])
+			}
+		} else {
+			bv := s.vec()
+			VBROADCASTSS(Mem{Base: b, Disp: 4 * j}, bv)
+			for v := 0; v < mv; v++ {
+				VFMADD231PS(bv, av[v], acc[j][v])
+			}
+		}
+	}
+	ADDQ(U32(mr*4), a)
+	ADDQ(U32(nr*4), b)
+	DECQ(kc)
+	JMP(LabelRef("loop"))
+	Label("done")
+	c := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(U8(2), ldc)
+	for j := 0; j < nr; j++ {
+		for v := 0; v < mv; v++ {
+			m := Mem{Base: c, Disp: v * s.lanes * 4}
+			VADDPS(m, acc[j][v], acc[j][v])
+			VMOVUPS(acc[j][v], m)
+		}
+		if j+1 < nr {
+			ADDQ(ldc, c)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// bytes emits raw instruction bytes, for instructions the assembler does not know.
+func bytes(bs ...byte) {
+	for _, b := range bs {
+		Instruction(&ir.Instruction{Opcode: "BYTE", Operands: []Op{U8(b)}})
+	}
+}
+
+// vdpbf16psBcst emits VDPBF16PS zdst, zsrc, [base+4*j]{1to16}: for every lane i, zdst[i] +=
+// zsrc.bf16[2i+1]·m.bf16[1] + zsrc.bf16[2i]·m.bf16[0], m the broadcast 32-bit pair.
+func vdpbf16psBcst(dst, src int, base int, j int) {
+	not := func(b int) byte { return byte(^b & 1) }
+	p0 := not(dst>>3)<<7 | 1<<6 | not(base>>3)<<5 | not(dst>>4)<<4 | 0b10
+	p1 := byte(^src&0xf)<<3 | 1<<2 | 0b10
+	p2 := byte(0b10)<<5 | 1<<4 | not(src>>4)<<3
+	modrm := byte(0b01)<<6 | byte(dst&7)<<3 | byte(base&7)
+	Comment(fmt.Sprintf("VDPBF16PS.BCST %d(base%d), Z%d, Z%d", 4*j, base, src, dst))
+	bytes(0x62, p0, p1, p2, 0x52, modrm, byte(j))
+}
+
+// gemmBF16DP emits gemmBF16DPAVX512(a, b *uint16, kp int, c *float32, ldc int), the 12×32
+// micro-kernel over bfloat16 pairs: a is packed kp×32×2, b kp×12×2, and c[j*ldc+i] +=
+// Σ_p a[(p*32+i)*2+h]·b[(p*12+j)*2+h] over pairs p and halves h, by VDPBF16PS.
+func gemmBF16DP() {
+	const mv, nr = 2, 12
+	name := "gemmBF16DPAVX512"
+	TEXT(name, NOSPLIT, "func(a, b *uint16, kp int, c *float32, ldc int)")
+	Doc(fmt.Sprintf("%s adds the %d×%d product of bfloat16-pair panels a (kp×%d×2) and b (kp×%d×2) to c (row stride ldc), by VDPBF16PS.", name, nr, mv*16, mv*16, nr))
+	// Physical registers: the raw encoding names them. Z0..Z23 accumulate, Z24/Z25 hold a.
+	Load(Param("a"), RSI)
+	Load(Param("b"), RDI)
+	Load(Param("kp"), RCX)
+	zr := func(i int) VecPhysical {
+		return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25}[i]
+	}
+	for i := 0; i < nr*mv; i++ {
+		VPXORD(zr(i), zr(i), zr(i))
+	}
+	Label("loop")
+	TESTQ(RCX, RCX)
+	JZ(LabelRef("done"))
+	for v := 0; v < mv; v++ {
+		VMOVUPS(Mem{Base: RSI, Disp: v * 64}, zr(24+v))
+	}
+	const rdi = 7
+	for j := 0; j < nr; j++ {
+		for v := 0; v < mv; v++ {
+			vdpbf16psBcst(j*mv+v, 24+v, rdi, j)
+		}
+	}
+	ADDQ(U32(mv*64), RSI)
+	ADDQ(U32(nr*4), RDI)
+	DECQ(RCX)
+	JMP(LabelRef("loop"))
+	Label("done")
+	Load(Param("c"), RDX)
+	Load(Param("ldc"), RBX)
+	SHLQ(U8(2), RBX)
+	for j := 0; j < nr; j++ {
+		for v := 0; v < mv; v++ {
+			m := Mem{Base: RDX, Disp: v * 64}
+			VADDPS(m, zr(j*mv+v), zr(j*mv+v))
+			VMOVUPS(zr(j*mv+v), m)
+		}
+		if j+1 < nr {
+			ADDQ(RBX, RDX)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// peakFMA emits peakFMA<ISA>(n int): n iterations of acc independent register-only FMA
+// chains, the machine's float32 arithmetic peak.
+func peakFMA(s isa, acc int) {
+	name := "peakFMA" + s.suffix
+	TEXT(name, NOSPLIT, "func(n int)")
+	Doc(fmt.Sprintf("%s runs n iterations of %d independent vector FMAs on registers.", name, acc))
+	n := Load(Param("n"), GP64())
+	a, b := s.vec(), s.vec()
+	VXORPS(a, a, a)
+	VXORPS(b, b, b)
+	accs := make([]VecVirtual, acc)
+	for i := range accs {
+		accs[i] = s.vec()
+		VXORPS(accs[i], accs[i], accs[i])
+	}
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for i := range accs {
+		VFMADD231PS(a, b, accs[i])
+	}
+	DECQ(n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// vdpbf16ps emits VDPBF16PS zdst, zsrc1, zsrc2 (register form).
+func vdpbf16ps(dst, src1, src2 int) {
+	not := func(b int) byte { return byte(^b & 1) }
+	p0 := not(dst>>3)<<7 | not(src2>>4)<<6 | not(src2>>3)<<5 | not(dst>>4)<<4 | 0b10
+	p1 := byte(^src1&0xf)<<3 | 1<<2 | 0b10
+	p2 := byte(0b10)<<5 | not(src1>>4)<<3
+	modrm := byte(0b11)<<6 | byte(dst&7)<<3 | byte(src2&7)
+	Comment(fmt.Sprintf("VDPBF16PS Z%d, Z%d, Z%d", src2, src1, dst))
+	bytes(0x62, p0, p1, p2, 0x52, modrm)
+}
+
+// peakBF16 emits peakBF16AVX512(n int): n iterations of 24 independent VDPBF16PS chains.
+func peakBF16() {
+	TEXT("peakBF16AVX512", NOSPLIT, "func(n int)")
+	Doc("peakBF16AVX512 runs n iterations of 24 independent VDPBF16PS on registers.")
+	Load(Param("n"), RCX)
+	for i := 0; i < 26; i++ {
+		z := []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25}[i]
+		VPXORD(z, z, z)
+	}
+	Label("loop")
+	TESTQ(RCX, RCX)
+	JZ(LabelRef("done"))
+	for i := 0; i < 24; i++ {
+		vdpbf16ps(i, 24, 25)
+	}
+	DECQ(RCX)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// xorWords emits xorWords<ISA>(p *uint64, n int) uint64: the XOR of p[:n], n a multiple of
+// four vectors, reading memory as fast as the core can.
+func xorWords(s isa) {
+	name := "xorWords" + s.suffix
+	words := s.lanes / 2
+	TEXT(name, NOSPLIT, "func(p *uint64, n int) uint64")
+	Doc(fmt.Sprintf("%s returns the XOR of p[:n]; n is a multiple of %d.", name, 4*words))
+	p := Load(Param("p"), GP64())
+	n := Load(Param("n"), GP64())
+	var acc [4]VecVirtual
+	for i := range acc {
+		acc[i] = s.vec()
+		VPXOR(acc[i].AsY(), acc[i].AsY(), acc[i].AsY())
+	}
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for i := range acc {
+		m := Mem{Base: p, Disp: i * s.lanes * 4}
+		if s.lanes == 16 {
+			VPXORQ(m, acc[i], acc[i])
+		} else {
+			VPXOR(m, acc[i], acc[i])
+		}
+	}
+	ADDQ(U32(4*s.lanes*4), p)
+	SUBQ(U32(4*words), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	if s.lanes == 16 {
+		VPXORQ(acc[1], acc[0], acc[0])
+		VPXORQ(acc[3], acc[2], acc[2])
+		VPXORQ(acc[2], acc[0], acc[0])
+		y := YMM()
+		VEXTRACTI64X4(U8(1), acc[0], y)
+		VPXOR(y, acc[0].AsY(), y)
+		acc[0] = y.(VecVirtual)
+	} else {
+		VPXOR(acc[1], acc[0], acc[0])
+		VPXOR(acc[3], acc[2], acc[2])
+		VPXOR(acc[2], acc[0], acc[0])
+	}
+	x := XMM()
+	VEXTRACTI128(U8(1), acc[0].AsY(), x)
+	VPXOR(x, acc[0].AsX(), x)
+	t := XMM()
+	VPSHUFD(U8(0x4e), x, t)
+	VPXOR(t, x, x)
+	r := GP64()
+	MOVQ(x, r)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// vpdpbusd emits VPDPBUSD signed, unsigned, acc: acc lane i += Σ_j unsigned.u8[4i+j] ·
+// signed.s8[4i+j], which the assembler knows but avo does not.
+func vpdpbusd(signed, unsigned, acc Op) {
+	Instruction(&ir.Instruction{
+		Opcode:   "VPDPBUSD",
+		Operands: []Op{signed, unsigned, acc},
+		Inputs:   []Op{signed, unsigned, acc},
+		Outputs:  []Op{acc},
+		ISA:      []string{"AVX512_VNNI"},
+	})
+}
+
+// Quantized rows: groups of 32 values in super-blocks of 16 groups, the values of a
+// super-block interleaved so that bytes 4l..4l+3 of its m-th 64-byte vector belong to group l.
+// A q8 row is its int8 values (512 bytes per super-block) followed by a float16 scale per
+// group (32 bytes per super-block). A q4 super-block is 16 float16 scales, 16 float16
+// minimums and 256 bytes of 4-bit values (vector 2p in the low nibbles of the p-th 64 bytes,
+// vector 2p+1 in the high ones), 320 bytes, one after the other along the row: one stream,
+// every part aligned alike. Activations come as
+// 512 int8 values per super-block, interleaved alike, with per group their scale d and, for q4,
+// d·Σq as float32, for q8 128·Σq as int32.
+
+// quantDot emits dot<rows>Q8VNNI / dot<rows>Q4VNNI(w *byte, stride, soff int, xq *int8, xd,
+// xs *float32|*int32, nsb int, out *float32): for r < rows, out[r] = the dot product of the
+// first nsb super-blocks of row w[r*stride:], whose scales start at byte soff (q8), with the
+// quantized activations.
+func quantDot(q4 bool, rows int) {
+	kind, qstep, sstep := "Q8", 512, 32
+	if q4 {
+		// Scales, minimums and values all in one 320-byte super-block at iq.
+		kind, qstep, sstep = "Q4", 320, 0
+	}
+	name := fmt.Sprintf("dot%d%sVNNI", rows, kind)
+	if q4 {
+		TEXT(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd, xs *float32, nsb int, out *float32)")
+		Doc(fmt.Sprintf("%s stores to out[r], r < %d, the dot product of nsb q4 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).", name, rows))
+	} else {
+		TEXT(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32)")
+		Doc(fmt.Sprintf("%s stores to out[r], r < %d, the dot product of nsb q8 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, 128·Σxq in xs).", name, rows))
+	}
+	ptrs := make([]Register, rows)
+	ptrs[0] = Load(Param("w"), GP64())
+	if rows > 1 {
+		stride := Load(Param("stride"), GP64())
+		for r := 1; r < rows; r++ {
+			ptrs[r] = GP64()
+			LEAQ(Mem{Base: ptrs[r-1], Index: stride, Scale: 1}, ptrs[r])
+		}
+	}
+	ks := Load(Param("soff"), GP64()) // offset of the current super-block's scales
+	iq := GP64()                      // offset of its values
+	XORQ(iq, iq)
+	xq := Load(Param("xq"), GP64())
+	xd := Load(Param("xd"), GP64())
+	xs := Load(Param("xs"), GP64())
+	n := Load(Param("nsb"), GP64())
+	tmp := GP32()
+	mask := ZMM()
+	if q4 {
+		MOVL(U32(0x0f0f0f0f), tmp)
+	} else {
+		MOVL(U32(0x80808080), tmp)
+	}
+	VPBROADCASTD(tmp, mask)
+	facc := make([]VecVirtual, rows)
+	for r := range facc {
+		facc[r] = ZMM()
+		VXORPS(facc[r], facc[r], facc[r])
+	}
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	qx := make([]VecVirtual, 8)
+	for m := range qx {
+		qx[m] = ZMM()
+		VMOVDQU32(Mem{Base: xq, Disp: 64 * m}, qx[m])
+	}
+	dx, sx := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: xd}, dx)
+	if q4 {
+		VMOVUPS(Mem{Base: xs}, sx)
+	} else {
+		VMOVDQU32(Mem{Base: xs}, sx)
+	}
+	for r := 0; r < rows; r++ {
+		// Two integer accumulators halve the dependency chains.
+		acc := [2]VecVirtual{ZMM(), ZMM()}
+		VPXORD(acc[0], acc[0], acc[0])
+		VPXORD(acc[1], acc[1], acc[1])
+		if q4 {
+			for p := 0; p < 4; p++ {
+				t, hi := ZMM(), ZMM()
+				VMOVDQU32(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 64 + 64*p}, t)
+				VPSRLW(U8(4), t, hi)
+				VPANDD(mask, t, t)
+				VPANDD(mask, hi, hi)
+				vpdpbusd(qx[2*p], t, acc[0])
+				vpdpbusd(qx[2*p+1], hi, acc[1])
+			}
+			VPADDD(acc[1], acc[0], acc[0])
+		} else {
+			for m := 0; m < 8; m++ {
+				t := ZMM()
+				VPXORD(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 64 * m}, mask, t)
+				vpdpbusd(qx[m], t, acc[m%2])
+			}
+			VPADDD(acc[1], acc[0], acc[0])
+			// The unsigned weights are q+128: take 128·Σqx back off, exactly.
+			VPSUBD(sx, acc[0], acc[0])
+		}
+		d, f := ZMM(), ZMM()
+		if q4 {
+			VCVTPH2PS(Mem{Base: ptrs[r], Index: iq, Scale: 1}, d)
+		} else {
+			VCVTPH2PS(Mem{Base: ptrs[r], Index: ks, Scale: 1}, d)
+		}
+		VCVTDQ2PS(acc[0], f)
+		VMULPS(dx, f, f)
+		VFMADD231PS(f, d, facc[r])
+		if q4 {
+			mn := ZMM()
+			VCVTPH2PS(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 32}, mn)
+			VFMADD231PS(sx, mn, facc[r])
+		}
+	}
+	ADDQ(U32(qstep), iq)
+	if sstep > 0 {
+		ADDQ(U32(sstep), ks)
+	}
+	ADDQ(U32(512), xq)
+	ADDQ(U32(64), xd)
+	ADDQ(U32(64), xs)
+	DECQ(n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	out := Load(Param("out"), GP64())
+	for r := range facc {
+		sum := reduce(facc[r], avx512)
+		MOVSS(sum, Mem{Base: out, Disp: 4 * r})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// quantActs emits quantActsAVX512(x *float32, q *int8, d *float32, sum *int32, nsb int): for
+// nsb super-blocks of 16 groups of 32 values of x, the int8 values q = x·(127/max|x|) rounded
+// to nearest even, interleaved as the quantized weights are, and per group d = max|x|/127 and
+// sum = Σq. Groups whose maximum is tiny, zero or not finite get garbage for the caller to fix.
+func quantActs() {
+	TEXT("quantActsAVX512", NOSPLIT, "func(x *float32, q *int8, d *float32, sum *int32, nsb int)")
+	Doc("quantActsAVX512 quantizes nsb super-blocks of x to int8 q (interleaved), group scales d = max|x|/127 and group sums Σq.")
+	idx := GLOBL("scatterIndex", RODATA|NOPTR)
+	for m := 0; m < 8; m++ {
+		DATA(4*m, U32(64*m))
+	}
+	x := Load(Param("x"), GP64())
+	q := Load(Param("q"), GP64())
+	d := Load(Param("d"), GP64())
+	sum := Load(Param("sum"), GP64())
+	n := Load(Param("nsb"), GP64())
+	tmp := GP32()
+	absMask := ZMM()
+	MOVL(U32(0x7fffffff), tmp)
+	VPBROADCASTD(tmp, absMask)
+	c127 := XMM()
+	MOVL(U32(0x42fe0000), tmp) // 127.0
+	VMOVD(tmp, c127)
+	index := YMM()
+	VMOVDQU(idx, index)
+	Label("super")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	l := GP64()
+	XORQ(l, l)
+	Label("group")
+	v0, v1 := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: x}, v0)
+	VMOVUPS(Mem{Base: x, Disp: 64}, v1)
+	a0, a1 := ZMM(), ZMM()
+	// The maximum of |x| as unsigned integers: ordered like the floats, with NaN above
+	// infinity above everything finite, so that a NaN or infinity shows in the maximum.
+	VPANDD(absMask, v0, a0)
+	VPANDD(absMask, v1, a1)
+	VPMAXUD(a1, a0, a0)
+	hy := YMM()
+	VEXTRACTI64X4(U8(1), a0, hy)
+	VPMAXUD(hy, a0.AsY(), hy)
+	hx := XMM()
+	VEXTRACTI128(U8(1), hy, hx)
+	VPMAXUD(hx, hy.AsX(), hx)
+	t := XMM()
+	VPSHUFD(U8(0x4e), hx, t)
+	VPMAXUD(t, hx, hx)
+	VPSHUFD(U8(0xb1), hx, t)
+	VPMAXUD(t, hx, hx) // amax
+	dv := XMM()
+	VDIVSS(c127, hx, dv) // amax/127
+	MOVSS(dv, Mem{Base: d})
+	inv := XMM()
+	VDIVSS(hx, c127, inv) // 127/amax
+	iv := ZMM()
+	VBROADCASTSS(inv, iv)
+	VMULPS(iv, v0, v0)
+	VMULPS(iv, v1, v1)
+	VCVTPS2DQ(v0, v0)
+	VCVTPS2DQ(v1, v1)
+	s := ZMM()
+	VPADDD(v1, v0, s)
+	sy := YMM()
+	VEXTRACTI64X4(U8(1), s, sy)
+	VPADDD(sy, s.AsY(), sy)
+	sx := XMM()
+	VEXTRACTI128(U8(1), sy, sx)
+	VPADDD(sx, sy.AsX(), sx)
+	st := XMM()
+	VPSHUFD(U8(0x4e), sx, st)
+	VPADDD(st, sx, sx)
+	VPSHUFD(U8(0xb1), sx, st)
+	VPADDD(st, sx, sx)
+	VMOVD(sx, Mem{Base: sum})
+	b0, b1 := XMM(), XMM()
+	VPMOVSDB(v0, b0)
+	VPMOVSDB(v1, b1)
+	g := YMM()
+	VINSERTI128(U8(1), b1, b0.AsY(), g)
+	k := K()
+	KXNORW(k, k, k)
+	VPSCATTERDD(g, k, Mem{Base: q, Index: index, Scale: 1})
+	ADDQ(U8(128), x)
+	ADDQ(U8(4), q)
+	ADDQ(U8(4), d)
+	ADDQ(U8(4), sum)
+	INCQ(l)
+	CMPQ(l, U8(16))
+	JL(LabelRef("group"))
+	ADDQ(U32(512-64), q)
+	DECQ(n)
+	JMP(LabelRef("super"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// quantDotAVX2 emits dotQ8AVX2 / dotQ4AVX2(w *byte, soff int, xq *int8, xd, xs *float32, nsb
+// int) float32: the dot product of the first nsb super-blocks of one quantized row (scales
+// from byte soff) with the activations, for CPUs without VNNI. A 32-byte half of each 64-byte
+// vector holds 8 groups; VPMADDUBSW and VPMADDWD sum four products per group lane. q8
+// multiplies |x| by w with the sign of x so that the unsigned operand is |x| ≤ 127 and no pair
+// sum saturates.
+func quantDotAVX2(q4 bool) {
+	kind, qstep, sstep := "Q8", 512, 32
+	if q4 {
+		kind, qstep, sstep = "Q4", 320, 0
+	}
+	name := "dot" + kind + "AVX2"
+	TEXT(name, NOSPLIT, "func(w *byte, soff int, xq *int8, xd, xs *float32, nsb int) float32")
+	Doc(fmt.Sprintf("%s returns the dot product of nsb %s super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).", name, kind))
+	w := Load(Param("w"), GP64())
+	var sc Register = w // q4: scales and minimums head each super-block
+	if !q4 {
+		sc = Load(Param("soff"), GP64())
+		ADDQ(w, sc)
+	}
+	xq := Load(Param("xq"), GP64())
+	xd := Load(Param("xd"), GP64())
+	xs := Load(Param("xs"), GP64())
+	n := Load(Param("nsb"), GP64())
+	tmp := GP32()
+	ones := YMM()
+	MOVL(U32(0x00010001), tmp)
+	VMOVD(tmp, ones.AsX())
+	VPBROADCASTD(ones.AsX(), ones)
+	var mask VecVirtual
+	if q4 {
+		mask = YMM()
+		MOVL(U32(0x0f0f0f0f), tmp)
+		VMOVD(tmp, mask.AsX())
+		VPBROADCASTD(mask.AsX(), mask)
+	}
+	facc := YMM()
+	VXORPS(facc, facc, facc)
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	for h := 0; h < 2; h++ {
+		acc := YMM()
+		VPXOR(acc, acc, acc)
+		for m := 0; m < 8; m++ {
+			x := YMM()
+			VMOVDQU(Mem{Base: xq, Disp: 64*m + 32*h}, x)
+			p := YMM()
+			if q4 {
+				t := YMM()
+				VMOVDQU(Mem{Base: w, Disp: 64 + 64*(m/2) + 32*h}, t)
+				if m%2 == 1 {
+					VPSRLW(U8(4), t, t)
+				}
+				VPAND(mask, t, t)
+				VPMADDUBSW(x, t, p) // t unsigned, x signed
+			} else {
+				t := YMM()
+				VMOVDQU(Mem{Base: w, Disp: 64*m + 32*h}, t)
+				VPSIGNB(x, t, t) // w with the sign of x
+				VPABSB(x, x)
+				VPMADDUBSW(t, x, p) // |x| unsigned, signed w
+			}
+			VPMADDWD(ones, p, p)
+			VPADDD(p, acc, acc)
+		}
+		d, f, e := YMM(), YMM(), YMM()
+		VCVTPH2PS(Mem{Base: sc, Disp: 16 * h}, d)
+		VCVTDQ2PS(acc, f)
+		VMULPS(Mem{Base: xd, Disp: 32 * h}, d, e)
+		VFMADD231PS(f, e, facc)
+		if q4 {
+			mn := YMM()
+			VCVTPH2PS(Mem{Base: sc, Disp: 32 + 16*h}, mn)
+			VFMADD231PS(Mem{Base: xs, Disp: 32 * h}, mn, facc)
+		}
+	}
+	ADDQ(U32(qstep), w)
+	if sstep > 0 {
+		ADDQ(U32(sstep), sc)
+	}
+	ADDQ(U32(512), xq)
+	ADDQ(U32(64), xd)
+	ADDQ(U32(64), xs)
+	DECQ(n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	r := reduce(facc, avx2)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// dotBF16Deinterleave emits dot1BF16XAVX512(w *uint16, x *float32, n int) float32: the dot
+// product of w[:n] and x[:n], n a multiple of 32, loading 32 bfloat16 values (a cache line)
+// at a time: a shift widens the even ones and a mask the odd ones, and two permutes split x
+// alike. One row at a time streams memory best.
+func dotBF16Deinterleave() {
+	TEXT("dot1BF16XAVX512", NOSPLIT, "func(w *uint16, x *float32, n int) float32")
+	Doc("dot1BF16XAVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 32.")
+	even := GLOBL("evenIndex", RODATA|NOPTR)
+	for k := 0; k < 16; k++ {
+		DATA(4*k, U32(2*k))
+	}
+	odd := GLOBL("oddIndex", RODATA|NOPTR)
+	for k := 0; k < 16; k++ {
+		DATA(4*k, U32(2*k+1))
+	}
+	w := Load(Param("w"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	ie, io := ZMM(), ZMM()
+	VMOVDQU32(even, ie)
+	VMOVDQU32(odd, io)
+	tmp := GP32()
+	hiMask := ZMM()
+	MOVL(U32(0xffff0000), tmp)
+	VPBROADCASTD(tmp, hiMask)
+	const u = 4
+	acc := make([][2]VecVirtual, u)
+	for k := range acc {
+		for j := range acc[k] {
+			acc[k][j] = ZMM()
+			VXORPS(acc[k][j], acc[k][j], acc[k][j])
+		}
+	}
+	Label("loop")
+	CMPQ(n, U32(32*u))
+	JL(LabelRef("one"))
+	for k := 0; k < u; k++ {
+		step(w, x, k, ie, io, hiMask, acc[k])
+	}
+	ADDQ(U32(64*u), w)
+	ADDQ(U32(128*u), x)
+	SUBQ(U32(32*u), n)
+	JMP(LabelRef("loop"))
+	Label("one")
+	CMPQ(n, U32(32))
+	JL(LabelRef("done"))
+	step(w, x, 0, ie, io, hiMask, acc[0])
+	ADDQ(U32(64), w)
+	ADDQ(U32(128), x)
+	SUBQ(U32(32), n)
+	JMP(LabelRef("one"))
+	Label("done")
+	for k := range acc {
+		VADDPS(acc[k][1], acc[k][0], acc[k][0])
+	}
+	for k := 1; k < u; k++ {
+		VADDPS(acc[k][0], acc[0][0], acc[0][0])
+	}
+	r := reduce(acc[0][0], avx512)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// step emits one 32-value step of dot1BF16XAVX512 at vector k of w and x.
+func step(w, x Register, k int, ie, io, hiMask VecVirtual, acc [2]VecVirtual) {
+	v, ev := ZMM(), ZMM()
+	VMOVDQU32(Mem{Base: w, Disp: 64 * k}, v)
+	VPSLLD(U8(16), v, ev)
+	VPANDD(hiMask, v, v)
+	xe, xo := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: x, Disp: 128 * k}, xe)
+	VMOVAPS(xe, xo)
+	VPERMT2PS(Mem{Base: x, Disp: 128*k + 64}, ie, xe)
+	VPERMT2PS(Mem{Base: x, Disp: 128*k + 64}, io, xo)
+	VFMADD231PS(xe, ev, acc[0])
+	VFMADD231PS(xo, v, acc[1])
+}
+
+// dotF16Lines emits dot1F16XAVX512(w *uint16, x *float32, n int) float32: the dot product of
+// w[:n] and x[:n], n a multiple of 32, loading 32 float16 values (a cache line) at a time and
+// widening its halves. One row at a time streams memory best.
+func dotF16Lines() {
+	TEXT("dot1F16XAVX512", NOSPLIT, "func(w *uint16, x *float32, n int) float32")
+	Doc("dot1F16XAVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 32.")
+	w := Load(Param("w"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	const u = 4
+	acc := make([][2]VecVirtual, u)
+	for k := range acc {
+		for j := range acc[k] {
+			acc[k][j] = ZMM()
+			VXORPS(acc[k][j], acc[k][j], acc[k][j])
+		}
+	}
+	f16step := func(k int, acc [2]VecVirtual) {
+		v, lo, hi := ZMM(), ZMM(), ZMM()
+		hy := YMM()
+		VMOVDQU32(Mem{Base: w, Disp: 64 * k}, v)
+		VCVTPH2PS(v.AsY(), lo)
+		VEXTRACTI64X4(U8(1), v, hy)
+		VCVTPH2PS(hy, hi)
+		VFMADD231PS(Mem{Base: x, Disp: 128 * k}, lo, acc[0])
+		VFMADD231PS(Mem{Base: x, Disp: 128*k + 64}, hi, acc[1])
+	}
+	Label("loop")
+	CMPQ(n, U32(32*u))
+	JL(LabelRef("one"))
+	for k := 0; k < u; k++ {
+		f16step(k, acc[k])
+	}
+	ADDQ(U32(64*u), w)
+	ADDQ(U32(128*u), x)
+	SUBQ(U32(32*u), n)
+	JMP(LabelRef("loop"))
+	Label("one")
+	CMPQ(n, U32(32))
+	JL(LabelRef("done"))
+	f16step(0, acc[0])
+	ADDQ(U32(64), w)
+	ADDQ(U32(128), x)
+	SUBQ(U32(32), n)
+	JMP(LabelRef("one"))
+	Label("done")
+	for k := range acc {
+		VADDPS(acc[k][1], acc[k][0], acc[k][0])
+	}
+	for k := 1; k < u; k++ {
+		VADDPS(acc[k][0], acc[0][0], acc[0][0])
+	}
+	r := reduce(acc[0][0], avx512)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}

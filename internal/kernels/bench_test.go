@@ -1,0 +1,92 @@
+package kernels
+
+import "testing"
+
+// The benchmarks pair every implementation this CPU supports on the same data, at sizes that
+// stay in cache so that they compare the code rather than the memory.
+
+func benchImpls(b *testing.B, f func(b *testing.B)) {
+	for _, fs := range supportedFeatureSets() {
+		restore := useFeatures(fs)
+		b.Run(impl.name, f)
+		restore()
+	}
+}
+
+func BenchmarkMatVec(b *testing.B) {
+	const rows, cols = 64, 4096 // 512 KiB of bfloat16: L2
+	w := make([]uint16, rows*cols)
+	wf := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = F32ToBF16(float32(i%7) - 3)
+		wf[i] = BF16ToF32(w[i])
+	}
+	x := make([]float32, cols)
+	for i := range x {
+		x[i] = float32(i%5) - 2
+	}
+	out := make([]float32, rows)
+	q8 := make([]byte, rows*Q8RowBytes(cols))
+	q4 := make([]byte, rows*Q4RowBytes(cols))
+	if QuantizeQ8(q8, wf, cols) != nil || QuantizeQ4(q4, wf, cols) != nil {
+		b.Fatal("quantize")
+	}
+	for _, dt := range []string{"bf16", "f16", "f32", "q8", "q4"} {
+		b.Run(dt, func(b *testing.B) {
+			benchImpls(b, func(b *testing.B) {
+				b.SetBytes(map[string]int64{"bf16": 2 * rows * cols, "f16": 2 * rows * cols, "f32": 4 * rows * cols,
+					"q8": int64(len(q8)), "q4": int64(len(q4))}[dt])
+				for b.Loop() {
+					switch dt {
+					case "bf16":
+						MatVecBF16(out, w, x, cols)
+					case "f16":
+						MatVecF16(out, w, x, cols)
+					case "f32":
+						MatVecF32(out, wf, x, cols)
+					case "q8":
+						MatVecQ8(out, q8, x, cols)
+					case "q4":
+						MatVecQ4(out, q4, x, cols)
+					}
+				}
+			})
+		})
+	}
+}
+
+func BenchmarkMatMul(b *testing.B) {
+	const tokens, rows, cols = 96, 512, 1024
+	w := make([]uint16, rows*cols)
+	for i := range w {
+		w[i] = F32ToBF16(float32(i%7) - 3)
+	}
+	x := make([]float32, tokens*cols)
+	out := make([]float32, tokens*rows)
+	for _, dt := range []string{"bf16", "bf16-rounded"} {
+		b.Run(dt, func(b *testing.B) {
+			benchImpls(b, func(b *testing.B) {
+				for b.Loop() {
+					if dt == "bf16" {
+						MatMulBF16(out, w, x, tokens, rows, cols)
+					} else {
+						MatMulBF16Rounded(out, w, x, tokens, rows, cols)
+					}
+				}
+				b.ReportMetric(2*tokens*rows*cols*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		})
+	}
+}
+
+func BenchmarkPeak(b *testing.B) {
+	for name, loop := range map[string]func(int) int64{"fma": FMALoop, "bf16": BF16DotLoop} {
+		b.Run(name, func(b *testing.B) {
+			var flops int64
+			for b.Loop() {
+				flops += loop(1 << 14)
+			}
+			b.ReportMetric(float64(flops)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

@@ -1,0 +1,112 @@
+package kernels
+
+import "github.com/klauspost/cpuid/v2"
+
+// features are the instruction set extensions the vector implementations use.
+type features struct {
+	avx2   bool // AVX2, FMA3 and F16C
+	avx512 bool // AVX-512 F, BW and VL
+	bf16   bool // AVX512_BF16 (VDPBF16PS)
+	vnni   bool // AVX512_VNNI (VPDPBUSD)
+}
+
+// detectFeatures reports what the running CPU supports.
+func detectFeatures() features {
+	c := cpuid.CPU
+	f := features{avx2: c.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C)}
+	f.avx512 = f.avx2 && c.Supports(cpuid.AVX512F, cpuid.AVX512BW, cpuid.AVX512VL)
+	f.bf16 = f.avx512 && c.Has(cpuid.AVX512BF16)
+	f.vnni = f.avx512 && c.Has(cpuid.AVX512VNNI)
+	return f
+}
+
+// table is one complete set of kernel implementations. Every entry has the full semantics of
+// the exported function it serves: vector code for the bulk, generic code for tails.
+type table struct {
+	name       string
+	cvtBF16    func(dst []float32, src []uint16)
+	cvtF16     func(dst []float32, src []uint16)
+	dotF32     func(x, y []float32) float32
+	dotBF16    func(w []uint16, x []float32) float32
+	dotF16     func(w []uint16, x []float32) float32
+	axpy       func(a float32, x, y []float32)
+	matVecBF16 func(out []float32, w []uint16, x []float32, cols int)
+	matVecF16  func(out []float32, w []uint16, x []float32, cols int)
+	matVecF32  func(out []float32, w, x []float32, cols int)
+	gemm       *gemmF32Kernel  // packed float32 GEMM micro-kernel; nil: generic loops
+	gemmBF16   *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: generic loops
+	peakFMA    func(n int) int64
+	peakBF16   func(n int) int64 // nil without AVX512_BF16
+	xorWords   func(p []uint64) uint64
+	qDot       qDot
+	// quantActs quantizes nsb whole super-blocks of activations x to q, group scales d and
+	// group sums; nil: generic code only.
+	quantActs func(x []float32, q []int8, d []float32, sum []int32, nsb int)
+}
+
+// genericTable is the table of generic implementations.
+func genericTable() table {
+	return table{
+		name:       "generic",
+		cvtBF16:    cvtBF16Generic,
+		cvtF16:     cvtF16Generic,
+		dotF32:     dotF32Generic,
+		dotBF16:    dotBF16Generic,
+		dotF16:     dotF16Generic,
+		axpy:       axpyGeneric,
+		matVecBF16: func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotBF16Generic, out, w, x, cols) },
+		matVecF16:  func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16Generic, out, w, x, cols) },
+		matVecF32:  func(out []float32, w, x []float32, cols int) { matVecGeneric(dotF32Generic, out, w, x, cols) },
+		peakFMA:    peakFMAGeneric,
+		xorWords:   xorWordsGeneric,
+		qDot:       qDotGeneric,
+	}
+}
+
+// newTable returns the fastest implementations that the features f allow.
+func newTable(f features) table {
+	t := genericTable()
+	if haveAsm {
+		vectorTable(f, &t)
+	}
+	return t
+}
+
+// The implementations in use, chosen once at start from the running CPU. Tests switch them
+// with useFeatures.
+var (
+	detected = detectFeatures()
+	impl     = newTable(detected)
+)
+
+// useFeatures switches the kernels to the implementations that f allows, for tests, and
+// returns a function that restores the previous ones.
+func useFeatures(f features) (restore func()) {
+	old := impl
+	impl = newTable(f)
+	return func() { impl = old }
+}
+
+// supportedFeatureSets lists the feature sets to test on this CPU: none (the generic code) and
+// each level up to what the CPU supports, so that every implementation it can run is exercised.
+func supportedFeatureSets() []features {
+	sets := []features{{}}
+	d := detected
+	if !haveAsm {
+		return sets
+	}
+	if d.avx2 {
+		sets = append(sets, features{avx2: true})
+	}
+	if d.avx512 {
+		sets = append(sets, features{avx2: true, avx512: true})
+	}
+	if d.bf16 || d.vnni {
+		sets = append(sets, d)
+	}
+	return sets
+}
+
+// Implementation reports which implementation set the kernels use on this CPU, such as
+// "avx512+bf16+vnni" or "generic".
+func Implementation() string { return impl.name }

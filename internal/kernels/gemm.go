@@ -1,0 +1,234 @@
+package kernels
+
+import "github.com/klauspost/cpuid/v2"
+
+// The packed GEMM: the weight matrix and the activations are copied, block by block, into
+// panels laid out for a register-tiled micro-kernel that computes an nr×mr tile of the output
+// (nr tokens, mr rows) with the rows in vector lanes, as in BLIS. A block of packed weights
+// (mc×kc) is sized to stay in L2 and a token panel (kc×nr) in L1.
+
+// gemmF32Kernel is a float32 micro-kernel: c[j*ldc+i] += Σ_k a[k*mr+i]·b[k*nr+j], i < mr,
+// j < nr, for packed panels a (kc×mr) and b (kc×nr).
+type gemmF32Kernel struct {
+	mr, nr int
+	kern   func(a, b *float32, kc int, c *float32, ldc int)
+}
+
+// gemmBF16Kernel is a bfloat16 dot-product micro-kernel over kp pairs of k: a is packed
+// [kp][mr][2], b [kp][nr][2], and c[j*ldc+i] += Σ_p Σ_h a[(p*mr+i)*2+h]·b[(p*nr+j)*2+h].
+type gemmBF16Kernel struct {
+	mr, nr int
+	kern   func(a, b *uint16, kp int, c *float32, ldc int)
+}
+
+// blocking holds the cache block sizes of the packed GEMM.
+type blocking struct {
+	kc int // depth of a packed block, in elements of k
+	mc int // rows of a packed weight block, a multiple of every mr
+	nc int // tokens of a packed activation block
+}
+
+// gemmBlocking is chosen once from the cache sizes: a float32 weight block of mc×kc takes
+// about half of L2, a token panel of kc×12 float32 half of L1.
+var gemmBlocking = newBlocking(cpuid.CPU.Cache.L1D, cpuid.CPU.Cache.L2)
+
+func newBlocking(l1, l2 int) blocking {
+	if l1 <= 0 {
+		l1 = 32 << 10
+	}
+	if l2 <= 0 {
+		l2 = 512 << 10
+	}
+	kc := max(64, min(512, l1/2/(12*4))) &^ 15
+	mc := max(64, min(1024, l2/2/(kc*4))) &^ 63
+	return blocking{kc: kc, mc: mc, nc: 1020}
+}
+
+// smallTokens is the largest token count served by row-group matrix-vector products instead
+// of the packed GEMM: with few tokens, reading each weight once from memory and the row group
+// again from L1 for the next token beats packing.
+const smallTokens = 4
+
+// matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
+// [lo, hi). T is the stored weight type; cvt widens a run of weights to float32 and matVec is
+// the matrix-vector product for few tokens.
+func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
+	cvt func([]float32, []T), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32) {
+	if tokens <= 0 || lo >= hi {
+		return
+	}
+	if cols <= 0 {
+		for t := 0; t < tokens; t++ {
+			clear(out[t*rows+lo : t*rows+hi])
+		}
+		return
+	}
+	k := impl.gemm
+	switch {
+	case tokens <= smallTokens && hi-lo >= 4:
+		for r0 := lo; r0 < hi; r0 += 4 {
+			r1 := min(r0+4, hi)
+			for t := 0; t < tokens; t++ {
+				matVec(out[t*rows+r0:t*rows+r1], w[r0*cols:r1*cols], x[t*cols:(t+1)*cols], cols)
+			}
+		}
+	case k == nil:
+		matMulGeneric(dot, out, w, x, tokens, rows, cols, lo, hi)
+	default:
+		matMulPacked(k, cvt, out, w, x, tokens, rows, cols, lo, hi)
+	}
+}
+
+// gemmLoops runs the cache-blocked loops of a packed GEMM over rows [lo, hi) of out
+// ([tokens][rows]). packX packs tokens [jc, jc+nc) and k [pc, pc+kc) of the activations;
+// packW packs rows [ic, ic+mc) and the same k range of the weights; tile runs the micro-kernel
+// on the panels at token offset jr and row offset ir of the packed blocks, adding to c with
+// row stride ldc. step is the granularity of k that the packing needs.
+func gemmLoops(out []float32, tokens, rows, cols, lo, hi, mr, nr int, b blocking,
+	packX func(jc, nc, pc, kc int), packW func(ic, mc, pc, kc int), tile func(jr, ir, kc int, c *float32, ldc int)) {
+	for t := 0; t < tokens; t++ {
+		clear(out[t*rows+lo : t*rows+hi])
+	}
+	var tmp [32 * 12]float32 // one tile, for edges
+	for jc := 0; jc < tokens; jc += b.nc {
+		nc := min(b.nc, tokens-jc)
+		for pc := 0; pc < cols; pc += b.kc {
+			kc := min(b.kc, cols-pc)
+			packX(jc, nc, pc, kc)
+			for ic := lo; ic < hi; ic += b.mc {
+				mc := min(b.mc, hi-ic)
+				packW(ic, mc, pc, kc)
+				for jr := 0; jr < nc; jr += nr {
+					for ir := 0; ir < mc; ir += mr {
+						o := (jc+jr)*rows + ic + ir
+						if jr+nr <= nc && ir+mr <= mc {
+							tile(jr, ir, kc, &out[o], rows)
+							continue
+						}
+						t := tmp[:mr*nr]
+						clear(t)
+						tile(jr, ir, kc, &t[0], mr)
+						for j := 0; j < min(nr, nc-jr); j++ {
+							dst := out[o+j*rows:][:min(mr, mc-ir)]
+							for i := range dst {
+								dst[i] += t[j*mr+i]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// matMulPacked is matMul by the packed float32 GEMM of kernel k.
+func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T), out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
+	b := gemmBlocking
+	mr, nr := k.mr, k.nr
+	nc := min(b.nc, tokens)
+	bufX := make([]float32, (nc+nr-1)/nr*nr*b.kc)
+	bufW := make([]float32, (b.mc+mr-1)/mr*mr*b.kc)
+	row := make([]float32, b.kc)
+	var kcur int
+	packX := func(jc, nc, pc, kc int) {
+		kcur = kc
+		for jr := 0; jr < nc; jr += nr {
+			panel := bufX[jr*kc : (jr+nr)*kc]
+			for j := 0; j < nr; j++ {
+				if jr+j >= nc {
+					for k := 0; k < kc; k++ {
+						panel[k*nr+j] = 0
+					}
+					continue
+				}
+				src := x[(jc+jr+j)*cols+pc:][:kc]
+				for k, v := range src {
+					panel[k*nr+j] = v
+				}
+			}
+		}
+	}
+	packW := func(ic, mc, pc, kc int) {
+		for ir := 0; ir < mc; ir += mr {
+			panel := bufW[ir*kc : (ir+mr)*kc]
+			for i := 0; i < mr; i++ {
+				if ir+i >= mc {
+					for k := 0; k < kc; k++ {
+						panel[k*mr+i] = 0
+					}
+					continue
+				}
+				r := ic + ir + i
+				cvt(row[:kc], w[r*cols+pc:][:kc])
+				p := panel[i:]
+				for k, v := range row[:kc] {
+					p[k*mr] = v
+				}
+			}
+		}
+	}
+	tile := func(jr, ir, kc int, c *float32, ldc int) {
+		k.kern(&bufW[ir*kcur], &bufX[jr*kcur], kc, c, ldc)
+	}
+	gemmLoops(out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
+}
+
+// matMulBF16Rounded is MatMulBF16RoundedRows by the VDPBF16PS micro-kernel k: activations are
+// rounded to bfloat16 and packed in pairs along k with the weights.
+func matMulBF16Rounded(k *gemmBF16Kernel, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	b := gemmBlocking
+	b.kc *= 2 // bfloat16 panels are half the size of float32 ones
+	mr, nr := k.mr, k.nr
+	nc := min(b.nc, tokens)
+	bufX := make([]uint16, (nc+nr-1)/nr*nr*b.kc)
+	bufW := make([]uint16, (b.mc+mr-1)/mr*mr*b.kc)
+	var kp int // pairs in the current block
+	packX := func(jc, nc, pc, kc int) {
+		kp = (kc + 1) / 2
+		for jr := 0; jr < nc; jr += nr {
+			panel := bufX[jr*kp*2 : (jr+nr)*kp*2]
+			for j := 0; j < nr; j++ {
+				p := panel[2*j:]
+				if jr+j >= nc {
+					for q := 0; q < kp; q++ {
+						p[q*2*nr], p[q*2*nr+1] = 0, 0
+					}
+					continue
+				}
+				src := x[(jc+jr+j)*cols+pc:][:kc]
+				for k, v := range src {
+					p[(k>>1)*2*nr+k&1] = F32ToBF16(v)
+				}
+				if kc&1 != 0 {
+					p[(kp-1)*2*nr+1] = 0
+				}
+			}
+		}
+	}
+	packW := func(ic, mc, pc, kc int) {
+		for ir := 0; ir < mc; ir += mr {
+			panel := bufW[ir*kp*2 : (ir+mr)*kp*2]
+			for i := 0; i < mr; i++ {
+				p := panel[2*i:]
+				if ir+i >= mc {
+					for q := 0; q < kp; q++ {
+						p[q*2*mr], p[q*2*mr+1] = 0, 0
+					}
+					continue
+				}
+				src := w[(ic+ir+i)*cols+pc:][:kc]
+				q := 0
+				for ; 2*q+1 < kc; q++ {
+					p[q*2*mr], p[q*2*mr+1] = src[2*q], src[2*q+1]
+				}
+				if kc&1 != 0 {
+					p[q*2*mr], p[q*2*mr+1] = src[2*q], 0
+				}
+			}
+		}
+	}
+	tile := func(jr, ir, kc int, c *float32, ldc int) {
+		k.kern(&bufW[ir*kp*2], &bufX[jr*kp*2], kp, c, ldc)
+	}
+	gemmLoops(out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
+}

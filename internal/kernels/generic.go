@@ -1,0 +1,100 @@
+package kernels
+
+import "math"
+
+// This file holds the generic implementations: plain Go that compiles everywhere and is the
+// reference the vector implementations are tested against.
+
+func dotF32Generic(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += x[i] * y[i]
+		s1 += x[i+1] * y[i+1]
+		s2 += x[i+2] * y[i+2]
+		s3 += x[i+3] * y[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dotBF16Generic(w []uint16, x []float32) float32 {
+	x = x[:len(w)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(w); i += 4 {
+		s0 += BF16ToF32(w[i]) * x[i]
+		s1 += BF16ToF32(w[i+1]) * x[i+1]
+		s2 += BF16ToF32(w[i+2]) * x[i+2]
+		s3 += BF16ToF32(w[i+3]) * x[i+3]
+	}
+	for ; i < len(w); i++ {
+		s0 += BF16ToF32(w[i]) * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dotF16Generic(w []uint16, x []float32) float32 {
+	x = x[:len(w)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(w); i += 4 {
+		s0 += F16ToF32(w[i]) * x[i]
+		s1 += F16ToF32(w[i+1]) * x[i+1]
+		s2 += F16ToF32(w[i+2]) * x[i+2]
+		s3 += F16ToF32(w[i+3]) * x[i+3]
+	}
+	for ; i < len(w); i++ {
+		s0 += F16ToF32(w[i]) * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func axpyGeneric(a float32, x, y []float32) {
+	y = y[:len(x)]
+	for i, v := range x {
+		y[i] += a * v
+	}
+}
+
+func cvtBF16Generic(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = math.Float32frombits(uint32(v) << 16)
+	}
+}
+
+func cvtF16Generic(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = F16ToF32(v)
+	}
+}
+
+func cvtF32Generic(dst, src []float32) { copy(dst[:len(src)], src) }
+
+// matVecGeneric computes out[r] = dot(w[r*cols:(r+1)*cols], x) for every r < len(out).
+func matVecGeneric[T uint16 | float32](dot func([]T, []float32) float32, out []float32, w []T, x []float32, cols int) {
+	for r := range out {
+		out[r] = dot(w[r*cols:(r+1)*cols], x)
+	}
+}
+
+// matMulGeneric computes out[t*rows+r] = dot(w row r, x row t) for r in [lo, hi), blocking
+// rows so that a block of w stays in cache while every token passes over it.
+func matMulGeneric[T uint16 | float32](dot func([]T, []float32) float32, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
+	const block = 16
+	for r0 := lo; r0 < hi; r0 += block {
+		r1 := min(r0+block, hi)
+		for t := 0; t < tokens; t++ {
+			xt := x[t*cols : (t+1)*cols]
+			o := out[t*rows : (t+1)*rows]
+			for r := r0; r < r1; r++ {
+				o[r] = dot(w[r*cols:(r+1)*cols], xt)
+			}
+		}
+	}
+}

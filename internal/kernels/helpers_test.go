@@ -1,0 +1,103 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestHelpers(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(17, 18))
+		for _, n := range sizes {
+			x := randVec(t, r, n)
+			w := randVec(t, r, n)
+			var ss float64
+			for _, v := range x {
+				ss += float64(v) * float64(v)
+			}
+			if got := SumSquares(x); !close(got, ss, ss, n) {
+				t.Fatalf("SumSquares n=%d: %v want %v", n, got, ss)
+			}
+			dst, check := withGuards(t, n)
+			RMSNorm(dst, x, w, 1e-5)
+			check()
+			rs := 1 / math.Sqrt(ss/float64(max(n, 1))+1e-5)
+			for i := range dst {
+				want := float64(x[i]) * rs * float64(w[i])
+				if math.Abs(float64(dst[i])-want) > 1e-5*math.Abs(want)+1e-7 {
+					t.Fatalf("RMSNorm n=%d [%d]: %v want %v", n, i, dst[i], want)
+				}
+			}
+			SiLUMul(dst, x, w)
+			check()
+			for i := range dst {
+				g := float64(x[i])
+				want := g / (1 + math.Exp(-g)) * float64(w[i])
+				if math.Abs(float64(dst[i])-want) > 1e-6*math.Abs(want)+1e-30 {
+					t.Fatalf("SiLUMul n=%d [%d]: %v want %v", n, i, dst[i], want)
+				}
+			}
+			copy(dst, x)
+			Add(dst, w)
+			check()
+			for i := range dst {
+				if dst[i] != x[i]+w[i] {
+					t.Fatalf("Add n=%d [%d]: %v want %v", n, i, dst[i], x[i]+w[i])
+				}
+			}
+			copy(dst, x)
+			Scale(dst, 3)
+			for i := range dst {
+				if dst[i] != 3*x[i] {
+					t.Fatalf("Scale [%d]", i)
+				}
+			}
+			copy(dst, x)
+			Softmax(dst)
+			check()
+			var sum float64
+			for i := range dst {
+				sum += float64(dst[i])
+				if i > 0 && (x[i] > x[i-1]) != (dst[i] > dst[i-1]) && x[i] != x[i-1] {
+					t.Fatalf("Softmax not monotone at %d", i)
+				}
+			}
+			if n > 0 && math.Abs(sum-1) > 1e-5 {
+				t.Fatalf("Softmax n=%d sums to %v", n, sum)
+			}
+		}
+	})
+}
+
+func TestSoftmaxEdges(t *testing.T) {
+	inf := float32(math.Inf(1))
+	x := []float32{-inf, 0, 1000, 1000}
+	Softmax(x)
+	if x[0] != 0 || x[1] != 0 || x[2] != 0.5 || x[3] != 0.5 {
+		t.Errorf("got %v", x)
+	}
+	y := []float32{-inf, -inf}
+	Softmax(y)
+	if y[0] == y[0] {
+		t.Errorf("all -Inf: got %v, want NaN", y)
+	}
+	z := []float32{1, float32(math.NaN()), 2}
+	Softmax(z)
+	if z[0] == z[0] {
+		t.Errorf("NaN input: got %v, want NaN", z)
+	}
+	g := []float32{-200, 200}
+	SiLUMul(g, g, []float32{1, 1})
+	if g[0] != 0 || g[1] != 200 {
+		t.Errorf("SiLU saturation: %v", g)
+	}
+}
+
+func ExampleSoftmax() {
+	x := []float32{1, 2, 3}
+	Softmax(x)
+	fmt.Printf("%.4f\n", x)
+	// Output: [0.0900 0.2447 0.6652]
+}

@@ -1,0 +1,78 @@
+package kernels
+
+// checkRange slices the operands of a matrix product to the lengths its shape needs, so that
+// a slice too short panics here rather than being read out of bounds.
+func checkRange(tokens, rows, cols, lo, hi int) {
+	if tokens < 0 || rows < 0 || cols < 0 || lo < 0 || lo > hi || hi > rows {
+		panic("kernels: bad matrix product shape or row range")
+	}
+}
+
+// MatMulBF16 computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens, r < rows:
+// the product of tokens activations x, [tokens, cols], with the bfloat16 matrix w, [rows,
+// cols], accumulated in float32. out is [tokens, rows].
+func MatMulBF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) {
+	MatMulBF16Rows(out, w, x, tokens, rows, cols, 0, rows)
+}
+
+// MatMulBF16Rows is MatMulBF16 for the rows [lo, hi) of w only: it writes out[t*rows+r] for
+// r in [lo, hi) and nothing else, so that workers can share one product. Row ranges that are
+// multiples of 16 keep the workers' writes on separate cache lines.
+func MatMulBF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	checkRange(tokens, rows, cols, lo, hi)
+	t := impl
+	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtBF16, t.matVecBF16, t.dotBF16)
+}
+
+// MatMulF16 is MatMulBF16 for a float16 matrix.
+func MatMulF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) {
+	MatMulF16Rows(out, w, x, tokens, rows, cols, 0, rows)
+}
+
+// MatMulF16Rows is MatMulBF16Rows for a float16 matrix.
+func MatMulF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	checkRange(tokens, rows, cols, lo, hi)
+	t := impl
+	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtF16, t.matVecF16, t.dotF16)
+}
+
+// MatMulF32 is MatMulBF16 for a float32 matrix.
+func MatMulF32(out []float32, w []float32, x []float32, tokens, rows, cols int) {
+	MatMulF32Rows(out, w, x, tokens, rows, cols, 0, rows)
+}
+
+// MatMulF32Rows is MatMulBF16Rows for a float32 matrix.
+func MatMulF32Rows(out []float32, w []float32, x []float32, tokens, rows, cols, lo, hi int) {
+	checkRange(tokens, rows, cols, lo, hi)
+	t := impl
+	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, cvtF32Generic, t.matVecF32, t.dotF32)
+}
+
+// MatMulBF16Rounded is MatMulBF16 with the activations rounded to bfloat16 (to nearest, ties
+// to even) before they are multiplied: products are exact and sums float32, as the
+// AVX512_BF16 instruction VDPBF16PS computes them, which doubles the arithmetic rate where the
+// CPU has it. It trades about three significant digits of the activations for speed, so it is
+// opt-in.
+func MatMulBF16Rounded(out []float32, w []uint16, x []float32, tokens, rows, cols int) {
+	MatMulBF16RoundedRows(out, w, x, tokens, rows, cols, 0, rows)
+}
+
+// MatMulBF16RoundedRows is MatMulBF16Rounded for the rows [lo, hi) of w, like MatMulBF16Rows.
+func MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	checkRange(tokens, rows, cols, lo, hi)
+	out, w, x = out[:tokens*rows], w[:rows*cols], x[:tokens*cols]
+	if tokens == 0 || lo == hi {
+		return
+	}
+	if k := impl.gemmBF16; k != nil && cols > 0 && tokens > smallTokens {
+		matMulBF16Rounded(k, out, w, x, tokens, rows, cols, lo, hi)
+		return
+	}
+	// Activations that are already bfloat16 values make the float32 path compute the same
+	// exact products.
+	xr := make([]float32, len(x))
+	for i, v := range x {
+		xr[i] = BF16ToF32(F32ToBF16(v))
+	}
+	MatMulBF16Rows(out, w, xr, tokens, rows, cols, lo, hi)
+}

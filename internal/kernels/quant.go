@@ -1,0 +1,459 @@
+package kernels
+
+import (
+	"errors"
+	"math"
+
+	"github.com/x448/float16"
+)
+
+// Quantized weights. Both formats quantize each row in groups of GroupSize consecutive values
+// and store the groups in super-blocks of up to 16 groups (the last super-block of a row may
+// have fewer), with the values of a super-block of n groups interleaved: value e of group l
+// is at position (e/4)·4n + 4l + e%4, so that a vector of 64 bytes holds four values of each
+// of 16 groups and one VNNI instruction sums four products per group. A row keeps its values
+// first, so that they stay aligned to cache lines, and its scales after them.
+//
+//   - q8: symmetric, int8 values q with a float16 scale d per group: v ≈ d·q. A row of cols
+//     values (G groups) is cols bytes of values, the super-block of group g at byte 32g,
+//     then G float16 scales (little-endian), group g's at byte cols+2g: 34 bytes per group.
+//   - q4: 4-bit values q in [0, 15] with a float16 scale d and minimum m per group: v ≈ d·q+m.
+//     The super-block of group g (n groups) is at byte 20g of its row: n scales, n minimums,
+//     then 16n bytes of values, its interleaved position p (vector index p/4n) in byte
+//     (p/4n/2)·4n + p%4n, in the low nibble for even vector indices and the high one for
+//     odd: 20 bytes per group, a full super-block 320 bytes (five cache lines).
+//
+// The dot products quantize the activations too, per group of 32 to int8 with a float32
+// scale, and multiply in integers.
+
+// GroupSize is the number of consecutive values of a row that share a scale.
+const GroupSize = 32
+
+const superGroups = 16 // groups per full super-block
+
+var (
+	// ErrShape reports a length that does not fit the shape: a row length that is not a
+	// multiple of GroupSize, or a buffer of the wrong size.
+	ErrShape = errors.New("kernels: shape does not fit the quantized format")
+	// ErrRange reports values that do not quantize: NaN, infinite, or so large that a
+	// scale overflows float16.
+	ErrRange = errors.New("kernels: value out of range for quantization")
+)
+
+// Q8RowBytes returns the size of one q8 row of cols values (a multiple of GroupSize).
+func Q8RowBytes(cols int) int { return cols / GroupSize * 34 }
+
+// Q4RowBytes returns the size of one q4 row of cols values (a multiple of GroupSize).
+func Q4RowBytes(cols int) int { return cols / GroupSize * 20 }
+
+// pos returns the interleaved position of value e of group l in a super-block of n groups.
+func pos(e, l, n int) int { return e/4*4*n + 4*l + e%4 }
+
+// superBlocks calls f for every super-block of a row of cols values: its first group g and
+// its number of groups n.
+func superBlocks(cols int, f func(g, n int)) {
+	groups := cols / GroupSize
+	for g := 0; g < groups; g += superGroups {
+		f(g, min(superGroups, groups-g))
+	}
+}
+
+// checkQuant validates the shapes of a quantization or dequantization.
+func checkQuant(values, cols, bytes, rowBytes int) (rows int, err error) {
+	if cols <= 0 || cols%GroupSize != 0 || values%cols != 0 {
+		return 0, ErrShape
+	}
+	rows = values / cols
+	if bytes != rows*rowBytes {
+		return 0, ErrShape
+	}
+	return rows, nil
+}
+
+// f16 rounds v to float16, failing where it does not fit.
+func f16(v float32) (uint16, error) {
+	h := float16.Fromfloat32(v)
+	if h.IsInf(0) || h.IsNaN() {
+		return 0, ErrRange
+	}
+	return h.Bits(), nil
+}
+
+// QuantizeQ8 quantizes the rows of cols values in src to q8 in dst, which must be
+// len(src)/cols·Q8RowBytes(cols) bytes long.
+func QuantizeQ8(dst []byte, src []float32, cols int) error {
+	rows, err := checkQuant(len(src), cols, len(dst), Q8RowBytes(cols))
+	if err != nil {
+		return err
+	}
+	for r := range rows {
+		row, out := src[r*cols:(r+1)*cols], dst[r*Q8RowBytes(cols):][:Q8RowBytes(cols)]
+		superBlocks(cols, func(g, n int) {
+			if err != nil {
+				return
+			}
+			vals := out[g*GroupSize : (g+n)*GroupSize]
+			for l := range n {
+				v := row[(g+l)*GroupSize:][:GroupSize]
+				var amax float32
+				for _, x := range v {
+					if x != x || math.IsInf(float64(x), 0) {
+						err = ErrRange
+						return
+					}
+					amax = max(amax, abs(x))
+				}
+				var h uint16
+				if h, err = f16(amax / 127); err != nil {
+					return
+				}
+				putF16(out[cols+2*(g+l):], h)
+				inv := float32(0)
+				if d := F16ToF32(h); d != 0 {
+					inv = 1 / d
+				}
+				for e, x := range v {
+					q := max(-127, min(127, math.Round(float64(x*inv))))
+					vals[pos(e, l, n)] = byte(int8(q))
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putF16 and getF16 store and load a little-endian float16.
+func putF16(b []byte, h uint16) { b[0], b[1] = byte(h), byte(h>>8) }
+
+func getF16(b []byte) float32 { return F16ToF32(uint16(b[0]) | uint16(b[1])<<8) }
+
+// QuantizeQ4 quantizes the rows of cols values in src to q4 in dst, which must be
+// len(src)/cols·Q4RowBytes(cols) bytes long.
+func QuantizeQ4(dst []byte, src []float32, cols int) error {
+	rows, err := checkQuant(len(src), cols, len(dst), Q4RowBytes(cols))
+	if err != nil {
+		return err
+	}
+	for r := range rows {
+		row, out := src[r*cols:(r+1)*cols], dst[r*Q4RowBytes(cols):][:Q4RowBytes(cols)]
+		superBlocks(cols, func(g, n int) {
+			if err != nil {
+				return
+			}
+			sc, nib := q4Super(out, g, n)
+			clear(nib)
+			for l := range n {
+				v := row[(g+l)*GroupSize:][:GroupSize]
+				lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
+				for _, x := range v {
+					if x != x || math.IsInf(float64(x), 0) {
+						err = ErrRange
+						return
+					}
+					lo, hi = min(lo, x), max(hi, x)
+				}
+				var hd, hm uint16
+				if hd, err = f16((hi - lo) / 15); err != nil {
+					return
+				}
+				if hm, err = f16(lo); err != nil {
+					return
+				}
+				putF16(sc[2*l:], hd)
+				putF16(sc[2*n+2*l:], hm)
+				d, m := F16ToF32(hd), F16ToF32(hm)
+				inv := float32(0)
+				if d != 0 {
+					inv = 1 / d
+				}
+				for e, x := range v {
+					q := byte(max(0, min(15, math.Round(float64((x-m)*inv)))))
+					b, shift := q4Byte(pos(e, l, n), n)
+					nib[b] |= q << shift
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// q4Super splits the q4 super-block of n groups from group g of row into its scales and
+// minimums (4n bytes) and its values (16n bytes).
+func q4Super(row []byte, g, n int) (scales, values []byte) {
+	sb := row[20*g : 20*(g+n)]
+	return sb[:4*n], sb[4*n:]
+}
+
+// q4Byte returns the byte and the shift of the nibble that holds interleaved position p of a
+// q4 super-block of n groups.
+func q4Byte(p, n int) (int, uint) {
+	m, o := p/(4*n), p%(4*n)
+	return m/2*4*n + o, uint(m&1) * 4
+}
+
+// DequantizeQ8 expands the q8 rows of cols values in src to float32 in dst.
+func DequantizeQ8(dst []float32, src []byte, cols int) error {
+	rows, err := checkQuant(len(dst), cols, len(src), Q8RowBytes(cols))
+	if err != nil {
+		return err
+	}
+	for r := range rows {
+		in, row := src[r*Q8RowBytes(cols):][:Q8RowBytes(cols)], dst[r*cols:(r+1)*cols]
+		superBlocks(cols, func(g, n int) {
+			vals := in[g*GroupSize : (g+n)*GroupSize]
+			for l := range n {
+				d := getF16(in[cols+2*(g+l):])
+				for e := range GroupSize {
+					row[(g+l)*GroupSize+e] = d * float32(int8(vals[pos(e, l, n)]))
+				}
+			}
+		})
+	}
+	return nil
+}
+
+// DequantizeQ4 expands the q4 rows of cols values in src to float32 in dst.
+func DequantizeQ4(dst []float32, src []byte, cols int) error {
+	rows, err := checkQuant(len(dst), cols, len(src), Q4RowBytes(cols))
+	if err != nil {
+		return err
+	}
+	for r := range rows {
+		in, row := src[r*Q4RowBytes(cols):][:Q4RowBytes(cols)], dst[r*cols:(r+1)*cols]
+		superBlocks(cols, func(g, n int) {
+			sc, nib := q4Super(in, g, n)
+			for l := range n {
+				d, m := getF16(sc[2*l:]), getF16(sc[2*n+2*l:])
+				for e := range GroupSize {
+					b, shift := q4Byte(pos(e, l, n), n)
+					row[(g+l)*GroupSize+e] = d*float32(nib[b]>>shift&15) + m
+				}
+			}
+		})
+	}
+	return nil
+}
+
+func abs(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
+
+// qActs are activation rows quantized for the quantized dot products: per group of 32, int8
+// values q (interleaved like the weights), the scale d, d·Σq and 128·Σq.
+type qActs struct {
+	cols int
+	q    []int8
+	d    []float32
+	ds   []float32
+	o    []int32
+}
+
+// tinyScale is the smallest group scale kept: groups of activations below 2⁻¹⁰⁰ quantize to
+// zero, which keeps 127/max|x| finite.
+const tinyScale = 0x1p-107
+
+// quantizeActs quantizes the rows of cols values of x (cols a multiple of GroupSize).
+func quantizeActs(x []float32, cols int) *qActs {
+	groups := len(x) / GroupSize
+	a := &qActs{cols: cols, q: make([]int8, len(x)), d: make([]float32, groups), ds: make([]float32, groups), o: make([]int32, groups)}
+	vec := impl.quantActs
+	for r := 0; r < len(x)/cols; r++ {
+		base := r * cols
+		g0 := 0
+		if nsb := cols / (GroupSize * superGroups); vec != nil && nsb > 0 {
+			gb := base / GroupSize
+			vec(x[base:base+cols], a.q[base:base+cols], a.d[gb:], a.o[gb:], nsb)
+			g0 = nsb * superGroups
+			for gi := gb; gi < gb+g0; gi++ {
+				a.finishGroup(gi, a.o[gi], (gi-gb)/superGroups*superGroups*GroupSize+base, superGroups, (gi-gb)%superGroups)
+			}
+		}
+		superBlocks(cols, func(g, n int) {
+			if g < g0 {
+				return
+			}
+			q := a.q[base+g*GroupSize:][:n*GroupSize]
+			for l := range n {
+				gi := base/GroupSize + g + l
+				v := x[gi*GroupSize:][:GroupSize]
+				var amax float32
+				for _, f := range v {
+					amax = max(amax, abs(f))
+				}
+				a.d[gi] = amax / 127
+				if !(a.d[gi] >= tinyScale) || math.IsInf(float64(amax), 0) {
+					a.finishGroup(gi, 0, base+g*GroupSize, n, l)
+					continue
+				}
+				inv := 127 / amax
+				var sum int32
+				// Value 4m+j of group l goes to position m·4n + 4l + j.
+				for m := range 8 {
+					dst := q[m*4*n+4*l:][:4]
+					for j, f := range v[4*m : 4*m+4] {
+						// |f·inv| ≤ 127 up to rounding; adding and taking off 1.5·2²³
+						// rounds it to an integer, ties to even. (The conversion keeps
+						// f·inv rounded on its own, unfused.)
+						qi := int32((float32(f*inv) + 0x1.8p23) - 0x1.8p23)
+						qi = max(-127, min(127, qi))
+						dst[j] = int8(qi)
+						sum += qi
+					}
+				}
+				a.finishGroup(gi, sum, base+g*GroupSize, n, l)
+			}
+		})
+	}
+	return a
+}
+
+// finishGroup completes group gi, group l of the super-block of n groups at a.q[sb:], once
+// a.d[gi] holds max|x|/127 and its values sum to sum: a group of tiny or zero values becomes
+// zeros, one with NaN or infinity gets a NaN scale, poisoning the products as float arithmetic
+// would.
+func (a *qActs) finishGroup(gi int, sum int32, sb, n, l int) {
+	d := a.d[gi]
+	if d >= tinyScale && !math.IsInf(float64(d), 0) {
+		a.ds[gi], a.o[gi] = d*float32(sum), 128*sum
+		return
+	}
+	if d != 0 && (d != d || math.IsInf(float64(d), 0)) {
+		d = float32(math.NaN())
+	} else {
+		d = 0
+	}
+	a.d[gi], a.ds[gi], a.o[gi] = d, d, 0
+	for m := range 8 {
+		clear(a.q[sb+m*4*n+4*l:][:4])
+	}
+}
+
+// dotQGeneric is the dot product of the quantized weight row w (q4 if q4, else q8) with row r
+// of the quantized activations a, super-blocks from group g0 on.
+func dotQGeneric(q4 bool, w []byte, a *qActs, r, g0 int) float32 {
+	cols := a.cols
+	var sum float32
+	superBlocks(cols, func(g, n int) {
+		if g < g0 {
+			return
+		}
+		q := a.q[r*cols+g*GroupSize:][:n*GroupSize]
+		var isum [superGroups]int32
+		// Position m·4n + 4l + j holds value 4m+j of group l.
+		var sc []byte
+		if q4 {
+			var nib []byte
+			sc, nib = q4Super(w, g, n)
+			for m := range 8 {
+				shift := uint(m&1) * 4
+				for l := range n {
+					p, b := m*4*n+4*l, m/2*4*n+4*l
+					for j := range 4 {
+						isum[l] += int32(nib[b+j]>>shift&15) * int32(q[p+j])
+					}
+				}
+			}
+		} else {
+			vals := w[g*GroupSize : (g+n)*GroupSize]
+			for p, v := range vals {
+				isum[p%(4*n)/4] += int32(int8(v)) * int32(q[p])
+			}
+		}
+		for l := range n {
+			gi := r*cols/GroupSize + g + l
+			if q4 {
+				sum += getF16(sc[2*l:]) * (a.d[gi] * float32(isum[l]))
+				sum += getF16(sc[2*n+2*l:]) * a.ds[gi]
+			} else {
+				sum += getF16(w[cols+2*(g+l):]) * (a.d[gi] * float32(isum[l]))
+			}
+		}
+	})
+	return sum
+}
+
+// qDot computes out[i] for the len(out) consecutive weight rows starting at w (row stride
+// rowBytes) against activation row r of a.
+type qDot func(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int)
+
+func qDotGeneric(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
+	for i := range out {
+		out[i] = dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, 0)
+	}
+}
+
+// checkQMat validates the shapes of a quantized matrix product.
+func checkQMat(q4 bool, w []byte, x []float32, tokens, rows, cols, lo, hi int) []byte {
+	checkRange(tokens, rows, cols, lo, hi)
+	if cols%GroupSize != 0 {
+		panic("kernels: quantized row length is not a multiple of GroupSize")
+	}
+	rb := Q8RowBytes(cols)
+	if q4 {
+		rb = Q4RowBytes(cols)
+	}
+	_ = x[:tokens*cols]
+	return w[:rows*rb]
+}
+
+// matMulQ computes rows [lo, hi) of out = x·wᵀ for quantized weights.
+func matMulQ(q4 bool, out []float32, w []byte, x []float32, tokens, rows, cols, lo, hi int) {
+	w = checkQMat(q4, w, x, tokens, rows, cols, lo, hi)
+	out = out[:tokens*rows]
+	if tokens == 0 || lo == hi {
+		return
+	}
+	if cols == 0 {
+		for t := range tokens {
+			clear(out[t*rows+lo : t*rows+hi])
+		}
+		return
+	}
+	rb := len(w) / rows
+	a := quantizeActs(x[:tokens*cols], cols)
+	dot := impl.qDot
+	if tokens == 1 {
+		// One pass over the rows, streaming them from memory.
+		dot(q4, out[lo:hi], w[lo*rb:hi*rb], rb, a, 0)
+		return
+	}
+	// A block of 16 rows stays in L1/L2 while every token passes over it.
+	var tmp [4]float32
+	for r0 := lo; r0 < hi; r0 += 16 {
+		r1 := min(r0+16, hi)
+		for t := range tokens {
+			for r := r0; r < r1; r += 4 {
+				n := min(4, r1-r)
+				dot(q4, tmp[:n], w[r*rb:], rb, a, t)
+				copy(out[t*rows+r:], tmp[:n])
+			}
+		}
+	}
+}
+
+// MatVecQ8 computes out[r] = Σ_c w_r[c]·x[c] for every r < len(out), w holding len(out) q8
+// rows of cols values (cols a multiple of GroupSize; it panics otherwise). x is quantized to
+// int8 per group of 32 for the product.
+func MatVecQ8(out []float32, w []byte, x []float32, cols int) {
+	matMulQ(false, out, w, x, 1, len(out), cols, 0, len(out))
+}
+
+// MatVecQ4 is MatVecQ8 for q4 rows.
+func MatVecQ4(out []float32, w []byte, x []float32, cols int) {
+	matMulQ(true, out, w, x, 1, len(out), cols, 0, len(out))
+}
+
+// MatMulQ8Rows is MatMulBF16Rows for q8 weights: out[t*rows+r] = Σ_c w_r[c]·x[t*cols+c] for
+// r in [lo, hi), with x quantized to int8 per group of 32.
+func MatMulQ8Rows(out []float32, w []byte, x []float32, tokens, rows, cols, lo, hi int) {
+	matMulQ(false, out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// MatMulQ4Rows is MatMulQ8Rows for q4 weights.
+func MatMulQ4Rows(out []float32, w []byte, x []float32, tokens, rows, cols, lo, hi int) {
+	matMulQ(true, out, w, x, tokens, rows, cols, lo, hi)
+}

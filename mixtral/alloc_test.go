@@ -1,0 +1,54 @@
+package mixtral
+
+import (
+	"testing"
+
+	"github.com/fathom-llm/fathom/backend"
+)
+
+// TestDecodeStepAllocs checks that a decode step allocates nothing in the steady state, both
+// the forward pass itself and a step through the scheduler. (A sequence's block table grows
+// once per block, amortised; the steps measured stay within one block.)
+func TestDecodeStepAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	m := loadFixture(t, "tiny-code-mixtral", Options{})
+	seq, err := m.cache.NewSequence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]float32, m.cfg.VocabSize)
+	pos := 0
+	tokens := []backend.Token{{}}
+	rows := []int{0}
+	stepOnce := func() {
+		tokens[0] = backend.Token{Seq: seq, Pos: pos, ID: 100 + pos}
+		if err := m.forward(tokens, rows, out, nil); err != nil {
+			t.Fatal(err)
+		}
+		pos++
+	}
+	stepOnce()
+	if n := testing.AllocsPerRun(10, stepOnce); n != 0 {
+		t.Errorf("forward: %v allocations per decode step", n)
+	}
+
+	ids := []int{0}
+	st := &step{seq: seq, logits: out, done: make(chan struct{}, 1)}
+	viaScheduler := func() {
+		ids[0] = 100 + pos
+		st.pos, st.ids = pos, ids
+		if err := m.sched.run(st); err != nil {
+			t.Fatal(err)
+		}
+		pos++
+	}
+	for pos%blockSize != 0 {
+		viaScheduler()
+	}
+	viaScheduler()
+	if n := testing.AllocsPerRun(10, viaScheduler); n != 0 {
+		t.Errorf("scheduler: %v allocations per decode step", n)
+	}
+}

@@ -1,0 +1,86 @@
+package mixtral
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/fathom-llm/fathom/internal/fixtures"
+)
+
+func TestParseConfigDefaults(t *testing.T) {
+	c, err := ParseConfig([]byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		VocabSize: 32000, HiddenSize: 4096, IntermediateSize: 14336, NumHiddenLayers: 32,
+		NumAttentionHeads: 32, NumKeyValueHeads: 8, HeadDim: 128, MaxPositionEmbeddings: 131072,
+		RMSNormEps: 1e-5, RopeTheta: 1e6, NumLocalExperts: 8, NumExpertsPerTok: 2, HiddenAct: "silu",
+		BOSTokenID: 1, EOSTokenIDs: []int{2},
+	}
+	if !configEqual(c, want) {
+		t.Errorf("defaults %+v, want %+v", c, want)
+	}
+	c, err = ParseConfig([]byte(`{"num_key_value_heads": null, "num_attention_heads": 16, "hidden_size": 1024, "vocab_size": 32002,
+		"sliding_window": 4096, "eos_token_id": [2, 32000], "bos_token_id": null, "head_dim": 32,
+		"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NumKeyValueHeads != 16 || c.HeadDim != 32 || c.SlidingWindow != 4096 || !slices.Equal(c.EOSTokenIDs, []int{2, 32000}) ||
+		c.BOSTokenID != -1 || c.RopeTheta != 10000 {
+		t.Errorf("parsed %+v", c)
+	}
+}
+
+func configEqual(a, b Config) bool {
+	return reflect.DeepEqual(a, b)
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, doc := range []string{
+		`{"num_attention_heads": 6, "num_key_value_heads": 4}`,
+		`{"num_experts_per_tok": 9}`,
+		`{"hidden_size": 0}`,
+		`{"rms_norm_eps": -1}`,
+		`{"hidden_act": "gelu"}`,
+		`{"rope_scaling": {"type": "yarn", "factor": 4}}`,
+		`{"sliding_window": -3}`,
+		`{"eos_token_id": [2, 99999]}`,
+		`{"eos_token_id": "x"}`,
+		`{"head_dim": 7}`,
+		`{"vocab_size": "big"}`,
+		`[1, 2]`,
+	} {
+		_, err := ParseConfig([]byte(doc))
+		var ce *ConfigError
+		if !errors.Is(err, ErrConfig) || !errors.As(err, &ce) {
+			t.Errorf("ParseConfig(%s): %v, want a *ConfigError", doc, err)
+		}
+	}
+}
+
+func TestLoadConfigFixtures(t *testing.T) {
+	c, err := LoadConfig(fixtures.Model(t, "tiny-mixtral-swa-f16"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SlidingWindow != 8 || c.HeadDim != 8 || c.NumKeyValueHeads != 2 || c.NumLocalExperts != 4 || !slices.Equal(c.EOSTokenIDs, []int{32000}) {
+		t.Errorf("swa config %+v", c)
+	}
+	// generation_config.json's eos ids replace config.json's.
+	dir := t.TempDir()
+	cfg, err := os.ReadFile(filepath.Join(fixtures.Model(t, "tiny-code-mixtral"), "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o644)
+	os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": [2, 32000]}`), 0o644)
+	if c, err = LoadConfig(dir); err != nil || !slices.Equal(c.EOSTokenIDs, []int{2, 32000}) {
+		t.Errorf("eos from generation_config.json: %v, %v", c.EOSTokenIDs, err)
+	}
+}

@@ -1,0 +1,207 @@
+package mixtral
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/fathom-llm/fathom/backend"
+)
+
+// EvalOptions choose what Sequence.Append and Model.Eval return.
+type EvalOptions struct {
+	// AllLogits asks for the logits of every appended position, not only the last.
+	AllLogits bool
+	// Trace asks for the hidden states and the router logits of every appended position.
+	Trace bool
+}
+
+// Eval is the result of evaluating tokens.
+type Eval struct {
+	// Logits has one row of VocabSize logits per returned position: the last appended
+	// token's, or with AllLogits every appended token's.
+	Logits [][]float32
+	// Hidden, with Trace, has NumHiddenLayers+1 entries of [tokens×HiddenSize] values:
+	// Hidden[0] is the embedding output, Hidden[L] for 0 < L < NumHiddenLayers the residual
+	// stream after decoder layer L-1, and Hidden[NumHiddenLayers] the final norm's output.
+	Hidden [][]float32
+	// Router, with Trace, has NumHiddenLayers entries of [tokens×NumLocalExperts] raw router
+	// logits (before the softmax).
+	Router [][]float32
+}
+
+// Sequence is a sequence of tokens held in the model's KV cache, extended step by step
+// with Append: the low-level interface for scoring and for tests. A Sequence is not safe for
+// concurrent use; Close it to free its cache blocks.
+type Sequence struct {
+	m      *Model
+	id     int
+	n      int
+	err    error // set when a failed step left the cache out of step with n
+	closed bool
+}
+
+// NewSequence starts an empty sequence in the KV cache.
+func (m *Model) NewSequence() (*Sequence, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil, ErrClosed
+	}
+	id, err := m.cache.NewSequence()
+	if err != nil {
+		return nil, err
+	}
+	return &Sequence{m: m, id: id}, nil
+}
+
+// Len returns the number of tokens in the sequence.
+func (s *Sequence) Len() int { return s.n }
+
+// Close frees the sequence's cache blocks.
+func (s *Sequence) Close() error {
+	if !s.closed {
+		s.closed = true
+		s.m.cache.Free(s.id)
+	}
+	return nil
+}
+
+// Append runs ids through the model after the tokens already in the sequence, in steps of
+// at most Options.MaxBatch tokens, and returns their logits (and traces).
+func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Eval, error) {
+	m := s.m
+	switch {
+	case s.closed:
+		return nil, ErrClosed
+	case s.err != nil:
+		return nil, s.err
+	case len(ids) == 0:
+		return nil, fmt.Errorf("mixtral: Append of no tokens")
+	case s.n+len(ids) > m.ctxLen:
+		return nil, fmt.Errorf("%w: %d + %d tokens, context %d", ErrContextLength, s.n, len(ids), m.ctxLen)
+	}
+	if err := m.checkIDs(ids); err != nil {
+		return nil, err
+	}
+	ev := &Eval{}
+	var tr *trace
+	if opts.Trace {
+		tr = &trace{hidden: make([][]float32, m.cfg.NumHiddenLayers+1), router: make([][]float32, m.cfg.NumHiddenLayers)}
+	}
+	V := m.cfg.VocabSize
+	for lo := 0; lo < len(ids); lo += m.s.maxBatch {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		chunk := ids[lo:min(lo+m.s.maxBatch, len(ids))]
+		tokens := make([]backend.Token, len(chunk))
+		for i, id := range chunk {
+			tokens[i] = backend.Token{Seq: s.id, Pos: s.n + i, ID: id}
+		}
+		var rows []int
+		if opts.AllLogits {
+			for i := range chunk {
+				rows = append(rows, i)
+			}
+		} else if lo+len(chunk) == len(ids) {
+			rows = []int{len(chunk) - 1}
+		}
+		out := make([]float32, len(rows)*V)
+		m.mu.Lock()
+		err := ErrClosed
+		if !m.closed {
+			err = m.forward(tokens, rows, out, tr)
+		}
+		m.mu.Unlock()
+		if err != nil {
+			if m.cache.Len(s.id) != s.n {
+				s.err = fmt.Errorf("mixtral: sequence unusable after a failed step: %w", err)
+			}
+			return nil, err
+		}
+		s.n += len(chunk)
+		for i := range rows {
+			ev.Logits = append(ev.Logits, out[i*V:(i+1)*V:(i+1)*V])
+		}
+	}
+	if tr != nil {
+		ev.Hidden, ev.Router = tr.hidden, tr.router
+	}
+	return ev, nil
+}
+
+// checkIDs reports a token id outside the vocabulary.
+func (m *Model) checkIDs(ids []int) error {
+	for _, id := range ids {
+		if id < 0 || id >= m.cfg.VocabSize {
+			return fmt.Errorf("mixtral: token id %d outside the vocabulary of %d", id, m.cfg.VocabSize)
+		}
+	}
+	return nil
+}
+
+// Eval runs ids as a fresh sequence and returns their logits (and traces).
+func (m *Model) Eval(ctx context.Context, ids []int, opts EvalOptions) (*Eval, error) {
+	s, err := m.NewSequence()
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.Append(ctx, ids, opts)
+}
+
+// Perplexity scores ids in independent windows: ids[0:window+1], ids[window:2·window+1], ...
+// (each window predicts window tokens from scratch, no KV cache carried over; a shorter last
+// window scores what remains) and returns exp of the mean negative log-likelihood of all the
+// predicted tokens.
+func (m *Model) Perplexity(ctx context.Context, ids []int, window int) (float64, error) {
+	switch {
+	case window <= 0:
+		return 0, fmt.Errorf("mixtral: perplexity window %d is not positive", window)
+	case min(window+1, len(ids)) > m.ctxLen:
+		return 0, fmt.Errorf("%w: windows of %d tokens, context %d", ErrContextLength, window+1, m.ctxLen)
+	case len(ids) < 2:
+		return 0, fmt.Errorf("mixtral: perplexity needs at least 2 tokens, got %d", len(ids))
+	}
+	if err := m.checkIDs(ids); err != nil {
+		return 0, err
+	}
+	const step = 64 // tokens per Append, bounding the logits held at once
+	var nll float64
+	var count int
+	for start := 0; start+1 < len(ids); start += window {
+		w := ids[start:min(start+window+1, len(ids))]
+		s, err := m.NewSequence()
+		if err != nil {
+			return 0, err
+		}
+		for lo := 0; lo+1 < len(w); lo += step {
+			part := w[lo:min(lo+step, len(w)-1)]
+			ev, err := s.Append(ctx, part, EvalOptions{AllLogits: true})
+			if err != nil {
+				s.Close()
+				return 0, err
+			}
+			for i, logits := range ev.Logits {
+				nll -= logSoftmax(logits, w[lo+i+1])
+				count++
+			}
+		}
+		s.Close()
+	}
+	return math.Exp(nll / float64(count)), nil
+}
+
+// logSoftmax returns log softmax(logits)[id], computed in float64.
+func logSoftmax(logits []float32, id int) float64 {
+	peak := math.Inf(-1)
+	for _, v := range logits {
+		peak = max(peak, float64(v))
+	}
+	var sum float64
+	for _, v := range logits {
+		sum += math.Exp(float64(v) - peak)
+	}
+	return float64(logits[id]) - peak - math.Log(sum)
+}

@@ -1,0 +1,181 @@
+package mixtral
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/cpu"
+	"github.com/fathom-llm/fathom/safetensors"
+	"github.com/fathom-llm/fathom/tokenizer"
+)
+
+// ErrContextLength reports a prompt that leaves no room in the context for a generated
+// token (prompt length + 1 > context length), or a sequence grown past the context.
+var ErrContextLength = errors.New("mixtral: context length exceeded")
+
+// ErrClosed reports use of a closed Model.
+var ErrClosed = errors.New("mixtral: model closed")
+
+// Options configure Load. The zero value runs on the CPU with the default context.
+type Options struct {
+	// Backend runs the model; nil makes a CPU backend with one worker per GOMAXPROCS, which
+	// the Model closes. A given backend stays the caller's to close.
+	Backend backend.Backend
+	// Progress, when set, is called while weights are bound with the bytes bound so far
+	// and the total.
+	Progress func(done, total int64)
+	// ContextLength is the most positions one sequence may hold (prompt and generated
+	// tokens); 0 means min(max_position_embeddings, DefaultContextLength).
+	ContextLength int
+	// CacheTokens is the size of the KV cache in positions, shared by all sequences; 0 means
+	// ContextLength. Concurrent requests wait for cache space.
+	CacheTokens int
+	// MaxBatch is the most tokens one forward step runs; longer prompts run in several
+	// steps. 0 means DefaultMaxBatch.
+	MaxBatch int
+}
+
+// Defaults of Options.
+const (
+	DefaultContextLength = 4096
+	DefaultMaxBatch      = 512
+	// blockSize is the number of positions in one KV cache block.
+	blockSize = 16
+	// logitRows is the most rows whose logits one forward step computes at once.
+	logitRows = 16
+)
+
+// Model is a loaded Mixtral model. Its methods are safe for concurrent use; Close it to
+// release the weights.
+type Model struct {
+	cfg    Config
+	tok    *tokenizer.Tokenizer
+	ckpt   *safetensors.Checkpoint
+	be     backend.Backend
+	ownBE  bool
+	w      *weights
+	cache  backend.Cache
+	ctxLen int
+
+	mu      sync.Mutex // guards the forward pass's state below and closed
+	closed  bool
+	s       scratch
+	sched   *scheduler
+	closing sync.Once
+}
+
+// Load opens the checkpoint in dir: config.json (and generation_config.json), the
+// safetensors weights, and the tokenizer when the directory has one.
+func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
+	cfg, err := LoadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.Load(dir)
+	if err != nil && !errors.Is(err, tokenizer.ErrNotFound) {
+		return nil, fmt.Errorf("mixtral: tokenizer: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ckpt, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	m, err := New(cfg, ckpt, opts)
+	if err != nil {
+		ckpt.Close()
+		return nil, err
+	}
+	m.ckpt, m.tok = ckpt, tok
+	return m, nil
+}
+
+// New makes a model of the given configuration over weights from src, which must stay open
+// while the model is used (Load's model closes its own checkpoint; here src stays the
+// caller's). The model has no tokenizer, so it serves token ids only.
+func New(cfg Config, src safetensors.Source, opts Options) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := &Model{cfg: cfg, be: opts.Backend}
+	if m.be == nil {
+		m.be, m.ownBE = cpu.New(0), true
+	}
+	m.ctxLen = opts.ContextLength
+	if m.ctxLen <= 0 {
+		m.ctxLen = min(cfg.MaxPositionEmbeddings, DefaultContextLength)
+	}
+	cacheTokens := opts.CacheTokens
+	if cacheTokens <= 0 {
+		cacheTokens = m.ctxLen
+	}
+	maxBatch := opts.MaxBatch
+	if maxBatch <= 0 {
+		maxBatch = DefaultMaxBatch
+	}
+	var err error
+	fail := func(err error) (*Model, error) {
+		if m.cache != nil {
+			m.cache.Close()
+		}
+		if m.ownBE {
+			m.be.Close()
+		}
+		return nil, err
+	}
+	if m.w, err = bindWeights(src, cfg, m.be, opts.Progress); err != nil {
+		return fail(err)
+	}
+	m.cache, err = m.be.NewCache(backend.CacheConfig{
+		Layers: cfg.NumHiddenLayers, KVHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
+		BlockSize: blockSize, Blocks: (cacheTokens + blockSize - 1) / blockSize,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := m.s.init(m.be, cfg, maxBatch); err != nil {
+		return fail(err)
+	}
+	m.sched = newScheduler(m, (cacheTokens+blockSize-1)/blockSize)
+	return m, nil
+}
+
+// Config returns the model's configuration.
+func (m *Model) Config() Config { return m.cfg }
+
+// Tokenizer returns the checkpoint's tokenizer, or nil when it has none.
+func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
+
+// EOSTokenIDs returns the ids that end generation: the config's (generation_config.json's
+// when present).
+func (m *Model) EOSTokenIDs() []int { return append([]int(nil), m.cfg.EOSTokenIDs...) }
+
+// ContextLength returns the most positions one sequence may hold.
+func (m *Model) ContextLength() int { return m.ctxLen }
+
+// Backend returns the backend the model runs on.
+func (m *Model) Backend() backend.Backend { return m.be }
+
+// Close stops generation, waits for running requests to end, and releases the cache, the
+// backend (when the model made it) and the checkpoint.
+func (m *Model) Close() error {
+	var err error
+	m.closing.Do(func() {
+		m.sched.close()
+		m.mu.Lock()
+		m.closed = true
+		m.mu.Unlock()
+		err = m.cache.Close()
+		if m.ownBE {
+			err = errors.Join(err, m.be.Close())
+		}
+		if m.ckpt != nil {
+			err = errors.Join(err, m.ckpt.Close())
+		}
+	})
+	return err
+}

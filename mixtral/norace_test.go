@@ -1,0 +1,5 @@
+//go:build !race
+
+package mixtral
+
+const raceEnabled = false

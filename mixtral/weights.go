@@ -1,0 +1,217 @@
+package mixtral
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// ErrWeights is wrapped by every weight-binding error.
+var ErrWeights = errors.New("mixtral: checkpoint does not match the config")
+
+// WeightsError lists the tensors a checkpoint lacks, the tensors it has that the model does
+// not use, and the tensors whose dtype or shape is wrong.
+type WeightsError struct {
+	Missing, Unexpected, Mismatched []string
+}
+
+func (e *WeightsError) Error() string {
+	var parts []string
+	for _, p := range []struct {
+		what  string
+		names []string
+	}{{"missing", e.Missing}, {"unexpected", e.Unexpected}, {"mismatched", e.Mismatched}} {
+		if len(p.names) > 0 {
+			list := p.names
+			if len(list) > 8 {
+				list = append(slices.Clip(list[:8]), fmt.Sprintf("and %d more", len(p.names)-8))
+			}
+			parts = append(parts, fmt.Sprintf("%s: %s", p.what, strings.Join(list, ", ")))
+		}
+	}
+	return "mixtral: checkpoint does not match the config: " + strings.Join(parts, "; ")
+}
+
+// Is makes a WeightsError match ErrWeights.
+func (e *WeightsError) Is(target error) bool { return target == ErrWeights }
+
+// layer holds one decoder layer's bound weights.
+type layer struct {
+	attnNorm, mlpNorm backend.Weight
+	wq, wk, wv, wo    backend.Weight
+	experts           backend.Experts
+}
+
+// layerTensors are one decoder layer's stored tensors.
+type layerTensors struct {
+	attnNorm, mlpNorm safetensors.Tensor
+	wq, wk, wv, wo    safetensors.Tensor
+	experts           backend.ExpertTensors
+}
+
+// weights are the bound weights of a whole model.
+type weights struct {
+	embed, norm, lmHead backend.Weight
+	layers              []layer
+}
+
+// plan finds and checks every tensor the model needs, in either layout: the original
+// Mixtral names (block_sparse_moe.experts.E.w1 ...) or the fused one
+// (mlp.experts.gate_up_proj [E, 2I, H] with the gate projection first, mlp.experts.down_proj
+// [E, H, I]).
+type plan struct {
+	c    Config
+	src  safetensors.Source
+	used map[string]bool
+	errs WeightsError
+}
+
+// get returns the named tensor after checking its shape, noting problems.
+func (p *plan) get(name string, shape ...int) safetensors.Tensor {
+	t, err := p.src.Tensor(name)
+	if err != nil {
+		p.errs.Missing = append(p.errs.Missing, name)
+		return safetensors.Tensor{}
+	}
+	p.used[name] = true
+	if !slices.Equal(t.Shape, shape) {
+		p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (shape %v, want %v)", name, t.Shape, shape))
+	}
+	switch t.DType {
+	case safetensors.BF16, safetensors.F16, safetensors.F32:
+	default:
+		p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (dtype %s)", name, t.DType))
+	}
+	return t
+}
+
+func (p *plan) has(name string) bool {
+	_, err := p.src.Tensor(name)
+	return err == nil
+}
+
+// experts returns the MoE block of layer l, split into per-expert views in either layout.
+func (p *plan) experts(l int) backend.ExpertTensors {
+	c := p.c
+	E, H, I := c.NumLocalExperts, c.HiddenSize, c.IntermediateSize
+	pre := fmt.Sprintf("model.layers.%d.", l)
+	var e backend.ExpertTensors
+	if !p.has(pre+"block_sparse_moe.gate.weight") && p.has(pre+"mlp.gate.weight") {
+		e.Gate = p.get(pre+"mlp.gate.weight", E, H)
+		gateUp := p.get(pre+"mlp.experts.gate_up_proj", E, 2*I, H)
+		down := p.get(pre+"mlp.experts.down_proj", E, H, I)
+		if len(gateUp.Data) == 0 || len(down.Data) == 0 || !slices.Equal(gateUp.Shape, []int{E, 2 * I, H}) ||
+			!slices.Equal(down.Shape, []int{E, H, I}) {
+			return e
+		}
+		gu, dn := len(gateUp.Data)/E, len(down.Data)/E
+		for x := range E {
+			part := gateUp.Data[x*gu : (x+1)*gu]
+			e.W1 = append(e.W1, view(gateUp, fmt.Sprintf("%s[%d].gate", gateUp.Name, x), part[:gu/2], I, H))
+			e.W3 = append(e.W3, view(gateUp, fmt.Sprintf("%s[%d].up", gateUp.Name, x), part[gu/2:], I, H))
+			e.W2 = append(e.W2, view(down, fmt.Sprintf("%s[%d]", down.Name, x), down.Data[x*dn:(x+1)*dn], H, I))
+		}
+		return e
+	}
+	e.Gate = p.get(pre+"block_sparse_moe.gate.weight", E, H)
+	for x := range E {
+		ex := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", pre, x)
+		e.W1 = append(e.W1, p.get(ex+"w1.weight", I, H))
+		e.W2 = append(e.W2, p.get(ex+"w2.weight", H, I))
+		e.W3 = append(e.W3, p.get(ex+"w3.weight", I, H))
+	}
+	return e
+}
+
+// view is a 2-D tensor over part of t's data.
+func view(t safetensors.Tensor, name string, data []byte, rows, cols int) safetensors.Tensor {
+	return safetensors.Tensor{Name: name, DType: t.DType, Shape: []int{rows, cols}, Data: data}
+}
+
+// ignored are tensors some checkpoints carry that the model recomputes.
+func ignored(name string) bool { return strings.HasSuffix(name, ".rotary_emb.inv_freq") }
+
+// bindWeights checks src against the config and binds every weight on be. progress, when
+// not nil, is called with the bytes bound so far and the total.
+func bindWeights(src safetensors.Source, c Config, be backend.Backend, progress func(done, total int64)) (*weights, error) {
+	p := &plan{c: c, src: src, used: map[string]bool{}}
+	H, V := c.HiddenSize, c.VocabSize
+	qDim, kvDim := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
+	embed := p.get("model.embed_tokens.weight", V, H)
+	norm := p.get("model.norm.weight", H)
+	lmHead := embed
+	if !c.TieWordEmbeddings || p.has("lm_head.weight") {
+		lmHead = p.get("lm_head.weight", V, H)
+	}
+	stored := make([]layerTensors, c.NumHiddenLayers)
+	for l := range stored {
+		pre := fmt.Sprintf("model.layers.%d.", l)
+		stored[l] = layerTensors{
+			attnNorm: p.get(pre+"input_layernorm.weight", H),
+			wq:       p.get(pre+"self_attn.q_proj.weight", qDim, H),
+			wk:       p.get(pre+"self_attn.k_proj.weight", kvDim, H),
+			wv:       p.get(pre+"self_attn.v_proj.weight", kvDim, H),
+			wo:       p.get(pre+"self_attn.o_proj.weight", H, qDim),
+			mlpNorm:  p.get(pre+"post_attention_layernorm.weight", H),
+			experts:  p.experts(l),
+		}
+	}
+	for _, name := range src.Names() {
+		if !p.used[name] && !ignored(name) {
+			p.errs.Unexpected = append(p.errs.Unexpected, name)
+		}
+	}
+	if len(p.errs.Missing)+len(p.errs.Unexpected)+len(p.errs.Mismatched) > 0 {
+		return nil, &p.errs
+	}
+
+	// Bind, reporting progress in bytes.
+	var total, done int64
+	for name := range p.used {
+		t, _ := src.Tensor(name)
+		total += int64(len(t.Data))
+	}
+	bind := func(t safetensors.Tensor) backend.Weight {
+		w, err := be.Bind(t)
+		if err != nil {
+			p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (%v)", t.Name, err))
+			return nil
+		}
+		done += int64(len(t.Data))
+		if progress != nil {
+			progress(done, total)
+		}
+		return w
+	}
+	w := &weights{embed: bind(embed), norm: bind(norm), layers: make([]layer, len(stored))}
+	if c.TieWordEmbeddings && lmHead.Name == embed.Name {
+		w.lmHead = w.embed
+	} else {
+		w.lmHead = bind(lmHead)
+	}
+	for l, st := range stored {
+		ly := &w.layers[l]
+		ly.attnNorm, ly.mlpNorm = bind(st.attnNorm), bind(st.mlpNorm)
+		ly.wq, ly.wk, ly.wv, ly.wo = bind(st.wq), bind(st.wk), bind(st.wv), bind(st.wo)
+		e, err := be.BindExperts(st.experts)
+		if err != nil {
+			p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("layer %d experts (%v)", l, err))
+		}
+		ly.experts = e
+		done += int64(len(st.experts.Gate.Data))
+		for x := range st.experts.W1 {
+			done += int64(len(st.experts.W1[x].Data) + len(st.experts.W2[x].Data) + len(st.experts.W3[x].Data))
+		}
+		if progress != nil {
+			progress(done, total)
+		}
+	}
+	if len(p.errs.Mismatched) > 0 {
+		return nil, &p.errs
+	}
+	return w, nil
+}

@@ -1,0 +1,76 @@
+package sampling
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// benchLogits returns a Mixtral-sized logits vector (32002 entries) shaped like a language
+// model's: a broad normal bulk and a handful of likely tokens well above it.
+func benchLogits() []float32 {
+	rng := rand.New(rand.NewPCG(1, 1))
+	x := make([]float32, 32002)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * 2.5)
+	}
+	for i := range 8 {
+		x[rng.IntN(len(x))] = 12 - float32(i)
+	}
+	return x
+}
+
+func benchSample(b *testing.B, p Params) {
+	logits := benchLogits()
+	prompt := make([]int, 512)
+	for i := range prompt {
+		prompt[i] = (i * 7919) % len(logits)
+	}
+	p.Seed = seed(1)
+	s, err := NewSampler(p, len(logits), prompt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Sample(logits); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+}
+
+// BenchmarkSampleFull runs every step: logit bias, the three penalties, temperature, min-p,
+// top-k, top-p and the draw.
+func BenchmarkSampleFull(b *testing.B) {
+	benchSample(b, Params{Temperature: 0.8, TopP: 0.9, MinP: 0.05, TopK: 50, RepetitionPenalty: 1.1,
+		FrequencyPenalty: 0.3, PresencePenalty: 0.3, LogitBias: map[int]float64{5: 2, 77: -100}})
+}
+
+// BenchmarkSampleGreedy is greedy decoding with penalties.
+func BenchmarkSampleGreedy(b *testing.B) {
+	benchSample(b, Params{RepetitionPenalty: 1.1, FrequencyPenalty: 0.3})
+}
+
+// BenchmarkSampleTemperature draws from the whole vocabulary (a softmax over every entry).
+func BenchmarkSampleTemperature(b *testing.B) { benchSample(b, Params{Temperature: 1}) }
+
+// BenchmarkSampleTopP is top-p alone, over the whole vocabulary.
+func BenchmarkSampleTopP(b *testing.B) { benchSample(b, Params{Temperature: 1, TopP: 0.9}) }
+
+// BenchmarkSampleTopK is top-k alone.
+func BenchmarkSampleTopK(b *testing.B) { benchSample(b, Params{Temperature: 1, TopK: 40}) }
+
+// BenchmarkLogprobs computes the chosen token's and the top 20 log-probabilities.
+func BenchmarkLogprobs(b *testing.B) {
+	logits := benchLogits()
+	s, err := NewSampler(Params{Logprobs: true, TopLogprobs: 20}, len(logits), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.Logprobs(logits, 3); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

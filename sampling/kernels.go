@@ -1,0 +1,343 @@
+package sampling
+
+import "math"
+
+// The numeric kernels shared by the exported processors and the Sampler.
+
+// expNeg returns e^x for x in [expMin, 0] (below, e^x leaves float32's normal range) in
+// float32 with a relative error of a few units in the last place. It is
+// Cody-Waite range reduction and a degree-5 polynomial (Cephes' expf), written without
+// float conversions and small enough to inline, which keeps the loops over it from
+// spilling their accumulators.
+func expNeg(x float32) float32 {
+	r := x*math.Log2E + 0xc00000 // 1.5 * 2^23: rounds to an integer in the low bits
+	n := r - 0xc00000
+	f := x - n*0.693359375 + n*2.12194440e-4 // ln 2 = 0.693359375 - 2.12194440e-4, the first exact in few bits
+	p := (((((1.9875691500e-4*f+1.3981999507e-3)*f+8.3334519073e-3)*f+4.1665795894e-2)*f+
+		1.6666665459e-1)*f+5.0000001201e-1)*f*f + f + 1
+	// n lies in [-126, 0]; the low bits of r hold it, two's complement.
+	return p * math.Float32frombits((math.Float32bits(r)+127)<<23)
+}
+
+// expMin is the smallest argument of expNeg; callers count e^x below it (and for -Inf and
+// NaN) as 0.
+const expMin = -87.3
+
+// cand is one candidate token: its (penalised) logit, its unnormalised probability
+// e^((v-max)/T), and its id.
+type cand struct {
+	v  float32
+	e  float32
+	id int32
+}
+
+// ranksAbove reports whether a ranks above b: a larger logit, or an equal logit and a larger
+// id. The tie rule is that of an ascending stable sort read from the top, as the reference
+// top-p implementations (vLLM's and Hugging Face's) rank.
+func ranksAbove(a, b *cand) bool { return a.v > b.v || (a.v == b.v && a.id > b.id) }
+
+// expCands sets c[i].e = e^((c[i].v - top) * scale) and returns the sum of the e values,
+// accumulated in float32 blocks of 256 and in float64 across them.
+func expCands(c []cand, top, scale float32) float64 {
+	total := 0.0
+	for len(c) > 0 {
+		blk := c[:min(len(c), 256)]
+		c = c[len(blk):]
+		var s0, s1 float32
+		i := 0
+		for ; i+2 <= len(blk); i += 2 {
+			var e0, e1 float32
+			if x := (blk[i].v - top) * scale; x >= expMin {
+				e0 = expNeg(x)
+			}
+			if x := (blk[i+1].v - top) * scale; x >= expMin {
+				e1 = expNeg(x)
+			}
+			blk[i].e, blk[i+1].e = e0, e1
+			s0 += e0
+			s1 += e1
+		}
+		if i < len(blk) {
+			var e float32
+			if x := (blk[i].v - top) * scale; x >= expMin {
+				e = expNeg(x)
+			}
+			blk[i].e = e
+			s0 += e
+		}
+		total += float64(s0 + s1)
+	}
+	return total
+}
+
+// sumExp returns the sum of e^(x - top) over x, accumulated as expCands does.
+func sumExp(x []float32, top float32) float64 {
+	total := 0.0
+	for len(x) > 0 {
+		blk := x[:min(len(x), 256)]
+		x = x[len(blk):]
+		var s0, s1 float32
+		i := 0
+		for ; i+2 <= len(blk); i += 2 {
+			if d := blk[i] - top; d >= expMin {
+				s0 += expNeg(d)
+			}
+			if d := blk[i+1] - top; d >= expMin {
+				s1 += expNeg(d)
+			}
+		}
+		if i < len(blk) {
+			if d := blk[i] - top; d >= expMin {
+				s0 += expNeg(d)
+			}
+		}
+		total += float64(s0 + s1)
+	}
+	return total
+}
+
+// pick returns the index in c of the candidate that the point r, 0 <= r < Σ c[i].e, falls
+// on when the candidates' e values are laid end to end. Rounding never makes it return a
+// candidate of zero weight; it returns -1 only when every weight is zero.
+func pick(c []cand, r float64) int {
+	weighted := -1 // the start of the last block passed over with some weight
+	for base := 0; base < len(c); base += 256 {
+		blk := c[base:min(len(c), base+256)]
+		var s0, s1 float32
+		i := 0
+		for ; i+2 <= len(blk); i += 2 {
+			s0 += blk[i].e
+			s1 += blk[i+1].e
+		}
+		if i < len(blk) {
+			s0 += blk[i].e
+		}
+		s := float64(s0 + s1)
+		if r >= s && base+len(blk) < len(c) {
+			r -= s
+			if s > 0 {
+				weighted = base
+			}
+			continue
+		}
+		last := -1
+		for j := range blk {
+			if e := float64(blk[j].e); e > 0 {
+				last = base + j
+				if r < e {
+					return last
+				}
+				r -= e
+			}
+		}
+		if last >= 0 {
+			return last
+		}
+		break
+	}
+	// Rounding carried r past the weighted candidates: take the last one.
+	if weighted >= 0 {
+		for j := min(len(c), weighted+256) - 1; j >= weighted; j-- {
+			if c[j].e > 0 {
+				return j
+			}
+		}
+	}
+	return -1
+}
+
+// kHeap keeps the k largest values offered to it: a min-heap whose root is the k-th largest.
+type kHeap []float32
+
+// reset empties the heap: it holds k values of -Inf.
+func (h kHeap) reset() {
+	for i := range h {
+		h[i] = negInf
+	}
+}
+
+// offer adds v when it is among the k largest so far.
+func (h kHeap) offer(v float32) {
+	if v > h[0] {
+		h[0] = v
+		siftDown(h, 0)
+	}
+}
+
+// siftDown restores the min-heap property of h below node i.
+func siftDown(h []float32, i int) {
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		m := l
+		if r := l + 1; r < n && h[r] < h[l] {
+			m = r
+		}
+		if !(h[m] < h[i]) {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// nucleus applies top-p to the candidates c: it reorders c so that c[:n] holds, in no
+// particular order, every candidate whose preceding mass (the sum of e over the candidates
+// ranking above it, see ranksAbove) is below target, and returns n and the mass of c[:n].
+// This is the smallest top set whose mass reaches target; the top candidate always stays.
+// It is a quickselect on rank that carries masses, so it runs in expected linear time
+// without sorting the candidates.
+func nucleus(c []cand, target float64) (int, float64) {
+	if len(c) == 0 {
+		return 0, 0
+	}
+	if !(target > 0) {
+		top := 0
+		for i := range c {
+			if ranksAbove(&c[i], &c[top]) {
+				top = i
+			}
+		}
+		c[0], c[top] = c[top], c[0]
+		return 1, float64(c[0].e)
+	}
+	lo, hi := 0, len(c)
+	before := 0.0 // the mass of c[:lo], all of which is kept
+	for hi-lo > 16 {
+		medianToFront(c, lo, hi)
+		pv := c[lo]
+		j := lo + 1
+		var mass float64
+		for i := lo + 1; i < hi; i++ {
+			if ranksAbove(&c[i], &pv) {
+				mass += float64(c[i].e)
+				c[i], c[j] = c[j], c[i]
+				j++
+			}
+		}
+		// c[lo+1:j] ranks above the pivot; put the pivot right after them.
+		c[lo], c[j-1] = c[j-1], c[lo]
+		if before+mass >= target {
+			hi = j - 1 // the pivot and everything below it are dropped
+			continue
+		}
+		before += mass + float64(pv.e)
+		lo = j
+	}
+	sub := c[lo:hi]
+	for i := 1; i < len(sub); i++ { // insertion sort by rank, best first
+		for j := i; j > 0 && ranksAbove(&sub[j], &sub[j-1]); j-- {
+			sub[j], sub[j-1] = sub[j-1], sub[j]
+		}
+	}
+	for i := lo; i < hi; i++ {
+		if before >= target {
+			return i, before
+		}
+		before += float64(c[i].e)
+	}
+	return hi, before
+}
+
+// narrow drops from c candidates that lie certainly outside the top-p set for target, so
+// that nucleus works on few candidates when the distribution is peaked. It histograms the
+// candidates' masses by x = (v - top) * scale in quarter-nat buckets (monotone in rank, so
+// every bucket ranks wholly above the next), finds the first bucket through which the mass
+// from the top reaches target with a margin for the float32 sums, and keeps the
+// candidates of the buckets up to it, in order. h is scratch.
+func narrow(c []cand, top, scale float32, target float64, h *[2][nBuckets]float32) []cand {
+	bk := buckets{top, scale * bucketsPerNat}
+	*h = [2][nBuckets]float32{}
+	i := 0
+	for ; i+2 <= len(c); i += 2 {
+		h[0][bk.of(c[i].v)] += c[i].e
+		h[1][bk.of(c[i+1].v)] += c[i+1].e
+	}
+	if i < len(c) {
+		h[0][bk.of(c[i].v)] += c[i].e
+	}
+	// A float32 sum of m terms is within m*2^-24 of the exact sum; m < 2^17 here.
+	need := target * (1 + 1.0/128)
+	last, cum := nBuckets-1, 0.0
+	for b := range nBuckets {
+		cum += float64(h[0][b]) + float64(h[1][b])
+		if cum >= need {
+			last = b
+			break
+		}
+	}
+	if last == nBuckets-1 {
+		return c
+	}
+	n := 0
+	for _, k := range c {
+		if bk.of(k.v) <= last {
+			c[n] = k
+			n++
+		}
+	}
+	return c[:n]
+}
+
+// buckets maps a logit v to its log-probability bucket, floor((top - v) * scale) with scale
+// bucketsPerNat / temperature, the last bucket holding everything below (and -Inf).
+type buckets struct{ top, scale float32 }
+
+// of returns the bucket of v.
+func (b buckets) of(v float32) int {
+	y := (b.top - v) * b.scale
+	if !(y < nBuckets-1) { // also +Inf
+		return nBuckets - 1
+	}
+	return int(y)
+}
+
+// Log-probability buckets, used by narrow and drawUnfiltered: bucketsPerNat buckets per
+// nat of (v - top) / temperature, nBuckets of them; the last also holds everything further
+// down.
+const (
+	bucketsPerNat = 4
+	nBuckets      = 128
+)
+
+// medianToFront moves the median (by rank) of c[lo], c[mid] and c[hi-1] to c[lo].
+func medianToFront(c []cand, lo, hi int) {
+	a, b, d := lo, lo+(hi-lo)/2, hi-1
+	if ranksAbove(&c[b], &c[a]) {
+		a, b = b, a
+	}
+	// now c[a] ranks above c[b]
+	m := b
+	if ranksAbove(&c[d], &c[b]) {
+		m = d
+		if ranksAbove(&c[d], &c[a]) {
+			m = a
+		}
+	}
+	c[lo], c[m] = c[m], c[lo]
+}
+
+// ceil32 returns the smallest float32 that is >= x, so that for every float32 v,
+// v >= ceil32(x) exactly when float64(v) >= x.
+func ceil32(x float64) float32 {
+	f := float32(x)
+	if float64(f) < x {
+		f = math.Nextafter32(f, float32(math.Inf(1)))
+	}
+	return f
+}
+
+// clean returns v with NaN read as -Inf and +Inf as the largest float32, the rules every
+// processor here applies to its input.
+func clean(v float32) float32 {
+	if v != v {
+		return float32(math.Inf(-1))
+	}
+	if v > math.MaxFloat32 {
+		return math.MaxFloat32
+	}
+	return v
+}
