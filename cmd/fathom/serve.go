@@ -42,6 +42,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	queue := fs.Int("queue", server.DefaultQueueLength, "requests that may wait for a turn before 429")
 	maxBody := fs.Int64("max-body", server.DefaultMaxBodyBytes, "largest request body in bytes")
 	ctxLen := fs.Int("context", 0, "context length in tokens (0: the model's default)")
+	cache := fs.Int("cache-tokens", 0, "KV cache positions shared by all requests (0: one context's worth; concurrent requests wait for space)")
 	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]")
@@ -55,8 +56,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if *dir == "" || fs.NArg() != 0 {
 		return fmt.Errorf("%w: --model DIR is required and there are no arguments", errUsage)
 	}
-	if *maxConc < 1 || *queue < 0 || *maxBody < 1 || *ctxLen < 0 || *drain < 0 {
-		return fmt.Errorf("%w: --max-concurrent, --max-body must be positive; --queue, --context, --shutdown-timeout not negative", errUsage)
+	if *maxConc < 1 || *queue < 0 || *maxBody < 1 || *ctxLen < 0 || *cache < 0 || *drain < 0 {
+		return fmt.Errorf("%w: --max-concurrent and --max-body must be positive, the other numbers not negative", errUsage)
 	}
 	modelNames := splitNames(*names)
 	if len(modelNames) == 0 {
@@ -67,7 +68,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		queueLen = -1 // Options: negative means no queue
 	}
 
-	m, err := mixtral.Load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen})
+	m, err := mixtral.Load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache})
 	if err != nil {
 		return err
 	}

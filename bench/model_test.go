@@ -1,0 +1,151 @@
+package bench
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/mixtral"
+)
+
+// bandwidth is the machine's memory read bandwidth, measured once per benchmark run.
+var bandwidth = sync.OnceValue(MeasureBandwidth)
+
+// benchmarkPrefill times evaluating a prompt of n tokens in a fresh sequence.
+func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int) {
+	ids := promptIDs(m.Config().VocabSize, n)
+	ctx := context.Background()
+	b.ResetTimer()
+	for b.Loop() {
+		seq, err := m.NewSequence()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := seq.Append(ctx, ids, mixtral.EvalOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		seq.Close()
+	}
+	tps := float64(n*b.N) / b.Elapsed().Seconds()
+	b.ReportMetric(tps, "tokens/s")
+	b.ReportMetric(tps*TokenFLOPs(m.Config())/1e9, "GFLOP/s")
+}
+
+// benchmarkDecode times appending one token at a time after a short prompt, starting a new
+// sequence whenever the context is full.
+func benchmarkDecode(b *testing.B, m *mixtral.Model) {
+	ctx := context.Background()
+	ids := promptIDs(m.Config().VocabSize, m.ContextLength())
+	var seq *mixtral.Sequence
+	defer func() {
+		if seq != nil {
+			seq.Close()
+		}
+	}()
+	b.ResetTimer()
+	for b.Loop() {
+		if seq == nil || seq.Len() == m.ContextLength() {
+			b.StopTimer()
+			if seq != nil {
+				seq.Close()
+			}
+			var err error
+			if seq, err = m.NewSequence(); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+		}
+		if _, err := seq.Append(ctx, ids[seq.Len():seq.Len()+1], mixtral.EvalOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	tps := float64(b.N) / b.Elapsed().Seconds()
+	gbs := tps * float64(DecodeWeightBytes(m.Config()))
+	b.ReportMetric(tps, "tokens/s")
+	b.ReportMetric(gbs/1e9, "GB/s")
+	b.ReportMetric(100*gbs/bandwidth(), "%bandwidth")
+}
+
+// promptIDs returns n token ids spread over the vocabulary.
+func promptIDs(vocab, n int) []int {
+	ids := make([]int, n)
+	for i := range ids {
+		ids[i] = 1 + (i*7919)%(vocab-1)
+	}
+	return ids
+}
+
+// BenchmarkTinyCodeMixtral measures the fixture model trained on Python source (12M
+// parameters, bf16) on the CPU backend.
+func BenchmarkTinyCodeMixtral(b *testing.B) {
+	m, err := mixtral.Load(context.Background(), fixtures.Model(b, "tiny-code-mixtral"), mixtral.Options{ContextLength: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	b.Run("prefill-128", func(b *testing.B) { benchmarkPrefill(b, m, 128) })
+	b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
+}
+
+// BenchmarkMixtral8x7BLayer measures one decoder layer with the exact shapes of Mixtral 8x7B
+// (random bf16 weights, plus the embedding and the lm_head), on the CPU backend. Decoding
+// reads about 1 GB of weights per token, 704 MB of it the two chosen experts.
+func BenchmarkMixtral8x7BLayer(b *testing.B) {
+	cfg := Mixtral8x7B(1)
+	src, err := NewSynthetic(cfg, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer src.Close()
+	m, err := mixtral.New(cfg, src, mixtral.Options{ContextLength: 1024})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
+	b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+}
+
+func TestDecodeWeightBytes(t *testing.T) {
+	// Mixtral 8x7B reads about 12.75 G parameters per token: 2 of 8 experts in 32 layers,
+	// attention and the lm_head.
+	got := DecodeWeightBytes(Mixtral8x7B(32))
+	if got < 25.3e9 || got > 25.7e9 {
+		t.Fatalf("DecodeWeightBytes(8x7B) = %d, want about 25.5e9", got)
+	}
+}
+
+func TestSyntheticModelRuns(t *testing.T) {
+	cfg := Mixtral8x7B(1)
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
+	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	src, err := NewSynthetic(cfg, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mixtral.New(cfg, src, mixtral.Options{ContextLength: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ev, err := m.Eval(context.Background(), promptIDs(cfg.VocabSize, 10), mixtral.EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range ev.Logits[0] {
+		if v != v || v > 1e6 || v < -1e6 {
+			t.Fatalf("logit %v is not finite and small", v)
+		}
+	}
+	// The same seed gives the same weights.
+	again, err := NewSynthetic(cfg, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := src.Tensor("model.layers.0.block_sparse_moe.experts.5.w2.weight")
+	c, _ := again.Tensor("model.layers.0.block_sparse_moe.experts.5.w2.weight")
+	if string(a.Data) != string(c.Data) {
+		t.Fatal("synthetic weights differ between runs with the same seed")
+	}
+}

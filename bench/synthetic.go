@@ -1,0 +1,174 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sort"
+
+	"github.com/fathom-llm/fathom/mixtral"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// Mixtral8x7B returns the configuration of Mixtral 8x7B (the shape of Dolphin 2.6 Mixtral
+// 8x7b) with the given number of decoder layers (the real model has 32): hidden 4096, 32
+// attention heads and 8 key/value heads of 128, 8 experts of width 14336, top-2 routing, a
+// vocabulary of 32002 tokens.
+func Mixtral8x7B(layers int) mixtral.Config {
+	return mixtral.Config{
+		VocabSize:             32002,
+		HiddenSize:            4096,
+		IntermediateSize:      14336,
+		NumHiddenLayers:       layers,
+		NumAttentionHeads:     32,
+		NumKeyValueHeads:      8,
+		HeadDim:               128,
+		MaxPositionEmbeddings: 32768,
+		RMSNormEps:            1e-5,
+		RopeTheta:             1e6,
+		NumLocalExperts:       8,
+		NumExpertsPerTok:      2,
+		HiddenAct:             "silu",
+		BOSTokenID:            1,
+		EOSTokenIDs:           []int{32000},
+	}
+}
+
+// Synthetic is an in-memory checkpoint of random bfloat16 weights with the tensor names and
+// shapes of a Mixtral checkpoint: a safetensors.Source for mixtral.New.
+type Synthetic struct {
+	tensors map[string]safetensors.Tensor
+}
+
+// NewSynthetic generates random bfloat16 weights for every tensor of cfg, reproducibly from
+// seed. The values are small (magnitudes between 2⁻¹¹ and 2⁻⁴, random signs), so activations
+// stay finite through any number of layers.
+func NewSynthetic(cfg mixtral.Config, seed uint64) (*Synthetic, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h, inner, kv := cfg.HiddenSize, cfg.IntermediateSize, cfg.NumKeyValueHeads*cfg.HeadDim
+	q := cfg.NumAttentionHeads * cfg.HeadDim
+	s := &Synthetic{tensors: map[string]safetensors.Tensor{}}
+	add := func(name string, shape ...int) {
+		n := 1
+		for _, d := range shape {
+			n *= d
+		}
+		s.tensors[name] = safetensors.Tensor{Name: name, DType: safetensors.BF16, Shape: shape, Data: make([]byte, 2*n)}
+	}
+	add("model.embed_tokens.weight", cfg.VocabSize, h)
+	add("model.norm.weight", h)
+	if !cfg.TieWordEmbeddings {
+		add("lm_head.weight", cfg.VocabSize, h)
+	}
+	for l := range cfg.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		add(p+"input_layernorm.weight", h)
+		add(p+"post_attention_layernorm.weight", h)
+		add(p+"self_attn.q_proj.weight", q, h)
+		add(p+"self_attn.k_proj.weight", kv, h)
+		add(p+"self_attn.v_proj.weight", kv, h)
+		add(p+"self_attn.o_proj.weight", h, q)
+		add(p+"block_sparse_moe.gate.weight", cfg.NumLocalExperts, h)
+		for e := range cfg.NumLocalExperts {
+			ep := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", p, e)
+			add(ep+"w1.weight", inner, h)
+			add(ep+"w2.weight", h, inner)
+			add(ep+"w3.weight", inner, h)
+		}
+	}
+	names := s.Names()
+	next := make(chan int)
+	done := make(chan struct{})
+	for range runtime.GOMAXPROCS(0) {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := range next {
+				fillBF16(s.tensors[names[i]].Data, seed, uint64(i))
+			}
+		}()
+	}
+	for i := range names {
+		next <- i
+	}
+	close(next)
+	for range runtime.GOMAXPROCS(0) {
+		<-done
+	}
+	return s, nil
+}
+
+// fillBF16 fills data with random little-endian bfloat16 values from the PCG stream (seed,
+// stream): a random sign, a random
+// exponent between 2⁻¹¹ and 2⁻⁴ and a random mantissa.
+func fillBF16(data []byte, seed, stream uint64) {
+	r := rand.New(rand.NewPCG(seed, stream))
+	for i := 0; i+8 <= len(data); i += 8 {
+		v := r.Uint64()
+		for j := range 4 {
+			b := uint16(v >> (16 * j))
+			bits := b&0x807f | (116+(b>>7)&7)<<7 // sign | exponent 116..123 | mantissa
+			data[i+2*j], data[i+2*j+1] = byte(bits), byte(bits>>8)
+		}
+	}
+	for i := len(data) &^ 7; i+2 <= len(data); i += 2 {
+		data[i], data[i+1] = 0x80, 0x3c // 2⁻⁶
+	}
+}
+
+// Tensor returns the named tensor.
+func (s *Synthetic) Tensor(name string) (safetensors.Tensor, error) {
+	if s.tensors == nil {
+		return safetensors.Tensor{}, safetensors.ErrClosed
+	}
+	t, ok := s.tensors[name]
+	if !ok {
+		return safetensors.Tensor{}, fmt.Errorf("%w: %s", safetensors.ErrNotFound, name)
+	}
+	return t, nil
+}
+
+// Names returns every tensor name, sorted.
+func (s *Synthetic) Names() []string {
+	names := make([]string, 0, len(s.tensors))
+	for n := range s.tensors {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Close drops the weights.
+func (s *Synthetic) Close() error {
+	if s.tensors == nil {
+		return errors.New("bench: synthetic checkpoint closed twice")
+	}
+	s.tensors = nil
+	return nil
+}
+
+// DecodeWeightBytes returns the bytes of bfloat16 weights that decoding one token reads: per
+// layer the two norms, the attention projections, the router and NumExpertsPerTok experts,
+// then the final norm and the lm_head (one embedding row is negligible and not counted).
+func DecodeWeightBytes(cfg mixtral.Config) int64 {
+	h, inner := int64(cfg.HiddenSize), int64(cfg.IntermediateSize)
+	q := int64(cfg.NumAttentionHeads * cfg.HeadDim)
+	kv := int64(cfg.NumKeyValueHeads * cfg.HeadDim)
+	attn := h*q + 2*h*kv + q*h
+	experts := int64(cfg.NumExpertsPerTok) * 3 * h * inner
+	layer := 2*h + attn + int64(cfg.NumLocalExperts)*h + experts
+	return 2 * (int64(cfg.NumHiddenLayers)*layer + h + int64(cfg.VocabSize)*h)
+}
+
+// TokenFLOPs returns the floating-point operations (a multiply-add counts two) of the weight
+// products of one token: the attention projections, the router, NumExpertsPerTok experts
+// and the lm_head. Attention over the context is not counted.
+func TokenFLOPs(cfg mixtral.Config) float64 {
+	h, inner := float64(cfg.HiddenSize), float64(cfg.IntermediateSize)
+	q := float64(cfg.NumAttentionHeads * cfg.HeadDim)
+	kv := float64(cfg.NumKeyValueHeads * cfg.HeadDim)
+	layer := h*q + 2*h*kv + q*h + float64(cfg.NumLocalExperts)*h + float64(cfg.NumExpertsPerTok)*3*h*inner
+	return 2 * (float64(cfg.NumHiddenLayers)*layer + float64(cfg.VocabSize)*h)
+}
