@@ -50,8 +50,8 @@
 //     min-p or top-p boundary may fall on either side in either implementation.
 //   - The draw takes uniform numbers from a PCG stream seeded from the request's seed, where
 //     vLLM uses an exponential race on torch's generator: the distributions are the same,
-//     the streams are not, so seeded runs repeat exactly within this package but do not
-//     reproduce vLLM's tokens.
+//     the streams are not, so seeded runs repeat exactly within this package (on one
+//     architecture: Go may fuse multiply-adds on some) but do not reproduce vLLM's tokens.
 //   - NaN logits are read as -Inf (never drawn) and +Inf as the largest float32.
 //
 // # Parameters

@@ -242,67 +242,6 @@ func nucleus(c []cand, target float64) (int, float64) {
 	return hi, before
 }
 
-// narrow drops from c candidates that lie certainly outside the top-p set for target, so
-// that nucleus works on few candidates when the distribution is peaked. It histograms the
-// candidates' masses by x = (v - top) * scale in quarter-nat buckets (monotone in rank, so
-// every bucket ranks wholly above the next), finds the first bucket through which the mass
-// from the top reaches target with a margin for the float32 sums, and keeps the
-// candidates of the buckets up to it, in order. h is scratch.
-func narrow(c []cand, top, scale float32, target float64, h *[2][nBuckets]float32) []cand {
-	bk := buckets{top, scale * bucketsPerNat}
-	*h = [2][nBuckets]float32{}
-	i := 0
-	for ; i+2 <= len(c); i += 2 {
-		h[0][bk.of(c[i].v)] += c[i].e
-		h[1][bk.of(c[i+1].v)] += c[i+1].e
-	}
-	if i < len(c) {
-		h[0][bk.of(c[i].v)] += c[i].e
-	}
-	// A float32 sum of m terms is within m*2^-24 of the exact sum; m < 2^17 here.
-	need := target * (1 + 1.0/128)
-	last, cum := nBuckets-1, 0.0
-	for b := range nBuckets {
-		cum += float64(h[0][b]) + float64(h[1][b])
-		if cum >= need {
-			last = b
-			break
-		}
-	}
-	if last == nBuckets-1 {
-		return c
-	}
-	n := 0
-	for _, k := range c {
-		if bk.of(k.v) <= last {
-			c[n] = k
-			n++
-		}
-	}
-	return c[:n]
-}
-
-// buckets maps a logit v to its log-probability bucket, floor((top - v) * scale) with scale
-// bucketsPerNat / temperature, the last bucket holding everything below (and -Inf).
-type buckets struct{ top, scale float32 }
-
-// of returns the bucket of v.
-func (b buckets) of(v float32) int {
-	y := (b.top - v) * b.scale
-	if !(y < nBuckets-1) { // also +Inf
-		return nBuckets - 1
-	}
-	return int(y)
-}
-
-// Log-probability buckets, used by narrow and drawUnfiltered: bucketsPerNat buckets per
-// nat of (v - top) / temperature, nBuckets of them; the last also holds everything further
-// down.
-const (
-	bucketsPerNat = 4
-	nBuckets      = 128
-)
-
 // medianToFront moves the median (by rank) of c[lo], c[mid] and c[hi-1] to c[lo].
 func medianToFront(c []cand, lo, hi int) {
 	a, b, d := lo, lo+(hi-lo)/2, hi-1

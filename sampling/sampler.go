@@ -49,11 +49,10 @@ type Sampler struct {
 	counts     []int32
 
 	generated int
-	buf       []float32            // the penalised logits of the current step
-	cands     []cand               // the candidates of the current step
-	heap      kHeap                // top-k selection; nil when top-k is off or decoding is greedy
-	hist      [2][nBuckets]float32 // top-p's histogram
-	bucketN   [nBuckets]int32      // drawUnfiltered's bucket counts
+	buf       []float32       // the penalised logits of the current step
+	cands     []cand          // the candidates of the current step
+	heap      kHeap           // top-k selection; nil when top-k is off or decoding is greedy
+	bucketN   [nBuckets]int32 // drawUnfiltered's bucket counts
 }
 
 // NewSampler returns a Sampler for a request with parameters p over a vocabulary of vocab
@@ -359,6 +358,26 @@ func (s *Sampler) drawUnfiltered(buf []float32, top float32) int {
 	return -1
 }
 
+// buckets maps a logit v to its log-probability bucket, floor((top - v) * scale) with scale
+// bucketsPerNat / temperature, the last bucket holding everything below (and -Inf).
+type buckets struct{ top, scale float32 }
+
+// of returns the bucket of v.
+func (b buckets) of(v float32) int {
+	y := (b.top - v) * b.scale
+	if !(y < nBuckets-1) { // also +Inf
+		return nBuckets - 1
+	}
+	return int(y)
+}
+
+// drawUnfiltered's log-probability buckets: bucketsPerNat buckets per nat of
+// (v - top) / temperature, nBuckets of them; the last also holds everything further down.
+const (
+	bucketsPerNat = 4
+	nBuckets      = 128
+)
+
 // envelope[b] bounds e^x over the bucket b of drawUnfiltered, x in (-(b+1)/4, -b/4], with a
 // margin for float32 rounding.
 var envelope = func() (env [nBuckets]float64) {
@@ -384,15 +403,10 @@ func (s *Sampler) filter(buf []float32, top float32) ([]cand, float64) {
 			c = append(c, cand{v: v, id: int32(i)})
 		}
 	}
-	scale := float32(1 / s.temp)
-	mass := expCands(c, top, scale)
+	mass := expCands(c, top, float32(1/s.temp))
 	if s.topP < 1 {
-		target := s.topP * mass
-		if len(c) > 256 {
-			c = narrow(c, top, scale, target, &s.hist)
-		}
 		var n int
-		n, mass = nucleus(c, target)
+		n, mass = nucleus(c, s.topP*mass)
 		c = c[:n]
 	}
 	return c, mass
