@@ -45,16 +45,16 @@ const (
 
 func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	var h struct {
-		Type         string           `json:"type"`
-		Vocab        map[string]int32 `json:"vocab"`
-		Merges       json.RawMessage  `json:"merges"`
-		UnkToken     *string          `json:"unk_token"`
-		ByteFallback bool             `json:"byte_fallback"`
-		FuseUnk      bool             `json:"fuse_unk"`
-		IgnoreMerges bool             `json:"ignore_merges"`
-		Prefix       *string          `json:"continuing_subword_prefix"`
-		Suffix       *string          `json:"end_of_word_suffix"`
-		Dropout      *float64         `json:"dropout"`
+		Type         string          `json:"type"`
+		Vocab        json.RawMessage `json:"vocab"`
+		Merges       json.RawMessage `json:"merges"`
+		UnkToken     *string         `json:"unk_token"`
+		ByteFallback bool            `json:"byte_fallback"`
+		FuseUnk      bool            `json:"fuse_unk"`
+		IgnoreMerges bool            `json:"ignore_merges"`
+		Prefix       *string         `json:"continuing_subword_prefix"`
+		Suffix       *string         `json:"end_of_word_suffix"`
+		Dropout      *float64        `json:"dropout"`
 	}
 	if err := json.Unmarshal(raw, &h); err != nil {
 		return nil, formatErr("model: %v", err)
@@ -65,7 +65,15 @@ func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	if h.Dropout != nil && *h.Dropout > 0 {
 		return nil, unsupported("model BPE with dropout %v", *h.Dropout)
 	}
-	m := &bpeModel{vocab: h.Vocab, unkID: -1, byteFallback: h.ByteFallback, fuseUnk: h.FuseUnk, ignoreMerges: h.IgnoreMerges}
+	m := &bpeModel{unkID: -1, byteFallback: h.ByteFallback, fuseUnk: h.FuseUnk, ignoreMerges: h.IgnoreMerges}
+	if !isNull(h.Vocab) {
+		var ok bool
+		if m.vocab, ok = scanVocab(h.Vocab); !ok {
+			if err := json.Unmarshal(h.Vocab, &m.vocab); err != nil {
+				return nil, formatErr("model: vocab: %v", err)
+			}
+		}
+	}
 	if m.vocab == nil {
 		m.vocab = map[string]int32{}
 	}
@@ -96,17 +104,9 @@ func parseBPE(raw json.RawMessage) (*bpeModel, error) {
 	// Merges are either ["a b", ...] (older files) or [["a", "b"], ...].
 	var pairs [][2]string
 	if !isNull(h.Merges) {
-		var strs []string
-		if err := json.Unmarshal(h.Merges, &strs); err == nil {
-			for i, s := range strs {
-				a, b, ok := strings.Cut(s, " ")
-				if !ok || strings.Contains(b, " ") {
-					return nil, formatErr("model: merge %d %q is not two tokens", i, s)
-				}
-				pairs = append(pairs, [2]string{a, b})
-			}
-		} else if err := json.Unmarshal(h.Merges, &pairs); err != nil {
-			return nil, formatErr("model: merges: %v", err)
+		var ok bool
+		if pairs, ok = scanMerges(h.Merges); !ok {
+			return nil, formatErr("model: merges must be an array of \"a b\" strings or of [\"a\", \"b\"] pairs")
 		}
 	}
 	m.merges = make(map[uint64]bpeMerge, len(pairs))

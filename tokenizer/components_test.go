@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -287,6 +288,78 @@ func TestUnsupportedAndMalformed(t *testing.T) {
 	for _, b := range [][]byte{nil, {0xff}, {0x0a, 0x02, 0x0a}} {
 		if _, err := ParseSentencePiece(b); err == nil {
 			t.Errorf("ParseSentencePiece(%x) succeeded", b)
+		}
+	}
+}
+
+func TestMergesFormats(t *testing.T) {
+	for _, doc := range []string{
+		`{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "\u00e9": 3, "a\"": 4}, "merges": ["a b"]}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "ab": 2, "é": 3, "a\"": 4}, "merges": [["a", "b"]]}}`,
+		`{"model": {"type": "BPE", "vocab": { "a" : 0 , "b":1,"ab":2,"é":3,"a\"":4 }, "merges": [ [ "\u0061" , "b" ] ] }}`,
+	} {
+		tok, err := ParseJSON([]byte(doc))
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		ids, _ := tok.Encode("abéab", EncodeOptions{})
+		if !slices.Equal(ids, []int{2, 3, 2}) {
+			t.Errorf("%s: ids %v", doc, ids)
+		}
+		if id, ok := tok.ID(`a"`); !ok || id != 4 {
+			t.Errorf("%s: escaped token: %d %v", doc, id, ok)
+		}
+	}
+	for _, doc := range []string{
+		`{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a"]}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": [["a"]]}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": {}}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 1.5}}}`,
+		`{"model": {"type": "BPE", "vocab": {"a": 99999999999}}}`,
+	} {
+		if _, err := ParseJSON([]byte(doc)); !errors.Is(err, ErrFormat) {
+			t.Errorf("%s: err %v, want ErrFormat", doc, err)
+		}
+	}
+}
+
+// TestSplitRegexReference checks Split patterns (translated from Oniguruma's syntax, where ^
+// and $ match at line breaks and \s, \d and \w are Unicode classes) against Hugging Face
+// tokenizers' own pieces.
+func TestSplitRegexReference(t *testing.T) {
+	data, err := os.ReadFile("testdata/hf-split-regex.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Texts []string `json:"texts"`
+		Cases []struct {
+			Pattern string     `json:"pattern"`
+			Pieces  [][]string `json:"pieces"`
+		} `json:"cases"`
+	}
+	if err := json.Unmarshal(data, &ref); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range ref.Cases {
+		re, err := compileRegex(c.Pattern, "test")
+		if err != nil {
+			t.Errorf("%q: %v", c.Pattern, err)
+			continue
+		}
+		for i, text := range ref.Texts {
+			var got []string
+			for _, p := range (&preSplit{re: re, behavior: "Isolated"}).preTokenize([]piece{{text: text}}) {
+				got = append(got, p.text)
+			}
+			if !slices.Equal(got, c.Pieces[i]) {
+				t.Errorf("%q on %q: %q, want %q", c.Pattern, text, got, c.Pieces[i])
+			}
+		}
+	}
+	for _, pat := range []string{`\s+(?!\S)`, `[\w]`, `[^\S]`, `\bx`, `a{,2}`, `[a-z&&[^b]]`, `[[:alpha:]]`, `\h`} {
+		if _, err := compileRegex(pat, "test"); !errors.Is(err, ErrUnsupported) {
+			t.Errorf("%q: err %v, want ErrUnsupported", pat, err)
 		}
 	}
 }

@@ -106,7 +106,7 @@ func readConfig(dir string) (*config, error) {
 		cfg.decoderTokens = map[int]tokenJSON{}
 		for k, v := range m {
 			id, err := strconv.Atoi(k)
-			if err != nil || id < 0 || id >= 1<<24 || v.Content == "" {
+			if err != nil || id < 0 || id >= maxVocab || v.Content == "" {
 				return nil, formatErr("tokenizer_config.json added_tokens_decoder: bad entry %q", k)
 			}
 			cfg.decoderTokens[id] = v
@@ -168,7 +168,7 @@ func (t *Tokenizer) addConfigTokens(cfg *config) error {
 	sort.Strings(names)
 	for _, name := range names {
 		id := cfg.addedTokens[name]
-		if id < 0 || id >= 1<<24 || name == "" {
+		if id < 0 || id >= maxVocab || name == "" {
 			return formatErr("added_tokens.json: bad entry %q: %d", name, id)
 		}
 		if _, done := cfg.decoderTokens[id]; done {

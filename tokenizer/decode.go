@@ -2,7 +2,6 @@ package tokenizer
 
 import (
 	"encoding/json"
-	"regexp"
 	"strings"
 	"unicode/utf8"
 )
@@ -25,7 +24,7 @@ func (q decSeq) decodeChain(t []string) []string {
 // decReplace replaces a literal or regexp pattern in each token.
 type decReplace struct {
 	lit     string
-	re      *regexp.Regexp
+	re      *onigRegexp
 	content string
 }
 
@@ -34,7 +33,7 @@ func (d *decReplace) decodeChain(t []string) []string {
 	for i, s := range t {
 		switch {
 		case d.re != nil:
-			out[i] = d.re.ReplaceAllLiteralString(s, d.content)
+			out[i] = d.re.replaceAll(s, d.content)
 		case d.lit != "":
 			out[i] = strings.ReplaceAll(s, d.lit, d.content)
 		default:

@@ -17,8 +17,11 @@
 // suffix); added tokens (special or not, lstrip, rstrip, single_word, normalized); the
 // TemplateProcessing post-processor; decoders Sequence, Replace, ByteFallback, Fuse, Strip,
 // Metaspace and ByteLevel. Any other component is an *UnsupportedError (ErrUnsupported) that
-// names it, never a silently different encoding. Regular expressions run on Go's regexp, so a
-// pattern it cannot compile (look-around, for one) is reported the same way.
+// names it, never a silently different encoding. Replace and Split patterns are Oniguruma
+// expressions (Ruby syntax, Unicode classes); they are translated to Go's regexp, including the
+// white-space look-ahead that ends the GPT-4, Llama 3, Qwen 2 and Tekken split patterns, and a
+// construct whose meaning would differ (other look-around, back-references, , nested classes)
+// is reported the same way.
 //
 // From tokenizer.model the package reads SentencePiece BPE models and encodes as SentencePiece
 // does: its normalizer (precompiled character map, dummy prefix, white-space folding and

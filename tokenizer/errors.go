@@ -15,6 +15,8 @@ var (
 	ErrNotFound = errors.New("tokenizer: no tokenizer.json or tokenizer.model")
 	// ErrTemplate reports a chat template that cannot be compiled or rendered.
 	ErrTemplate = errors.New("tokenizer: chat template")
+	// ErrTooLarge reports an input longer than MaxInputBytes.
+	ErrTooLarge = errors.New("tokenizer: input too large")
 )
 
 // UnsupportedError names a tokenizer component (for example "pre_tokenizer Whitespace") that

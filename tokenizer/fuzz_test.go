@@ -122,6 +122,9 @@ func spmProto(pieces []string, types []int, byteFallback bool) []byte {
 
 func FuzzParseSentencePiece(f *testing.F) {
 	f.Add(spmProto([]string{"<unk>", "<s>", "</s>", "▁a", "▁", "a", "b", "[U]"}, []int{2, 3, 3, 1, 1, 1, 1, 4}, false))
+	if data, err := os.ReadFile("testdata/spm-small.model"); err == nil {
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tok, err := ParseSentencePiece(data)
 		if err != nil {
@@ -180,4 +183,23 @@ func TestSentencePieceReference(t *testing.T) {
 			t.Errorf("Encode(%q) = %v, want %v", c.Text, got, c.IDs)
 		}
 	}
+}
+
+func FuzzRegex(f *testing.F) {
+	f.Add(`(?i:'s|'t)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`, "Hello  world\n\n 123 ")
+	f.Add(`^\s+|[\d\s]|\W+`, "a\u3000b\n c")
+	f.Fuzz(func(t *testing.T, pat, text string) {
+		re, err := compileRegex(pat, "fuzz")
+		if err != nil {
+			return
+		}
+		prev := 0
+		for _, m := range re.findAll(text) {
+			if m[0] < prev || m[1] < m[0] || m[1] > len(text) {
+				t.Fatalf("%q on %q: bad match %v after %d", pat, text, m, prev)
+			}
+			prev = m[1]
+		}
+		re.replaceAll(text, "x")
+	})
 }

@@ -65,11 +65,16 @@ func (v hfVariant) build(t testing.TB, base []byte) []byte {
 		}
 		m["added_tokens"], _ = json.Marshal(append(added, v.ExtraAdded...))
 	}
-	data, err := json.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
+	// Join the fields by hand: re-encoding the 2 MB vocabulary for each variant would be slow.
+	var b []byte
+	for k, raw := range m {
+		if len(b) > 0 {
+			b = append(b, ',')
+		}
+		key, _ := json.Marshal(k)
+		b = append(append(append(b, key...), ':'), raw...)
 	}
-	return data
+	return append(append([]byte{'{'}, b...), '}')
 }
 
 // TestHFReferenceVariants checks normalizers, pre-tokenizers, added-token options, model options,
@@ -87,7 +92,10 @@ func TestHFReferenceVariants(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range ref.Variants {
+	for i, v := range ref.Variants {
+		if raceEnabled && i%4 != 0 {
+			continue // parsing the 2 MB file is slow under the race detector; check a sample
+		}
 		tok, err := ParseJSON(v.build(t, base))
 		if err != nil {
 			t.Errorf("%s: %v", v.Name, err)

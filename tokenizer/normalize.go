@@ -2,7 +2,6 @@ package tokenizer
 
 import (
 	"encoding/json"
-	"regexp"
 	"strings"
 	"unicode"
 
@@ -36,13 +35,13 @@ func (p normPrepend) normalize(s string) string {
 // normReplace replaces every match of a literal or regular-expression pattern.
 type normReplace struct {
 	lit     string
-	re      *regexp.Regexp
+	re      *onigRegexp
 	content string
 }
 
 func (r *normReplace) normalize(s string) string {
 	if r.re != nil {
-		return r.re.ReplaceAllLiteralString(s, r.content)
+		return r.re.replaceAll(s, r.content)
 	}
 	if r.lit == "" {
 		return s
@@ -91,14 +90,14 @@ type pattern struct {
 
 // compile returns either a literal or a compiled regular expression. where names the
 // component for error messages.
-func (p pattern) compile(where string) (lit string, re *regexp.Regexp, err error) {
+func (p pattern) compile(where string) (lit string, re *onigRegexp, err error) {
 	switch {
 	case p.String != nil:
 		return *p.String, nil, nil
 	case p.Regex != nil:
-		re, err := regexp.Compile(*p.Regex)
+		re, err := compileRegex(*p.Regex, where)
 		if err != nil {
-			return "", nil, unsupported("%s regex %q (%v)", where, *p.Regex, err)
+			return "", nil, err
 		}
 		return "", re, nil
 	}

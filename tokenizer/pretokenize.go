@@ -2,7 +2,6 @@ package tokenizer
 
 import (
 	"encoding/json"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -95,7 +94,7 @@ func splitBy(p piece, spans []span, behavior string, out []piece) []piece {
 }
 
 // findSpans lists the matches of a literal or regexp in s, with the gaps between them.
-func findSpans(s, lit string, re *regexp.Regexp, invert bool) []span {
+func findSpans(s, lit string, re *onigRegexp, invert bool) []span {
 	var spans []span
 	prev := 0
 	add := func(a, b int) {
@@ -106,7 +105,7 @@ func findSpans(s, lit string, re *regexp.Regexp, invert bool) []span {
 		prev = b
 	}
 	if re != nil {
-		for _, m := range re.FindAllStringIndex(s, -1) {
+		for _, m := range re.findAll(s) {
 			add(m[0], m[1])
 		}
 	} else if lit != "" {
@@ -128,7 +127,7 @@ func findSpans(s, lit string, re *regexp.Regexp, invert bool) []span {
 // preSplit is the Split pre-tokenizer.
 type preSplit struct {
 	lit      string
-	re       *regexp.Regexp
+	re       *onigRegexp
 	behavior string
 	invert   bool
 }

@@ -14,8 +14,9 @@ import (
 // MaxInputBytes is the largest text Encode accepts; longer input gets ErrTooLarge.
 const MaxInputBytes = 1 << 30
 
-// ErrTooLarge reports an input longer than MaxInputBytes.
-var ErrTooLarge = errors.New("tokenizer: input too large")
+// maxVocab bounds token ids read from files, so that a malformed file cannot make the loader
+// allocate without limit.
+const maxVocab = 1 << 22
 
 // Tokenizer turns text into token ids and back. It is loaded from a Hugging Face
 // tokenizer.json or a SentencePiece tokenizer.model and is safe for concurrent use.
@@ -384,8 +385,7 @@ func ParseJSON(data []byte) (*Tokenizer, error) {
 	for _, id := range bpe.vocab {
 		size = max(size, int(id)+1)
 	}
-	const maxID = 1 << 24
-	if size > maxID {
+	if size > maxVocab {
 		return nil, formatErr("token id %d out of range", size-1)
 	}
 	t := newTokenizer(size)
@@ -414,7 +414,7 @@ func ParseJSON(data []byte) (*Tokenizer, error) {
 			id = next
 			next++
 		}
-		if id >= maxID {
+		if id >= maxVocab {
 			return nil, formatErr("added token %q: id %d out of range", a.Content, id)
 		}
 		normalized := a.Normalized == nil || *a.Normalized
@@ -535,7 +535,7 @@ func ParseSentencePiece(data []byte) (*Tokenizer, error) {
 	for p, id := range m.normal {
 		t.ids[p] = int(id)
 	}
-	t.bos, t.eos = int(m.bosID), int(m.eosID)
+	t.bos, t.eos = max(int(m.bosID), -1), max(int(m.eosID), -1)
 	seq := decSeq{&decReplace{lit: spaceSymbol, content: " "}, decByteFallback{}, decFuse{}}
 	if m.addDummyPrefix && !m.spaceAsSuffix {
 		seq = append(seq, decStrip{content: ' ', start: 1})

@@ -3,10 +3,14 @@ package tokenizer
 import (
 	"errors"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/fathom-llm/fathom/internal/fixtures"
 )
 
 func allTokenizers(t *testing.T) map[string]*Tokenizer {
@@ -270,5 +274,47 @@ func TestConcurrentUse(t *testing.T) {
 		if ids := <-done; !slices.Equal(ids, want) {
 			t.Fatalf("ids %v, want %v", ids, want)
 		}
+	}
+}
+
+func TestLoadConfigVariants(t *testing.T) {
+	src := fixtures.Path(t, "tokenizer", "tokenizer.json")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("tokenizer.json", string(data))
+	write("special_tokens_map.json", `{"bos_token": {"content": "<s>", "lstrip": false}, "eos_token": "</s>"}`)
+	write("tokenizer_config.json", `{"add_bos_token": false, "eos_token": {"content": "<|im_end|>", "__type": "AddedToken"},
+		"chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": "{{ messages[0]['content'] }}!"}]}`)
+	tok, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.BOS() != 1 || tok.EOS() != 32000 || tok.AddsBOS() {
+		t.Fatalf("BOS %d EOS %d AddsBOS %v", tok.BOS(), tok.EOS(), tok.AddsBOS())
+	}
+	if text, err := tok.RenderChat([]Message{{Role: "user", Content: "hi"}}, ChatOptions{}); err != nil || text != "hi!" {
+		t.Fatalf("template: %q %v", text, err)
+	}
+	write("chat_template.jinja", "[{{ messages | length }}]")
+	if tok, err = Load(dir); err != nil {
+		t.Fatal(err)
+	}
+	if text, _ := tok.RenderChat([]Message{{Role: "user", Content: "hi"}}, ChatOptions{}); text != "[1]" {
+		t.Fatalf("chat_template.jinja: %q", text)
+	}
+	write("tokenizer_config.json", `{not json`)
+	if _, err := Load(dir); !errors.Is(err, ErrFormat) {
+		t.Fatalf("bad config: %v", err)
+	}
+	if _, err := Load(t.TempDir()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("empty dir: %v", err)
 	}
 }
