@@ -259,7 +259,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) *apiErr
 	if _, e := contextCheck(s.model, req, "messages"); e != nil {
 		return e
 	}
-	release, e := s.admit(w, r.Context())
+	release, e := s.admit(r.Context(), w)
 	if e != nil {
 		return e
 	}

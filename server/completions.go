@@ -207,7 +207,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 			return e
 		}
 	}
-	release, e := s.admit(w, r.Context())
+	release, e := s.admit(r.Context(), w)
 	if e != nil {
 		return e
 	}

@@ -35,6 +35,8 @@ type fakeModel struct {
 	ctxLen int
 	delay  time.Duration // before each token
 	script []int         // when set: these ids, then eos
+	// panicText makes TokenText panic (it runs in the request's own goroutine).
+	panicText bool
 
 	unseeded  atomic.Int64 // varies the output of requests without a seed
 	started   atomic.Int64
@@ -49,6 +51,9 @@ func newFake() *fakeModel { return &fakeModel{ctxLen: 256} }
 func (f *fakeModel) ContextLength() int { return f.ctxLen }
 
 func (f *fakeModel) TokenText(id int) string {
+	if f.panicText {
+		panic("fake: TokenText")
+	}
 	if id < 0 || id >= len(fakeVocab) {
 		return ""
 	}

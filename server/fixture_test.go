@@ -289,7 +289,7 @@ func TestRealCompletionsStopAndLogprobs(t *testing.T) {
 // TestRealLoad: 64 concurrent streaming clients, several requests each, against the real
 // model; all complete with the right usage, and nothing is left running.
 func TestRealLoad(t *testing.T) {
-	const clients, perClient = 64, 3
+	const clients, perClient = 64, 2
 	m := loadReal(t, "tiny-mixtral-bf16", 64)
 	base := runtime.NumGoroutine() // the model's own goroutines stay until Close
 	s, err := New(m, Options{ModelNames: []string{testModelName}, MaxConcurrent: 16, QueueLength: clients})
@@ -308,8 +308,8 @@ func TestRealLoad(t *testing.T) {
 			for j := range perClient {
 				p := openai.CompletionNewParams{
 					Model:         testModelName,
-					Prompt:        openai.CompletionNewParamsPromptUnion{OfString: openai.String(strings.Repeat("ab ", 1+c%4))},
-					MaxTokens:     openai.Int(int64(2 + (c+j)%4)),
+					Prompt:        openai.CompletionNewParamsPromptUnion{OfString: openai.String(strings.Repeat("ab ", 1+c%3))},
+					MaxTokens:     openai.Int(int64(1 + (c+j)%3)),
 					Seed:          openai.Int(int64(c*perClient + j)),
 					StreamOptions: openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)},
 				}

@@ -269,6 +269,7 @@ func TestErrorStatuses(t *testing.T) {
 		{"no model", "/v1/chat/completions", `{` + msgs + `}`, auth, 400, "model"},
 		{"unknown model", "/v1/chat/completions", `{"model":"gpt-4",` + msgs + `}`, auth, 404, "model"},
 		{"context", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"max_tokens":40}`, auth, 400, "messages"},
+		{"context no room", "/v1/chat/completions", `{"model":"test-model","messages":[{"role":"user","content":"` + strings.Repeat("w ", 33) + `"}]}`, auth, 400, "messages"},
 		{"context prompt", "/v1/completions", `{"model":"test-model","prompt":"` + strings.Repeat("w ", 30) + `"}`, auth, 400, "prompt"},
 		{"max_tokens 0", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"max_tokens":0}`, auth, 400, "max_tokens"},
 		{"max_completion_tokens 0", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"max_completion_tokens":0}`, auth, 400, "max_completion_tokens"},
@@ -433,5 +434,30 @@ func TestNewOptions(t *testing.T) {
 	}
 	if _, err := New(newFake(), Options{ModelNames: []string{"x"}, MaxConcurrent: -1}); err == nil {
 		t.Error("negative limit: no error")
+	}
+}
+
+// TestPanicMidStream: a panic in the handler after the stream began cuts the connection (the
+// client sees a broken stream, not a short one) and the server keeps serving.
+func TestPanicMidStream(t *testing.T) {
+	m := newFake()
+	m.panicText = true
+	s, _ := New(m, Options{ModelNames: []string{testModelName}})
+	ts := httptest.NewServer(s)
+	defer ts.Close()
+	req, _ := http.NewRequest(http.MethodPost, ts.URL+"/v1/chat/completions", strings.NewReader(
+		`{"model":"test-model","stream":true,"logprobs":true,"max_tokens":5,"messages":[{"role":"user","content":"x"}]}`))
+	resp, err := ts.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err == nil || strings.Contains(string(body), "[DONE]") {
+		t.Errorf("stream read to its end: %v %q", err, body)
+	}
+	resp, b := post(t, ts, "/v1/chat/completions", `{"model":"test-model","max_tokens":2,"messages":[{"role":"user","content":"x"}]}`)
+	if resp.StatusCode != 200 {
+		t.Errorf("after the panic: %d %s", resp.StatusCode, b)
 	}
 }

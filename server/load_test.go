@@ -151,12 +151,18 @@ func TestDisconnect(t *testing.T) {
 	st.Close()
 	waitCancelled(1)
 
-	// A plain request whose client gives up.
-	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
-	_, err = client.Chat.Completions.New(ctx, p)
+	// A plain request whose client gives up once its generation has started.
+	started := m.started.Load()
+	ctx, cancel = context.WithCancel(context.Background())
+	failed := make(chan error, 1)
+	go func() {
+		_, err := client.Chat.Completions.New(ctx, p)
+		failed <- err
+	}()
+	waitFor(t, func() bool { return m.started.Load() > started })
 	cancel()
-	if err == nil {
-		t.Fatal("no error after the client's deadline")
+	if err := <-failed; err == nil {
+		t.Fatal("no error after the client gave up")
 	}
 	waitCancelled(1)
 	if m.completed.Load() != 0 {

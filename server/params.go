@@ -154,16 +154,18 @@ func contextCheck(m Model, req mixtral.Request, param string) (int, *apiError) {
 		return 0, invalid(param, "Invalid '%s': %v", param, err)
 	}
 	ctxLen := m.ContextLength()
-	want := n + req.Params.MaxTokens
-	if req.Params.MaxTokens == 0 {
-		want = n + 1 // at least one token must fit
-	}
-	if want > ctxLen {
-		return 0, &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param,
-			Code: "context_length_exceeded",
-			Message: fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens "+
-				"(%d in the %s, %d in the completion). Please reduce the length of the %s or completion.",
-				ctxLen, n+req.Params.MaxTokens, n, param, req.Params.MaxTokens, param)}
+	maxTokens := req.Params.MaxTokens
+	e := &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param, Code: "context_length_exceeded"}
+	switch {
+	case maxTokens == 0 && n+1 > ctxLen: // no room for a single generated token
+		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, your %s resulted in %d tokens, "+
+			"leaving no room for the completion. Please reduce the length of the %s.", ctxLen, param, n, param)
+		return 0, e
+	case n+maxTokens > ctxLen:
+		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens "+
+			"(%d in the %s, %d in the completion). Please reduce the length of the %s or completion.",
+			ctxLen, n+maxTokens, n, param, maxTokens, param)
+		return 0, e
 	}
 	return n, nil
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
-// Model is what the server needs of a loaded model. *mixtral.Model satisfies it; tests use
-// small fakes. Its methods must be safe for concurrent use.
+// Model is what the server needs of a loaded model: a *mixtral.Model, or anything else that
+// generates the same way. Its methods must be safe for concurrent use.
 type Model interface {
 	// Stream generates for one request, yielding events as tokens are decoded; the last event
 	// has Done set. It stops, yielding ctx's error, once ctx is cancelled.
@@ -60,7 +60,7 @@ type Options struct {
 	// RetryAfter is the wait suggested to refused clients (default DefaultRetryAfter; whole
 	// seconds, at least 1).
 	RetryAfter time.Duration
-	// Logger receives one line per failed request and per recovered panic (default: none).
+	// Logger receives one line per server fault (5xx) and per recovered panic (default: none).
 	Logger *slog.Logger
 }
 
@@ -145,9 +145,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
 				"panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-			if !tw.wrote {
-				writeError(tw, errInternal())
+			if tw.wrote {
+				// The response has begun: cut the connection so the client sees a failure
+				// rather than a short response.
+				panic(http.ErrAbortHandler)
 			}
+			writeError(tw, errInternal())
 		}
 	}()
 	if e := s.serve(tw, r); e != nil {
@@ -215,7 +218,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) *apiError {
 
 // admit waits for a generation slot, or refuses with 429 when the queue is full. The returned
 // release must be called once generation ends.
-func (s *Server) admit(w http.ResponseWriter, ctx context.Context) (release func(), e *apiError) {
+func (s *Server) admit(ctx context.Context, w http.ResponseWriter) (release func(), e *apiError) {
 	release, err := s.limit.acquire(ctx)
 	switch {
 	case err == nil:
