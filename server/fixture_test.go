@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,20 +27,6 @@ type realModel struct {
 	*mixtral.Model
 	finished, cancelled atomic.Int64
 	running             atomic.Int64
-}
-
-// TokenText converts the token's SentencePiece vocabulary entry to the text it adds.
-func (m *realModel) TokenText(id int) string {
-	piece, ok := m.Tokenizer().TokenText(id)
-	if !ok {
-		return ""
-	}
-	if len(piece) == 6 && strings.HasPrefix(piece, "<0x") && piece[5] == '>' {
-		if b, err := strconv.ParseUint(piece[3:5], 16, 8); err == nil {
-			return string([]byte{byte(b)})
-		}
-	}
-	return strings.ReplaceAll(piece, "▁", " ")
 }
 
 func (m *realModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[mixtral.Event, error] {
@@ -383,3 +368,6 @@ func TestRealDisconnect(t *testing.T) {
 		t.Error("the generation ran to its end")
 	}
 }
+
+// A loaded model serves as it is.
+var _ Model = (*mixtral.Model)(nil)

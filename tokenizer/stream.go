@@ -84,3 +84,30 @@ func (d *Decoder) emit() string {
 	d.pending = nil
 	return out
 }
+
+// TokenBytes returns the bytes that id adds to decoded text in the middle of a stream, as the
+// hosted API reports a logprob entry's bytes: a byte-fallback token such as "<0xE2>" is that
+// one raw byte (possibly part of a multi-byte character), "▁Hello" is " Hello" with its space
+// kept, and a special token is its own text. It returns nil for an id outside the vocabulary.
+func (t *Tokenizer) TokenBytes(id int) []byte {
+	s, ok := t.TokenText(id)
+	if !ok {
+		return nil
+	}
+	switch t.stream {
+	case streamByteRuns:
+		if b, isByte := parseByteToken(s); isByte {
+			return []byte{b}
+		}
+	case streamByteLevel:
+		return appendByteLevel(nil, s)
+	}
+	// Decode the token after a copy of itself and keep what the second copy adds: the rules
+	// for the start of the text (a stripped leading space) then apply to the first only.
+	first := t.decodeTokens([]string{s})
+	both := t.decodeTokens([]string{s, s})
+	if !strings.HasPrefix(both, first) {
+		return []byte(first)
+	}
+	return []byte(both[len(first):])
+}

@@ -318,3 +318,46 @@ func TestLoadConfigVariants(t *testing.T) {
 		t.Fatalf("empty dir: %v", err)
 	}
 }
+
+func TestTokenBytes(t *testing.T) {
+	tok, err := LoadFile(fixtures.Path(t, "tokenizer", "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(piece string) int {
+		i, ok := tok.ID(piece)
+		if !ok {
+			t.Fatalf("no token %q", piece)
+		}
+		return i
+	}
+	for _, c := range []struct {
+		id   int
+		want string
+	}{
+		{id("▁Hello"), " Hello"},
+		{id("Hello"), "Hello"},
+		{id("<0xE2>"), "\xe2"},
+		{id("<0x0A>"), "\n"},
+		{id("<|im_end|>"), "<|im_end|>"},
+		{id("▁"), " "},
+		{-1, ""},
+		{tok.VocabSize(), ""},
+	} {
+		if got := string(tok.TokenBytes(c.id)); got != c.want {
+			t.Errorf("TokenBytes(%d) = %q, want %q", c.id, got, c.want)
+		}
+	}
+	// Mid-stream, the bytes of each token are what it adds to the decoded text.
+	ids, err := tok.Encode("Hello, world: naïve café!", EncodeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, i := range ids[1:] {
+		all = append(all, tok.TokenBytes(i)...)
+	}
+	if want := tok.Decode(ids, false); string(all) != want[len(tok.Decode(ids[:1], false)):] {
+		t.Errorf("concatenated token bytes %q do not continue %q", all, want)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -82,7 +81,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 			MaxConcurrent: *maxConc, QueueLength: queueLen},
 		drain: *drain,
 	}
-	return serveModel(ctx, e, tokenTexts{m}, ln, cfg)
+	return serveModel(ctx, e, m, ln, cfg)
 }
 
 // splitNames splits a comma-separated list, dropping empty entries.
@@ -135,27 +134,4 @@ func serveModel(ctx context.Context, e *env, m server.Model, ln net.Listener, cf
 		fmt.Fprintln(e.stderr, "fathom serve: stopped")
 	}
 	return err
-}
-
-// tokenTexts gives a *mixtral.Model the TokenText method that server.Model needs for
-// logprobs: the text a token adds to decoded output, from its SentencePiece vocabulary entry
-// ("▁" is a space, "<0xNN>" the raw byte NN).
-type tokenTexts struct{ *mixtral.Model }
-
-// TokenText returns the bytes token id adds to decoded text.
-func (m tokenTexts) TokenText(id int) string {
-	tok := m.Tokenizer()
-	if tok == nil {
-		return ""
-	}
-	piece, ok := tok.TokenText(id)
-	if !ok {
-		return ""
-	}
-	if len(piece) == 6 && strings.HasPrefix(piece, "<0x") && piece[5] == '>' {
-		if b, err := strconv.ParseUint(piece[3:5], 16, 8); err == nil {
-			return string([]byte{byte(b)})
-		}
-	}
-	return strings.ReplaceAll(piece, "▁", " ")
 }
