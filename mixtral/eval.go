@@ -37,11 +37,14 @@ type Sequence struct {
 	m      *Model
 	id     int
 	n      int
+	blocks int   // cache blocks reserved
 	err    error // set when a failed step left the cache out of step with n
 	closed bool
 }
 
-// NewSequence starts an empty sequence in the KV cache.
+// NewSequence starts an empty sequence in the KV cache. Its tokens take room that Generate
+// requests would otherwise use; Append fails with backend.ErrCacheFull when the cache has
+// none left.
 func (m *Model) NewSequence() (*Sequence, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -63,6 +66,7 @@ func (s *Sequence) Close() error {
 	if !s.closed {
 		s.closed = true
 		s.m.cache.Free(s.id)
+		s.m.sched.release(s.blocks)
 	}
 	return nil
 }
@@ -83,6 +87,12 @@ func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Ev
 	}
 	if err := m.checkIDs(ids); err != nil {
 		return nil, err
+	}
+	if need := (s.n+len(ids)+blockSize-1)/blockSize - s.blocks; need > 0 {
+		if !m.sched.tryReserve(need) {
+			return nil, fmt.Errorf("%w: %d more blocks for %d tokens", backend.ErrCacheFull, need, len(ids))
+		}
+		s.blocks += need
 	}
 	ev := &Eval{}
 	var tr *trace

@@ -22,14 +22,20 @@ func ExampleLoad() {
 	}
 	defer m.Close()
 	resp, err := m.Generate(ctx, mixtral.Request{
-		Prompt: "def fibonacci(n):\n",
-		Params: sampling.Params{MaxTokens: 32}, // the zero Params decode greedily
+		Prompt: "import os\nimport sys\n\n\ndef main():\n",
+		Params: sampling.Params{MaxTokens: 16}, // the zero Params decode greedily
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Print(resp.Text)
-	fmt.Printf("\n[%s, %d tokens, %.0f tokens/s]\n", resp.FinishReason, resp.Usage.CompletionTokens, resp.Timings.DecodeTokensPerSecond)
+	fmt.Println(resp.Text)
+	fmt.Println(resp.FinishReason, resp.Usage.PromptTokens, resp.Usage.CompletionTokens)
+	// Output:
+	// import argparse
+	//
+	//     parser = argparse.ArgumentParser(
+	//
+	// length 13 16
 }
 
 // Stream a chat reply token by token, with sampling parameters.

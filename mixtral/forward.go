@@ -63,7 +63,7 @@ func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *t
 		return err
 	}
 	x, xb, q, k, v := s.x.Head(n), s.xb.Head(n), s.q.Head(n), s.k.Head(n), s.v.Head(n)
-	att, ffn := s.att.Head(n), s.out.Head(n)
+	att, y := s.att.Head(n), s.out.Head(n) // y: a sublayer's output
 	var router backend.Tensor
 	if tr != nil {
 		router = s.router.Head(n)
@@ -92,12 +92,12 @@ func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *t
 			be.RoPE(q, batch, c.HeadDim, c.RopeTheta),
 			be.RoPE(k, batch, c.HeadDim, c.RopeTheta),
 			be.Attention(att, q, k, v, batch, attn),
-			be.MatMul(ffn, att, ly.wo),
-			be.Add(x, ffn),
+			be.MatMul(y, att, ly.wo),
+			be.Add(x, y),
 
 			be.RMSNorm(xb, x, ly.mlpNorm, eps),
-			be.MoE(ffn, xb, ly.experts, c.NumExpertsPerTok, router),
-			be.Add(x, ffn),
+			be.MoE(y, xb, ly.experts, c.NumExpertsPerTok, router),
+			be.Add(x, y),
 		)
 		if err != nil {
 			return err

@@ -31,7 +31,8 @@ type Options struct {
 	// tokens); 0 means min(max_position_embeddings, DefaultContextLength).
 	ContextLength int
 	// CacheTokens is the size of the KV cache in positions, shared by all sequences; 0 means
-	// ContextLength. Concurrent requests wait for cache space.
+	// 4·ContextLength. A request reserves room for its prompt and MaxTokens (up to the
+	// context length) before it starts, waiting while the cache is taken.
 	CacheTokens int
 	// MaxBatch is the most tokens one forward step runs; longer prompts run in several
 	// steps. 0 means DefaultMaxBatch.
@@ -45,7 +46,7 @@ const (
 	// blockSize is the number of positions in one KV cache block.
 	blockSize = 16
 	// logitRows is the most rows whose logits one forward step computes at once.
-	logitRows = 16
+	logitRows = 64
 )
 
 // Model is a loaded Mixtral model. Its methods are safe for concurrent use; Close it to
@@ -111,7 +112,7 @@ func New(cfg Config, src safetensors.Source, opts Options) (*Model, error) {
 	}
 	cacheTokens := opts.CacheTokens
 	if cacheTokens <= 0 {
-		cacheTokens = m.ctxLen
+		cacheTokens = 4 * m.ctxLen
 	}
 	maxBatch := opts.MaxBatch
 	if maxBatch <= 0 {
@@ -160,8 +161,9 @@ func (m *Model) ContextLength() int { return m.ctxLen }
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() backend.Backend { return m.be }
 
-// Close stops generation, waits for running requests to end, and releases the cache, the
-// backend (when the model made it) and the checkpoint.
+// Close stops the scheduler (running requests end with ErrClosed at their next step) and
+// releases the cache, the backend (when the model made it) and the checkpoint. Closing
+// twice is harmless.
 func (m *Model) Close() error {
 	var err error
 	m.closing.Do(func() {

@@ -13,7 +13,8 @@ import (
 // submits one token per step, so concurrent decodes share the weight reads.
 //
 // It also rations the KV cache: a request reserves the blocks its longest possible
-// sequence needs before it starts, and waits while they are taken.
+// sequence needs before it starts, and waits while they are taken; a Sequence reserves
+// blocks as it grows, failing when none are free.
 type scheduler struct {
 	m      *Model
 	submit chan *step
@@ -77,6 +78,17 @@ func (s *scheduler) reserve(ctx context.Context, positions int) (int, error) {
 			return 0, ctx.Err()
 		}
 	}
+}
+
+// tryReserve takes blocks without waiting, reporting whether they were free.
+func (s *scheduler) tryReserve(blocks int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.free < blocks {
+		return false
+	}
+	s.free -= blocks
+	return true
 }
 
 // release returns reserved blocks.

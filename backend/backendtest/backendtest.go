@@ -20,35 +20,10 @@ import (
 // the float64 reference.
 const Tolerance = 2e-5
 
-// Run runs the conformance suite; newBackend returns a fresh backend for each subtest, which
-// the suite closes.
+// Run runs the conformance suite at float32 tolerance; newBackend returns a fresh backend for
+// each subtest, which the suite closes. RunOptions adapts it.
 func Run(t *testing.T, newBackend func() backend.Backend) {
-	tests := []struct {
-		name string
-		f    func(*testing.T, backend.Backend)
-	}{
-		{"Bind", testBind},
-		{"WriteRead", testWriteRead},
-		{"Embed", testEmbed},
-		{"RMSNorm", testRMSNorm},
-		{"MatMul", testMatMul},
-		{"AddGather", testAddGather},
-		{"RoPE", testRoPE},
-		{"Attention", testAttention},
-		{"Cache", testCache},
-		{"MoE", testMoE},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			b := newBackend()
-			defer func() {
-				if err := b.Close(); err != nil {
-					t.Errorf("Close: %v", err)
-				}
-			}()
-			tc.f(t, b)
-		})
-	}
+	RunOptions(t, newBackend, Options{})
 }
 
 var dtypes = []safetensors.DType{safetensors.BF16, safetensors.F16, safetensors.F32}
@@ -214,54 +189,6 @@ func newBatch(t *testing.T, b backend.Backend, ids []int) backend.Batch {
 	return must(c.Prepare(toks))(t)
 }
 
-func testEmbed(t *testing.T, b backend.Backend) {
-	r := rand.New(rand.NewPCG(1, 3))
-	for _, dt := range dtypes {
-		st, table := Weight(r, "embed", dt, 1, 10, 6)
-		w := must(b.Bind(st))(t)
-		ids := []int{3, 0, 9, 3}
-		bt := newBatch(t, b, ids)
-		dst := must(b.NewTensor(4, 6))(t)
-		ok(t, b.Embed(dst, w, bt))
-		var want []float64
-		for _, id := range ids {
-			want = append(want, table[id*6:(id+1)*6]...)
-		}
-		check(t, fmt.Sprint("embed ", dt), download(t, b, dst), want)
-		if err := b.Embed(dst, w, newBatch(t, b, []int{1, 2, 10, 0})); !errors.Is(err, backend.ErrShape) {
-			t.Errorf("id outside the table: %v", err)
-		}
-	}
-}
-
-func testRMSNorm(t *testing.T, b backend.Backend) {
-	r := rand.New(rand.NewPCG(1, 4))
-	const n, d, eps = 5, 37, 1e-5
-	for _, dt := range dtypes {
-		st, gain := Weight(r, "norm", dt, 1, d)
-		w := must(b.Bind(st))(t)
-		xv := random(r, n*d, 3)
-		x := upload(t, b, n, d, xv)
-		dst := must(b.NewTensor(n, d))(t)
-		ok(t, b.RMSNorm(dst, x, w, eps))
-		want := make([]float64, n*d)
-		for i := range n {
-			var ss float64
-			for j := range d {
-				ss += float64(xv[i*d+j]) * float64(xv[i*d+j])
-			}
-			s := 1 / math.Sqrt(ss/d+eps)
-			for j := range d {
-				want[i*d+j] = float64(xv[i*d+j]) * s * gain[j]
-			}
-		}
-		check(t, fmt.Sprint("rmsnorm ", dt), download(t, b, dst), want)
-		if err := b.RMSNorm(dst, x.Head(3), w, eps); !errors.Is(err, backend.ErrShape) {
-			t.Errorf("row mismatch: %v", err)
-		}
-	}
-}
-
 // matmulRef returns x·wᵀ for x [n, in] and w [out, in].
 func matmulRef(x []float64, n int, w []float64, out int) []float64 {
 	in := len(x) / max(n, 1)
@@ -276,29 +203,6 @@ func matmulRef(x []float64, n int, w []float64, out int) []float64 {
 		}
 	}
 	return y
-}
-
-func testMatMul(t *testing.T, b backend.Backend) {
-	r := rand.New(rand.NewPCG(1, 5))
-	for _, dt := range dtypes {
-		for _, shape := range [][3]int{{1, 33, 70}, {7, 64, 100}, {3, 5, 1}, {2, 128, 17}} {
-			n, in, out := shape[0], shape[1], shape[2]
-			st, wv := Weight(r, "w", dt, 0.2, out, in)
-			w := must(b.Bind(st))(t)
-			xv := random(r, n*in, 1)
-			x := upload(t, b, n, in, xv)
-			dst := must(b.NewTensor(n, out))(t)
-			ok(t, b.MatMul(dst, x, w))
-			check(t, fmt.Sprintf("matmul %s %v", dt, shape), download(t, b, dst), matmulRef(f64(xv), n, wv, out))
-		}
-	}
-	st, _ := Weight(r, "w", safetensors.F32, 1, 4, 3)
-	w := must(b.Bind(st))(t)
-	x := must(b.NewTensor(2, 4))(t)
-	dst := must(b.NewTensor(2, 4))(t)
-	if err := b.MatMul(dst, x, w); !errors.Is(err, backend.ErrShape) {
-		t.Errorf("inner dimension mismatch: %v", err)
-	}
 }
 
 func testAddGather(t *testing.T, b backend.Backend) {
@@ -411,65 +315,6 @@ func attentionRef(q []float64, hist [][2][]float64, pos int, p backend.Attention
 	return out
 }
 
-func testAttention(t *testing.T, b backend.Backend) {
-	cases := []struct {
-		heads, kvHeads, hd, window, blockSize int
-	}{
-		{4, 4, 8, 0, 4},  // multi-head
-		{6, 2, 8, 0, 3},  // grouped-query
-		{4, 1, 16, 0, 5}, // multi-query
-		{6, 2, 8, 5, 4},  // sliding window
-		{4, 2, 4, 1, 2},  // a window of one position
-	}
-	for ci, tc := range cases {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
-			r := rand.New(rand.NewPCG(2, uint64(ci)))
-			const layers = 2
-			c := must(b.NewCache(backend.CacheConfig{Layers: layers, KVHeads: tc.kvHeads, HeadDim: tc.hd, BlockSize: tc.blockSize, Blocks: 64}))(t)
-			defer c.Close()
-			seqs := []int{must(c.NewSequence())(t), must(c.NewSequence())(t), must(c.NewSequence())(t)}
-			qDim, kvDim := tc.heads*tc.hd, tc.kvHeads*tc.hd
-			ref := refCache{}
-			lens := make([]int, len(seqs))
-			// Steps: a ragged prefill of the sequences, a mixed step, then single-token decode
-			// steps of all of them, past the sliding window.
-			steps := [][]int{{7, 3, 0}, {1, 4, 9}, {1, 1, 1}, {1, 0, 1}, {1, 1, 1}, {2, 1, 0}}
-			for si, step := range steps {
-				var toks []backend.Token
-				for s, count := range step {
-					for range count {
-						toks = append(toks, backend.Token{Seq: seqs[s], Pos: lens[s]})
-						lens[s]++
-					}
-				}
-				// Interleave the sequences' tokens to make the batch ragged.
-				if si%2 == 1 {
-					toks = interleave(toks)
-				}
-				bt := must(c.Prepare(toks))(t)
-				n := len(toks)
-				for layer := range layers {
-					p := backend.AttentionParams{Layer: layer, Heads: tc.heads, KVHeads: tc.kvHeads, HeadDim: tc.hd,
-						Scale: float32(1 / math.Sqrt(float64(tc.hd))), SlidingWindow: tc.window}
-					qv, kv, vv := random(r, n*qDim, 1), random(r, n*kvDim, 1), random(r, n*kvDim, 1)
-					q, k, v := upload(t, b, n, qDim, qv), upload(t, b, n, kvDim, kv), upload(t, b, n, kvDim, vv)
-					dst := must(b.NewTensor(n, qDim))(t)
-					ok(t, b.Attention(dst, q, k, v, bt, p))
-					for i, tok := range toks {
-						key := [2]int{layer, tok.Seq}
-						ref[key] = append(ref[key], [2][]float64{f64(kv[i*kvDim : (i+1)*kvDim]), f64(vv[i*kvDim : (i+1)*kvDim])})
-					}
-					var want []float64
-					for i, tok := range toks {
-						want = append(want, attentionRef(f64(qv[i*qDim:(i+1)*qDim]), ref[[2]int{layer, tok.Seq}], tok.Pos, p)...)
-					}
-					check(t, fmt.Sprintf("step %d layer %d", si, layer), download(t, b, dst), want)
-				}
-			}
-		})
-	}
-}
-
 // interleave reorders tokens so that different sequences alternate, keeping each
 // sequence's own order.
 func interleave(toks []backend.Token) []backend.Token {
@@ -576,52 +421,4 @@ func moeRef(x []float64, n, hidden, inner, experts, topK int, gate []float64, w1
 		}
 	}
 	return out, logits
-}
-
-func testMoE(t *testing.T, b backend.Backend) {
-	r := rand.New(rand.NewPCG(1, 9))
-	for ci, tc := range []struct {
-		dtype                           safetensors.DType
-		n, hidden, inner, experts, topK int
-	}{
-		{safetensors.BF16, 1, 32, 48, 8, 2},
-		{safetensors.F16, 9, 24, 40, 4, 2},
-		{safetensors.F32, 13, 16, 20, 8, 3},
-		{safetensors.BF16, 6, 64, 33, 8, 1},
-	} {
-		var et backend.ExpertTensors
-		var gate []float64
-		w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
-		et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
-		for e := range tc.experts {
-			var s1, s2, s3 safetensors.Tensor
-			s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
-			s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
-			s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
-			et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
-		}
-		ex := must(b.BindExperts(et))(t)
-		if e, h, i := ex.Shape(); e != tc.experts || h != tc.hidden || i != tc.inner {
-			t.Errorf("case %d: Shape() = %d, %d, %d", ci, e, h, i)
-		}
-		xv := random(r, tc.n*tc.hidden, 1)
-		x := upload(t, b, tc.n, tc.hidden, xv)
-		dst := must(b.NewTensor(tc.n, tc.hidden))(t)
-		router := must(b.NewTensor(tc.n, tc.experts))(t)
-		ok(t, b.MoE(dst, x, ex, tc.topK, router))
-		want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
-		check(t, fmt.Sprintf("case %d router logits", ci), download(t, b, router), logits)
-		check(t, fmt.Sprintf("case %d output", ci), download(t, b, dst), want)
-		// Without router logits, and again on the same buffers: the same result.
-		ok(t, b.MoE(dst, x, ex, tc.topK, backend.Tensor{}))
-		check(t, fmt.Sprintf("case %d output, again", ci), download(t, b, dst), want)
-		if err := b.MoE(dst, x, ex, tc.experts+1, backend.Tensor{}); !errors.Is(err, backend.ErrShape) {
-			t.Errorf("top-k above the expert count: %v", err)
-		}
-	}
-	et := backend.ExpertTensors{}
-	et.Gate, _ = Weight(r, "gate", safetensors.F32, 1, 2, 4)
-	if _, err := b.BindExperts(et); !errors.Is(err, backend.ErrShape) {
-		t.Errorf("experts missing: %v", err)
-	}
 }

@@ -1,6 +1,7 @@
 package backendtest
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -96,6 +97,9 @@ func (s suite) embed(t *testing.T, b backend.Backend) {
 			want = append(want, table[id*6:(id+1)*6]...)
 		}
 		s.check(t, fmt.Sprint("embed ", dt), download(t, b, dst), want)
+		if err := b.Embed(dst, w, newBatch(t, b, []int{1, 2, 10, 0})); !errors.Is(err, backend.ErrShape) {
+			t.Errorf("id outside the table: %v", err)
+		}
 	}
 }
 
@@ -123,6 +127,9 @@ func (s suite) rmsNorm(t *testing.T, b backend.Backend) {
 				}
 			}
 			s.check(t, fmt.Sprintf("rmsnorm %s %v", dt, shape), download(t, b, dst), want)
+			if err := b.RMSNorm(dst, x.Head(n-1), w, eps); !errors.Is(err, backend.ErrShape) {
+				t.Errorf("row mismatch: %v", err)
+			}
 		}
 	}
 }
@@ -144,6 +151,13 @@ func (s suite) matMul(t *testing.T, b backend.Backend) {
 			ok(t, b.MatMul(dst, x, w))
 			s.check(t, fmt.Sprintf("matmul %s %v", dt, shape), download(t, b, dst), matmulRef(f64(xv), n, wv, out))
 		}
+	}
+	st, _ := Weight(r, "w", safetensors.F32, 1, 4, 3)
+	w := must(b.Bind(st))(t)
+	x := must(b.NewTensor(2, 4))(t)
+	dst := must(b.NewTensor(2, 4))(t)
+	if err := b.MatMul(dst, x, w); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("inner dimension mismatch: %v", err)
 	}
 }
 
@@ -259,6 +273,9 @@ func (s suite) moe(t *testing.T, b backend.Backend) {
 			et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
 		}
 		ex := must(b.BindExperts(et))(t)
+		if e, h, i := ex.Shape(); e != tc.experts || h != tc.hidden || i != tc.inner {
+			t.Errorf("case %d: Shape() = %d, %d, %d", ci, e, h, i)
+		}
 		xv := random(r, tc.n*tc.hidden, 1)
 		x := upload(t, b, tc.n, tc.hidden, xv)
 		dst := must(b.NewTensor(tc.n, tc.hidden))(t)
@@ -267,7 +284,16 @@ func (s suite) moe(t *testing.T, b backend.Backend) {
 		want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
 		s.check(t, fmt.Sprintf("case %d router logits", ci), download(t, b, router), logits)
 		s.check(t, fmt.Sprintf("case %d output", ci), download(t, b, dst), want)
+		// Without router logits, and again on the same buffers: the same result.
 		ok(t, b.MoE(dst, x, ex, tc.topK, backend.Tensor{}))
 		s.check(t, fmt.Sprintf("case %d output, again", ci), download(t, b, dst), want)
+		if err := b.MoE(dst, x, ex, tc.experts+1, backend.Tensor{}); !errors.Is(err, backend.ErrShape) {
+			t.Errorf("top-k above the expert count: %v", err)
+		}
+	}
+	et := backend.ExpertTensors{}
+	et.Gate, _ = Weight(r, "gate", safetensors.F32, 1, 2, 4)
+	if _, err := b.BindExperts(et); !errors.Is(err, backend.ErrShape) {
+		t.Errorf("experts missing: %v", err)
 	}
 }

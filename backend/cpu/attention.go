@@ -117,18 +117,20 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 	if closed {
 		return backend.ErrClosed
 	}
-	layer := p.Layer * c.cfg.Blocks * c.cfg.BlockSize * kvDim
+	hd := p.HeadDim
 	for t, slot := range batch.slots {
-		off := layer + slot*kvDim
-		copy(c.k[off:off+kvDim], ks[t*kvDim:(t+1)*kvDim])
-		copy(c.v[off:off+kvDim], vs[t*kvDim:(t+1)*kvDim])
+		for h := range p.KVHeads {
+			at, from := c.at(p.Layer, h, slot), t*kvDim+h*hd
+			copy(c.k[at:at+hd], ks[from:from+hd])
+			copy(c.v[at:at+hd], vs[from:from+hd])
+		}
 	}
 	longest := 0
 	for _, tok := range batch.tokens {
 		longest = max(longest, tok.Pos+1)
 	}
 	b.grow(longest)
-	b.attention = attentionTask{b: b, p: p, batch: batch, layer: layer, dst: d, q: qs}
+	b.attention = attentionTask{b: b, p: p, batch: batch, dst: d, q: qs}
 	b.pool.each(n*p.Heads, 1, &b.attention)
 	b.attention = attentionTask{}
 	return nil
@@ -139,32 +141,35 @@ type attentionTask struct {
 	b      *Backend
 	p      backend.AttentionParams
 	batch  *batch
-	layer  int
 	dst, q []float32
 }
 
 func (t *attentionTask) run(worker, lo, hi int) {
 	p, c := &t.p, t.batch.cache
-	hd, kvDim, group := p.HeadDim, p.KVHeads*p.HeadDim, p.Heads/p.KVHeads
+	hd, bs, group := p.HeadDim, c.cfg.BlockSize, p.Heads/p.KVHeads
 	for item := lo; item < hi; item++ {
 		i, h := item/p.Heads, item%p.Heads
 		tok, table := t.batch.tokens[i], t.batch.tables[i]
 		off := (i*p.Heads + h) * hd
 		q, out := t.q[off:off+hd], t.dst[off:off+hd]
-		kvOff := t.layer + (h/group)*hd
 		first := 0
 		if p.SlidingWindow > 0 {
 			first = max(0, tok.Pos-p.SlidingWindow+1)
 		}
+		// Scores q·k of positions [first, tok.Pos], a block at a time, then their softmax.
 		scores := t.b.scratch[worker].a[:tok.Pos+1-first]
-		for j := range scores {
-			at := kvOff + c.slot(table, first+j)*kvDim
-			scores[j] = kernels.DotF32(q, c.k[at:at+hd]) * p.Scale
+		for pos := first; pos <= tok.Pos; {
+			n := min(bs-pos%bs, tok.Pos+1-pos) // positions left in this block
+			at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
+			kernels.MatVecF32(scores[pos-first:pos-first+n], c.k[at:at+n*hd], q, hd)
+			pos += n
 		}
+		kernels.Scale(scores, p.Scale)
 		kernels.Softmax(scores)
 		clear(out)
 		for j, w := range scores {
-			at := kvOff + c.slot(table, first+j)*kvDim
+			pos := first + j
+			at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
 			kernels.Axpy(w, c.v[at:at+hd], out)
 		}
 	}

@@ -8,8 +8,10 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 )
 
-// cache is a paged KV cache in host memory. Keys and values of layer l, block p, offset o,
-// head h start at ((l*blocks+p)*blockSize+o)*kvDim + h*headDim of k and v.
+// cache is a paged KV cache in host memory. The keys (and values) of one layer, block and KV
+// head are a contiguous [blockSize, headDim] matrix, so attention scores a block with one
+// matrix-vector product: position o of block p, head h of layer l starts at
+// (((l*blocks+p)*kvHeads+h)*blockSize+o)*headDim of k and v.
 type cache struct {
 	owner *Backend
 	cfg   backend.CacheConfig
@@ -54,6 +56,7 @@ func (b *Backend) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 	return c, nil
 }
 
+// NewSequence starts an empty sequence.
 func (c *cache) NewSequence() (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -66,6 +69,7 @@ func (c *cache) NewSequence() (int, error) {
 	return id, nil
 }
 
+// Free returns a sequence's blocks to the pool.
 func (c *cache) Free(seq int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -75,6 +79,7 @@ func (c *cache) Free(seq int) {
 	}
 }
 
+// Len returns a sequence's length.
 func (c *cache) Len(seq int) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -84,6 +89,7 @@ func (c *cache) Len(seq int) int {
 	return 0
 }
 
+// Close drops the cache's memory; later calls fail with backend.ErrClosed.
 func (c *cache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -92,6 +98,8 @@ func (c *cache) Close() error {
 	return nil
 }
 
+// Prepare checks that tokens continue their sequences, takes the blocks they need and
+// returns the step's batch, reused by the next Prepare.
 func (c *cache) Prepare(tokens []backend.Token) (backend.Batch, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -155,6 +163,7 @@ type batch struct {
 	cos, sin  []float32 // [token][ropeDim/2]
 }
 
+// Len is the number of tokens in the batch.
 func (bt *batch) Len() int { return len(bt.tokens) }
 
 func (b *Backend) batch(bt backend.Batch) (*batch, error) {
@@ -165,8 +174,9 @@ func (b *Backend) batch(bt backend.Batch) (*batch, error) {
 	return cb, nil
 }
 
-// slot returns the cache slot of position pos in the sequence with block table table.
-func (c *cache) slot(table []int, pos int) int {
+// at returns the offset in k and v of the key of layer l, KV head h and cache slot
+// (block·blockSize + offset).
+func (c *cache) at(l, h, slot int) int {
 	bs := c.cfg.BlockSize
-	return table[pos/bs]*bs + pos%bs
+	return (((l*c.cfg.Blocks+slot/bs)*c.cfg.KVHeads+h)*bs + slot%bs) * c.cfg.HeadDim
 }

@@ -103,6 +103,7 @@ type buffer struct {
 	data  []float32
 }
 
+// Len is the buffer's size in float32 elements.
 func (b *buffer) Len() int { return len(b.data) }
 
 // Bind keeps t's data (no copy on a little-endian machine when aligned) as a weight.

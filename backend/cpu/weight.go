@@ -20,6 +20,7 @@ type weight struct {
 	f32        []float32
 }
 
+// Rows, Cols and DType describe the stored matrix.
 func (w *weight) Rows() int                { return w.rows }
 func (w *weight) Cols() int                { return w.cols }
 func (w *weight) DType() safetensors.DType { return w.dtype }
@@ -103,6 +104,7 @@ type experts struct {
 	count, hidden, inner int
 }
 
+// Shape returns the number of experts, the model width and each expert's width.
 func (e *experts) Shape() (count, hidden, inner int) { return e.count, e.hidden, e.inner }
 
 func (b *Backend) bindExperts(t backend.ExpertTensors) (*experts, error) {

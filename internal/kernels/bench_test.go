@@ -90,3 +90,30 @@ func BenchmarkPeak(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkHelpers(b *testing.B) {
+	const n = 14336 // an expert's hidden size
+	g := make([]float32, n)
+	for i := range g {
+		g[i] = float32(i%100)/10 - 5
+	}
+	u := make([]float32, n)
+	d := make([]float32, n)
+	b.Run("SiLUMul", func(b *testing.B) {
+		benchImpls(b, func(b *testing.B) {
+			b.SetBytes(3 * 4 * n)
+			for b.Loop() {
+				SiLUMul(d, g, u)
+			}
+		})
+	})
+	b.Run("Softmax", func(b *testing.B) {
+		benchImpls(b, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				copy(d, g)
+				Softmax(d)
+			}
+		})
+	})
+}

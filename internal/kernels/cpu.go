@@ -5,7 +5,7 @@ import "github.com/klauspost/cpuid/v2"
 // features are the instruction set extensions the vector implementations use.
 type features struct {
 	avx2   bool // AVX2, FMA3 and F16C
-	avx512 bool // AVX-512 F, BW and VL
+	avx512 bool // AVX-512 F, BW, DQ and VL
 	bf16   bool // AVX512_BF16 (VDPBF16PS)
 	vnni   bool // AVX512_VNNI (VPDPBUSD)
 }
@@ -14,7 +14,7 @@ type features struct {
 func detectFeatures() features {
 	c := cpuid.CPU
 	f := features{avx2: c.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C)}
-	f.avx512 = f.avx2 && c.Supports(cpuid.AVX512F, cpuid.AVX512BW, cpuid.AVX512VL)
+	f.avx512 = f.avx2 && c.Supports(cpuid.AVX512F, cpuid.AVX512BW, cpuid.AVX512DQ, cpuid.AVX512VL)
 	f.bf16 = f.avx512 && c.Has(cpuid.AVX512BF16)
 	f.vnni = f.avx512 && c.Has(cpuid.AVX512VNNI)
 	return f
@@ -33,12 +33,23 @@ type table struct {
 	matVecBF16 func(out []float32, w []uint16, x []float32, cols int)
 	matVecF16  func(out []float32, w []uint16, x []float32, cols int)
 	matVecF32  func(out []float32, w, x []float32, cols int)
-	gemm       *gemmF32Kernel  // packed float32 GEMM micro-kernel; nil: generic loops
-	gemmBF16   *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: generic loops
-	peakFMA    func(n int) int64
-	peakBF16   func(n int) int64 // nil without AVX512_BF16
-	xorWords   func(p []uint64) uint64
-	qDot       qDot
+	gemm       *gemmF32Kernel // packed float32 GEMM micro-kernel; nil: generic loops
+	// pack* pack a 32-row weight panel for the AVX-512 micro-kernel; nil: Go code.
+	packBF16, packF16 func(dst *float32, src *uint16, stride, kc int)
+	packF32           func(dst *float32, src *float32, stride, kc int)
+	gemmBF16          *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: generic loops
+	// siluMul and softmaxExp are vector forms of the helpers' exponentials; nil: Go code.
+	siluMul    func(dst, g, u []float32)
+	softmaxExp func(x []float32, m float32) float32
+	// fewBF16 and fewF16 multiply a few tokens, each weight row read once per four of
+	// them; nil: row-group matrix-vector products.
+	fewBF16, fewF16 func(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
+	maxF32          func(x []float32) float32 // the largest, NaN if any is NaN; len(x) > 0
+	scale           func(x []float32, a float32)
+	peakFMA         func(n int) int64
+	peakBF16        func(n int) int64 // nil without AVX512_BF16
+	xorWords        func(p []uint64) uint64
+	qDot            qDot
 	// quantActs quantizes nsb whole super-blocks of activations x to q, group scales d and
 	// group sums; nil: generic code only.
 	quantActs func(x []float32, q []int8, d []float32, sum []int32, nsb int)
@@ -58,6 +69,8 @@ func genericTable() table {
 		matVecF16:  func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16Generic, out, w, x, cols) },
 		matVecF32:  func(out []float32, w, x []float32, cols int) { matVecGeneric(dotF32Generic, out, w, x, cols) },
 		peakFMA:    peakFMAGeneric,
+		maxF32:     maxGeneric,
+		scale:      scaleGeneric,
 		xorWords:   xorWordsGeneric,
 		qDot:       qDotGeneric,
 	}

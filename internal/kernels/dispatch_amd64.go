@@ -31,11 +31,49 @@ func vectorTable(f features, t *table) {
 		name = []string{"avx512"}
 		// A row at a time, a cache line per load: one stream per core is what memory
 		// serves fastest.
-		t.dotBF16 = vecDot(32, dot1BF16XAVX512, dotBF16Generic)
-		t.dotF16 = vecDot(32, dot1F16XAVX512, dotF16Generic)
-		dotBF16, dotF16 := t.dotBF16, t.dotF16
-		t.matVecBF16 = func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotBF16, out, w, x, cols) }
-		t.matVecF16 = func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16, out, w, x, cols) }
+		t.dotBF16 = rowsDot(dotRowsBF16XAVX512, dotBF16Generic)
+		t.dotF16 = rowsDot(dotRowsF16XAVX512, dotF16Generic)
+		t.matVecBF16 = rowsMatVec(dotRowsBF16XAVX512, dotBF16Generic)
+		t.matVecF16 = rowsMatVec(dotRowsF16XAVX512, dotF16Generic)
+		t.packBF16, t.packF16, t.packF32 = packBF16AVX512, packF16AVX512, packF32AVX512
+		t.siluMul = func(dst, g, u []float32) {
+			n := len(g) &^ 15
+			dst, u = dst[:len(g)], u[:len(g)]
+			if n > 0 {
+				siluMulAVX512(&dst[0], &g[0], &u[0], n)
+			}
+			siluMulGeneric(dst[n:], g[n:], u[n:])
+		}
+		t.maxF32 = func(x []float32) float32 {
+			n := len(x) &^ 15
+			if n == 0 {
+				return maxGeneric(x)
+			}
+			m := maxAVX512(&x[0], n)
+			if n < len(x) {
+				if r := maxGeneric(x[n:]); r > m || r != r {
+					m = r
+				}
+			}
+			return m
+		}
+		t.scale = func(x []float32, a float32) {
+			n := len(x) &^ 15
+			if n > 0 {
+				scaleAVX512(&x[0], n, a)
+			}
+			scaleGeneric(x[n:], a)
+		}
+		t.softmaxExp = func(x []float32, m float32) float32 {
+			n := len(x) &^ 15
+			var s float32
+			if n > 0 {
+				s = softmaxExpAVX512(&x[0], n, m)
+			}
+			return s + softmaxExpGeneric(x[n:], m)
+		}
+		t.fewBF16 = matMulFew(dot1x4BF16AVX512, dot2x4BF16AVX512, true, t.dotBF16, dotBF16Generic)
+		t.fewF16 = matMulFew(dot1x4F16AVX512, dot2x4F16AVX512, false, t.dotF16, dotF16Generic)
 	}
 	t.dotF32 = vecDot(l.lanes, l.dotF32, dotF32Generic)
 	t.matVecF32 = vecMatVec(l.lanes, l.dot4F32, t.dotF32)
@@ -76,7 +114,7 @@ func vectorTable(f features, t *table) {
 		t.peakFMA = func(n int) int64 { peakFMAAVX512(n); return int64(n) * 24 * 16 * 2 }
 	}
 	if f.bf16 {
-		t.gemmBF16 = &gemmBF16Kernel{mr: 32, nr: 12, kern: gemmBF16DPAVX512}
+		t.gemmBF16 = &gemmBF16Kernel{mr: 32, nr: 12, kern: gemmBF16DPAVX512, pack: packF32AVX512}
 		t.peakBF16 = func(n int) int64 { peakBF16AVX512(n); return int64(n) * 24 * 16 * 4 }
 		name = append(name, "bf16")
 	}
@@ -147,6 +185,9 @@ func vecConvert(lanes int, cvt func(dst *float32, src *uint16, n int), tail func
 func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
 	cols := a.cols
 	nsb := cols / (GroupSize * superGroups)
+	if len(out) == 0 {
+		return
+	}
 	if nsb == 0 {
 		qDotGeneric(q4, out, w, rowBytes, a, r)
 		return
@@ -155,32 +196,26 @@ func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
 	g := r * cols / GroupSize
 	xq, xd := &a.q[r*cols], &a.d[g]
 	soff := cols // the q8 scales; q4 super-blocks carry their own
-	var res [4]float32
-	for i := 0; i < len(out); {
-		// Four rows at a time share the loads of the activations, which pays when the rows
-		// are in cache (many tokens); one row at a time streams memory faster.
-		n := 1
-		if len(out) == 4 {
-			n = 4
+	if len(out) != 4 {
+		// One row at a time streams memory fastest.
+		if q4 {
+			dotRowsQ4VNNI(&w[0], rowBytes, soff, xq, xd, &a.ds[g], nsb, &out[0], len(out))
+		} else {
+			dotRowsQ8VNNI(&w[0], rowBytes, soff, xq, xd, &a.o[g], nsb, &out[0], len(out))
 		}
-		switch {
-		case q4 && n == 4:
-			dot4Q4VNNI(&w[i*rowBytes], rowBytes, soff, xq, xd, &a.ds[g], nsb, &res[0])
-		case q4:
-			dot1Q4VNNI(&w[i*rowBytes], rowBytes, soff, xq, xd, &a.ds[g], nsb, &res[0])
-		case n == 4:
-			dot4Q8VNNI(&w[i*rowBytes], rowBytes, soff, xq, xd, &a.o[g], nsb, &res[0])
-		default:
-			dot1Q8VNNI(&w[i*rowBytes], rowBytes, soff, xq, xd, &a.o[g], nsb, &res[0])
+	} else {
+		// Four rows at a time share the loads of the activations, which pays when the
+		// rows are in cache (many tokens).
+		if q4 {
+			dot4Q4VNNI(&w[0], rowBytes, soff, xq, xd, &a.ds[g], nsb, &out[0])
+		} else {
+			dot4Q8VNNI(&w[0], rowBytes, soff, xq, xd, &a.o[g], nsb, &out[0])
 		}
-		for j := range n {
-			s := res[j]
-			if nsb*superGroups < cols/GroupSize {
-				s += dotQGeneric(q4, w[(i+j)*rowBytes:(i+j+1)*rowBytes], a, r, nsb*superGroups)
-			}
-			out[i+j] = s
+	}
+	if nsb*superGroups < cols/GroupSize {
+		for i := range out {
+			out[i] += dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, nsb*superGroups)
 		}
-		i += n
 	}
 }
 
@@ -188,6 +223,9 @@ func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
 func qDotAVX2(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
 	cols := a.cols
 	nsb := cols / (GroupSize * superGroups)
+	if len(out) == 0 {
+		return
+	}
 	if nsb == 0 {
 		qDotGeneric(q4, out, w, rowBytes, a, r)
 		return
@@ -204,5 +242,103 @@ func qDotAVX2(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
 			s += dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, nsb*superGroups)
 		}
 		out[i] = s
+	}
+}
+
+// fewKernel computes out[r*4+t] for rows r < 1 or 2 of w (row stride wstride) against four
+// tokens of x (row stride xstride), n a multiple of 32.
+type fewKernel func(w *uint16, wstride int, x *float32, xstride, n int, out *float32)
+
+// matMulFew builds the product for a few tokens from kernels that take one or two weight
+// rows against four tokens (n a multiple of 32, x permuted into even and odd halves of each
+// 32 if permute): each row is read from memory once, and from L1 for the next four tokens.
+// dot serves the tokens past the last four, tail the columns past the last 32.
+func matMulFew(one, two fewKernel, permute bool, dot, tail func([]uint16, []float32) float32) func(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	return func(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+		out, w, x = out[:tokens*rows], w[:rows*cols], x[:tokens*cols]
+		n := cols &^ 31
+		xk := x
+		if permute && n > 0 && tokens >= 4 {
+			xk = make([]float32, len(x))
+			for t := range tokens {
+				src, dst := x[t*cols:(t+1)*cols], xk[t*cols:(t+1)*cols]
+				for c := 0; c < n; c += 32 {
+					for k := range 16 {
+						dst[c+k], dst[c+16+k] = src[c+2*k], src[c+2*k+1]
+					}
+				}
+				copy(dst[n:], src[n:])
+			}
+		}
+		var res [8]float32
+		for r := lo; r < hi; {
+			nr := min(2, hi-r)
+			t := 0
+			for ; n > 0 && t+4 <= tokens; t += 4 {
+				if nr == 2 {
+					two(&w[r*cols], cols, &xk[t*cols], cols, n, &res[0])
+				} else {
+					one(&w[r*cols], cols, &xk[t*cols], cols, n, &res[0])
+				}
+				for i := range nr {
+					row := w[(r+i)*cols : (r+i+1)*cols]
+					for j, s := range res[4*i : 4*i+4] {
+						if n < cols {
+							s += tail(row[n:], x[(t+j)*cols+n:(t+j+1)*cols])
+						}
+						out[(t+j)*rows+r+i] = s
+					}
+				}
+			}
+			for i := range nr {
+				row := w[(r+i)*cols : (r+i+1)*cols]
+				for tt := t; tt < tokens; tt++ {
+					out[tt*rows+r+i] = dot(row, x[tt*cols:(tt+1)*cols])
+				}
+			}
+			r += nr
+		}
+	}
+}
+
+// rowsKernel stores to out[r], r < rows, the dot product of w[r*stride:][:n] with x[:n], n a
+// multiple of 32.
+type rowsKernel func(w *uint16, stride int, x *float32, n int, out *float32, rows int)
+
+// rowsDot is a dot product by a rowsKernel, the tail by the generic code.
+func rowsDot(k rowsKernel, tail func([]uint16, []float32) float32) func([]uint16, []float32) float32 {
+	return func(w []uint16, x []float32) float32 {
+		x = x[:len(w)]
+		n := len(w) &^ 31
+		var s float32
+		if n > 0 {
+			k(&w[0], 0, &x[0], n, &s, 1)
+		}
+		if n < len(w) {
+			s += tail(w[n:], x[n:])
+		}
+		return s
+	}
+}
+
+// rowsMatVec is a matrix-vector product by a rowsKernel, the tails by the generic code.
+func rowsMatVec(k rowsKernel, tail func([]uint16, []float32) float32) func([]float32, []uint16, []float32, int) {
+	return func(out []float32, w []uint16, x []float32, cols int) {
+		rows := len(out)
+		w, x = w[:rows*cols], x[:cols]
+		n := cols &^ 31
+		if rows == 0 {
+			return
+		}
+		if n == 0 {
+			clear(out)
+		} else {
+			k(&w[0], cols, &x[0], n, &out[0], rows)
+		}
+		if n < cols {
+			for r := range out {
+				out[r] += tail(w[r*cols+n:(r+1)*cols], x[n:])
+			}
+		}
 	}
 }

@@ -1,6 +1,10 @@
 package kernels
 
-import "github.com/klauspost/cpuid/v2"
+import (
+	"unsafe"
+
+	"github.com/klauspost/cpuid/v2"
+)
 
 // The packed GEMM: the weight matrix and the activations are copied, block by block, into
 // panels laid out for a register-tiled micro-kernel that computes an nr×mr tile of the output
@@ -15,10 +19,13 @@ type gemmF32Kernel struct {
 }
 
 // gemmBF16Kernel is a bfloat16 dot-product micro-kernel over kp pairs of k: a is packed
-// [kp][mr][2], b [kp][nr][2], and c[j*ldc+i] += Σ_p Σ_h a[(p*mr+i)*2+h]·b[(p*nr+j)*2+h].
+// [kp][mr][2], b [kp][nr][2], and c[j*ldc+i] += Σ_p Σ_h a[(p*mr+i)*2+h]·b[(p*nr+j)*2+h]. pack,
+// if not nil, transposes a 32×n panel of 32-bit words (n a multiple of 16), which packs 32
+// rows of bfloat16 pairs.
 type gemmBF16Kernel struct {
 	mr, nr int
 	kern   func(a, b *uint16, kp int, c *float32, ldc int)
+	pack   func(dst *float32, src *float32, stride, n int)
 }
 
 // blocking holds the cache block sizes of the packed GEMM.
@@ -44,16 +51,22 @@ func newBlocking(l1, l2 int) blocking {
 	return blocking{kc: kc, mc: mc, nc: 1020}
 }
 
-// smallTokens is the largest token count served by row-group matrix-vector products instead
-// of the packed GEMM: with few tokens, reading each weight once from memory and the row group
-// again from L1 for the next token beats packing.
-const smallTokens = 4
+// smallTokens and fewTokens are the largest token counts served, instead of by the packed
+// GEMM, by row-group matrix-vector products and by the few-token kernels (where the CPU has
+// them): with few tokens, reading each weight once from memory and again from L1 for the next
+// token beats packing (measured on Zen 4).
+const (
+	smallTokens = 6
+	fewTokens   = 32
+)
 
 // matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
-// [lo, hi). T is the stored weight type; cvt widens a run of weights to float32 and matVec is
-// the matrix-vector product for few tokens.
+// [lo, hi). T is the stored weight type; cvt widens a run of weights to float32, pack (if not
+// nil) packs a whole 32-row panel of them, 16 columns at a time, and few (if not nil) or else
+// matVec serve few tokens.
 func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
-	cvt func([]float32, []T), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32) {
+	cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32,
+	few func(out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
 	if tokens <= 0 || lo >= hi {
 		return
 	}
@@ -65,6 +78,8 @@ func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows,
 	}
 	k := impl.gemm
 	switch {
+	case tokens <= fewTokens && few != nil:
+		few(out, w, x, tokens, rows, cols, lo, hi)
 	case tokens <= smallTokens && hi-lo >= 4:
 		for r0 := lo; r0 < hi; r0 += 4 {
 			r1 := min(r0+4, hi)
@@ -75,7 +90,7 @@ func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows,
 	case k == nil:
 		matMulGeneric(dot, out, w, x, tokens, rows, cols, lo, hi)
 	default:
-		matMulPacked(k, cvt, out, w, x, tokens, rows, cols, lo, hi)
+		matMulPacked(k, cvt, pack, out, w, x, tokens, rows, cols, lo, hi)
 	}
 }
 
@@ -122,7 +137,11 @@ func gemmLoops(out []float32, tokens, rows, cols, lo, hi, mr, nr int, b blocking
 }
 
 // matMulPacked is matMul by the packed float32 GEMM of kernel k.
-func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T), out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
+func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int),
+	out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
+	if k.mr != 32 {
+		pack = nil
+	}
 	b := gemmBlocking
 	mr, nr := k.mr, k.nr
 	nc := min(b.nc, tokens)
@@ -151,6 +170,15 @@ func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T)
 	packW := func(ic, mc, pc, kc int) {
 		for ir := 0; ir < mc; ir += mr {
 			panel := bufW[ir*kc : (ir+mr)*kc]
+			k0 := 0 // columns packed by the vector code
+			if pack != nil && ir+mr <= mc && kc >= 16 {
+				k0 = kc &^ 15
+				_ = w[(ic+ir+mr-1)*cols+pc+k0-1] // the panel lies in w
+				pack(&panel[0], &w[(ic+ir)*cols+pc], cols, k0)
+				if k0 == kc {
+					continue
+				}
+			}
 			for i := 0; i < mr; i++ {
 				if ir+i >= mc {
 					for k := 0; k < kc; k++ {
@@ -159,9 +187,9 @@ func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T)
 					continue
 				}
 				r := ic + ir + i
-				cvt(row[:kc], w[r*cols+pc:][:kc])
-				p := panel[i:]
-				for k, v := range row[:kc] {
+				cvt(row[:kc-k0], w[r*cols+pc+k0:][:kc-k0])
+				p := panel[k0*mr+i:]
+				for k, v := range row[:kc-k0] {
 					p[k*mr] = v
 				}
 			}
@@ -208,6 +236,13 @@ func matMulBF16Rounded(k *gemmBF16Kernel, out []float32, w []uint16, x []float32
 	packW := func(ic, mc, pc, kc int) {
 		for ir := 0; ir < mc; ir += mr {
 			panel := bufW[ir*kp*2 : (ir+mr)*kp*2]
+			// A pair of bfloat16 values is one 32-bit word: packing pairs is the float32
+			// panel transposition, for whole 32-row panels of even rows.
+			if k.pack != nil && ir+mr <= mc && cols%2 == 0 && pc%2 == 0 && kc >= 32 && kc%32 == 0 {
+				_ = w[(ic+ir+mr-1)*cols+pc+kc-1]
+				k.pack((*float32)(unsafe.Pointer(&panel[0])), (*float32)(unsafe.Pointer(&w[(ic+ir)*cols+pc])), cols/2, kc/2)
+				continue
+			}
 			for i := 0; i < mr; i++ {
 				p := panel[2*i:]
 				if ir+i >= mc {

@@ -6,10 +6,26 @@ import "math"
 // products, so only the ones built on the dot product and Axpy use vector code.
 
 // Scale multiplies x by a in place.
-func Scale(x []float32, a float32) {
+func Scale(x []float32, a float32) { impl.scale(x, a) }
+
+func scaleGeneric(x []float32, a float32) {
 	for i := range x {
 		x[i] *= a
 	}
+}
+
+// maxGeneric returns the largest of x (not empty), or NaN if any is NaN.
+func maxGeneric(x []float32) float32 {
+	m := x[0]
+	for _, v := range x[1:] {
+		if v > m || v != v {
+			m = v
+		}
+	}
+	if m == m {
+		return m
+	}
+	return float32(math.NaN())
 }
 
 // Add adds x to dst[:len(x)] in place.
@@ -32,35 +48,47 @@ func RMSNorm(dst, x, w []float32, eps float32) {
 }
 
 // SiLUMul sets dst[i] = silu(gate[i])·up[i], silu(g) = g/(1+e^-g): the gated activation of a
-// SwiGLU feed-forward block. dst may be gate or up.
+// SwiGLU feed-forward block, to within a few units in the last place. dst may be gate or up.
 func SiLUMul(dst, gate, up []float32) {
+	dst, up = dst[:len(gate)], up[:len(gate)]
+	if f := impl.siluMul; f != nil {
+		f(dst, gate, up)
+		return
+	}
+	siluMulGeneric(dst, gate, up)
+}
+
+func siluMulGeneric(dst, gate, up []float32) {
 	dst, up = dst[:len(gate)], up[:len(gate)]
 	for i, g := range gate {
 		dst[i] = float32(float64(g)/(1+math.Exp(-float64(g)))) * up[i]
 	}
 }
 
-// Softmax replaces x by its softmax, exp(x[i]-max)/Σ exp(x[j]-max), with the exponentials in
-// float64 and the results float32. A -Inf entry gets 0; if every entry is -Inf, or any is
-// NaN, the results are NaN.
+// Softmax replaces x by its softmax, exp(x[i]-max)/Σ exp(x[j]-max), in float32 to within a
+// few units in the last place. A -Inf entry gets 0; if every entry is -Inf, or any is NaN,
+// the results are NaN.
 func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
 	}
-	m := x[0]
-	for _, v := range x[1:] {
-		if v > m || v != v {
-			m = v
-		}
+	m := impl.maxF32(x)
+	var sum float32
+	if f := impl.softmaxExp; f != nil {
+		sum = f(x, m)
+	} else {
+		sum = softmaxExpGeneric(x, m)
 	}
+	impl.scale(x, 1/sum)
+}
+
+// softmaxExpGeneric replaces x[i] by exp(x[i]-m) and returns their sum.
+func softmaxExpGeneric(x []float32, m float32) float32 {
 	var sum float64
 	for i, v := range x {
 		e := math.Exp(float64(v - m))
 		x[i] = float32(e)
 		sum += e
 	}
-	inv := 1 / sum
-	for i, v := range x {
-		x[i] = float32(float64(v) * inv)
-	}
+	return float32(sum)
 }

@@ -101,3 +101,94 @@ func ExampleSoftmax() {
 	fmt.Printf("%.4f\n", x)
 	// Output: [0.0900 0.2447 0.6652]
 }
+
+func TestExpAccuracy(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		var xs []float32
+		for v := -110.0; v < 92; v += 0.0137 {
+			xs = append(xs, float32(v))
+		}
+		inf := float32(math.Inf(1))
+		xs = append(xs, 0, -0.0, 88.72, 88.73, -87.33, -103.97, -103.2, inf, -inf, float32(math.NaN()), 1e-8, -1e-8)
+		x := append([]float32(nil), xs...)
+		exp := func(x []float32) {
+			if f := impl.softmaxExp; f != nil {
+				f(x, 0)
+			} else {
+				softmaxExpGeneric(x, 0)
+			}
+		}
+		exp(x)
+		for i, v := range xs {
+			want := math.Exp(float64(v))
+			got := float64(x[i])
+			switch {
+			case v != v:
+				if got == got {
+					t.Errorf("exp(NaN) = %v", got)
+				}
+			case want > math.MaxFloat32:
+				if !math.IsInf(got, 1) {
+					t.Errorf("exp(%v) = %v, want +Inf", v, got)
+				}
+			case !(math.Abs(got-want) <= 3e-7*want+0x1p-149):
+				t.Errorf("exp(%v) = %v, want %v", v, got, want)
+			}
+		}
+		// SiLU at the extremes.
+		g := []float32{-inf, inf, -100, 100, 0, float32(math.NaN()), -88.8, 88.8, -20, 20, 1, -1, 2, 3, 4, 5}
+		d := make([]float32, len(g))
+		ones := make([]float32, len(g))
+		for i := range ones {
+			ones[i] = 1
+		}
+		SiLUMul(d, g, ones)
+		for i, v := range g {
+			want := float64(v) / (1 + math.Exp(-float64(v)))
+			got := float64(d[i])
+			if math.IsInf(float64(v), -1) {
+				// The limit is 0; -Inf/Inf is NaN, as PyTorch has it too. Either will do.
+				if got != 0 && got == got {
+					t.Errorf("silu(-Inf) = %v", got)
+				}
+				continue
+			}
+			if v != v || math.IsInf(float64(v), 1) {
+				if v != v && got == got || math.IsInf(float64(v), 1) && got == got && !math.IsInf(got, 1) {
+					t.Errorf("silu(%v) = %v", v, got)
+				}
+				continue
+			}
+			if !(math.Abs(got-want) <= 3e-7*math.Abs(want)+1e-30) {
+				t.Errorf("silu(%v) = %v, want %v", v, got, want)
+			}
+		}
+	})
+}
+
+func TestMax(t *testing.T) {
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(21, 22))
+		for _, n := range sizes[1:] {
+			x := randVec(t, r, n)
+			want := x[0]
+			for _, v := range x {
+				want = max(want, v)
+			}
+			if got := impl.maxF32(x); got != want {
+				t.Fatalf("n=%d: max %v, want %v", n, got, want)
+			}
+			for _, at := range []int{0, n / 2, n - 1} {
+				y := append([]float32(nil), x...)
+				y[at] = float32(math.NaN())
+				if got := impl.maxF32(y); got == got {
+					t.Fatalf("n=%d, NaN at %d: max %v", n, at, got)
+				}
+				y[at] = float32(math.Inf(1))
+				if got := impl.maxF32(y); !math.IsInf(float64(got), 1) {
+					t.Fatalf("n=%d, +Inf at %d: max %v", n, at, got)
+				}
+			}
+		}
+	})
+}

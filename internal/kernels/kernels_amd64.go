@@ -5,94 +5,211 @@
 package kernels
 
 // dotF32AVX2 returns the dot product of w[:n] and x[:n]; n is a multiple of 8.
+//
+//go:noescape
 func dotF32AVX2(w *float32, x *float32, n int) float32
 
 // dot4F32AVX2 stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of 8.
+//
+//go:noescape
 func dot4F32AVX2(w *float32, stride int, x *float32, n int, out *float32)
 
 // dotBF16AVX2 returns the dot product of w[:n] and x[:n]; n is a multiple of 8.
+//
+//go:noescape
 func dotBF16AVX2(w *uint16, x *float32, n int) float32
 
 // dot4BF16AVX2 stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of 8.
+//
+//go:noescape
 func dot4BF16AVX2(w *uint16, stride int, x *float32, n int, out *float32)
 
 // dotF16AVX2 returns the dot product of w[:n] and x[:n]; n is a multiple of 8.
+//
+//go:noescape
 func dotF16AVX2(w *uint16, x *float32, n int) float32
 
 // dot4F16AVX2 stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of 8.
+//
+//go:noescape
 func dot4F16AVX2(w *uint16, stride int, x *float32, n int, out *float32)
 
 // axpyAVX2 adds a*x[:n] to y[:n]; n is a multiple of 8.
+//
+//go:noescape
 func axpyAVX2(a float32, x *float32, y *float32, n int)
 
 // cvtBF16AVX2 widens src[:n] to float32 in dst[:n]; n is a multiple of 8.
+//
+//go:noescape
 func cvtBF16AVX2(dst *float32, src *uint16, n int)
 
 // cvtF16AVX2 widens src[:n] to float32 in dst[:n]; n is a multiple of 8.
+//
+//go:noescape
 func cvtF16AVX2(dst *float32, src *uint16, n int)
 
-// dot1BF16XAVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 32.
-func dot1BF16XAVX512(w *uint16, x *float32, n int) float32
+// dotRowsBF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.
+//
+//go:noescape
+func dotRowsBF16XAVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
 
-// dot1F16XAVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 32.
-func dot1F16XAVX512(w *uint16, x *float32, n int) float32
+// dotRowsF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.
+//
+//go:noescape
+func dotRowsF16XAVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
+
+// dot1x4BF16AVX512 stores to out[r*4+t], r < 1, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
+//
+//go:noescape
+func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
+
+// dot1x4F16AVX512 stores to out[r*4+t], r < 1, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
+//
+//go:noescape
+func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
+
+// dot2x4BF16AVX512 stores to out[r*4+t], r < 2, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
+//
+//go:noescape
+func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
+
+// dot2x4F16AVX512 stores to out[r*4+t], r < 2, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
+//
+//go:noescape
+func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
 
 // dotF32AVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 16.
+//
+//go:noescape
 func dotF32AVX512(w *float32, x *float32, n int) float32
 
 // dot4F32AVX512 stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of 16.
+//
+//go:noescape
 func dot4F32AVX512(w *float32, stride int, x *float32, n int, out *float32)
 
 // axpyAVX512 adds a*x[:n] to y[:n]; n is a multiple of 16.
+//
+//go:noescape
 func axpyAVX512(a float32, x *float32, y *float32, n int)
 
 // cvtBF16AVX512 widens src[:n] to float32 in dst[:n]; n is a multiple of 16.
+//
+//go:noescape
 func cvtBF16AVX512(dst *float32, src *uint16, n int)
 
 // cvtF16AVX512 widens src[:n] to float32 in dst[:n]; n is a multiple of 16.
+//
+//go:noescape
 func cvtF16AVX512(dst *float32, src *uint16, n int)
 
+// packF32AVX512 stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.
+//
+//go:noescape
+func packF32AVX512(dst *float32, src *float32, stride int, kc int)
+
+// packBF16AVX512 stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.
+//
+//go:noescape
+func packBF16AVX512(dst *float32, src *uint16, stride int, kc int)
+
+// packF16AVX512 stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.
+//
+//go:noescape
+func packF16AVX512(dst *float32, src *uint16, stride int, kc int)
+
+// siluMulAVX512 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 16.
+//
+//go:noescape
+func siluMulAVX512(dst *float32, gate *float32, u *float32, n int)
+
+// softmaxExpAVX512 replaces x[i] by exp(x[i]-m) for i < n, n a multiple of 16, and returns their sum.
+//
+//go:noescape
+func softmaxExpAVX512(x *float32, n int, m float32) float32
+
+// maxAVX512 returns the largest of x[:n], or NaN if any is NaN; n is a positive multiple of 16.
+//
+//go:noescape
+func maxAVX512(x *float32, n int) float32
+
+// scaleAVX512 multiplies x[:n] by a; n is a multiple of 16.
+//
+//go:noescape
+func scaleAVX512(x *float32, n int, a float32)
+
 // gemmF32AVX2 adds the 6×16 product of packed panels a (kc×16) and b (kc×6) to c (row stride ldc).
+//
+//go:noescape
 func gemmF32AVX2(a *float32, b *float32, kc int, c *float32, ldc int)
 
 // gemmF32AVX512 adds the 12×32 product of packed panels a (kc×32) and b (kc×12) to c (row stride ldc).
+//
+//go:noescape
 func gemmF32AVX512(a *float32, b *float32, kc int, c *float32, ldc int)
 
 // gemmBF16DPAVX512 adds the 12×32 product of bfloat16-pair panels a (kp×32×2) and b (kp×12×2) to c (row stride ldc), by VDPBF16PS.
+//
+//go:noescape
 func gemmBF16DPAVX512(a *uint16, b *uint16, kp int, c *float32, ldc int)
 
 // peakFMAAVX2 runs n iterations of 12 independent vector FMAs on registers.
+//
+//go:noescape
 func peakFMAAVX2(n int)
 
 // peakFMAAVX512 runs n iterations of 24 independent vector FMAs on registers.
+//
+//go:noescape
 func peakFMAAVX512(n int)
 
 // peakBF16AVX512 runs n iterations of 24 independent VDPBF16PS on registers.
+//
+//go:noescape
 func peakBF16AVX512(n int)
 
 // xorWordsAVX2 returns the XOR of p[:n]; n is a multiple of 16.
+//
+//go:noescape
 func xorWordsAVX2(p *uint64, n int) uint64
 
 // xorWordsAVX512 returns the XOR of p[:n]; n is a multiple of 32.
+//
+//go:noescape
 func xorWordsAVX512(p *uint64, n int) uint64
 
-// dot1Q8VNNI stores to out[r], r < 1, the dot product of nsb q8 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, 128·Σxq in xs).
-func dot1Q8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32)
+// dotRowsQ8VNNI stores to out[r], r < rows, the dot product of nsb Q8 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).
+//
+//go:noescape
+func dotRowsQ8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32, rows int)
 
-// dot1Q4VNNI stores to out[r], r < 1, the dot product of nsb q4 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).
-func dot1Q4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, nsb int, out *float32)
+// dotRowsQ4VNNI stores to out[r], r < rows, the dot product of nsb Q4 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).
+//
+//go:noescape
+func dotRowsQ4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, nsb int, out *float32, rows int)
 
-// dot4Q8VNNI stores to out[r], r < 4, the dot product of nsb q8 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, 128·Σxq in xs).
+// dot4Q8VNNI stores to out[r], r < 4, the dot product of nsb Q8 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).
+//
+//go:noescape
 func dot4Q8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32)
 
-// dot4Q4VNNI stores to out[r], r < 4, the dot product of nsb q4 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).
+// dot4Q4VNNI stores to out[r], r < 4, the dot product of nsb Q4 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).
+//
+//go:noescape
 func dot4Q4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, nsb int, out *float32)
 
 // quantActsAVX512 quantizes nsb super-blocks of x to int8 q (interleaved), group scales d = max|x|/127 and group sums Σq.
+//
+//go:noescape
 func quantActsAVX512(x *float32, q *int8, d *float32, sum *int32, nsb int)
 
 // dotQ8AVX2 returns the dot product of nsb Q8 super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).
+//
+//go:noescape
 func dotQ8AVX2(w *byte, soff int, xq *int8, xd *float32, xs *float32, nsb int) float32
 
 // dotQ4AVX2 returns the dot product of nsb Q4 super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).
+//
+//go:noescape
 func dotQ4AVX2(w *byte, soff int, xq *int8, xd *float32, xs *float32, nsb int) float32

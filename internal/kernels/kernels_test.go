@@ -215,12 +215,14 @@ func TestMatVec(t *testing.T) {
 	})
 }
 
-// matMulShapes cover the small-token path, whole and partial register tiles and, with the
-// small blocking the test sets, every cache-block edge.
+// matMulShapes cover the small- and few-token paths, whole and partial register tiles of
+// the packed GEMM (more than 32 tokens) and, with the small blocking the test sets, every
+// cache-block edge.
 var matMulShapes = []struct{ tokens, rows, cols, lo, hi int }{
 	{1, 5, 17, 0, 5}, {3, 9, 64, 0, 9}, {4, 8, 33, 4, 8}, {5, 1, 1, 0, 1}, {5, 33, 100, 0, 33},
 	{13, 70, 300, 0, 70}, {12, 32, 64, 0, 32}, {25, 130, 97, 16, 112}, {30, 64, 129, 0, 64},
-	{7, 20, 0, 0, 20}, {0, 4, 4, 0, 4}, {6, 10, 10, 5, 5},
+	{7, 20, 0, 0, 20}, {0, 4, 4, 0, 4}, {6, 10, 10, 5, 5}, {20, 45, 70, 0, 45}, {17, 80, 336, 8, 72},
+	{40, 45, 70, 0, 45}, {37, 80, 336, 8, 72}, {33, 33, 65, 0, 33},
 }
 
 func TestMatMul(t *testing.T) {

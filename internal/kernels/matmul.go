@@ -21,7 +21,7 @@ func MatMulBF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) 
 func MatMulBF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	t := impl
-	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtBF16, t.matVecBF16, t.dotBF16)
+	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtBF16, t.packBF16, t.matVecBF16, t.dotBF16, t.fewBF16)
 }
 
 // MatMulF16 is MatMulBF16 for a float16 matrix.
@@ -33,7 +33,7 @@ func MatMulF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) {
 func MatMulF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	t := impl
-	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtF16, t.matVecF16, t.dotF16)
+	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtF16, t.packF16, t.matVecF16, t.dotF16, t.fewF16)
 }
 
 // MatMulF32 is MatMulBF16 for a float32 matrix.
@@ -45,7 +45,7 @@ func MatMulF32(out []float32, w []float32, x []float32, tokens, rows, cols int) 
 func MatMulF32Rows(out []float32, w []float32, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	t := impl
-	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, cvtF32Generic, t.matVecF32, t.dotF32)
+	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, cvtF32Generic, t.packF32, t.matVecF32, t.dotF32, nil)
 }
 
 // MatMulBF16Rounded is MatMulBF16 with the activations rounded to bfloat16 (to nearest, ties
@@ -64,12 +64,15 @@ func MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, tokens, rows,
 	if tokens == 0 || lo == hi {
 		return
 	}
-	if k := impl.gemmBF16; k != nil && cols > 0 && tokens > smallTokens {
+	// Few tokens go the float32 way: rounded activations make the same exact products.
+	limit := smallTokens
+	if impl.fewBF16 != nil {
+		limit = fewTokens
+	}
+	if k := impl.gemmBF16; k != nil && cols > 0 && tokens > limit {
 		matMulBF16Rounded(k, out, w, x, tokens, rows, cols, lo, hi)
 		return
 	}
-	// Activations that are already bfloat16 values make the float32 path compute the same
-	// exact products.
 	xr := make([]float32, len(x))
 	for i, v := range x {
 		xr[i] = BF16ToF32(F32ToBF16(v))

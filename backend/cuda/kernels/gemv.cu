@@ -16,6 +16,8 @@ gemv_kernel(float *y, const float *x, WView w, int n) {
 #pragma unroll
 	for (int t = 0; t < NT; t++) acc[t] = 0.0f;
 	if (VEC) {
+		// Unrolled so that each lane keeps several weight loads in flight.
+#pragma unroll 4
 		for (int k = lane * 8; k < K; k += 32 * 8) {
 			float wv[8];
 			wget8<DT>(w, r, k, wv);

@@ -125,6 +125,7 @@ moe_gateup_gemv(fc_moe_args a, WView w1, WView w3) {
 	const float *x = a.x + (size_t)(p / a.top_k) * a.hidden;
 	float sg = 0.0f, su = 0.0f;
 	if (VEC) {
+#pragma unroll 4
 		for (int k = lane * 8; k < a.hidden; k += 32 * 8) {
 			float xv[8], gv[8], uv[8];
 			load8(x, k, xv);
@@ -150,6 +151,7 @@ moe_down_gemv(fc_moe_args a, WView w2) {
 	const float *h = (const float *)a.h + (size_t)p * a.inner;
 	float s = 0.0f;
 	if (VEC) {
+#pragma unroll 4
 		for (int k = lane * 8; k < a.inner; k += 32 * 8) {
 			float hv[8], wv[8];
 			load8(h, k, hv);

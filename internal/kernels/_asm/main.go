@@ -7,7 +7,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 
+	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/ir"
 	. "github.com/mmcloughlin/avo/operand"
@@ -61,6 +63,10 @@ func main() {
 			elems = elems[:1]
 			dotBF16Deinterleave()
 			dotF16Lines()
+			for _, rows := range []int{1, 2} {
+				dotTokens(bf16, rows)
+				dotTokens(f16, rows)
+			}
 		}
 		for _, e := range elems {
 			dot(e, s)
@@ -70,6 +76,13 @@ func main() {
 		convert(bf16, s)
 		convert(f16, s)
 	}
+	for _, e := range []elem{f32, bf16, f16} {
+		packPanel(e)
+	}
+	siluMul()
+	softmaxExp()
+	maxF32()
+	scaleF32()
 	gemmF32(avx2, 2, 6)
 	gemmF32(avx512, 2, 12)
 	gemmBF16DP()
@@ -86,6 +99,13 @@ func main() {
 	quantDotAVX2(false)
 	quantDotAVX2(true)
 	Generate()
+}
+
+// text starts a function. No kernel keeps a pointer it is given, so the Go declarations say
+// so (go:noescape) and callers' buffers can stay on their stacks.
+func text(name string, a attr.Attribute, sig string) {
+	TEXT(name, a, sig)
+	Pragma("noescape")
 }
 
 // reduce adds the lanes of v and returns an XMM register holding the sum in its low lane.
@@ -112,7 +132,7 @@ func reduce(v VecVirtual, s isa) Register {
 // multiple of the lane count.
 func dot(e elem, s isa) {
 	name := fmt.Sprintf("dot%s%s", e.name, s.suffix)
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(w *%s, x *float32, n int) float32", e.goType))
+	text(name, NOSPLIT, fmt.Sprintf("func(w *%s, x *float32, n int) float32", e.goType))
 	Doc(fmt.Sprintf("%s returns the dot product of w[:n] and x[:n]; n is a multiple of %d.", name, s.lanes))
 	w := Load(Param("w"), GP64())
 	x := Load(Param("x"), GP64())
@@ -160,7 +180,7 @@ func dot(e elem, s isa) {
 // x serves four rows.
 func dot4(e elem, s isa) {
 	name := fmt.Sprintf("dot4%s%s", e.name, s.suffix)
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(w *%s, stride int, x *float32, n int, out *float32)", e.goType))
+	text(name, NOSPLIT, fmt.Sprintf("func(w *%s, stride int, x *float32, n int, out *float32)", e.goType))
 	Doc(fmt.Sprintf("%s stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of %d.", name, s.lanes))
 	var rows [4]Register
 	rows[0] = Load(Param("w"), GP64())
@@ -241,7 +261,7 @@ func dot4(e elem, s isa) {
 // axpy emits axpy<ISA>(a float32, x, y *float32, n int): y[:n] += a*x[:n].
 func axpy(s isa) {
 	name := "axpy" + s.suffix
-	TEXT(name, NOSPLIT, "func(a float32, x, y *float32, n int)")
+	text(name, NOSPLIT, "func(a float32, x, y *float32, n int)")
 	Doc(fmt.Sprintf("%s adds a*x[:n] to y[:n]; n is a multiple of %d.", name, s.lanes))
 	av := s.vec()
 	VBROADCASTSS(NewParamAddr("a", 0), av)
@@ -281,7 +301,7 @@ func axpy(s isa) {
 // convert emits cvt<E><ISA>(dst *float32, src *E, n int): dst[:n] = float32(src[:n]).
 func convert(e elem, s isa) {
 	name := fmt.Sprintf("cvt%s%s", e.name, s.suffix)
-	TEXT(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, n int)", e.goType))
+	text(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, n int)", e.goType))
 	Doc(fmt.Sprintf("%s widens src[:n] to float32 in dst[:n]; n is a multiple of %d.", name, s.lanes))
 	dst := Load(Param("dst"), GP64())
 	src := Load(Param("src"), GP64())
@@ -320,7 +340,7 @@ func convert(e elem, s isa) {
 func gemmF32(s isa, mv, nr int) {
 	mr := mv * s.lanes
 	name := "gemmF32" + s.suffix
-	TEXT(name, NOSPLIT, "func(a, b *float32, kc int, c *float32, ldc int)")
+	text(name, NOSPLIT, "func(a, b *float32, kc int, c *float32, ldc int)")
 	Doc(fmt.Sprintf("%s adds the %d×%d product of packed panels a (kc×%d) and b (kc×%d) to c (row stride ldc).", name, nr, mr, mr, nr))
 	a := Load(Param("a"), GP64())
 	b := Load(Param("b"), GP64())
@@ -401,7 +421,7 @@ func vdpbf16psBcst(dst, src int, base int, j int) {
 func gemmBF16DP() {
 	const mv, nr = 2, 12
 	name := "gemmBF16DPAVX512"
-	TEXT(name, NOSPLIT, "func(a, b *uint16, kp int, c *float32, ldc int)")
+	text(name, NOSPLIT, "func(a, b *uint16, kp int, c *float32, ldc int)")
 	Doc(fmt.Sprintf("%s adds the %d×%d product of bfloat16-pair panels a (kp×%d×2) and b (kp×%d×2) to c (row stride ldc), by VDPBF16PS.", name, nr, mv*16, mv*16, nr))
 	// Physical registers: the raw encoding names them. Z0..Z23 accumulate, Z24/Z25 hold a.
 	Load(Param("a"), RSI)
@@ -451,7 +471,7 @@ func gemmBF16DP() {
 // chains, the machine's float32 arithmetic peak.
 func peakFMA(s isa, acc int) {
 	name := "peakFMA" + s.suffix
-	TEXT(name, NOSPLIT, "func(n int)")
+	text(name, NOSPLIT, "func(n int)")
 	Doc(fmt.Sprintf("%s runs n iterations of %d independent vector FMAs on registers.", name, acc))
 	n := Load(Param("n"), GP64())
 	a, b := s.vec(), s.vec()
@@ -488,7 +508,7 @@ func vdpbf16ps(dst, src1, src2 int) {
 
 // peakBF16 emits peakBF16AVX512(n int): n iterations of 24 independent VDPBF16PS chains.
 func peakBF16() {
-	TEXT("peakBF16AVX512", NOSPLIT, "func(n int)")
+	text("peakBF16AVX512", NOSPLIT, "func(n int)")
 	Doc("peakBF16AVX512 runs n iterations of 24 independent VDPBF16PS on registers.")
 	Load(Param("n"), RCX)
 	for i := 0; i < 26; i++ {
@@ -513,7 +533,7 @@ func peakBF16() {
 func xorWords(s isa) {
 	name := "xorWords" + s.suffix
 	words := s.lanes / 2
-	TEXT(name, NOSPLIT, "func(p *uint64, n int) uint64")
+	text(name, NOSPLIT, "func(p *uint64, n int) uint64")
 	Doc(fmt.Sprintf("%s returns the XOR of p[:n]; n is a multiple of %d.", name, 4*words))
 	p := Load(Param("p"), GP64())
 	n := Load(Param("n"), GP64())
@@ -581,9 +601,8 @@ func vpdpbusd(signed, unsigned, acc Op) {
 // group (32 bytes per super-block). A q4 super-block is 16 float16 scales, 16 float16
 // minimums and 256 bytes of 4-bit values (vector 2p in the low nibbles of the p-th 64 bytes,
 // vector 2p+1 in the high ones), 320 bytes, one after the other along the row: one stream,
-// every part aligned alike. Activations come as
-// 512 int8 values per super-block, interleaved alike, with per group their scale d and, for q4,
-// d·Σq as float32, for q8 128·Σq as int32.
+// every part aligned alike. Activations come as 512 int8 values per super-block, interleaved
+// alike, with per group their scale d and, for q4, d·Σq as float32, for q8 128·Σq as int32.
 
 // quantDot emits dot<rows>Q8VNNI / dot<rows>Q4VNNI(w *byte, stride, soff int, xq *int8, xd,
 // xs *float32|*int32, nsb int, out *float32): for r < rows, out[r] = the dot product of the
@@ -596,15 +615,36 @@ func quantDot(q4 bool, rows int) {
 		kind, qstep, sstep = "Q4", 320, 0
 	}
 	name := fmt.Sprintf("dot%d%sVNNI", rows, kind)
+	count, xsType := "", "*int32"
+	if rows == 1 {
+		// One row at a time, as many rows as asked: the rows stream from memory.
+		name = fmt.Sprintf("dotRows%sVNNI", kind)
+		count = ", rows int"
+	}
 	if q4 {
-		TEXT(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd, xs *float32, nsb int, out *float32)")
-		Doc(fmt.Sprintf("%s stores to out[r], r < %d, the dot product of nsb q4 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).", name, rows))
+		xsType = "*float32"
+	}
+	text(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs "+xsType+", nsb int, out *float32"+count+")")
+	if rows == 1 {
+		Doc(fmt.Sprintf("%s stores to out[r], r < rows, the dot product of nsb %s super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).", name, kind))
 	} else {
-		TEXT(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32)")
-		Doc(fmt.Sprintf("%s stores to out[r], r < %d, the dot product of nsb q8 super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, 128·Σxq in xs).", name, rows))
+		Doc(fmt.Sprintf("%s stores to out[r], r < 4, the dot product of nsb %s super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).", name, kind))
 	}
 	ptrs := make([]Register, rows)
-	ptrs[0] = Load(Param("w"), GP64())
+	var wrow, stride, outp, left Register
+	if rows == 1 {
+		wrow = Load(Param("w"), GP64())
+		stride = Load(Param("stride"), GP64())
+		outp = Load(Param("out"), GP64())
+		left = Load(Param("rows"), GP64())
+		Label("row")
+		TESTQ(left, left)
+		JZ(LabelRef("end"))
+		ptrs[0] = GP64()
+		MOVQ(wrow, ptrs[0])
+	} else {
+		ptrs[0] = Load(Param("w"), GP64())
+	}
 	if rows > 1 {
 		stride := Load(Param("stride"), GP64())
 		for r := 1; r < rows; r++ {
@@ -698,6 +738,18 @@ func quantDot(q4 bool, rows int) {
 	DECQ(n)
 	JMP(LabelRef("loop"))
 	Label("done")
+	if rows == 1 {
+		sum := reduce(facc[0], avx512)
+		MOVSS(sum, Mem{Base: outp})
+		ADDQ(stride, wrow)
+		ADDQ(U32(4), outp)
+		DECQ(left)
+		JMP(LabelRef("row"))
+		Label("end")
+		VZEROUPPER()
+		RET()
+		return
+	}
 	out := Load(Param("out"), GP64())
 	for r := range facc {
 		sum := reduce(facc[r], avx512)
@@ -712,7 +764,7 @@ func quantDot(q4 bool, rows int) {
 // to nearest even, interleaved as the quantized weights are, and per group d = max|x|/127 and
 // sum = Σq. Groups whose maximum is tiny, zero or not finite get garbage for the caller to fix.
 func quantActs() {
-	TEXT("quantActsAVX512", NOSPLIT, "func(x *float32, q *int8, d *float32, sum *int32, nsb int)")
+	text("quantActsAVX512", NOSPLIT, "func(x *float32, q *int8, d *float32, sum *int32, nsb int)")
 	Doc("quantActsAVX512 quantizes nsb super-blocks of x to int8 q (interleaved), group scales d = max|x|/127 and group sums Σq.")
 	idx := GLOBL("scatterIndex", RODATA|NOPTR)
 	for m := 0; m < 8; m++ {
@@ -818,7 +870,7 @@ func quantDotAVX2(q4 bool) {
 		kind, qstep, sstep = "Q4", 320, 0
 	}
 	name := "dot" + kind + "AVX2"
-	TEXT(name, NOSPLIT, "func(w *byte, soff int, xq *int8, xd, xs *float32, nsb int) float32")
+	text(name, NOSPLIT, "func(w *byte, soff int, xq *int8, xd, xs *float32, nsb int) float32")
 	Doc(fmt.Sprintf("%s returns the dot product of nsb %s super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).", name, kind))
 	w := Load(Param("w"), GP64())
 	var sc Register = w // q4: scales and minimums head each super-block
@@ -899,13 +951,13 @@ func quantDotAVX2(q4 bool) {
 	RET()
 }
 
-// dotBF16Deinterleave emits dot1BF16XAVX512(w *uint16, x *float32, n int) float32: the dot
-// product of w[:n] and x[:n], n a multiple of 32, loading 32 bfloat16 values (a cache line)
-// at a time: a shift widens the even ones and a mask the odd ones, and two permutes split x
-// alike. One row at a time streams memory best.
+// dotBF16Deinterleave emits dotRowsBF16XAVX512(w *uint16, stride int, x *float32, n int, out
+// *float32, rows int): out[r] = the dot product of w[r*stride:][:n] and x[:n], n a multiple of
+// 32, loading 32 bfloat16 values (a cache line) at a time: a shift widens the even ones and a
+// mask the odd ones, and two permutes split x alike. One row at a time streams memory best.
 func dotBF16Deinterleave() {
-	TEXT("dot1BF16XAVX512", NOSPLIT, "func(w *uint16, x *float32, n int) float32")
-	Doc("dot1BF16XAVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 32.")
+	text("dotRowsBF16XAVX512", NOSPLIT, "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)")
+	Doc("dotRowsBF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
 	even := GLOBL("evenIndex", RODATA|NOPTR)
 	for k := 0; k < 16; k++ {
 		DATA(4*k, U32(2*k))
@@ -914,9 +966,6 @@ func dotBF16Deinterleave() {
 	for k := 0; k < 16; k++ {
 		DATA(4*k, U32(2*k+1))
 	}
-	w := Load(Param("w"), GP64())
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
 	ie, io := ZMM(), ZMM()
 	VMOVDQU32(even, ie)
 	VMOVDQU32(odd, io)
@@ -924,41 +973,70 @@ func dotBF16Deinterleave() {
 	hiMask := ZMM()
 	MOVL(U32(0xffff0000), tmp)
 	VPBROADCASTD(tmp, hiMask)
-	const u = 4
-	acc := make([][2]VecVirtual, u)
-	for k := range acc {
-		for j := range acc[k] {
-			acc[k][j] = ZMM()
-			VXORPS(acc[k][j], acc[k][j], acc[k][j])
+	rowLoop(2, func(w, x, n Register) VecVirtual {
+		const u = 4
+		acc := make([][2]VecVirtual, u)
+		for k := range acc {
+			for j := range acc[k] {
+				acc[k][j] = ZMM()
+				VXORPS(acc[k][j], acc[k][j], acc[k][j])
+			}
 		}
+		Label("loop")
+		CMPQ(n, U32(32*u))
+		JL(LabelRef("one"))
+		for k := 0; k < u; k++ {
+			step(w, x, k, ie, io, hiMask, acc[k])
+		}
+		ADDQ(U32(64*u), w)
+		ADDQ(U32(128*u), x)
+		SUBQ(U32(32*u), n)
+		JMP(LabelRef("loop"))
+		Label("one")
+		CMPQ(n, U32(32))
+		JL(LabelRef("sum"))
+		step(w, x, 0, ie, io, hiMask, acc[0])
+		ADDQ(U32(64), w)
+		ADDQ(U32(128), x)
+		SUBQ(U32(32), n)
+		JMP(LabelRef("one"))
+		Label("sum")
+		for k := range acc {
+			VADDPS(acc[k][1], acc[k][0], acc[k][0])
+		}
+		for k := 1; k < u; k++ {
+			VADDPS(acc[k][0], acc[0][0], acc[0][0])
+		}
+		return acc[0][0]
+	})
+}
+
+// rowLoop emits the loop over rows of the one-row-at-a-time kernels with the signature
+// func(w *E, stride int, x *float32, n int, out *float32, rows int): body gets fresh
+// registers with the row's start, x and n, and returns the vector to sum into out[r].
+func rowLoop(size int, body func(w, x, n Register) VecVirtual) {
+	w := Load(Param("w"), GP64())
+	stride := Load(Param("stride"), GP64())
+	if size == 2 {
+		SHLQ(U8(1), stride)
 	}
-	Label("loop")
-	CMPQ(n, U32(32*u))
-	JL(LabelRef("one"))
-	for k := 0; k < u; k++ {
-		step(w, x, k, ie, io, hiMask, acc[k])
-	}
-	ADDQ(U32(64*u), w)
-	ADDQ(U32(128*u), x)
-	SUBQ(U32(32*u), n)
-	JMP(LabelRef("loop"))
-	Label("one")
-	CMPQ(n, U32(32))
-	JL(LabelRef("done"))
-	step(w, x, 0, ie, io, hiMask, acc[0])
-	ADDQ(U32(64), w)
-	ADDQ(U32(128), x)
-	SUBQ(U32(32), n)
-	JMP(LabelRef("one"))
+	out := Load(Param("out"), GP64())
+	rows := Load(Param("rows"), GP64())
+	Label("row")
+	TESTQ(rows, rows)
+	JZ(LabelRef("done"))
+	wr, xr, nr := GP64(), GP64(), GP64()
+	MOVQ(w, wr)
+	Load(Param("x"), xr)
+	Load(Param("n"), nr)
+	acc := body(wr, xr, nr)
+	r := reduce(acc, avx512)
+	MOVSS(r, Mem{Base: out})
+	ADDQ(stride, w)
+	ADDQ(U32(4), out)
+	DECQ(rows)
+	JMP(LabelRef("row"))
 	Label("done")
-	for k := range acc {
-		VADDPS(acc[k][1], acc[k][0], acc[k][0])
-	}
-	for k := 1; k < u; k++ {
-		VADDPS(acc[k][0], acc[0][0], acc[0][0])
-	}
-	r := reduce(acc[0][0], avx512)
-	Store(r, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
@@ -978,60 +1056,464 @@ func step(w, x Register, k int, ie, io, hiMask VecVirtual, acc [2]VecVirtual) {
 	VFMADD231PS(xo, v, acc[1])
 }
 
-// dotF16Lines emits dot1F16XAVX512(w *uint16, x *float32, n int) float32: the dot product of
-// w[:n] and x[:n], n a multiple of 32, loading 32 float16 values (a cache line) at a time and
-// widening its halves. One row at a time streams memory best.
+// dotF16Lines emits dotRowsF16XAVX512, dotRowsBF16XAVX512 for float16: 32 values (a cache
+// line) a load, their halves widened in order.
 func dotF16Lines() {
-	TEXT("dot1F16XAVX512", NOSPLIT, "func(w *uint16, x *float32, n int) float32")
-	Doc("dot1F16XAVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 32.")
-	w := Load(Param("w"), GP64())
+	text("dotRowsF16XAVX512", NOSPLIT, "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)")
+	Doc("dotRowsF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
+	rowLoop(2, func(w, x, n Register) VecVirtual {
+		const u = 4
+		acc := make([][2]VecVirtual, u)
+		for k := range acc {
+			for j := range acc[k] {
+				acc[k][j] = ZMM()
+				VXORPS(acc[k][j], acc[k][j], acc[k][j])
+			}
+		}
+		f16step := func(k int, acc [2]VecVirtual) {
+			v, lo, hi := ZMM(), ZMM(), ZMM()
+			hy := YMM()
+			VMOVDQU32(Mem{Base: w, Disp: 64 * k}, v)
+			VCVTPH2PS(v.AsY(), lo)
+			VEXTRACTI64X4(U8(1), v, hy)
+			VCVTPH2PS(hy, hi)
+			VFMADD231PS(Mem{Base: x, Disp: 128 * k}, lo, acc[0])
+			VFMADD231PS(Mem{Base: x, Disp: 128*k + 64}, hi, acc[1])
+		}
+		Label("loop")
+		CMPQ(n, U32(32*u))
+		JL(LabelRef("one"))
+		for k := 0; k < u; k++ {
+			f16step(k, acc[k])
+		}
+		ADDQ(U32(64*u), w)
+		ADDQ(U32(128*u), x)
+		SUBQ(U32(32*u), n)
+		JMP(LabelRef("loop"))
+		Label("one")
+		CMPQ(n, U32(32))
+		JL(LabelRef("sum"))
+		f16step(0, acc[0])
+		ADDQ(U32(64), w)
+		ADDQ(U32(128), x)
+		SUBQ(U32(32), n)
+		JMP(LabelRef("one"))
+		Label("sum")
+		for k := range acc {
+			VADDPS(acc[k][1], acc[k][0], acc[k][0])
+		}
+		for k := 1; k < u; k++ {
+			VADDPS(acc[k][0], acc[0][0], acc[0][0])
+		}
+		return acc[0][0]
+	})
+}
+
+// packPanel emits pack<E>AVX512(dst *float32, src *E, stride, kc int): the 32×kc panel of rows
+// src[i*stride:][:kc], i < 32, widened to float32 and transposed into dst[k*32+i], kc a
+// multiple of 16: the weight panel of the AVX-512 GEMM micro-kernel, 16×16 blocks at a time.
+func packPanel(e elem) {
+	name := fmt.Sprintf("pack%sAVX512", e.name)
+	text(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, stride, kc int)", e.goType))
+	Doc(fmt.Sprintf("%s stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.", name))
+	dst := Load(Param("dst"), GP64())
+	src := Load(Param("src"), GP64())
+	s1 := Load(Param("stride"), GP64())
+	if e.size == 2 {
+		SHLQ(U8(1), s1)
+	} else {
+		SHLQ(U8(2), s1)
+	}
+	s3 := GP64()
+	LEAQ(Mem{Base: s1, Index: s1, Scale: 2}, s3)
+	kc := Load(Param("kc"), GP64())
+	// Rows 4q..4q+3 of the current half start at base[q] + {0, s1, 2·s1, 3·s1}.
+	var base [4]Register
+	for q := range base {
+		base[q] = GP64()
+	}
+	for h := 0; h < 2; h++ {
+		MOVQ(src, base[0])
+		if h == 1 {
+			// Rows 16..31: src + 16·s1.
+			t := GP64()
+			MOVQ(s1, t)
+			SHLQ(U8(4), t)
+			ADDQ(t, base[0])
+		}
+		for q := 1; q < 4; q++ {
+			LEAQ(Mem{Base: base[q-1], Index: s1, Scale: 4}, base[q])
+		}
+		out := GP64()
+		LEAQ(Mem{Base: dst, Disp: 64 * h}, out)
+		k := GP64()
+		MOVQ(kc, k)
+		lbl := fmt.Sprintf("half%d", h)
+		Label(lbl)
+		r := make([]VecVirtual, 16)
+		for i := range r {
+			r[i] = ZMM()
+			m := Mem{Base: base[i/4]}
+			switch i % 4 {
+			case 1:
+				m.Index, m.Scale = s1, 1
+			case 2:
+				m.Index, m.Scale = s1, 2
+			case 3:
+				m.Index, m.Scale = s3, 1
+			}
+			e.load(m, r[i], avx512)
+		}
+		cols := transpose16(r)
+		for c, v := range cols {
+			VMOVUPS(v, Mem{Base: out, Disp: 128 * c})
+		}
+		for q := range base {
+			ADDQ(U32(16*e.size), base[q])
+		}
+		ADDQ(U32(16*128), out)
+		SUBQ(U32(16), k)
+		JNZ(LabelRef(lbl))
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// transpose16 returns the columns of the 16×16 matrix whose rows are r.
+func transpose16(r []VecVirtual) []VecVirtual {
+	t := make([]VecVirtual, 16)
+	for i := 0; i < 8; i++ {
+		t[2*i], t[2*i+1] = ZMM(), ZMM()
+		VUNPCKLPS(r[2*i+1], r[2*i], t[2*i])
+		VUNPCKHPS(r[2*i+1], r[2*i], t[2*i+1])
+	}
+	// u[4i+j], lane L: column 4L+j of rows 4i..4i+3.
+	u := make([]VecVirtual, 16)
+	for i := 0; i < 4; i++ {
+		for j := range 4 {
+			u[4*i+j] = ZMM()
+		}
+		VSHUFPS(U8(0x44), t[4*i+2], t[4*i], u[4*i])
+		VSHUFPS(U8(0xee), t[4*i+2], t[4*i], u[4*i+1])
+		VSHUFPS(U8(0x44), t[4*i+3], t[4*i+1], u[4*i+2])
+		VSHUFPS(U8(0xee), t[4*i+3], t[4*i+1], u[4*i+3])
+	}
+	out := make([]VecVirtual, 16)
+	for j := 0; j < 4; j++ {
+		v := [4]VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+		VSHUFF32X4(U8(0x88), u[4+j], u[j], v[0])
+		VSHUFF32X4(U8(0xdd), u[4+j], u[j], v[1])
+		VSHUFF32X4(U8(0x88), u[12+j], u[8+j], v[2])
+		VSHUFF32X4(U8(0xdd), u[12+j], u[8+j], v[3])
+		for _, c := range []int{j, 4 + j, 8 + j, 12 + j} {
+			out[c] = ZMM()
+		}
+		VSHUFF32X4(U8(0x88), v[2], v[0], out[j])
+		VSHUFF32X4(U8(0xdd), v[2], v[0], out[8+j])
+		VSHUFF32X4(U8(0x88), v[3], v[1], out[4+j])
+		VSHUFF32X4(U8(0xdd), v[3], v[1], out[12+j])
+	}
+	return out
+}
+
+// expConsts holds the broadcast constants of vexp.
+type expConsts struct {
+	lo, hi, log2e, c1, c2, one Op
+	p                          [6]Op
+}
+
+// f32const broadcasts the float32 c to a new vector register.
+func f32const(c float32) VecVirtual {
+	t := GP32()
+	MOVL(U32(math.Float32bits(c)), t)
+	v := ZMM()
+	VPBROADCASTD(t, v)
+	return v
+}
+
+func newExpConsts() expConsts {
+	// Cephes expf: exp(x) = 2^n · exp(r), r = x - n·ln2 in two parts, exp(r) a degree-7
+	// polynomial: 1 + r + r²·(P0·r⁵ + … + P5).
+	e := expConsts{lo: f32const(-104), hi: f32const(88.8), log2e: f32const(1.44269504088896341),
+		c1: f32const(0.693359375), c2: f32const(-2.12194440e-4), one: f32const(1)}
+	for i, c := range []float32{1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1} {
+		e.p[i] = f32const(c)
+	}
+	return e
+}
+
+// vexp emits dst = exp(x) for the 16 lanes of x (x is left as is), to about one unit in the
+// last place; NaN stays NaN, overflow gives +Inf and underflow 0 or a subnormal.
+func vexp(e expConsts, x, dst VecVirtual) {
+	c := ZMM()
+	VMAXPS(e.lo, x, c)
+	VMINPS(e.hi, c, c)
+	n := ZMM()
+	VMULPS(e.log2e, c, n)
+	VRNDSCALEPS(U8(0), n, n) // to nearest, ties to even
+	VFNMADD231PS(e.c1, n, c) // c -= n·C1
+	VFNMADD231PS(e.c2, n, c) // c -= n·C2
+	z := ZMM()
+	VMULPS(c, c, z)
+	y := ZMM()
+	VMOVAPS(e.p[0], y)
+	for _, p := range e.p[1:] {
+		VFMADD213PS(p, c, y) // y = y·c + p
+	}
+	VFMADD213PS(c, z, y) // y = y·z + c
+	VADDPS(e.one, y, y)
+	VSCALEFPS(n, y, dst)
+	k := K()
+	VCMPPS(U8(3), x, x, k) // unordered: NaN
+	VMOVAPS(x, k, dst)
+}
+
+// siluMul emits siluMulAVX512(dst, gate, u *float32, n int): dst[i] = g/(1+exp(-g))·u[i], g = gate[i],
+// n a multiple of 16.
+func siluMul() {
+	text("siluMulAVX512", NOSPLIT, "func(dst, gate, u *float32, n int)")
+	Doc("siluMulAVX512 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 16.")
+	dst := Load(Param("dst"), GP64())
+	g := Load(Param("gate"), GP64())
+	u := Load(Param("u"), GP64())
+	n := Load(Param("n"), GP64())
+	e := newExpConsts()
+	zero := ZMM()
+	VXORPS(zero, zero, zero)
+	Label("loop")
+	CMPQ(n, U32(16))
+	JL(LabelRef("done"))
+	x, ng, ex := ZMM(), ZMM(), ZMM()
+	VMOVUPS(Mem{Base: g}, x)
+	VSUBPS(x, zero, ng)
+	vexp(e, ng, ex)
+	VADDPS(e.one, ex, ex)
+	VDIVPS(ex, x, x)
+	VMULPS(Mem{Base: u}, x, x)
+	VMOVUPS(x, Mem{Base: dst})
+	ADDQ(U32(64), g)
+	ADDQ(U32(64), u)
+	ADDQ(U32(64), dst)
+	SUBQ(U32(16), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// softmaxExp emits softmaxExpAVX512(x *float32, n int, m float32) float32: x[i] = exp(x[i]-m)
+// for i < n, n a multiple of 16, returning the sum of the new x.
+func softmaxExp() {
+	text("softmaxExpAVX512", NOSPLIT, "func(x *float32, n int, m float32) float32")
+	Doc("softmaxExpAVX512 replaces x[i] by exp(x[i]-m) for i < n, n a multiple of 16, and returns their sum.")
 	x := Load(Param("x"), GP64())
 	n := Load(Param("n"), GP64())
-	const u = 4
-	acc := make([][2]VecVirtual, u)
-	for k := range acc {
-		for j := range acc[k] {
-			acc[k][j] = ZMM()
-			VXORPS(acc[k][j], acc[k][j], acc[k][j])
+	mv := ZMM()
+	VBROADCASTSS(NewParamAddr("m", 16), mv)
+	e := newExpConsts()
+	sum := ZMM()
+	VXORPS(sum, sum, sum)
+	Label("loop")
+	CMPQ(n, U32(16))
+	JL(LabelRef("done"))
+	v, ex := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: x}, v)
+	VSUBPS(mv, v, v)
+	vexp(e, v, ex)
+	VMOVUPS(ex, Mem{Base: x})
+	VADDPS(ex, sum, sum)
+	ADDQ(U32(64), x)
+	SUBQ(U32(16), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	r := reduce(sum, avx512)
+	Store(r, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// dotTokens emits dot<rows>x4<E>AVX512(w *E, wstride int, x *float32, xstride, n int, out
+// *float32): out[r*4+t] = the dot product of row r of w (w[r*wstride:][:n]) with token t's
+// activations x[t*xstride:][:n], r < rows, t < 4, n a multiple of 32: a register tile of rows
+// × 4 tokens, so that each load of weights serves four tokens and each load of activations
+// rows rows. For bfloat16, x comes permuted in chunks of 32 as 16 even-indexed values then 16
+// odd ones, which a shift and a mask of one cache line of pairs meet; float16 lines widen in
+// order.
+func dotTokens(e elem, rows int) {
+	name := fmt.Sprintf("dot%dx4%sAVX512", rows, e.name)
+	text(name, NOSPLIT, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, out *float32)", e.goType))
+	Doc(fmt.Sprintf("%s stores to out[r*4+t], r < %d, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.", name, rows))
+	w := Load(Param("w"), GP64())
+	var ws Register
+	if rows > 1 {
+		ws = Load(Param("wstride"), GP64())
+		SHLQ(U8(1), ws)
+	}
+	x := Load(Param("x"), GP64())
+	xs := Load(Param("xstride"), GP64())
+	SHLQ(U8(2), xs)
+	xs3 := GP64()
+	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+	n := Load(Param("n"), GP64())
+	var hiMask VecVirtual
+	if e.name == "BF16" {
+		tmp := GP32()
+		hiMask = ZMM()
+		MOVL(U32(0xffff0000), tmp)
+		VPBROADCASTD(tmp, hiMask)
+	}
+	acc := make([][4][2]VecVirtual, rows)
+	for r := range acc {
+		for t := range acc[r] {
+			for j := range acc[r][t] {
+				acc[r][t][j] = ZMM()
+				VXORPS(acc[r][t][j], acc[r][t][j], acc[r][t][j])
+			}
 		}
 	}
-	f16step := func(k int, acc [2]VecVirtual) {
-		v, lo, hi := ZMM(), ZMM(), ZMM()
-		hy := YMM()
-		VMOVDQU32(Mem{Base: w, Disp: 64 * k}, v)
-		VCVTPH2PS(v.AsY(), lo)
-		VEXTRACTI64X4(U8(1), v, hy)
-		VCVTPH2PS(hy, hi)
-		VFMADD231PS(Mem{Base: x, Disp: 128 * k}, lo, acc[0])
-		VFMADD231PS(Mem{Base: x, Disp: 128*k + 64}, hi, acc[1])
+	xm := func(t, disp int) Mem {
+		m := Mem{Base: x, Disp: disp}
+		switch t {
+		case 1:
+			m.Index, m.Scale = xs, 1
+		case 2:
+			m.Index, m.Scale = xs, 2
+		case 3:
+			m.Index, m.Scale = xs3, 1
+		}
+		return m
 	}
 	Label("loop")
-	CMPQ(n, U32(32*u))
-	JL(LabelRef("one"))
-	for k := 0; k < u; k++ {
-		f16step(k, acc[k])
-	}
-	ADDQ(U32(64*u), w)
-	ADDQ(U32(128*u), x)
-	SUBQ(U32(32*u), n)
-	JMP(LabelRef("loop"))
-	Label("one")
 	CMPQ(n, U32(32))
 	JL(LabelRef("done"))
-	f16step(0, acc[0])
+	a, b := make([]VecVirtual, rows), make([]VecVirtual, rows)
+	for r := 0; r < rows; r++ {
+		v := ZMM()
+		a[r], b[r] = ZMM(), ZMM()
+		m := Mem{Base: w}
+		if r == 1 {
+			m.Index, m.Scale = ws, 1
+		}
+		VMOVDQU32(m, v)
+		if e.name == "BF16" {
+			VPSLLD(U8(16), v, a[r]) // even values
+			VPANDD(hiMask, v, b[r]) // odd values
+		} else {
+			hy := YMM()
+			VCVTPH2PS(v.AsY(), a[r]) // values 0..15
+			VEXTRACTI64X4(U8(1), v, hy)
+			VCVTPH2PS(hy, b[r]) // values 16..31
+		}
+	}
+	for t := 0; t < 4; t++ {
+		if rows == 1 {
+			VFMADD231PS(xm(t, 0), a[0], acc[0][t][0])
+			VFMADD231PS(xm(t, 64), b[0], acc[0][t][1])
+			continue
+		}
+		xa, xb := ZMM(), ZMM()
+		VMOVUPS(xm(t, 0), xa)
+		VMOVUPS(xm(t, 64), xb)
+		for r := 0; r < rows; r++ {
+			VFMADD231PS(xa, a[r], acc[r][t][0])
+			VFMADD231PS(xb, b[r], acc[r][t][1])
+		}
+	}
 	ADDQ(U32(64), w)
 	ADDQ(U32(128), x)
 	SUBQ(U32(32), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	out := Load(Param("out"), GP64())
+	for r := 0; r < rows; r++ {
+		for t := 0; t < 4; t++ {
+			VADDPS(acc[r][t][1], acc[r][t][0], acc[r][t][0])
+			sum := reduce(acc[r][t][0], avx512)
+			MOVSS(sum, Mem{Base: out, Disp: 4 * (4*r + t)})
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// maxF32 emits maxAVX512(x *float32, n int) float32: the largest of x[:n], n a positive
+// multiple of 16, or NaN if any is NaN.
+func maxF32() {
+	text("maxAVX512", NOSPLIT, "func(x *float32, n int) float32")
+	Doc("maxAVX512 returns the largest of x[:n], or NaN if any is NaN; n is a positive multiple of 16.")
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	m := ZMM()
+	VMOVUPS(Mem{Base: x}, m)
+	nan := K()
+	VCMPPS(U8(3), m, m, nan)
+	ADDQ(U32(64), x)
+	SUBQ(U32(16), n)
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	v := ZMM()
+	VMOVUPS(Mem{Base: x}, v)
+	VMAXPS(v, m, m)
+	k := K()
+	VCMPPS(U8(3), v, v, k)
+	KORW(k, nan, nan)
+	ADDQ(U32(64), x)
+	SUBQ(U32(16), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	hy := YMM()
+	VEXTRACTF64X4(U8(1), m, hy)
+	VMAXPS(hy, m.AsY(), hy)
+	hx := XMM()
+	VEXTRACTF128(U8(1), hy, hx)
+	VMAXPS(hx, hy.AsX(), hx)
+	t := XMM()
+	VMOVHLPS(hx, hx, t)
+	VMAXPS(t, hx, hx)
+	VMOVSHDUP(hx, t)
+	VMAXSS(t, hx, hx)
+	KORTESTW(nan, nan)
+	JZ(LabelRef("ret"))
+	// A NaN: return it.
+	tmp := GP32()
+	MOVL(U32(0x7fc00000), tmp)
+	VMOVD(tmp, hx)
+	Label("ret")
+	Store(hx, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// scaleF32 emits scaleAVX512(x *float32, n int, a float32): x[:n] *= a, n a multiple of 16.
+func scaleF32() {
+	text("scaleAVX512", NOSPLIT, "func(x *float32, n int, a float32)")
+	Doc("scaleAVX512 multiplies x[:n] by a; n is a multiple of 16.")
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	av := ZMM()
+	VBROADCASTSS(NewParamAddr("a", 16), av)
+	Label("loop")
+	CMPQ(n, U32(64))
+	JL(LabelRef("one"))
+	for i := 0; i < 4; i++ {
+		v := ZMM()
+		VMULPS(Mem{Base: x, Disp: 64 * i}, av, v)
+		VMOVUPS(v, Mem{Base: x, Disp: 64 * i})
+	}
+	ADDQ(U32(256), x)
+	SUBQ(U32(64), n)
+	JMP(LabelRef("loop"))
+	Label("one")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	v := ZMM()
+	VMULPS(Mem{Base: x}, av, v)
+	VMOVUPS(v, Mem{Base: x})
+	ADDQ(U32(64), x)
+	SUBQ(U32(16), n)
 	JMP(LabelRef("one"))
 	Label("done")
-	for k := range acc {
-		VADDPS(acc[k][1], acc[k][0], acc[k][0])
-	}
-	for k := 1; k < u; k++ {
-		VADDPS(acc[k][0], acc[0][0], acc[0][0])
-	}
-	r := reduce(acc[0][0], avx512)
-	Store(r, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
