@@ -36,14 +36,6 @@ func vectorTable(f features, t *table) {
 		t.matVecBF16 = rowsMatVec(dotRowsBF16XAVX512, dotBF16Generic)
 		t.matVecF16 = rowsMatVec(dotRowsF16XAVX512, dotF16Generic)
 		t.packBF16, t.packF16, t.packF32 = packBF16AVX512, packF16AVX512, packF32AVX512
-		t.siluMul = func(dst, g, u []float32) {
-			n := len(g) &^ 15
-			dst, u = dst[:len(g)], u[:len(g)]
-			if n > 0 {
-				siluMulAVX512(&dst[0], &g[0], &u[0], n)
-			}
-			siluMulGeneric(dst[n:], g[n:], u[n:])
-		}
 		t.maxF32 = func(x []float32) float32 {
 			n := len(x) &^ 15
 			if n == 0 {
@@ -64,14 +56,6 @@ func vectorTable(f features, t *table) {
 			}
 			scaleGeneric(x[n:], a)
 		}
-		t.softmaxExp = func(x []float32, m float32) float32 {
-			n := len(x) &^ 15
-			var s float32
-			if n > 0 {
-				s = softmaxExpAVX512(&x[0], n, m)
-			}
-			return s + softmaxExpGeneric(x[n:], m)
-		}
 		t.fewBF16 = matMulFew(dot1x4BF16AVX512, dot2x4BF16AVX512, true, t.dotBF16, dotBF16Generic)
 		t.fewF16 = matMulFew(dot1x4F16AVX512, dot2x4F16AVX512, false, t.dotF16, dotF16Generic)
 	}
@@ -90,6 +74,26 @@ func vectorTable(f features, t *table) {
 	}
 	t.gemm = l.gemm
 	t.qDot = qDotAVX2
+	silu, softmaxExp := siluMulAVX2, softmaxExpAVX2
+	if f.avx512 {
+		silu, softmaxExp = siluMulAVX512, softmaxExpAVX512
+	}
+	t.siluMul = func(dst, gate, up []float32) {
+		n := len(gate) &^ (lanes - 1)
+		dst, up = dst[:len(gate)], up[:len(gate)]
+		if n > 0 {
+			silu(&dst[0], &gate[0], &up[0], n)
+		}
+		siluMulGeneric(dst[n:], gate[n:], up[n:])
+	}
+	t.softmaxExp = func(x []float32, m float32) float32 {
+		n := len(x) &^ (lanes - 1)
+		var s float32
+		if n > 0 {
+			s = softmaxExp(&x[0], n, m)
+		}
+		return s + softmaxExpGeneric(x[n:], m)
+	}
 	if f.avx512 {
 		t.quantActs = func(x []float32, q []int8, d []float32, sum []int32, nsb int) {
 			n := nsb * superGroups

@@ -66,8 +66,8 @@ func siluMulGeneric(dst, gate, up []float32) {
 }
 
 // Softmax replaces x by its softmax, exp(x[i]-max)/Σ exp(x[j]-max), in float32 to within a
-// few units in the last place. A -Inf entry gets 0; if every entry is -Inf, or any is NaN,
-// the results are NaN.
+// few units in the last place (exponentials below 2.5e-38 may flush to zero). A -Inf entry
+// gets 0; if every entry is -Inf, or any is NaN, the results are NaN.
 func Softmax(x []float32) {
 	if len(x) == 0 {
 		return

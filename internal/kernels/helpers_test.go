@@ -119,6 +119,10 @@ func TestExpAccuracy(t *testing.T) {
 			}
 		}
 		exp(x)
+		tiny := 0x1p-149 // subnormal results are right to the last bit...
+		if impl.name == "avx2" {
+			tiny = 0x1p-124 // ...but AVX2 flushes results below 2.5e-38 to zero
+		}
 		for i, v := range xs {
 			want := math.Exp(float64(v))
 			got := float64(x[i])
@@ -131,7 +135,7 @@ func TestExpAccuracy(t *testing.T) {
 				if !math.IsInf(got, 1) {
 					t.Errorf("exp(%v) = %v, want +Inf", v, got)
 				}
-			case !(math.Abs(got-want) <= 3e-7*want+0x1p-149):
+			case !(math.Abs(got-want) <= 3e-7*want+tiny):
 				t.Errorf("exp(%v) = %v, want %v", v, got, want)
 			}
 		}

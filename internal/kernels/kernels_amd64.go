@@ -119,6 +119,16 @@ func packBF16AVX512(dst *float32, src *uint16, stride int, kc int)
 //go:noescape
 func packF16AVX512(dst *float32, src *uint16, stride int, kc int)
 
+// siluMulAVX2 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 8.
+//
+//go:noescape
+func siluMulAVX2(dst *float32, gate *float32, u *float32, n int)
+
+// softmaxExpAVX2 replaces x[i] by exp(x[i]-m) for i < n, n a multiple of 8, and returns their sum.
+//
+//go:noescape
+func softmaxExpAVX2(x *float32, n int, m float32) float32
+
 // siluMulAVX512 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 16.
 //
 //go:noescape

@@ -2338,6 +2338,216 @@ half1:
 	VZEROUPPER
 	RET
 
+// func siluMulAVX2(dst *float32, gate *float32, u *float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·siluMulAVX2(SB), NOSPLIT, $0-32
+	MOVQ   dst+0(FP), AX
+	MOVQ   gate+8(FP), CX
+	MOVQ   u+16(FP), DX
+	MOVQ   n+24(FP), BX
+	VXORPS Y0, Y0, Y0
+
+loop:
+	CMPQ         BX, $0x00000008
+	JL           done
+	VMOVUPS      (CX), Y1
+	VSUBPS       Y1, Y0, Y2
+	VMAXPS       expConstants<>+0(SB), Y2, Y3
+	VMINPS       expConstants<>+32(SB), Y3, Y3
+	VMULPS       expConstants<>+64(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS expConstants<>+96(SB), Y4, Y3
+	VFNMADD231PS expConstants<>+128(SB), Y4, Y3
+	VMULPS       Y3, Y3, Y5
+	VMOVAPS      expConstants<>+192(SB), Y6
+	VFMADD213PS  expConstants<>+224(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+256(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+288(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+320(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+352(SB), Y3, Y6
+	VFMADD213PS  Y3, Y5, Y6
+	VADDPS       expConstants<>+160(SB), Y6, Y6
+	VCVTPS2DQ    Y4, Y3
+	MOVL         $0x0000007e, SI
+	VMOVD        SI, X4
+	VPBROADCASTD X4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y6, Y3
+	VCMPPS       $0x01, expConstants<>+0(SB), Y2, Y4
+	VANDNPS      Y3, Y4, Y3
+	VCMPPS       $0x03, Y2, Y2, Y4
+	VBLENDVPS    Y4, Y2, Y3, Y3
+	VADDPS       expConstants<>+160(SB), Y3, Y3
+	VDIVPS       Y3, Y1, Y1
+	VMULPS       (DX), Y1, Y1
+	VMOVUPS      Y1, (AX)
+	ADDQ         $0x00000020, CX
+	ADDQ         $0x00000020, DX
+	ADDQ         $0x00000020, AX
+	SUBQ         $0x00000008, BX
+	JMP          loop
+
+done:
+	VZEROUPPER
+	RET
+
+DATA expConstants<>+0(SB)/4, $0xc2ad3333
+DATA expConstants<>+4(SB)/4, $0xc2ad3333
+DATA expConstants<>+8(SB)/4, $0xc2ad3333
+DATA expConstants<>+12(SB)/4, $0xc2ad3333
+DATA expConstants<>+16(SB)/4, $0xc2ad3333
+DATA expConstants<>+20(SB)/4, $0xc2ad3333
+DATA expConstants<>+24(SB)/4, $0xc2ad3333
+DATA expConstants<>+28(SB)/4, $0xc2ad3333
+DATA expConstants<>+32(SB)/4, $0x42b1999a
+DATA expConstants<>+36(SB)/4, $0x42b1999a
+DATA expConstants<>+40(SB)/4, $0x42b1999a
+DATA expConstants<>+44(SB)/4, $0x42b1999a
+DATA expConstants<>+48(SB)/4, $0x42b1999a
+DATA expConstants<>+52(SB)/4, $0x42b1999a
+DATA expConstants<>+56(SB)/4, $0x42b1999a
+DATA expConstants<>+60(SB)/4, $0x42b1999a
+DATA expConstants<>+64(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+68(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+72(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+76(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+80(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+84(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+88(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+92(SB)/4, $0x3fb8aa3b
+DATA expConstants<>+96(SB)/4, $0x3f318000
+DATA expConstants<>+100(SB)/4, $0x3f318000
+DATA expConstants<>+104(SB)/4, $0x3f318000
+DATA expConstants<>+108(SB)/4, $0x3f318000
+DATA expConstants<>+112(SB)/4, $0x3f318000
+DATA expConstants<>+116(SB)/4, $0x3f318000
+DATA expConstants<>+120(SB)/4, $0x3f318000
+DATA expConstants<>+124(SB)/4, $0x3f318000
+DATA expConstants<>+128(SB)/4, $0xb95e8083
+DATA expConstants<>+132(SB)/4, $0xb95e8083
+DATA expConstants<>+136(SB)/4, $0xb95e8083
+DATA expConstants<>+140(SB)/4, $0xb95e8083
+DATA expConstants<>+144(SB)/4, $0xb95e8083
+DATA expConstants<>+148(SB)/4, $0xb95e8083
+DATA expConstants<>+152(SB)/4, $0xb95e8083
+DATA expConstants<>+156(SB)/4, $0xb95e8083
+DATA expConstants<>+160(SB)/4, $0x3f800000
+DATA expConstants<>+164(SB)/4, $0x3f800000
+DATA expConstants<>+168(SB)/4, $0x3f800000
+DATA expConstants<>+172(SB)/4, $0x3f800000
+DATA expConstants<>+176(SB)/4, $0x3f800000
+DATA expConstants<>+180(SB)/4, $0x3f800000
+DATA expConstants<>+184(SB)/4, $0x3f800000
+DATA expConstants<>+188(SB)/4, $0x3f800000
+DATA expConstants<>+192(SB)/4, $0x39506967
+DATA expConstants<>+196(SB)/4, $0x39506967
+DATA expConstants<>+200(SB)/4, $0x39506967
+DATA expConstants<>+204(SB)/4, $0x39506967
+DATA expConstants<>+208(SB)/4, $0x39506967
+DATA expConstants<>+212(SB)/4, $0x39506967
+DATA expConstants<>+216(SB)/4, $0x39506967
+DATA expConstants<>+220(SB)/4, $0x39506967
+DATA expConstants<>+224(SB)/4, $0x3ab743ce
+DATA expConstants<>+228(SB)/4, $0x3ab743ce
+DATA expConstants<>+232(SB)/4, $0x3ab743ce
+DATA expConstants<>+236(SB)/4, $0x3ab743ce
+DATA expConstants<>+240(SB)/4, $0x3ab743ce
+DATA expConstants<>+244(SB)/4, $0x3ab743ce
+DATA expConstants<>+248(SB)/4, $0x3ab743ce
+DATA expConstants<>+252(SB)/4, $0x3ab743ce
+DATA expConstants<>+256(SB)/4, $0x3c088908
+DATA expConstants<>+260(SB)/4, $0x3c088908
+DATA expConstants<>+264(SB)/4, $0x3c088908
+DATA expConstants<>+268(SB)/4, $0x3c088908
+DATA expConstants<>+272(SB)/4, $0x3c088908
+DATA expConstants<>+276(SB)/4, $0x3c088908
+DATA expConstants<>+280(SB)/4, $0x3c088908
+DATA expConstants<>+284(SB)/4, $0x3c088908
+DATA expConstants<>+288(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+292(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+296(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+300(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+304(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+308(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+312(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+316(SB)/4, $0x3d2aa9c1
+DATA expConstants<>+320(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+324(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+328(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+332(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+336(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+340(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+344(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+348(SB)/4, $0x3e2aaaaa
+DATA expConstants<>+352(SB)/4, $0x3f000000
+DATA expConstants<>+356(SB)/4, $0x3f000000
+DATA expConstants<>+360(SB)/4, $0x3f000000
+DATA expConstants<>+364(SB)/4, $0x3f000000
+DATA expConstants<>+368(SB)/4, $0x3f000000
+DATA expConstants<>+372(SB)/4, $0x3f000000
+DATA expConstants<>+376(SB)/4, $0x3f000000
+DATA expConstants<>+380(SB)/4, $0x3f000000
+GLOBL expConstants<>(SB), RODATA|NOPTR, $384
+
+// func softmaxExpAVX2(x *float32, n int, m float32) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·softmaxExpAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), AX
+	MOVQ         n+8(FP), CX
+	VBROADCASTSS m+16(FP), Y0
+	VXORPS       Y1, Y1, Y1
+
+loop:
+	CMPQ         CX, $0x00000008
+	JL           done
+	VMOVUPS      (AX), Y2
+	VSUBPS       Y0, Y2, Y2
+	VMAXPS       expConstants<>+0(SB), Y2, Y3
+	VMINPS       expConstants<>+32(SB), Y3, Y3
+	VMULPS       expConstants<>+64(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS expConstants<>+96(SB), Y4, Y3
+	VFNMADD231PS expConstants<>+128(SB), Y4, Y3
+	VMULPS       Y3, Y3, Y5
+	VMOVAPS      expConstants<>+192(SB), Y6
+	VFMADD213PS  expConstants<>+224(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+256(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+288(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+320(SB), Y3, Y6
+	VFMADD213PS  expConstants<>+352(SB), Y3, Y6
+	VFMADD213PS  Y3, Y5, Y6
+	VADDPS       expConstants<>+160(SB), Y6, Y6
+	VCVTPS2DQ    Y4, Y3
+	MOVL         $0x0000007e, DX
+	VMOVD        DX, X4
+	VPBROADCASTD X4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPSLLD       $0x17, Y3, Y3
+	VMULPS       Y3, Y6, Y6
+	VADDPS       Y6, Y6, Y3
+	VCMPPS       $0x01, expConstants<>+0(SB), Y2, Y4
+	VANDNPS      Y3, Y4, Y3
+	VCMPPS       $0x03, Y2, Y2, Y4
+	VBLENDVPS    Y4, Y2, Y3, Y3
+	VMOVUPS      Y3, (AX)
+	VADDPS       Y3, Y1, Y1
+	ADDQ         $0x00000020, AX
+	SUBQ         $0x00000008, CX
+	JMP          loop
+
+done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	MOVSS        X0, ret+24(FP)
+	VZEROUPPER
+	RET
+
 // func siluMulAVX512(dst *float32, gate *float32, u *float32, n int)
 // Requires: AVX, AVX512DQ, AVX512F
 TEXT ·siluMulAVX512(SB), NOSPLIT, $0-32

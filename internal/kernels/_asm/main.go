@@ -79,8 +79,10 @@ func main() {
 	for _, e := range []elem{f32, bf16, f16} {
 		packPanel(e)
 	}
-	siluMul()
-	softmaxExp()
+	for _, s := range []isa{avx2, avx512} {
+		siluMul(s)
+		softmaxExp(s)
+	}
 	maxF32()
 	scaleF32()
 	gemmF32(avx2, 2, 6)
@@ -1222,111 +1224,170 @@ type expConsts struct {
 	p                          [6]Op
 }
 
-// f32const broadcasts the float32 c to a new vector register.
-func f32const(c float32) VecVirtual {
+// f32const broadcasts the float32 c to a new vector register of s.
+func f32const(s isa, c float32) VecVirtual {
 	t := GP32()
 	MOVL(U32(math.Float32bits(c)), t)
-	v := ZMM()
-	VPBROADCASTD(t, v)
+	v := s.vec()
+	if s.lanes == 16 {
+		VPBROADCASTD(t, v)
+	} else {
+		VMOVD(t, v.AsX())
+		VPBROADCASTD(v.AsX(), v)
+	}
 	return v
 }
 
-func newExpConsts() expConsts {
+func newExpConsts(s isa) expConsts {
 	// Cephes expf: exp(x) = 2^n · exp(r), r = x - n·ln2 in two parts, exp(r) a degree-7
-	// polynomial: 1 + r + r²·(P0·r⁵ + … + P5).
-	e := expConsts{lo: f32const(-104), hi: f32const(88.8), log2e: f32const(1.44269504088896341),
-		c1: f32const(0.693359375), c2: f32const(-2.12194440e-4), one: f32const(1)}
-	for i, c := range []float32{1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1} {
-		e.p[i] = f32const(c)
+	// polynomial: 1 + r + r²·(P0·r⁵ + … + P5). AVX2 builds 2^(n-1) in the exponent bits,
+	// which needs n ≥ -125: below x = -86.6 it gives 0.
+	cs := []float32{-104, 88.8, 1.44269504088896341, 0.693359375, -2.12194440e-4, 1,
+		1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1}
+	ops := make([]Op, len(cs))
+	if s.lanes == 16 {
+		for i, c := range cs {
+			ops[i] = f32const(s, c)
+		}
+	} else {
+		// Sixteen registers are too few to hold them all: read them from memory.
+		cs[0] = -86.6
+		if expTable == nil {
+			t := GLOBL("expConstants", RODATA|NOPTR)
+			for i, c := range cs {
+				for l := 0; l < 8; l++ {
+					DATA(32*i+4*l, U32(math.Float32bits(c)))
+				}
+			}
+			expTable = &t
+		}
+		for i := range cs {
+			m := *expTable
+			m.Disp += 32 * i
+			ops[i] = m
+		}
 	}
+	e := expConsts{lo: ops[0], hi: ops[1], log2e: ops[2], c1: ops[3], c2: ops[4], one: ops[5]}
+	copy(e.p[:], ops[6:])
 	return e
 }
 
-// vexp emits dst = exp(x) for the 16 lanes of x (x is left as is), to about one unit in the
-// last place; NaN stays NaN, overflow gives +Inf and underflow 0 or a subnormal.
-func vexp(e expConsts, x, dst VecVirtual) {
-	c := ZMM()
+// expTable is the AVX2 exponential's table of constants, emitted once.
+var expTable *Mem
+
+// vexp emits dst = exp(x) for the lanes of x (x is left as is), to about one unit in the
+// last place; NaN stays NaN and overflow gives +Inf. Underflow gives 0 or a subnormal with
+// AVX-512, 0 below 2.5e-38 (x < -86.6) with AVX2.
+func vexp(s isa, e expConsts, x, dst VecVirtual) {
+	c := s.vec()
 	VMAXPS(e.lo, x, c)
 	VMINPS(e.hi, c, c)
-	n := ZMM()
+	n := s.vec()
 	VMULPS(e.log2e, c, n)
-	VRNDSCALEPS(U8(0), n, n) // to nearest, ties to even
+	if s.lanes == 16 {
+		VRNDSCALEPS(U8(0), n, n) // to nearest, ties to even
+	} else {
+		VROUNDPS(U8(0), n, n)
+	}
 	VFNMADD231PS(e.c1, n, c) // c -= n·C1
 	VFNMADD231PS(e.c2, n, c) // c -= n·C2
-	z := ZMM()
+	z := s.vec()
 	VMULPS(c, c, z)
-	y := ZMM()
+	y := s.vec()
 	VMOVAPS(e.p[0], y)
 	for _, p := range e.p[1:] {
 		VFMADD213PS(p, c, y) // y = y·c + p
 	}
 	VFMADD213PS(c, z, y) // y = y·z + c
 	VADDPS(e.one, y, y)
-	VSCALEFPS(n, y, dst)
-	k := K()
-	VCMPPS(U8(3), x, x, k) // unordered: NaN
-	VMOVAPS(x, k, dst)
+	if s.lanes == 16 {
+		VSCALEFPS(n, y, dst)
+		k := K()
+		VCMPPS(U8(3), x, x, k) // unordered: NaN
+		VMOVAPS(x, k, dst)
+		return
+	}
+	// y·2^(n-1)·2, 2^(n-1) from its exponent bits n-1+127.
+	ni := s.vec()
+	VCVTPS2DQ(n, ni)
+	t := GP32()
+	b := s.vec()
+	MOVL(U32(126), t)
+	VMOVD(t, b.AsX())
+	VPBROADCASTD(b.AsX(), b)
+	VPADDD(b, ni, ni)
+	VPSLLD(U8(23), ni, ni)
+	VMULPS(ni, y, y)
+	VADDPS(y, y, dst)
+	m := s.vec()
+	VCMPPS(U8(1), e.lo, x, m) // x < lo: 0
+	VANDNPS(dst, m, dst)
+	VCMPPS(U8(3), x, x, m) // unordered: NaN
+	VBLENDVPS(m, x, dst, dst)
 }
 
-// siluMul emits siluMulAVX512(dst, gate, u *float32, n int): dst[i] = g/(1+exp(-g))·u[i], g = gate[i],
-// n a multiple of 16.
-func siluMul() {
-	text("siluMulAVX512", NOSPLIT, "func(dst, gate, u *float32, n int)")
-	Doc("siluMulAVX512 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 16.")
+// siluMul emits siluMul<ISA>(dst, gate, u *float32, n int): dst[i] = g/(1+exp(-g))·u[i],
+// g = gate[i], n a multiple of the lane count.
+func siluMul(s isa) {
+	name := "siluMul" + s.suffix
+	text(name, NOSPLIT, "func(dst, gate, u *float32, n int)")
+	Doc(fmt.Sprintf("%s sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of %d.", name, s.lanes))
 	dst := Load(Param("dst"), GP64())
 	g := Load(Param("gate"), GP64())
 	u := Load(Param("u"), GP64())
 	n := Load(Param("n"), GP64())
-	e := newExpConsts()
-	zero := ZMM()
+	e := newExpConsts(s)
+	zero := s.vec()
 	VXORPS(zero, zero, zero)
+	vb := 4 * s.lanes
 	Label("loop")
-	CMPQ(n, U32(16))
+	CMPQ(n, U32(s.lanes))
 	JL(LabelRef("done"))
-	x, ng, ex := ZMM(), ZMM(), ZMM()
+	x, ng, ex := s.vec(), s.vec(), s.vec()
 	VMOVUPS(Mem{Base: g}, x)
 	VSUBPS(x, zero, ng)
-	vexp(e, ng, ex)
+	vexp(s, e, ng, ex)
 	VADDPS(e.one, ex, ex)
 	VDIVPS(ex, x, x)
 	VMULPS(Mem{Base: u}, x, x)
 	VMOVUPS(x, Mem{Base: dst})
-	ADDQ(U32(64), g)
-	ADDQ(U32(64), u)
-	ADDQ(U32(64), dst)
-	SUBQ(U32(16), n)
+	ADDQ(U32(vb), g)
+	ADDQ(U32(vb), u)
+	ADDQ(U32(vb), dst)
+	SUBQ(U32(s.lanes), n)
 	JMP(LabelRef("loop"))
 	Label("done")
 	VZEROUPPER()
 	RET()
 }
 
-// softmaxExp emits softmaxExpAVX512(x *float32, n int, m float32) float32: x[i] = exp(x[i]-m)
-// for i < n, n a multiple of 16, returning the sum of the new x.
-func softmaxExp() {
-	text("softmaxExpAVX512", NOSPLIT, "func(x *float32, n int, m float32) float32")
-	Doc("softmaxExpAVX512 replaces x[i] by exp(x[i]-m) for i < n, n a multiple of 16, and returns their sum.")
+// softmaxExp emits softmaxExp<ISA>(x *float32, n int, m float32) float32: x[i] = exp(x[i]-m)
+// for i < n, n a multiple of the lane count, returning the sum of the new x.
+func softmaxExp(s isa) {
+	name := "softmaxExp" + s.suffix
+	text(name, NOSPLIT, "func(x *float32, n int, m float32) float32")
+	Doc(fmt.Sprintf("%s replaces x[i] by exp(x[i]-m) for i < n, n a multiple of %d, and returns their sum.", name, s.lanes))
 	x := Load(Param("x"), GP64())
 	n := Load(Param("n"), GP64())
-	mv := ZMM()
+	mv := s.vec()
 	VBROADCASTSS(NewParamAddr("m", 16), mv)
-	e := newExpConsts()
-	sum := ZMM()
+	e := newExpConsts(s)
+	sum := s.vec()
 	VXORPS(sum, sum, sum)
 	Label("loop")
-	CMPQ(n, U32(16))
+	CMPQ(n, U32(s.lanes))
 	JL(LabelRef("done"))
-	v, ex := ZMM(), ZMM()
+	v, ex := s.vec(), s.vec()
 	VMOVUPS(Mem{Base: x}, v)
 	VSUBPS(mv, v, v)
-	vexp(e, v, ex)
+	vexp(s, e, v, ex)
 	VMOVUPS(ex, Mem{Base: x})
 	VADDPS(ex, sum, sum)
-	ADDQ(U32(64), x)
-	SUBQ(U32(16), n)
+	ADDQ(U32(4*s.lanes), x)
+	SUBQ(U32(s.lanes), n)
 	JMP(LabelRef("loop"))
 	Label("done")
-	r := reduce(sum, avx512)
+	r := reduce(sum, s)
 	Store(r, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
