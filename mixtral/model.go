@@ -37,6 +37,19 @@ type Options struct {
 	// MaxBatch is the most tokens one forward step runs; longer prompts run in several
 	// steps. 0 means DefaultMaxBatch.
 	MaxBatch int
+	// Quantize stores weights quantized, converted once while they are bound from the
+	// stored bf16, f16 or f32 checkpoint: the expert weights (w1, w2, w3) and the attention
+	// projections (q, k, v, o), which are nearly all of a Mixtral's bytes. The embeddings,
+	// norms, routers and lm_head stay as stored: they are a small share of the bytes read
+	// per token, and the router's choice and the logits are where rounding costs the most
+	// accuracy. The backend must be a backend.Quantizer (the CPU backend is). The zero value
+	// keeps every weight as stored.
+	Quantize backend.Quantization
+	// BF16Activations rounds the activations of products with bfloat16 weights to bfloat16
+	// on the CPU backend the model makes (see cpu.Options): faster prefill where the CPU
+	// has AVX512_BF16, at a small cost in accuracy. It applies only when Backend is nil;
+	// with a given backend, configure that backend.
+	BF16Activations bool
 }
 
 // Defaults of Options.
@@ -69,7 +82,8 @@ type Model struct {
 }
 
 // Load opens the checkpoint in dir: config.json (and generation_config.json), the
-// safetensors weights, and the tokenizer when the directory has one.
+// safetensors weights, and the tokenizer when the directory has one. Cancelling ctx stops
+// binding the weights (which quantizing makes take a while) at the next layer.
 func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
 	cfg, err := LoadConfig(dir)
 	if err != nil {
@@ -86,7 +100,7 @@ func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := New(cfg, ckpt, opts)
+	m, err := newModel(ctx, cfg, ckpt, opts)
 	if err != nil {
 		ckpt.Close()
 		return nil, err
@@ -99,12 +113,23 @@ func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
 // while the model is used (Load's model closes its own checkpoint; here src stays the
 // caller's). The model has no tokenizer, so it serves token ids only.
 func New(cfg Config, src safetensors.Source, opts Options) (*Model, error) {
+	return newModel(context.Background(), cfg, src, opts)
+}
+
+// newModel is New, giving up between layers while binding weights once ctx is done.
+func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Options) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if !opts.Quantize.Valid() {
+		return nil, fmt.Errorf("mixtral: Options.Quantize: %w: %q", backend.ErrQuantization, string(opts.Quantize))
+	}
+	if opts.BF16Activations && opts.Backend != nil {
+		return nil, fmt.Errorf("%w: Options.BF16Activations applies to the CPU backend the model makes; set it on the given %s backend instead", ErrConfig, opts.Backend.Name())
+	}
 	m := &Model{cfg: cfg, be: opts.Backend}
 	if m.be == nil {
-		m.be, m.ownBE = cpu.New(0), true
+		m.be, m.ownBE = cpu.NewWithOptions(cpu.Options{BF16Activations: opts.BF16Activations}), true
 	}
 	m.ctxLen = opts.ContextLength
 	if m.ctxLen <= 0 {
@@ -128,7 +153,7 @@ func New(cfg Config, src safetensors.Source, opts Options) (*Model, error) {
 		}
 		return nil, err
 	}
-	if m.w, err = bindWeights(src, cfg, m.be, opts.Progress); err != nil {
+	if m.w, err = bindWeights(ctx, src, cfg, m.be, opts.Quantize, opts.Progress); err != nil {
 		return fail(err)
 	}
 	m.cache, err = m.be.NewCache(backend.CacheConfig{

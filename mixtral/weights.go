@@ -1,6 +1,7 @@
 package mixtral
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -135,9 +136,13 @@ func view(t safetensors.Tensor, name string, data []byte, rows, cols int) safete
 // ignored are tensors some checkpoints carry that the model recomputes.
 func ignored(name string) bool { return strings.HasSuffix(name, ".rotary_emb.inv_freq") }
 
-// bindWeights checks src against the config and binds every weight on be. progress, when
-// not nil, is called with the bytes bound so far and the total.
-func bindWeights(src safetensors.Source, c Config, be backend.Backend, progress func(done, total int64)) (*weights, error) {
+// bindWeights checks src against the config and binds every weight on be, the attention
+// projections and the experts stored as q. progress, when not nil, is called with the bytes
+// bound so far and the total. Binding stops between layers once ctx is done.
+func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backend.Backend, q backend.Quantization, progress func(done, total int64)) (*weights, error) {
+	if _, ok := be.(backend.Quantizer); q != backend.AsStored && !ok {
+		return nil, fmt.Errorf("%w: the %s backend cannot store %s weights", backend.ErrQuantization, be.Name(), q)
+	}
 	p := &plan{c: c, src: src, used: map[string]bool{}}
 	H, V := c.HiddenSize, c.VocabSize
 	qDim, kvDim := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
@@ -175,8 +180,12 @@ func bindWeights(src safetensors.Source, c Config, be backend.Backend, progress 
 		t, _ := src.Tensor(name)
 		total += int64(len(t.Data))
 	}
-	bind := func(t safetensors.Tensor) backend.Weight {
-		w, err := be.Bind(t)
+	var quantErr error
+	bindAs := func(t safetensors.Tensor, q backend.Quantization) backend.Weight {
+		w, err := backend.BindAs(be, t, q)
+		if errors.Is(err, backend.ErrQuantization) && quantErr == nil {
+			quantErr = err
+		}
 		if err != nil {
 			p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (%v)", t.Name, err))
 			return nil
@@ -187,6 +196,7 @@ func bindWeights(src safetensors.Source, c Config, be backend.Backend, progress 
 		}
 		return w
 	}
+	bind := func(t safetensors.Tensor) backend.Weight { return bindAs(t, backend.AsStored) }
 	w := &weights{embed: bind(embed), norm: bind(norm), layers: make([]layer, len(stored))}
 	if c.TieWordEmbeddings && lmHead.Name == embed.Name {
 		w.lmHead = w.embed
@@ -194,10 +204,19 @@ func bindWeights(src safetensors.Source, c Config, be backend.Backend, progress 
 		w.lmHead = bind(lmHead)
 	}
 	for l, st := range stored {
+		if quantErr != nil {
+			break // weights that do not quantize: quantizing the rest would be wasted
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		ly := &w.layers[l]
 		ly.attnNorm, ly.mlpNorm = bind(st.attnNorm), bind(st.mlpNorm)
-		ly.wq, ly.wk, ly.wv, ly.wo = bind(st.wq), bind(st.wk), bind(st.wv), bind(st.wo)
-		e, err := be.BindExperts(st.experts)
+		ly.wq, ly.wk, ly.wv, ly.wo = bindAs(st.wq, q), bindAs(st.wk, q), bindAs(st.wv, q), bindAs(st.wo, q)
+		e, err := backend.BindExpertsAs(be, st.experts, q)
+		if errors.Is(err, backend.ErrQuantization) && quantErr == nil {
+			quantErr = err
+		}
 		if err != nil {
 			p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("layer %d experts (%v)", l, err))
 		}
@@ -209,6 +228,10 @@ func bindWeights(src safetensors.Source, c Config, be backend.Backend, progress 
 		if progress != nil {
 			progress(done, total)
 		}
+	}
+	if quantErr != nil {
+		// The checkpoint matches; the backend cannot store it as asked.
+		return nil, quantErr
 	}
 	if len(p.errs.Mismatched) > 0 {
 		return nil, &p.errs

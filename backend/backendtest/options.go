@@ -50,6 +50,7 @@ func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 		{"Attention", s.attention},
 		{"Cache", testCache},
 		{"MoE", s.moe},
+		{"Quantized", s.quantized},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -131,7 +131,7 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 	}
 	b.grow(longest)
 	b.attention = attentionTask{b: b, p: p, batch: batch, dst: d, q: qs}
-	b.pool.each(n*p.Heads, 1, &b.attention)
+	b.pool.each(n*p.Heads, 1, 1, &b.attention)
 	b.attention = attentionTask{}
 	return nil
 }

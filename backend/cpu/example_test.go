@@ -39,3 +39,29 @@ func ExampleBackend_MatMul() {
 	// Output:
 	// [4.5 1]
 }
+
+// With BF16Activations, products with bfloat16 weights round their activations to bfloat16
+// (here 1+2⁻¹⁰ becomes 1) before the exact products are summed in float32.
+func ExampleNewWithOptions() {
+	be := cpu.NewWithOptions(cpu.Options{Workers: 1, BF16Activations: true})
+	defer be.Close()
+	w, err := be.Bind(safetensors.Tensor{Name: "w", DType: safetensors.BF16, Shape: []int{1, 1}, Data: []byte{0x80, 0x3f}}) // 1
+	if err != nil {
+		log.Fatal(err)
+	}
+	x, _ := be.NewTensor(1, 1)
+	y, _ := be.NewTensor(1, 1)
+	if err := be.Write(x, []float32{1 + 1.0/1024}); err != nil {
+		log.Fatal(err)
+	}
+	if err := be.MatMul(y, x, w); err != nil {
+		log.Fatal(err)
+	}
+	out := make([]float32, 1)
+	if err := be.Read(out, y); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(out[0])
+	// Output:
+	// 1
+}

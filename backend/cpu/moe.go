@@ -47,8 +47,8 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 	// Router logits x·gateᵀ, then per token the softmax over all experts in float32, the
 	// top k, renormalised.
 	t.probs = grow(t.probs, n*E)
-	b.matmul = matmulTask{dst: t.probs, x: xs, n: n, w: ex.gate}
-	b.pool.each(E, 16, &b.matmul)
+	b.matmul = matmulTask{dst: t.probs, x: xs, n: n, w: ex.gate} // exact, never rounded
+	b.pool.each(E, 16, 1, &b.matmul)
 	b.matmul = matmulTask{}
 	copy(rl, t.probs)
 	t.choice = growInts(t.choice, n*topK)
@@ -77,61 +77,90 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 		t.fill[c]++
 	}
 
-	// Each expert with tokens: gather them, h = silu(w1·x) ⊙ (w3·x), dst += gain·(w2·h).
-	clear(d)
-	t.xs = grow(t.xs, n*H)
-	t.g, t.u = grow(t.g, n*I), grow(t.u, n*I)
-	t.y = grow(t.y, n*H)
+	// Gather each expert's tokens, experts one after another (pair p is row p of xs). Then
+	// two parallel phases over all the chosen experts at once, each share of the work the
+	// same rows of every chosen expert: h = silu(w1·x) ⊙ (w3·x), then dst += gain·(w2·h).
+	m := n * topK
+	t.xs = grow(t.xs, m*H)
+	t.g, t.u = grow(t.g, m*I), grow(t.u, m*I)
+	t.y = grow(t.y, m*H)
+	t.bf16Acts = b.bf16Acts
 	for c := range E {
-		lo, hi := t.start[c], t.start[c+1]
-		if lo == hi {
-			continue
+		round, _ := t.rounded(c)
+		for p := t.start[c]; p < t.start[c+1]; p++ {
+			row, tok := t.xs[p*H:(p+1)*H], t.tokens[p]
+			copy(row, xs[tok*H:(tok+1)*H])
+			if round {
+				roundBF16(row, row)
+			}
 		}
-		t.expert, t.rows, t.gain = c, t.tokens[lo:hi], t.gains[lo:hi]
-		for j, tok := range t.rows {
-			copy(t.xs[j*H:(j+1)*H], xs[tok*H:(tok+1)*H])
-		}
-		t.phase = 0
-		b.pool.each(I, 16, t)
-		t.phase = 1
-		b.pool.each(H, 16, t)
 	}
-	t.ex, t.dst, t.rows, t.gain = nil, nil, nil, nil
+	most := 0 // the most tokens of one expert
+	for c := range E {
+		most = max(most, t.start[c+1]-t.start[c])
+	}
+	clear(d)
+	t.phase = 0
+	b.pool.each(I, 16, spread(most), t)
+	t.phase = 1
+	b.pool.each(H, 16, spread(most), t)
+	t.ex, t.dst = nil, nil
 	return nil
 }
 
-// moeTask holds one MoE call's routing and runs its two parallel phases for one expert:
-// phase 0 the columns [lo, hi) of h = silu(w1·x) ⊙ (w3·x), phase 1 the columns [lo, hi) of
-// dst += gain·(w2·h).
+// moeTask holds one MoE call's routing and runs its two parallel phases over every chosen
+// expert: phase 0 the columns [lo, hi) of h = silu(w1·x) ⊙ (w3·x), phase 1 the columns
+// [lo, hi) of dst += gain·(w2·h).
 type moeTask struct {
 	ex  *experts
 	dst []float32
 
-	probs         []float32 // [n, experts]: router logits, then probabilities
-	choice        []int     // [n, topK] chosen experts
-	weight        []float32 // [n, topK] their renormalised probabilities
-	start, fill   []int     // per expert: where its pairs start, and a cursor
-	tokens        []int     // the token of each pair, grouped by expert
-	gains         []float32 // its routing weight
-	xs, g, u, y   []float32 // gathered inputs [m, hidden], gate and up [m, inner], output [m, hidden]
-	expert, phase int
-	rows          []int     // the tokens of the current expert
-	gain          []float32 // their routing weights
+	probs       []float32 // [n, experts]: router logits, then probabilities
+	choice      []int     // [n, topK] chosen experts
+	weight      []float32 // [n, topK] their renormalised probabilities
+	start, fill []int     // per expert: where its pairs start, and a cursor
+	tokens      []int     // the token of each pair, grouped by expert
+	gains       []float32 // its routing weight
+	xs, g, u, y []float32 // per pair: input [hidden], gate and up [inner], output [hidden]
+	phase       int
+	bf16Acts    bool // Options.BF16Activations
+}
+
+// rounded reports whether expert c's products take activations rounded to bfloat16: those
+// of w1 and w3 (in) and those of w2 (inner).
+func (t *moeTask) rounded(c int) (in, inner bool) {
+	e := t.ex
+	return t.bf16Acts && e.w1[c].roundable() && e.w3[c].roundable(), t.bf16Acts && e.w2[c].roundable()
 }
 
 func (t *moeTask) run(_, lo, hi int) {
-	m, H, I := len(t.rows), t.ex.hidden, t.ex.inner
-	if t.phase == 0 {
-		t.ex.w1[t.expert].mulRows(t.g, t.xs, m, lo, hi)
-		t.ex.w3[t.expert].mulRows(t.u, t.xs, m, lo, hi)
-		for j := range m {
-			kernels.SiLUMul(t.g[j*I+lo:j*I+hi], t.g[j*I+lo:j*I+hi], t.u[j*I+lo:j*I+hi])
+	H, I := t.ex.hidden, t.ex.inner
+	for c := range t.ex.count {
+		p0, p1 := t.start[c], t.start[c+1]
+		m := p1 - p0
+		if m == 0 {
+			continue
 		}
-		return
-	}
-	t.ex.w2[t.expert].mulRows(t.y, t.g, m, lo, hi)
-	for j, tok := range t.rows {
-		kernels.Axpy(t.gain[j], t.y[j*H+lo:j*H+hi], t.dst[tok*H+lo:tok*H+hi])
+		g, u := t.g[p0*I:p1*I], t.u[p0*I:p1*I]
+		round1, round2 := t.rounded(c)
+		if t.phase == 0 {
+			xs := t.xs[p0*H : p1*H]
+			t.ex.w1[c].mulRows(g, xs, m, lo, hi, round1)
+			t.ex.w3[c].mulRows(u, xs, m, lo, hi, round1)
+			for j := range m {
+				row := g[j*I+lo : j*I+hi]
+				kernels.SiLUMul(row, row, u[j*I+lo:j*I+hi])
+				if round2 {
+					roundBF16(row, row)
+				}
+			}
+			continue
+		}
+		y := t.y[p0*H : p1*H]
+		t.ex.w2[c].mulRows(y, g, m, lo, hi, round2)
+		for j, tok := range t.tokens[p0:p1] {
+			kernels.Axpy(t.gains[p0+j], y[j*H+lo:j*H+hi], t.dst[tok*H+lo:tok*H+hi])
+		}
 	}
 }
 

@@ -9,15 +9,18 @@ import (
 	"github.com/fathom-llm/fathom/safetensors"
 )
 
-// weight is a stored matrix, kept in its stored element type. For BF16 and F16 the values
-// are u16 (the bits), for F32 f32. On a little-endian machine with suitably aligned data
-// these alias the memory map; otherwise they are a copy.
+// weight is a stored matrix, kept in its stored element type or quantized. For BF16 and F16
+// the values are u16 (the bits), for F32 f32. On a little-endian machine with suitably
+// aligned data these alias the memory map; otherwise they are a copy. A quantized weight
+// (quant Q8 or Q4) holds its rows in the kernels' format in q and nothing of the stored data.
 type weight struct {
 	owner      *Backend
 	dtype      safetensors.DType
 	rows, cols int
 	u16        []uint16
 	f32        []float32
+	quant      backend.Quantization
+	q          []byte
 }
 
 // Rows, Cols and DType describe the stored matrix.
@@ -70,9 +73,20 @@ func (b *Backend) bind(t safetensors.Tensor) (*weight, error) {
 	return w, nil
 }
 
-// row sets dst[:w.cols] to row r of w converted exactly to float32.
+// row sets dst[:w.cols] to row r of w converted exactly to float32 (dequantized, for a
+// quantized weight).
 func (w *weight) row(dst []float32, r int) {
 	lo, hi := r*w.cols, (r+1)*w.cols
+	switch w.quant {
+	case backend.Q8:
+		rb := kernels.Q8RowBytes(w.cols)
+		_ = kernels.DequantizeQ8(dst[:w.cols], w.q[r*rb:(r+1)*rb], w.cols)
+		return
+	case backend.Q4:
+		rb := kernels.Q4RowBytes(w.cols)
+		_ = kernels.DequantizeQ4(dst[:w.cols], w.q[r*rb:(r+1)*rb], w.cols)
+		return
+	}
 	switch w.dtype {
 	case safetensors.BF16:
 		kernels.BF16ToF32Slice(dst, w.u16[lo:hi])
@@ -83,9 +97,28 @@ func (w *weight) row(dst []float32, r int) {
 	}
 }
 
+// roundedTokens is the fewest tokens for which a product in the bfloat16-activation mode
+// takes the VDPBF16PS GEMM; fewer tokens take the float32 path over activations already
+// rounded to bfloat16, which computes the same exact products.
+const roundedTokens = 33
+
 // mulRows sets out[t*w.rows+r] to row r of w times x[t*w.cols:(t+1)*w.cols] for the tokens
-// t < tokens and the rows r in [lo, hi), and writes nothing else of out.
-func (w *weight) mulRows(out, x []float32, tokens, lo, hi int) {
+// t < tokens and the rows r in [lo, hi), and writes nothing else of out. rounded selects,
+// for a bfloat16 weight, the product with activations rounded to bfloat16 (x must then hold
+// bfloat16 values already).
+func (w *weight) mulRows(out, x []float32, tokens, lo, hi int, rounded bool) {
+	if rounded && w.roundable() && tokens >= roundedTokens {
+		kernels.MatMulBF16RoundedRows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
+		return
+	}
+	switch w.quant {
+	case backend.Q8:
+		kernels.MatMulQ8Rows(out, w.q, x, tokens, w.rows, w.cols, lo, hi)
+		return
+	case backend.Q4:
+		kernels.MatMulQ4Rows(out, w.q, x, tokens, w.rows, w.cols, lo, hi)
+		return
+	}
 	switch w.dtype {
 	case safetensors.BF16:
 		kernels.MatMulBF16Rows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
@@ -95,6 +128,9 @@ func (w *weight) mulRows(out, x []float32, tokens, lo, hi int) {
 		kernels.MatMulF32Rows(out, w.f32, x, tokens, w.rows, w.cols, lo, hi)
 	}
 }
+
+// roundable reports whether w has a product with activations rounded to bfloat16.
+func (w *weight) roundable() bool { return w.quant == backend.AsStored && w.dtype == safetensors.BF16 }
 
 // experts is a bound mixture-of-experts block.
 type experts struct {
@@ -108,6 +144,11 @@ type experts struct {
 func (e *experts) Shape() (count, hidden, inner int) { return e.count, e.hidden, e.inner }
 
 func (b *Backend) bindExperts(t backend.ExpertTensors) (*experts, error) {
+	return b.bindExpertsWith(t, b.bind)
+}
+
+// bindExpertsWith binds the router as stored and the expert weights by bind.
+func (b *Backend) bindExpertsWith(t backend.ExpertTensors, bind func(safetensors.Tensor) (*weight, error)) (*experts, error) {
 	gate, err := b.bind(t.Gate)
 	if err != nil {
 		return nil, err
@@ -117,9 +158,9 @@ func (b *Backend) bindExperts(t backend.ExpertTensors) (*experts, error) {
 		return nil, backend.Shapef("router has %d experts, weights for %d/%d/%d", e.count, len(t.W1), len(t.W2), len(t.W3))
 	}
 	for i := range e.count {
-		w1, err1 := b.bind(t.W1[i])
-		w2, err2 := b.bind(t.W2[i])
-		w3, err3 := b.bind(t.W3[i])
+		w1, err1 := bind(t.W1[i])
+		w2, err2 := bind(t.W2[i])
+		w3, err3 := bind(t.W3[i])
 		if err := firstErr(err1, err2, err3); err != nil {
 			return nil, err
 		}

@@ -20,7 +20,7 @@ func init() {
 
 func runChat(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "chat")
-	dir := modelFlag(fs)
+	model := modelFlag(fs)
 	system := fs.String("system", "", "system `PROMPT` that opens the conversation")
 	var req mixtral.Request
 	samplingFlags(fs, &req.Params)
@@ -37,7 +37,7 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	if err := req.Params.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	m, err := loadModel(ctx, e, *dir)
+	m, err := loadModel(ctx, e, model)
 	if err != nil {
 		return err
 	}

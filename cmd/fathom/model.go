@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
@@ -15,21 +16,40 @@ import (
 // to the working directory (the repository root).
 const defaultModelDir = "models/tiny-code-mixtral"
 
-// modelFlag registers the --model flag shared by the commands that load a checkpoint.
-func modelFlag(fs *flag.FlagSet) *string {
-	return fs.String("model", "", "checkpoint `DIR` to load (default the bundled "+defaultModelDir+")")
+// modelFlags are the flags shared by the commands that load a checkpoint.
+type modelFlags struct {
+	dir   string
+	quant backend.Quantization
 }
 
-// loadModel loads the checkpoint in dir (the bundled default when dir is empty), drawing a
-// progress bar on stderr when it is a terminal.
-func loadModel(ctx context.Context, e *env, dir string) (*mixtral.Model, error) {
+// modelFlag registers --model and --quantize.
+func modelFlag(fs *flag.FlagSet) *modelFlags {
+	f := &modelFlags{}
+	fs.StringVar(&f.dir, "model", "", "checkpoint `DIR` to load (default the bundled "+defaultModelDir+")")
+	quantizeFlag(fs, &f.quant)
+	return f
+}
+
+// quantizeFlag registers --quantize, which sets *q.
+func quantizeFlag(fs *flag.FlagSet, q *backend.Quantization) {
+	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored)", func(s string) error {
+		v, err := backend.ParseQuantization(s)
+		*q = v
+		return err
+	})
+}
+
+// loadModel loads the checkpoint that f names (the bundled default when --model is empty),
+// drawing a progress bar on stderr when it is a terminal.
+func loadModel(ctx context.Context, e *env, f *modelFlags) (*mixtral.Model, error) {
+	dir := f.dir
 	if dir == "" {
 		dir = defaultModelDir
 		if _, err := os.Stat(dir); err != nil {
 			return nil, fmt.Errorf("%w: no --model given and the bundled model %s is not in the working directory (run from the repository root)", errUsage, dir)
 		}
 	}
-	var opts mixtral.Options
+	opts := mixtral.Options{Quantize: f.quant}
 	if isTerminal(e.stderr) {
 		bar := &progressBar{w: e.stderr, label: "loading " + dir}
 		opts.Progress = bar.update

@@ -17,7 +17,7 @@ func init() {
 
 func runPerplexity(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "perplexity")
-	dir := modelFlag(fs)
+	model := modelFlag(fs)
 	idsFile := fs.String("ids-file", "", "`FILE` holding a JSON array of token ids")
 	window := fs.Int("window", 512, "tokens predicted per window: the ids are scored in independent windows of N+1")
 	fs.Usage = func() {
@@ -41,7 +41,7 @@ func runPerplexity(ctx context.Context, e *env, args []string) error {
 	if err := json.Unmarshal(data, &ids); err != nil {
 		return fmt.Errorf("%s: not a JSON array of token ids: %v", *idsFile, err)
 	}
-	m, err := loadModel(ctx, e, *dir)
+	m, err := loadModel(ctx, e, model)
 	if err != nil {
 		return err
 	}

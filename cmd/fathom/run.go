@@ -76,7 +76,7 @@ type runResult struct {
 
 func runRun(ctx context.Context, e *env, args []string) error {
 	fs := newFlagSet(e, "run")
-	dir := modelFlag(fs)
+	model := modelFlag(fs)
 	promptIDs := fs.String("prompt-ids", "", "comma-separated prompt token `IDS`, used as given (no BOS added)")
 	asJSON := fs.Bool("json", false, "print one JSON object with ids, text, finish_reason, usage and timings")
 	var req mixtral.Request
@@ -106,7 +106,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
 
-	m, err := loadModel(ctx, e, *dir)
+	m, err := loadModel(ctx, e, model)
 	if err != nil {
 		return err
 	}

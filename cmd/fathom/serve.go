@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/server"
 )
@@ -43,6 +44,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ctxLen := fs.Int("context", 0, "context length in tokens (0: the model's default)")
 	cache := fs.Int("cache-tokens", 0, "KV cache positions shared by all requests (0: one context's worth; concurrent requests wait for space)")
 	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
+	var quant backend.Quantization
+	quantizeFlag(fs, &quant)
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]")
 		fmt.Fprintln(fs.Output(), "\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.")
@@ -67,7 +70,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		queueLen = -1 // Options: negative means no queue
 	}
 
-	m, err := mixtral.Load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache})
+	m, err := mixtral.Load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache, Quantize: quant})
 	if err != nil {
 		return err
 	}
