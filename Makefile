@@ -16,11 +16,14 @@ CUDA_OBJ := $(patsubst $(CUDA_DIR)/%.cu,backend/cuda/lib/obj/%.o,$(CUDA_SRC))
 cuda: $(CUDA_LIB)
 
 $(CUDA_LIB): $(CUDA_OBJ)
+	rm -f $@
 	ar rcs $@ $^
 
 backend/cuda/lib/obj/%.o: $(CUDA_DIR)/%.cu $(CUDA_HDR)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
+# The library, its objects, and what backend/cuda/emu/build.sh and scripts/gpu-check.sh
+# prepare put beside them.
 cuda-clean:
 	rm -rf backend/cuda/lib

@@ -4,7 +4,8 @@ package cuda
 
 /*
 #cgo CFLAGS: -I${SRCDIR}/kernels
-#cgo LDFLAGS: -L${SRCDIR}/lib -lfathomcuda -L/usr/local/cuda/lib64 -L/usr/local/cuda/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lpthread -lstdc++ -lm
+#cgo !cudaemu LDFLAGS: -L${SRCDIR}/lib -lfathomcuda -L/usr/local/cuda/lib64 -L/usr/local/cuda/targets/x86_64-linux/lib -lcudart_static -ldl -lrt -lpthread -lstdc++ -lm
+#cgo cudaemu LDFLAGS: -L${SRCDIR}/lib/emu -lfathomcuda -lstdc++ -lpthread -lm
 #include "fathom_cuda.h"
 */
 import "C"

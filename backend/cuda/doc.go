@@ -9,7 +9,11 @@
 //	go build -tags cuda ./...
 //
 // Without the tag New returns an error wrapping ErrNotBuilt, so the rest of the module builds
-// and tests without CUDA.
+// and tests without CUDA. Tests that need a device skip without one, or fail when the
+// environment variable FATHOM_REQUIRE_CUDA is set.
+//
+// The kernels also build against a CPU emulation of CUDA (emu/build.sh, then the build tags
+// cuda and cudaemu), which runs the backend's tests slowly on a machine without a GPU.
 //
 // Numerics: weights are stored on the device in bfloat16 (float16 and float32 checkpoints are
 // converted when bound), or the experts in int8 with one float32 scale per group of inputs

@@ -45,6 +45,27 @@ __device__ __forceinline__ float warp_max(float v) {
 
 __device__ __forceinline__ float silu(float g) { return g / (1.0f + expf(-g)); }
 
+// Eight bfloat16 values in a 16-byte vector, element 0 in the low half of the first word.
+// Integer operations, not pointer casts, move them between the vector and floats, so no
+// object is read through a pointer of another type.
+__device__ __forceinline__ void unpack_bf16x8(uint4 u, float o[8]) {
+	const unsigned int w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+	for (int j = 0; j < 4; j++) {
+		o[2 * j] = __uint_as_float(w[j] << 16);
+		o[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+	}
+}
+
+__device__ __forceinline__ uint4 pack_bf16x8(const float v[8]) {
+	unsigned int w[4];
+#pragma unroll
+	for (int j = 0; j < 4; j++)
+		w[j] = (unsigned int)__bfloat16_as_ushort(__float2bfloat16(v[2 * j])) |
+		       (unsigned int)__bfloat16_as_ushort(__float2bfloat16(v[2 * j + 1])) << 16;
+	return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // WView is one matrix of a weight (of a stack, matrix e): element (r, k) of a rows×cols
 // matrix, with int8 scales per group of columns.
 struct WView {
@@ -94,13 +115,7 @@ template <int DT> __device__ __forceinline__ void wget8(const WView &w, int r, i
 		float4 a = p[0], b = p[1];
 		o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
 	} else if (DT == FC_BF16) {
-		uint4 u = *(const uint4 *)((const __nv_bfloat16 *)w.data + i);
-		const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-		for (int j = 0; j < 4; j++) {
-			float2 f = __bfloat1622float2(h[j]);
-			o[2 * j] = f.x, o[2 * j + 1] = f.y;
-		}
+		unpack_bf16x8(*(const uint4 *)((const __nv_bfloat16 *)w.data + i), o);
 	} else {
 		uint2 u = *(const uint2 *)((const int8_t *)w.data + i);
 		const int8_t *q = (const int8_t *)&u;
@@ -117,13 +132,7 @@ __device__ __forceinline__ void load8(const float *x, size_t i, float o[8]) {
 	o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
 }
 __device__ __forceinline__ void load8(const __nv_bfloat16 *x, size_t i, float o[8]) {
-	uint4 u = *(const uint4 *)(x + i);
-	const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-#pragma unroll
-	for (int j = 0; j < 4; j++) {
-		float2 f = __bfloat1622float2(h[j]);
-		o[2 * j] = f.x, o[2 * j + 1] = f.y;
-	}
+	unpack_bf16x8(*(const uint4 *)(x + i), o);
 }
 __device__ __forceinline__ float load1(const float *x, size_t i) { return x[i]; }
 __device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }

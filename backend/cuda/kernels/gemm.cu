@@ -30,14 +30,6 @@ struct GemmArgs {
 	const float *gain; // EPI_SCALE: the weight of output row r
 };
 
-__device__ __forceinline__ uint4 pack_bf16x8(const float v[8]) {
-	uint4 u;
-	__nv_bfloat162 *h = (__nv_bfloat162 *)&u;
-#pragma unroll
-	for (int j = 0; j < 4; j++) h[j] = __floats2bfloat162_rn(v[2 * j], v[2 * j + 1]);
-	return u;
-}
-
 // The shared memory of one block: two stages of (A tile, NB weight tiles), reused by the
 // epilogue for the float32 accumulators.
 template <int NB> struct GemmSmem {

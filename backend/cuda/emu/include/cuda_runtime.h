@@ -1,0 +1,59 @@
+// cuda_runtime.h for the CPU emulation (emu_core.h): the runtime calls fathom's kernels
+// make, on host memory and one emulated device.
+#pragma once
+#include "emu_core.h"
+
+enum cudaError_t {
+	cudaSuccess = 0,
+	cudaErrorInvalidValue = 1,
+	cudaErrorMemoryAllocation = 2,
+	cudaErrorInvalidConfiguration = 9,
+	cudaErrorInsufficientDriver = 35,
+	cudaErrorNoDevice = 100,
+};
+typedef void *cudaStream_t;
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
+enum { cudaStreamNonBlocking = 1 };
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount };
+enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize };
+struct cudaDeviceProp {
+	char name[256];
+	size_t totalGlobalMem;
+	int multiProcessorCount, major, minor;
+};
+
+// EMU_SMS is the emulated device's multiprocessor count (launch planning depends on it).
+#ifndef EMU_SMS
+#define EMU_SMS 4
+#endif
+
+inline const char *cudaGetErrorString(cudaError_t e) { return e ? "emulated CUDA error" : "no error"; }
+inline cudaError_t cudaGetDeviceCount(int *n) { return *n = 1, cudaSuccess; }
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
+	snprintf(p->name, sizeof p->name, "CPU emulation");
+	p->totalGlobalMem = 1ull << 34;
+	p->multiProcessorCount = EMU_SMS;
+	p->major = 9;
+	p->minor = 0;
+	return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr, int) { return *v = EMU_SMS, cudaSuccess; }
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, int) { return *s = (void *)1, cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaMalloc(void **p, size_t n) {
+	*p = aligned_alloc(256, (n + 255) / 256 * 256);
+	if (!*p) return cudaErrorMemoryAllocation;
+	memset(*p, 0xcd, n);
+	return cudaSuccess;
+}
+inline cudaError_t cudaFree(void *p) { return free(p), cudaSuccess; }
+inline cudaError_t cudaMemset(void *p, int v, size_t n) { return memset(p, v, n), cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { return memset(p, v, n), cudaSuccess; }
+inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
+	return memmove(d, s, n), cudaSuccess;
+}
+inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { return *f = *t = 1ull << 34, cudaSuccess; }
+template <typename F> inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
