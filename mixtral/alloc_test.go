@@ -8,12 +8,24 @@ import (
 
 // TestDecodeStepAllocs checks that a decode step allocates nothing in the steady state, both
 // the forward pass itself and a step through the scheduler. (A sequence's block table grows
-// once per block, amortised; the steps measured stay within one block.)
+// once per block, amortised; the steps measured stay within one block.) It checks the model
+// as stored and quantized to q8 and q4.
 func TestDecodeStepAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	m := loadFixture(t, "tiny-code-mixtral", Options{})
+	for _, q := range []backend.Quantization{backend.AsStored, backend.Q8, backend.Q4} {
+		name := string(q)
+		if q == backend.AsStored {
+			name = "as-stored"
+		}
+		t.Run(name, func(t *testing.T) { testDecodeStepAllocs(t, Options{Quantize: q}) })
+	}
+}
+
+// testDecodeStepAllocs is TestDecodeStepAllocs for a model loaded with o.
+func testDecodeStepAllocs(t *testing.T, o Options) {
+	m := loadFixture(t, "tiny-code-mixtral", o)
 	seq, err := m.cache.NewSequence()
 	if err != nil {
 		t.Fatal(err)

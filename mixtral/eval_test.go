@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/sampling"
 )
 
@@ -31,7 +32,7 @@ func TestSequenceLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range want.Logits {
-		if e := relErr(ev.Logits[i], want.Logits[i]); !(e < 1e-6) {
+		if e := reference.RelErr(ev.Logits[i], want.Logits[i]); !(e < 1e-6) {
 			t.Errorf("position %d: chunked prefill differs by %.3g", i, e)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/sampling"
 	"github.com/fathom-llm/fathom/tokenizer"
 )
@@ -29,9 +30,9 @@ func greedyPrefix(greedy []int, margins []float64, eos []int) []int {
 }
 
 func TestGenerateGreedyMatchesReference(t *testing.T) {
-	for _, name := range fixtureModels {
+	for _, name := range reference.Models {
 		t.Run(name, func(t *testing.T) {
-			ref, _ := loadReference(t, name)
+			ref := reference.Load(t, name)
 			m := sharedModel(t, name)
 			for _, p := range ref.Prompts {
 				want := greedyPrefix(p.Greedy, p.GreedyMargins, m.EOSTokenIDs())
@@ -55,7 +56,7 @@ func TestGenerateGreedyMatchesReference(t *testing.T) {
 // (the references tokenized some prompts with tokenizer.model, which splits runs of spaces
 // differently from tokenizer.json), the text is the reference continuation's.
 func TestGenerateText(t *testing.T) {
-	ref, _ := loadReference(t, "tiny-code-mixtral")
+	ref := reference.Load(t, "tiny-code-mixtral")
 	m := sharedModel(t, "tiny-code-mixtral")
 	ctx := context.Background()
 	same := 0
@@ -112,7 +113,7 @@ func TestGenerateText(t *testing.T) {
 }
 
 func TestGenerateChatPrompt(t *testing.T) {
-	ref, _ := loadReference(t, "tiny-mixtral-bf16")
+	ref := reference.Load(t, "tiny-mixtral-bf16")
 	m := sharedModel(t, "tiny-mixtral-bf16")
 	ids, err := m.PromptIDs(Request{Messages: []tokenizer.Message{{Role: "user", Content: "Hello!"}}})
 	if err != nil {
@@ -132,7 +133,7 @@ func TestGenerateChatPrompt(t *testing.T) {
 }
 
 func TestGenerateStops(t *testing.T) {
-	ref, _ := loadReference(t, "tiny-code-mixtral")
+	ref := reference.Load(t, "tiny-code-mixtral")
 	m := sharedModel(t, "tiny-code-mixtral")
 	p := ref.Prompts[1] // continues with "   import argparse\n\n    parser = ..."
 	ctx := context.Background()
@@ -163,7 +164,7 @@ func TestGenerateStops(t *testing.T) {
 }
 
 func TestGenerateContextLength(t *testing.T) {
-	ref, _ := loadReference(t, "tiny-code-mixtral")
+	ref := reference.Load(t, "tiny-code-mixtral")
 	p := ref.Prompts[0]
 	m := loadFixture(t, "tiny-code-mixtral", Options{ContextLength: len(p.IDs) + 3})
 	ctx := context.Background()
@@ -236,7 +237,7 @@ func TestGenerateCancel(t *testing.T) {
 // TestGenerateConcurrent runs requests at once (the scheduler batches their steps) and
 // checks each against the same request run alone.
 func TestGenerateConcurrent(t *testing.T) {
-	ref, _ := loadReference(t, "tiny-code-mixtral")
+	ref := reference.Load(t, "tiny-code-mixtral")
 	m := sharedModel(t, "tiny-code-mixtral")
 	ctx := context.Background()
 	seed := int64(7)
@@ -279,14 +280,14 @@ func TestGenerateConcurrent(t *testing.T) {
 }
 
 func TestGenerateLogprobs(t *testing.T) {
-	ref, rf := loadReference(t, "tiny-code-mixtral")
+	ref := reference.Load(t, "tiny-code-mixtral")
 	m := sharedModel(t, "tiny-code-mixtral")
 	p := ref.Prompts[0]
 	resp, err := m.Generate(context.Background(), Request{PromptIDs: p.IDs, Params: sampling.Params{MaxTokens: 1, Logprobs: true, TopLogprobs: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := logSoftmax(refTensor(t, rf, "prompt0.last_logits"), p.Greedy[0])
+	want := logSoftmax(ref.Tensor(t, "prompt0.last_logits"), p.Greedy[0])
 	if len(resp.Logprobs) != 1 || math.Abs(resp.Logprobs[0].Chosen.Logprob-want) > 1e-4 || resp.Logprobs[0].Top[0].ID != p.Greedy[0] {
 		t.Errorf("logprobs %+v, want chosen %d at %.5f", resp.Logprobs, p.Greedy[0], want)
 	}

@@ -2,82 +2,15 @@ package mixtral
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"sync"
 	"testing"
 
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/safetensors"
 )
-
-// fixtureModels are the reference checkpoints.
-var fixtureModels = []string{"tiny-mixtral-bf16", "tiny-mixtral-swa-f16", "tiny-code-mixtral"}
-
-// reference is a model's reference JSON.
-type reference struct {
-	Prompts []struct {
-		Index         int       `json:"index"`
-		Text          string    `json:"text"`
-		IDs           []int     `json:"ids"`
-		Greedy        []int     `json:"greedy"`
-		GreedyMargins []float64 `json:"greedy_margins"`
-	} `json:"prompts"`
-	Perplexity *struct {
-		Tokens    []int   `json:"tokens"`
-		WindowsOf int     `json:"windows_of"`
-		PPL       float64 `json:"ppl"`
-	} `json:"perplexity"`
-}
-
-// loadReference reads a model's reference JSON and tensors.
-func loadReference(t *testing.T, name string) (*reference, *safetensors.File) {
-	t.Helper()
-	data, err := os.ReadFile(fixtures.Path(t, "reference", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref reference
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
-	f, err := safetensors.Open(fixtures.Path(t, "reference", name+".safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return &ref, f
-}
-
-// refTensor returns a reference tensor as float32s, or nil when there is none.
-func refTensor(t *testing.T, f *safetensors.File, name string) []float32 {
-	t.Helper()
-	tt, err := f.Tensor(name)
-	if err != nil {
-		return nil
-	}
-	v, err := tt.Float32s(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-// relErr returns ‖got−want‖/‖want‖.
-func relErr(got, want []float32) float64 {
-	if len(got) != len(want) {
-		return math.Inf(1)
-	}
-	var num, den float64
-	for i := range want {
-		d := float64(got[i]) - float64(want[i])
-		num += d * d
-		den += float64(want[i]) * float64(want[i])
-	}
-	return math.Sqrt(num / den)
-}
 
 // logitTolerance is the relative error the float64 references support for float32 compute.
 const logitTolerance = 1e-4
@@ -147,49 +80,45 @@ func argmax(v []float32) int {
 // TestFixtureParity compares one-shot prefill with the references: last and all logits,
 // hidden states and router logits.
 func TestFixtureParity(t *testing.T) {
-	for _, name := range fixtureModels {
+	for _, name := range reference.Models {
 		t.Run(name, func(t *testing.T) {
-			ref, rf := loadReference(t, name)
+			ref := reference.Load(t, name)
 			m := sharedModel(t, name)
 			for _, p := range ref.Prompts {
 				pre := fmt.Sprintf("prompt%d.", p.Index)
-				all := refTensor(t, rf, pre+"all_logits")
+				all := ref.Tensor(t, pre+"all_logits")
 				ev, err := m.Eval(context.Background(), p.IDs, EvalOptions{AllLogits: all != nil, Trace: true})
 				if err != nil {
 					t.Fatal(err)
 				}
-				last := ev.Logits[len(ev.Logits)-1]
-				e := relErr(last, refTensor(t, rf, pre+"last_logits"))
-				t.Logf("%slast_logits: relative error %.2e", pre, e)
-				if !(e < logitTolerance) {
-					t.Errorf("%slast_logits: relative error %.3g", pre, e)
+				check := func(what string, got, want []float32) {
+					t.Helper()
+					e := reference.RelErr(got, want)
+					t.Logf("%s%s: relative error %.2e", pre, what, e)
+					if !(e < logitTolerance) {
+						t.Errorf("%s%s: relative error %.3g", pre, what, e)
+					}
 				}
+				check("last_logits", ev.Logits[len(ev.Logits)-1], ref.Tensor(t, pre+"last_logits"))
 				if all != nil {
 					V := m.cfg.VocabSize
 					worst := 0.0
 					for i, row := range ev.Logits {
-						worst = max(worst, relErr(row, all[i*V:(i+1)*V]))
+						worst = max(worst, reference.RelErr(row, all[i*V:(i+1)*V]))
 					}
 					t.Logf("%sall_logits: worst relative error %.2e over %d positions", pre, worst, len(ev.Logits))
 					if !(worst < logitTolerance) {
 						t.Errorf("%sall_logits: worst relative error %.3g", pre, worst)
 					}
 				}
-				for L, h := range ev.Hidden {
-					if want := refTensor(t, rf, fmt.Sprintf("%shidden_state.%d", pre, L)); want != nil {
-						e := relErr(h, want)
-						t.Logf("%shidden_state.%d: relative error %.2e", pre, L, e)
-						if !(e < logitTolerance) {
-							t.Errorf("%shidden_state.%d: relative error %.3g", pre, L, e)
-						}
-					}
-				}
-				for l, r := range ev.Router {
-					if want := refTensor(t, rf, fmt.Sprintf("%srouter_logits.%d", pre, l)); want != nil {
-						e := relErr(r, want)
-						t.Logf("%srouter_logits.%d: relative error %.2e", pre, l, e)
-						if !(e < logitTolerance) {
-							t.Errorf("%srouter_logits.%d: relative error %.3g", pre, l, e)
+				for _, trace := range []struct {
+					what string
+					rows [][]float32
+				}{{"hidden_state", ev.Hidden}, {"router_logits", ev.Router}} {
+					for l, got := range trace.rows {
+						name := fmt.Sprintf("%s.%d", trace.what, l)
+						if want := ref.Tensor(t, pre+name); want != nil {
+							check(name, got, want)
 						}
 					}
 				}
@@ -202,15 +131,15 @@ func TestFixtureParity(t *testing.T) {
 // compares every step with the references, then decodes greedily and compares the
 // continuation while every reference margin so far exceeds 1e-3.
 func TestFixtureIncremental(t *testing.T) {
-	for _, name := range fixtureModels {
+	for _, name := range reference.Models {
 		t.Run(name, func(t *testing.T) {
-			ref, rf := loadReference(t, name)
+			ref := reference.Load(t, name)
 			m := sharedModel(t, name)
 			V := m.cfg.VocabSize
 			ctx := context.Background()
 			for _, p := range ref.Prompts {
 				pre := fmt.Sprintf("prompt%d.", p.Index)
-				all := refTensor(t, rf, pre+"all_logits")
+				all := ref.Tensor(t, pre+"all_logits")
 				s, err := m.NewSequence()
 				if err != nil {
 					t.Fatal(err)
@@ -224,10 +153,10 @@ func TestFixtureIncremental(t *testing.T) {
 					}
 					logits = ev.Logits[0]
 					if all != nil {
-						worst = max(worst, relErr(logits, all[i*V:(i+1)*V]))
+						worst = max(worst, reference.RelErr(logits, all[i*V:(i+1)*V]))
 					}
 				}
-				worst = max(worst, relErr(logits, refTensor(t, rf, pre+"last_logits")))
+				worst = max(worst, reference.RelErr(logits, ref.Tensor(t, pre+"last_logits")))
 				t.Logf("%stoken by token: worst relative error %.2e", pre, worst)
 				if !(worst < logitTolerance) {
 					t.Errorf("%stoken by token: worst relative error %.3g", pre, worst)
@@ -258,21 +187,18 @@ func TestFixtureIncremental(t *testing.T) {
 
 func TestFixturePerplexity(t *testing.T) {
 	const name = "tiny-code-mixtral"
-	ref, _ := loadReference(t, name)
-	if ref.Perplexity == nil {
-		t.Fatal("no perplexity reference")
-	}
+	ppl := reference.LoadPerplexity(t, name)
 	if raceEnabled {
 		t.Skip("scoring 4096 tokens is too slow under the race detector; the other test runs check it")
 	}
 	m := sharedModel(t, name)
-	got, err := m.Perplexity(context.Background(), ref.Perplexity.Tokens, ref.Perplexity.WindowsOf)
+	got, err := m.Perplexity(context.Background(), ppl.Tokens, ppl.WindowsOf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := math.Abs(got-ref.Perplexity.PPL) / ref.Perplexity.PPL
-	t.Logf("perplexity %.4f, reference %.4f, relative error %.2e", got, ref.Perplexity.PPL, e)
+	e := math.Abs(got-ppl.PPL) / ppl.PPL
+	t.Logf("perplexity %.4f, reference %.4f, relative error %.2e", got, ppl.PPL, e)
 	if !(e < 1e-3) {
-		t.Errorf("perplexity %.4f, want %.4f", got, ref.Perplexity.PPL)
+		t.Errorf("perplexity %.4f, want %.4f", got, ppl.PPL)
 	}
 }

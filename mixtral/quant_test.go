@@ -10,6 +10,7 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 )
 
 // TestQuantizedPerplexity scores held-out tokens of tiny-code-mixtral (the first two of the
@@ -18,16 +19,13 @@ import (
 // to q4: q8 must stay within 0.5% of the bf16 perplexity, q4 within 5%.
 func TestQuantizedPerplexity(t *testing.T) {
 	const name = "tiny-code-mixtral"
-	ref, _ := loadReference(t, name)
-	if ref.Perplexity == nil {
-		t.Fatal("no perplexity reference")
-	}
+	ppl := reference.LoadPerplexity(t, name)
 	if raceEnabled {
 		t.Skip("scoring 4096 tokens three times is too slow under the race detector; the other test runs check it")
 	}
 	ctx := context.Background()
-	window := ref.Perplexity.WindowsOf
-	ids := ref.Perplexity.Tokens[:2*window+1]
+	window := ppl.WindowsOf
+	ids := ppl.Tokens[:2*window+1]
 	base, err := sharedModel(t, name).Perplexity(ctx, ids, window)
 	if err != nil {
 		t.Fatal(err)
@@ -77,8 +75,7 @@ type plainBackend struct{ backend.Backend }
 // router's choice to another expert differs more, so the median is held to it.)
 func TestBF16Activations(t *testing.T) {
 	const name = "tiny-code-mixtral"
-	ref, _ := loadReference(t, name)
-	ids := ref.Perplexity.Tokens[:100]
+	ids := reference.LoadPerplexity(t, name).Tokens[:100]
 	ctx := context.Background()
 	want, err := sharedModel(t, name).Eval(ctx, ids, EvalOptions{AllLogits: true})
 	if err != nil {
@@ -91,7 +88,7 @@ func TestBF16Activations(t *testing.T) {
 	}
 	errs := make([]float64, len(want.Logits))
 	for i := range want.Logits {
-		errs[i] = relErr(got.Logits[i], want.Logits[i])
+		errs[i] = reference.RelErr(got.Logits[i], want.Logits[i])
 	}
 	slices.Sort(errs)
 	median := errs[len(errs)/2]

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/safetensors"
 )
 
@@ -133,7 +134,7 @@ func TestFusedLayout(t *testing.T) {
 			}
 			for i := range ea.Logits {
 				if !slices.Equal(ea.Logits[i], eb.Logits[i]) {
-					t.Fatalf("position %d: fused layout logits differ (relative %.3g)", i, relErr(eb.Logits[i], ea.Logits[i]))
+					t.Fatalf("position %d: fused layout logits differ (relative %.3g)", i, reference.RelErr(eb.Logits[i], ea.Logits[i]))
 				}
 			}
 		})

@@ -1,27 +1,12 @@
 package sampling
 
-import "math"
+import (
+	"math"
+
+	"github.com/fathom-llm/fathom/internal/kernels"
+)
 
 // The numeric kernels shared by the exported processors and the Sampler.
-
-// expNeg returns e^x for x in [expMin, 0] (below, e^x leaves float32's normal range) in
-// float32 with a relative error of a few units in the last place. It is
-// Cody-Waite range reduction and a degree-5 polynomial (Cephes' expf), written without
-// float conversions and small enough to inline, which keeps the loops over it from
-// spilling their accumulators.
-func expNeg(x float32) float32 {
-	r := x*math.Log2E + 0xc00000 // 1.5 * 2^23: rounds to an integer in the low bits
-	n := r - 0xc00000
-	f := x - n*0.693359375 + n*2.12194440e-4 // ln 2 = 0.693359375 - 2.12194440e-4, the first exact in few bits
-	p := (((((1.9875691500e-4*f+1.3981999507e-3)*f+8.3334519073e-3)*f+4.1665795894e-2)*f+
-		1.6666665459e-1)*f+5.0000001201e-1)*f*f + f + 1
-	// n lies in [-126, 0]; the low bits of r hold it, two's complement.
-	return p * math.Float32frombits((math.Float32bits(r)+127)<<23)
-}
-
-// expMin is the smallest argument of expNeg; callers count e^x below it (and for -Inf and
-// NaN) as 0.
-const expMin = -87.3
 
 // cand is one candidate token: its (penalised) logit, its unnormalised probability
 // e^((v-max)/T), and its id.
@@ -36,65 +21,31 @@ type cand struct {
 // top-p implementations (vLLM's and Hugging Face's) rank.
 func ranksAbove(a, b *cand) bool { return a.v > b.v || (a.v == b.v && a.id > b.id) }
 
-// expCands sets c[i].e = e^((c[i].v - top) * scale) and returns the sum of the e values,
-// accumulated in float32 blocks of 256 and in float64 across them.
-func expCands(c []cand, top, scale float32) float64 {
+// expChunk is the number of candidates expCands passes to the vector exponential at a time.
+const expChunk = 1024
+
+// expCands sets c[i].e = e^((c[i].v - top) * scale) (0 below kernels.ExpMin, for -Inf and for
+// NaN) and returns the sum of the e values, accumulated in float32 blocks and in float64
+// across them. tmp, at least 2·expChunk entries, is its scratch.
+func expCands(c []cand, top, scale float32, tmp []float32) float64 {
+	v, e := tmp[:expChunk], tmp[expChunk:2*expChunk]
 	total := 0.0
 	for len(c) > 0 {
-		blk := c[:min(len(c), 256)]
+		blk := c[:min(len(c), expChunk)]
 		c = c[len(blk):]
-		var s0, s1 float32
-		i := 0
-		for ; i+2 <= len(blk); i += 2 {
-			var e0, e1 float32
-			if x := (blk[i].v - top) * scale; x >= expMin {
-				e0 = expNeg(x)
-			}
-			if x := (blk[i+1].v - top) * scale; x >= expMin {
-				e1 = expNeg(x)
-			}
-			blk[i].e, blk[i+1].e = e0, e1
-			s0 += e0
-			s1 += e1
+		for i := range blk {
+			v[i] = blk[i].v
 		}
-		if i < len(blk) {
-			var e float32
-			if x := (blk[i].v - top) * scale; x >= expMin {
-				e = expNeg(x)
-			}
-			blk[i].e = e
-			s0 += e
+		total += kernels.ExpSum(e[:len(blk)], v[:len(blk)], top, scale)
+		for i := range blk {
+			blk[i].e = e[i]
 		}
-		total += float64(s0 + s1)
 	}
 	return total
 }
 
-// sumExp returns the sum of e^(x - top) over x, accumulated as expCands does.
-func sumExp(x []float32, top float32) float64 {
-	total := 0.0
-	for len(x) > 0 {
-		blk := x[:min(len(x), 256)]
-		x = x[len(blk):]
-		var s0, s1 float32
-		i := 0
-		for ; i+2 <= len(blk); i += 2 {
-			if d := blk[i] - top; d >= expMin {
-				s0 += expNeg(d)
-			}
-			if d := blk[i+1] - top; d >= expMin {
-				s1 += expNeg(d)
-			}
-		}
-		if i < len(blk) {
-			if d := blk[i] - top; d >= expMin {
-				s0 += expNeg(d)
-			}
-		}
-		total += float64(s0 + s1)
-	}
-	return total
-}
+// sumExp returns the sum of e^(x - top) over x, -Inf and NaN counting 0.
+func sumExp(x []float32, top float32) float64 { return kernels.ExpSum(nil, x, top, 1) }
 
 // pick returns the index in c of the candidate that the point r, 0 <= r < Σ c[i].e, falls
 // on when the candidates' e values are laid end to end. Rounding never makes it return a

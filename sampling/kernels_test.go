@@ -6,32 +6,34 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/fathom-llm/fathom/internal/kernels"
 )
 
 func TestExpNegAccuracy(t *testing.T) {
 	worst := 0.0
 	for x := float32(-87); x <= 0; x += 0.0007 {
 		want := math.Exp(float64(x))
-		got := float64(expNeg(x))
+		got := float64(kernels.ExpNeg(x))
 		worst = max(worst, math.Abs(got/want-1))
 	}
 	if worst > 3e-7 {
 		t.Errorf("worst relative error %g, want <= 3e-7", worst)
 	}
-	if got := expNeg(0); got != 1 {
-		t.Errorf("expNeg(0) = %v, want 1", got)
+	if got := kernels.ExpNeg(0); got != 1 {
+		t.Errorf("ExpNeg(0) = %v, want 1", got)
 	}
-	// Below expMin, -Inf and NaN count as 0.
+	// Below ExpMin, -Inf and NaN count as 0.
 	nan, inf := float32(math.NaN()), float32(math.Inf(1))
 	x := []float32{0, -87.31, -100, -1e30, -inf, nan, -1}
 	if got, want := sumExp(x, 0), 1+math.Exp(-1); math.Abs(got-want) > 1e-7 {
 		t.Errorf("sumExp = %v, want %v", got, want)
 	}
 	c := []cand{{v: 0}, {v: -174.7}, {v: -inf}, {v: nan}, {v: -2}}
-	if got, want := expCands(c, 0, 0.5), 1+math.Exp(-1); math.Abs(got-want) > 1e-7 {
+	if got, want := expCands(c, 0, 0.5, make([]float32, 2*expChunk)), 1+math.Exp(-1); math.Abs(got-want) > 1e-7 {
 		t.Errorf("expCands = %v, want %v", got, want)
 	}
-	for i, want := range []float32{1, 0, 0, 0, expNeg(-1)} {
+	for i, want := range []float32{1, 0, 0, 0, kernels.ExpNeg(-1)} {
 		if c[i].e != want {
 			t.Errorf("expCands: e[%d] = %v, want %v", i, c[i].e, want)
 		}

@@ -161,7 +161,7 @@ func ApplyTopP(logits []float32, p float64) {
 	if len(c) == 0 {
 		return
 	}
-	z := expCands(c, maxOf(logits), 1)
+	z := expCands(c, maxOf(logits), 1, make([]float32, 2*expChunk))
 	n, _ := nucleus(c, p*z)
 	keep := make([]bool, len(logits))
 	for _, k := range c[:n] {

@@ -8,6 +8,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/fathom-llm/fathom/internal/kernels"
 )
 
 // ErrInvalidLogits is returned (wrapped) by Sample and Logprobs for a logits vector of the
@@ -51,6 +53,9 @@ type Sampler struct {
 	generated int
 	buf       []float32       // the penalised logits of the current step
 	cands     []cand          // the candidates of the current step
+	tmp       []float32       // expCands' scratch
+	exps      []float32       // the exponentials of the vocabulary for top-p alone; else nil
+	ids       []int32         // with exps: the tokens that top-p may keep
 	heap      kHeap           // top-k selection; nil when top-k is off or decoding is greedy
 	bucketN   [nBuckets]int32 // drawUnfiltered's bucket counts
 }
@@ -128,6 +133,10 @@ func NewSampler(p Params, vocab int, promptIDs []int) (*Sampler, error) {
 	}
 	if !s.greedy {
 		s.cands = make([]cand, 0, vocab)
+		s.tmp = make([]float32, 2*expChunk)
+		if s.topP > 0 && s.topP <= 1-minTail && s.minP <= 0 && s.topK <= 0 {
+			s.exps, s.ids = make([]float32, vocab), make([]int32, vocab)
+		}
 		if s.topK > 0 {
 			s.heap = make(kHeap, s.topK)
 		}
@@ -227,6 +236,15 @@ func (s *Sampler) copyRange(logits []float32, from, to int, top float32, at int)
 			}
 		}
 	case h == nil:
+		// Copy in bulk and find the largest in vectors; a NaN or +Inf, which need cleaning,
+		// sends the range through the loop below.
+		copy(dst, src)
+		if m := kernels.Max(dst); m <= math.MaxFloat32 {
+			if m > top {
+				top, at = m, from+slices.Index(dst, m)
+			}
+			return top, at
+		}
 		for i, v := range src {
 			if !(v <= math.MaxFloat32) {
 				v = clean(v)
@@ -348,8 +366,8 @@ func (s *Sampler) drawUnfiltered(buf []float32, top float32) int {
 			continue // not reached: bucket b holds counts[b] tokens
 		}
 		var e float32
-		if x := (buf[id] - top) * invT; x >= expMin {
-			e = expNeg(x)
+		if x := (buf[id] - top) * invT; x >= kernels.ExpMin {
+			e = kernels.ExpNeg(x)
 		}
 		if s.uniform()*envelope[b] < float64(e) {
 			return id
@@ -397,19 +415,47 @@ func (s *Sampler) filter(buf []float32, top float32) ([]cand, float64) {
 	if s.heap != nil {
 		thr = max(thr, s.heap[0]) // the k-th largest, from prepare
 	}
+	scale := float32(1 / s.temp)
+	if s.exps != nil && thr == -math.MaxFloat32 {
+		return s.nucleusAll(buf, top, scale)
+	}
 	c := s.cands[:0]
 	for i, v := range buf {
 		if v >= thr {
 			c = append(c, cand{v: v, id: int32(i)})
 		}
 	}
-	mass := expCands(c, top, float32(1/s.temp))
+	mass := expCands(c, top, scale, s.tmp)
 	if s.topP < 1 {
 		var n int
 		n, mass = nucleus(c, s.topP*mass)
 		c = c[:n]
 	}
 	return c, mass
+}
+
+// minTail is the least 1 - top-p for which nucleusAll leaves the least likely tokens out
+// before selecting: it keeps a margin of (1-p)/2 of the mass, far above rounding.
+const minTail = 1e-3
+
+// nucleusAll is filter for top-p over every finite logit of buf (no min-p, no top-k), with
+// 0 < p <= 1-minTail. It computes the exponentials of the whole vocabulary at once, then
+// leaves out of the selection the tokens of e below τ = (1-p)·mass/(2·len(buf)): together
+// they and every token ranking below one of them weigh less than (1-p)·mass/2, so the mass
+// ranking above each of them exceeds the top-p target by that margin, and top-p drops them
+// anyway. Most of a language model's vocabulary falls below τ.
+func (s *Sampler) nucleusAll(buf []float32, top, scale float32) ([]cand, float64) {
+	es := s.exps[:len(buf)]
+	mass := kernels.ExpSum(es, buf, top, scale)
+	tau := float32((1 - s.topP) * mass / float64(2*len(buf)))
+	tau = max(tau, math.SmallestNonzeroFloat32) // e = 0 never stays
+	ids := s.ids[:kernels.IndexAtLeast(s.ids, es, tau)]
+	c := s.cands[:len(ids)]
+	for j, i := range ids {
+		c[j] = cand{v: buf[i], e: es[i], id: i}
+	}
+	n, kept := nucleus(c, s.topP*mass)
+	return c[:n], kept
 }
 
 // Logprobs returns the log-probabilities, the log-softmax of the raw logits (before any
@@ -431,7 +477,10 @@ func (s *Sampler) Logprobs(logits []float32, id int) (Logprobs, error) {
 // a logit is +Inf.
 func logprobsOf(logits []float32, id, k int, scratch []float32) (Logprobs, error) {
 	x := logits
-	top := maxOf(x) // NaN never compares greater
+	top := kernels.Max(x)
+	if top != top {
+		top = maxOf(x) // NaN never compares greater
+	}
 	if top > math.MaxFloat32 {
 		x = scratch[:len(logits)]
 		for i, v := range logits {
@@ -450,8 +499,9 @@ func logprobsOf(logits []float32, id, k int, scratch []float32) (Logprobs, error
 	k = min(k, len(x))
 	// Keep the k best (value descending, id ascending) in t, sorted, by insertion.
 	t := make([]TokenLogprob, 0, k)
+	floor := float32(math.Inf(-1)) // t[k-1]'s value once t is full: only more enters
 	for i, v := range x {
-		if len(t) == k && !(float64(v) > t[k-1].Logprob) {
+		if len(t) == k && !(v > floor) {
 			continue
 		}
 		v = clean(v)
@@ -463,6 +513,9 @@ func logprobsOf(logits []float32, id, k int, scratch []float32) (Logprobs, error
 			t[j] = t[j-1]
 		}
 		t[j] = TokenLogprob{ID: i, Logprob: float64(v)}
+		if len(t) == k {
+			floor = float32(t[k-1].Logprob) // exact: a float32 value
+		}
 	}
 	for i := range t {
 		t[i].Logprob -= lse

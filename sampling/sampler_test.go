@@ -537,3 +537,47 @@ func TestSampleOddInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestNucleusAll checks that top-p alone over the whole vocabulary, which leaves the least
+// likely tokens out before selecting, keeps the same tokens with the same mass as the
+// selection over every candidate.
+func TestNucleusAll(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for trial := range 200 {
+		vocab := 1 + rng.IntN(5000)
+		p := []float64{0.001, 0.3, 0.9, 0.99, 0.999}[trial%5]
+		temp := 0.2 + 1.8*rng.Float64()
+		s, err := NewSampler(Params{Temperature: temp, TopP: p, Seed: seed(1)}, vocab, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.exps == nil {
+			t.Fatal("top-p alone does not take the whole-vocabulary path")
+		}
+		logits := randomLogits(rng, vocab, []float64{0.1, 1, 3, 10, 50}[rng.IntN(5)])
+		for i := range rng.IntN(5) {
+			logits[rng.IntN(vocab)] = float32(math.Inf(-1))
+			logits[rng.IntN(vocab)] = 10 + float32(i)
+		}
+		top := maxOf(logits)
+		c, mass := s.filter(logits, top)
+		got := make([]int32, 0, len(c))
+		for _, k := range c {
+			got = append(got, k.id)
+		}
+		s.exps = nil
+		c, want := s.filter(logits, top)
+		ids := make([]int32, 0, len(c))
+		for _, k := range c {
+			ids = append(ids, k.id)
+		}
+		slices.Sort(got)
+		slices.Sort(ids)
+		if !slices.Equal(got, ids) {
+			t.Fatalf("trial %d (vocab %d, p %v): kept %d tokens, want %d", trial, vocab, p, len(got), len(ids))
+		}
+		if math.Abs(mass-want) > 1e-6*want {
+			t.Fatalf("trial %d: mass %v, want %v", trial, mass, want)
+		}
+	}
+}

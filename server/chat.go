@@ -265,12 +265,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) *apiErr
 	}
 	defer release()
 
-	reqs := make([]mixtral.Request, n)
-	for i := range reqs {
-		reqs[i] = req
-		reqs[i].Params = req.Params.ForChoice(i)
-	}
-	promptOf := make([]int, n) // every choice shares prompt 0
+	reqs, promptOf := choices([]mixtral.Request{req}, n)
 	id, created := newID("chatcmpl-"), time.Now().Unix()
 	g := start(r.Context(), s.model, reqs)
 	defer g.stop()

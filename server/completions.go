@@ -213,17 +213,8 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 	}
 	defer release()
 
-	total := len(prompts) * n
-	reqs := make([]mixtral.Request, 0, total)
-	promptOf := make([]int, 0, total)
-	for p, req := range prompts {
-		for i := range n {
-			r := req
-			r.Params = req.Params.ForChoice(i)
-			reqs = append(reqs, r)
-			promptOf = append(promptOf, p)
-		}
-	}
+	reqs, promptOf := choices(prompts, n)
+	total := len(reqs)
 	id, created := newID("cmpl-"), time.Now().Unix()
 	g := start(r.Context(), s.model, reqs)
 	defer g.stop()

@@ -18,7 +18,6 @@ import (
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/tokenizer"
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 )
 
 // realModel is a fixture model loaded with mixtral.Load, observed: it counts generations
@@ -277,13 +276,7 @@ func TestRealLoad(t *testing.T) {
 	const clients, perClient = 64, 2
 	m := loadReal(t, "tiny-mixtral-bf16", 64)
 	base := runtime.NumGoroutine() // the model's own goroutines stay until Close
-	s, err := New(m, Options{ModelNames: []string{testModelName}, MaxConcurrent: 16, QueueLength: clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	client := openai.NewClient(option.WithBaseURL(ts.URL+"/v1"), option.WithAPIKey("x"),
-		option.WithMaxRetries(0), option.WithHTTPClient(ts.Client()))
+	ts, client := serve(t, m, Options{MaxConcurrent: 16, QueueLength: clients})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -75,6 +75,22 @@ type generation struct {
 	cancel context.CancelFunc
 }
 
+// choices expands each prompt's request into n choices, each with its own sampling seed
+// (Params.ForChoice): choice p*n+i is choice i of prompt p, and promptOf[p*n+i] = p.
+func choices(prompts []mixtral.Request, n int) (reqs []mixtral.Request, promptOf []int) {
+	reqs = make([]mixtral.Request, 0, len(prompts)*n)
+	promptOf = make([]int, 0, len(prompts)*n)
+	for p, req := range prompts {
+		for i := range n {
+			r := req
+			r.Params = req.Params.ForChoice(i)
+			reqs = append(reqs, r)
+			promptOf = append(promptOf, p)
+		}
+	}
+	return reqs, promptOf
+}
+
 // start runs reqs under a context derived from ctx.
 func start(ctx context.Context, m Model, reqs []mixtral.Request) *generation {
 	ctx, cancel := context.WithCancel(ctx)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 )
 
 // settleGoroutines waits until no more than base goroutines run, failing after 10 s.
@@ -41,13 +39,7 @@ func TestLoad(t *testing.T) {
 	base := runtime.NumGoroutine()
 	m := newFake()
 	m.delay = 100 * time.Microsecond
-	s, err := New(m, Options{ModelNames: []string{testModelName}, MaxConcurrent: 8, QueueLength: clients})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	client := openai.NewClient(option.WithBaseURL(ts.URL+"/v1"), option.WithAPIKey("x"),
-		option.WithMaxRetries(0), option.WithHTTPClient(ts.Client()))
+	ts, client := serve(t, m, Options{MaxConcurrent: 8, QueueLength: clients})
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 
@@ -111,8 +103,7 @@ func TestDisconnect(t *testing.T) {
 	m.delay = 2 * time.Millisecond
 	m.ctxLen = 100000
 	m.cancelCh = make(chan struct{}, 16)
-	s, _ := New(m, Options{ModelNames: []string{testModelName}})
-	ts := httptest.NewServer(s)
+	ts, client := serve(t, m, Options{})
 	waitCancelled := func(n int) {
 		t.Helper()
 		for range n {
@@ -141,8 +132,6 @@ func TestDisconnect(t *testing.T) {
 	waitCancelled(3)
 
 	// Through the SDK: close the stream after a few chunks.
-	client := openai.NewClient(option.WithBaseURL(ts.URL+"/v1"), option.WithAPIKey("x"),
-		option.WithMaxRetries(0), option.WithHTTPClient(ts.Client()))
 	p := chatParams("keep going")
 	p.MaxTokens = openai.Int(50000)
 	st := client.Chat.Completions.NewStreaming(context.Background(), p)

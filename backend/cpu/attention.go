@@ -111,10 +111,7 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 		return err
 	}
 	defer b.mu.Unlock()
-	c.mu.Lock()
-	closed := c.closed
-	c.mu.Unlock()
-	if closed {
+	if c.Closed() {
 		return backend.ErrClosed
 	}
 	hd := p.HeadDim

@@ -18,21 +18,24 @@ type Backend struct {
 	pool   *pool
 	closed bool
 
-	scratch  []workerScratch // per worker, grown as operations need
-	gain     []float32       // an RMSNorm weight in float32
-	bf16Acts bool            // Options.BF16Activations
-	rounded  []float32       // a product's activations rounded to bfloat16
+	scratch  []workerScratch   // per worker, grown as operations need
+	gain     []float32         // an RMSNorm weight in float32
+	bf16Acts bool              // Options.BF16Activations
+	rounded  []float32         // a product's activations rounded to bfloat16
+	xq       kernels.QuantActs // a product's activations quantized for quantized weights
 
 	// The parallel operations' state, reused so that a forward step allocates nothing.
 	matmul    matmulTask
 	attention attentionTask
 	moe       moeTask
+	quant     quantTask
 }
 
 // workerScratch is one worker's private memory; the padding keeps workers' slice headers on
 // separate cache lines.
 type workerScratch struct {
 	a []float32
+	k kernels.Scratch // the matrix products' working memory
 	_ [64]byte
 }
 
@@ -343,7 +346,11 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) error {
 	if rounded {
 		xs = b.roundBF16(xs)
 	}
-	b.matmul = matmulTask{dst: d, x: xs, n: x.Rows, w: cw, rounded: rounded}
+	var xq *kernels.QuantActs
+	if cw.quantized() {
+		xq = b.quantizeActs(&b.xq, xs, x.Rows, x.Cols)
+	}
+	b.matmul = matmulTask{scratch: b.scratch, dst: d, x: xs, xq: xq, n: x.Rows, w: cw, rounded: rounded}
 	b.pool.each(cw.rows, 16, spread(x.Rows), &b.matmul)
 	b.matmul = matmulTask{}
 	return nil
@@ -382,10 +389,41 @@ func roundBF16(dst, x []float32) {
 
 // matmulTask computes output columns [lo, hi) of dst = x·wᵀ.
 type matmulTask struct {
+	scratch []workerScratch
 	dst, x  []float32
+	xq      *kernels.QuantActs // x quantized, for a quantized weight
 	n       int
 	w       *weight
 	rounded bool
 }
 
-func (t *matmulTask) run(_, lo, hi int) { t.w.mulRows(t.dst, t.x, t.n, lo, hi, t.rounded) }
+func (t *matmulTask) run(w, lo, hi int) {
+	t.w.mulRows(&t.scratch[w].k, t.dst, t.x, t.xq, t.n, lo, hi, t.rounded)
+}
+
+// quantParallel is the fewest activation rows that are quantized in parallel; fewer take
+// less time than waking the workers.
+const quantParallel = 8
+
+// quantizeActs quantizes the tokens rows of cols values of x into a, once for every worker's
+// share of the products that multiply them, and returns a. a's memory is reused from call to
+// call.
+func (b *Backend) quantizeActs(a *kernels.QuantActs, x []float32, tokens, cols int) *kernels.QuantActs {
+	a.Reset(tokens, cols)
+	if tokens < quantParallel {
+		a.QuantizeRows(x, 0, tokens)
+		return a
+	}
+	b.quant = quantTask{a: a, x: x}
+	b.pool.each(tokens, 1, 1, &b.quant)
+	b.quant = quantTask{}
+	return a
+}
+
+// quantTask quantizes the activation rows [lo, hi) of x into a.
+type quantTask struct {
+	a *kernels.QuantActs
+	x []float32
+}
+
+func (t *quantTask) run(_, lo, hi int) { t.a.QuantizeRows(t.x, lo, hi) }

@@ -42,12 +42,12 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 
 	n, E, H, I := x.Rows, ex.count, ex.hidden, ex.inner
 	t := &b.moe
-	t.ex, t.dst = ex, d
+	t.ex, t.dst, t.scratch = ex, d, b.scratch
 
 	// Router logits x·gateᵀ, then per token the softmax over all experts in float32, the
 	// top k, renormalised.
 	t.probs = grow(t.probs, n*E)
-	b.matmul = matmulTask{dst: t.probs, x: xs, n: n, w: ex.gate} // exact, never rounded
+	b.matmul = matmulTask{scratch: b.scratch, dst: t.probs, x: xs, n: n, w: ex.gate} // exact, never rounded
 	b.pool.each(E, 16, 1, &b.matmul)
 	b.matmul = matmulTask{}
 	copy(rl, t.probs)
@@ -100,11 +100,27 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 		most = max(most, t.start[c+1]-t.start[c])
 	}
 	clear(d)
+	// Quantized experts take each expert's activations quantized once, before the workers
+	// share its rows: the views xqs[c] and gqs[c] are expert c's pairs.
+	quant := ex.w1[0].quantized()
+	t.xqs, t.gqs = t.xqs[:0], t.gqs[:0]
+	if quant {
+		b.quantizeActs(&t.xq, t.xs, m, H)
+		for c := range E {
+			t.xqs = append(t.xqs, t.xq.Slice(t.start[c], t.start[c+1]))
+		}
+	}
 	t.phase = 0
 	b.pool.each(I, 16, spread(most), t)
+	if ex.w2[0].quantized() {
+		b.quantizeActs(&t.gq, t.g, m, I)
+		for c := range E {
+			t.gqs = append(t.gqs, t.gq.Slice(t.start[c], t.start[c+1]))
+		}
+	}
 	t.phase = 1
 	b.pool.each(H, 16, spread(most), t)
-	t.ex, t.dst = nil, nil
+	t.ex, t.dst, t.scratch = nil, nil, nil
 	return nil
 }
 
@@ -112,8 +128,9 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 // expert: phase 0 the columns [lo, hi) of h = silu(w1·x) ⊙ (w3·x), phase 1 the columns
 // [lo, hi) of dst += gain·(w2·h).
 type moeTask struct {
-	ex  *experts
-	dst []float32
+	ex      *experts
+	dst     []float32
+	scratch []workerScratch // the workers' working memory
 
 	probs       []float32 // [n, experts]: router logits, then probabilities
 	choice      []int     // [n, topK] chosen experts
@@ -124,6 +141,19 @@ type moeTask struct {
 	xs, g, u, y []float32 // per pair: input [hidden], gate and up [inner], output [hidden]
 	phase       int
 	bf16Acts    bool // Options.BF16Activations
+	// xs and g quantized, for quantized experts, and per expert views of its pairs (empty
+	// otherwise).
+	xq, gq   kernels.QuantActs
+	xqs, gqs []kernels.QuantActs
+}
+
+// quantActs returns the view of the quantized activations qs for expert c, nil if there is
+// none.
+func quantActs(qs []kernels.QuantActs, c int) *kernels.QuantActs {
+	if c < len(qs) {
+		return &qs[c]
+	}
+	return nil
 }
 
 // rounded reports whether expert c's products take activations rounded to bfloat16: those
@@ -133,8 +163,9 @@ func (t *moeTask) rounded(c int) (in, inner bool) {
 	return t.bf16Acts && e.w1[c].roundable() && e.w3[c].roundable(), t.bf16Acts && e.w2[c].roundable()
 }
 
-func (t *moeTask) run(_, lo, hi int) {
+func (t *moeTask) run(w, lo, hi int) {
 	H, I := t.ex.hidden, t.ex.inner
+	s := &t.scratch[w].k
 	for c := range t.ex.count {
 		p0, p1 := t.start[c], t.start[c+1]
 		m := p1 - p0
@@ -145,8 +176,9 @@ func (t *moeTask) run(_, lo, hi int) {
 		round1, round2 := t.rounded(c)
 		if t.phase == 0 {
 			xs := t.xs[p0*H : p1*H]
-			t.ex.w1[c].mulRows(g, xs, m, lo, hi, round1)
-			t.ex.w3[c].mulRows(u, xs, m, lo, hi, round1)
+			xq := quantActs(t.xqs, c)
+			t.ex.w1[c].mulRows(s, g, xs, xq, m, lo, hi, round1)
+			t.ex.w3[c].mulRows(s, u, xs, xq, m, lo, hi, round1)
 			for j := range m {
 				row := g[j*I+lo : j*I+hi]
 				kernels.SiLUMul(row, row, u[j*I+lo:j*I+hi])
@@ -157,7 +189,7 @@ func (t *moeTask) run(_, lo, hi int) {
 			continue
 		}
 		y := t.y[p0*H : p1*H]
-		t.ex.w2[c].mulRows(y, g, m, lo, hi, round2)
+		t.ex.w2[c].mulRows(s, y, g, quantActs(t.gqs, c), m, lo, hi, round2)
 		for j, tok := range t.tokens[p0:p1] {
 			kernels.Axpy(t.gains[p0+j], y[j*H+lo:j*H+hi], t.dst[tok*H+lo:tok*H+hi])
 		}

@@ -169,3 +169,62 @@ func TestQuantizedCopy(t *testing.T) {
 }
 
 func abs(x float32) float32 { return max(x, -x) }
+
+// TestProductAllocs checks that products and MoE blocks allocate nothing once the backend's
+// working memory has grown: one token, a few (the few-token kernels), many (the packed GEMMs),
+// with weights as stored, with bfloat16 activations and quantized.
+func TestProductAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r := rand.New(rand.NewPCG(9, 10))
+	const hidden, inner, experts, most = 64, 96, 4, 48
+	var et backend.ExpertTensors
+	et.Gate, _ = backendtest.Weight(r, "gate", safetensors.BF16, 0.5, experts, hidden)
+	for range experts {
+		w1, _ := backendtest.Weight(r, "w1", safetensors.BF16, 0.3, inner, hidden)
+		w2, _ := backendtest.Weight(r, "w2", safetensors.BF16, 0.3, hidden, inner)
+		w3, _ := backendtest.Weight(r, "w3", safetensors.BF16, 0.3, inner, hidden)
+		et.W1, et.W2, et.W3 = append(et.W1, w1), append(et.W2, w2), append(et.W3, w3)
+	}
+	for _, c := range []struct {
+		q        backend.Quantization
+		bf16Acts bool
+	}{{backend.AsStored, false}, {backend.AsStored, true}, {backend.Q8, false}, {backend.Q4, false}} {
+		be := cpu.NewWithOptions(cpu.Options{Workers: 2, BF16Activations: c.bf16Acts})
+		ex, err := be.BindExpertsQuantized(et, c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := be.BindQuantized(et.W1[0], c.q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xv := make([]float32, most*hidden)
+		for i := range xv {
+			xv[i] = float32(r.NormFloat64())
+		}
+		// Grow the working memory at the largest size first.
+		for _, n := range []int{most, 1, 8} {
+			x, _ := be.NewTensor(n, hidden)
+			mm, _ := be.NewTensor(n, inner)
+			moe, _ := be.NewTensor(n, hidden)
+			if err := be.Write(x, xv[:n*hidden]); err != nil {
+				t.Fatal(err)
+			}
+			run := func() {
+				if err := be.MatMul(mm, x, w); err != nil {
+					t.Fatal(err)
+				}
+				if err := be.MoE(moe, x, ex, 2, backend.Tensor{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			run()
+			if a := testing.AllocsPerRun(5, run); a != 0 {
+				t.Errorf("%q (bfloat16 activations %v), %d tokens: %v allocations", c.q, c.bf16Acts, n, a)
+			}
+		}
+		be.Close()
+	}
+}

@@ -105,29 +105,40 @@ const roundedTokens = 33
 // mulRows sets out[t*w.rows+r] to row r of w times x[t*w.cols:(t+1)*w.cols] for the tokens
 // t < tokens and the rows r in [lo, hi), and writes nothing else of out. rounded selects,
 // for a bfloat16 weight, the product with activations rounded to bfloat16 (x must then hold
-// bfloat16 values already).
-func (w *weight) mulRows(out, x []float32, tokens, lo, hi int, rounded bool) {
+// bfloat16 values already). A quantized weight multiplies xq, x quantized beforehand (see
+// quantizeActs), or, if xq is nil, quantizes x itself. s is the calling worker's working
+// memory for the products.
+func (w *weight) mulRows(s *kernels.Scratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
 	if rounded && w.roundable() && tokens >= roundedTokens {
-		kernels.MatMulBF16RoundedRows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
+		s.MatMulBF16RoundedRows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
 		return
 	}
-	switch w.quant {
-	case backend.Q8:
+	switch {
+	case w.quant == backend.Q8 && xq != nil:
+		kernels.MatMulQ8RowsQ(out, w.q, xq, w.rows, lo, hi)
+		return
+	case w.quant == backend.Q4 && xq != nil:
+		kernels.MatMulQ4RowsQ(out, w.q, xq, w.rows, lo, hi)
+		return
+	case w.quant == backend.Q8:
 		kernels.MatMulQ8Rows(out, w.q, x, tokens, w.rows, w.cols, lo, hi)
 		return
-	case backend.Q4:
+	case w.quant == backend.Q4:
 		kernels.MatMulQ4Rows(out, w.q, x, tokens, w.rows, w.cols, lo, hi)
 		return
 	}
 	switch w.dtype {
 	case safetensors.BF16:
-		kernels.MatMulBF16Rows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
+		s.MatMulBF16Rows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
 	case safetensors.F16:
-		kernels.MatMulF16Rows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
+		s.MatMulF16Rows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
 	default:
-		kernels.MatMulF32Rows(out, w.f32, x, tokens, w.rows, w.cols, lo, hi)
+		s.MatMulF32Rows(out, w.f32, x, tokens, w.rows, w.cols, lo, hi)
 	}
 }
+
+// quantized reports whether w's products take quantized activations.
+func (w *weight) quantized() bool { return w.quant == backend.Q8 || w.quant == backend.Q4 }
 
 // roundable reports whether w has a product with activations rounded to bfloat16.
 func (w *weight) roundable() bool { return w.quant == backend.AsStored && w.dtype == safetensors.BF16 }

@@ -10,7 +10,6 @@ import "C"
 import (
 	"fmt"
 	"math"
-	"sync"
 	"unsafe"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -20,26 +19,12 @@ import (
 // [layer][block][offset][kv head][head dim]. The block tables live on the host; each Prepare
 // uploads the batch's slots and tables.
 type cache struct {
-	owner *gpu
-	cfg   backend.CacheConfig
-	kvDim int
-	k, v  unsafe.Pointer
-
-	mu     sync.Mutex
-	closed bool
-	free   []int // free block numbers, used from the end
-	seqs   map[int]*sequence
-	nextID int
-	epoch  int
-	batch  batch // the batch of the last Prepare
-}
-
-// sequence is one sequence's block table.
-type sequence struct {
-	blocks []int
-	len    int
-	// next and epoch validate a Prepare without allocating.
-	next, epoch int
+	*backend.Pages // sequences and block tables
+	owner          *gpu
+	cfg            backend.CacheConfig
+	kvDim          int
+	k, v           unsafe.Pointer
+	batch          batch // the batch of the last Prepare
 }
 
 // batch is a prepared step: the tokens on the host, their packed description on the device.
@@ -68,8 +53,11 @@ func (g *gpu) batch(bt backend.Batch) (*batch, error) {
 
 // NewCache allocates a KV cache of cfg.Blocks blocks of cfg.BlockSize positions.
 func (g *gpu) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
-	if cfg.Layers <= 0 || cfg.KVHeads <= 0 || cfg.HeadDim <= 0 || cfg.BlockSize <= 0 || cfg.Blocks <= 0 ||
-		cfg.HeadDim > maxHeadDim {
+	pages, err := backend.NewPages(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HeadDim > maxHeadDim {
 		return nil, backend.Shapef("cache config %+v", cfg)
 	}
 	kvDim := cfg.KVHeads * cfg.HeadDim
@@ -82,8 +70,7 @@ func (g *gpu) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 		return nil, err
 	}
 	defer g.mu.Unlock()
-	c := &cache{owner: g, cfg: cfg, kvDim: kvDim, seqs: map[int]*sequence{}}
-	var err error
+	c := &cache{Pages: pages, owner: g, cfg: cfg, kvDim: kvDim}
 	if c.k, err = g.alloc(2*int(size), "key cache"); err != nil {
 		return nil, err
 	}
@@ -91,132 +78,46 @@ func (g *gpu) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 		g.free(c.k)
 		return nil, err
 	}
-	c.free = make([]int, cfg.Blocks)
-	for i := range c.free {
-		c.free[i] = cfg.Blocks - 1 - i
-	}
 	c.batch.cache = c
 	return c, nil
 }
 
-func (c *cache) NewSequence() (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return 0, backend.ErrClosed
-	}
-	id := c.nextID
-	c.nextID++
-	c.seqs[id] = &sequence{}
-	return id, nil
-}
-
-func (c *cache) Free(seq int) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s, ok := c.seqs[seq]; ok {
-		c.free = append(c.free, s.blocks...)
-		delete(c.seqs, seq)
-	}
-}
-
-func (c *cache) Len(seq int) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s, ok := c.seqs[seq]; ok {
-		return s.len
-	}
-	return 0
-}
-
 // Close releases the cache's device memory.
 func (c *cache) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	c.seqs, c.free = map[int]*sequence{}, nil
-	g := c.owner
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.free(c.k)
-	g.free(c.v)
-	g.free(c.batch.mem.p)
-	c.batch.mem = scratch{}
-	return nil
+	return c.Pages.Close(func() {
+		g := c.owner
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.free(c.k)
+		g.free(c.v)
+		g.free(c.batch.mem.p)
+		c.batch.mem = scratch{}
+	})
 }
 
 func (c *cache) Prepare(tokens []backend.Token) (backend.Batch, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, backend.ErrClosed
-	}
-	// Check that every token continues its sequence, and count the blocks needed.
-	c.epoch++
-	need := 0
-	bs := c.cfg.BlockSize
-	for _, t := range tokens {
-		s, ok := c.seqs[t.Seq]
-		if !ok {
-			return nil, fmt.Errorf("%w: no sequence %d", backend.ErrSequence, t.Seq)
+	// Pack against the extended block tables and upload; a failure undoes the extension.
+	g, bt := c.owner, &c.batch
+	err := c.Extend(tokens, func() error {
+		if err := g.lock(); err != nil {
+			return err
 		}
-		if s.epoch != c.epoch {
-			s.epoch, s.next = c.epoch, s.len
+		defer g.mu.Unlock()
+		packed, layout := packBatch(bt.packed, tokens, c.BlockSize(), c.Blocks)
+		if err := g.grow(&bt.mem, 4*max(1, len(packed)), "batch"); err != nil {
+			return err
 		}
-		if t.Pos != s.next {
-			return nil, fmt.Errorf("%w: sequence %d: position %d, want %d", backend.ErrSequence, t.Seq, t.Pos, s.next)
+		if len(packed) > 0 {
+			if err := g.upload(bt.mem.p, unsafe.Pointer(&packed[0]), 4*len(packed), "batch"); err != nil {
+				return err
+			}
 		}
-		if s.next%bs == 0 {
-			need++
-		}
-		s.next++
-	}
-	if need > len(c.free) {
-		return nil, fmt.Errorf("%w: %d blocks needed, %d free", backend.ErrCacheFull, need, len(c.free))
-	}
-	g := c.owner
-	if err := g.lock(); err != nil {
+		bt.tokens = append(bt.tokens[:0], tokens...)
+		bt.packed, bt.layout = packed, layout
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
-	defer g.mu.Unlock()
-	// Pack against the block tables as they will be, then make room on the device, and only
-	// then commit, so that a failure changes nothing.
-	free := len(c.free)
-	grown := map[int][]int{}
-	for _, t := range tokens {
-		s := c.seqs[t.Seq]
-		tab, ok := grown[t.Seq]
-		if !ok {
-			tab = s.blocks
-		}
-		if t.Pos%bs == 0 {
-			free--
-			tab = append(tab[:len(tab):len(tab)], c.free[free])
-		}
-		grown[t.Seq] = tab
-	}
-	bt := &c.batch
-	packed, layout := packBatch(bt.packed, tokens, bs, func(seq int) []int { return grown[seq] })
-	if err := g.grow(&bt.mem, 4*max(1, len(packed)), "batch"); err != nil {
-		return nil, err
-	}
-	if len(packed) > 0 {
-		if err := g.upload(bt.mem.p, unsafe.Pointer(&packed[0]), 4*len(packed), "batch"); err != nil {
-			return nil, err
-		}
-	}
-	for seq, tab := range grown {
-		s := c.seqs[seq]
-		s.blocks = tab
-	}
-	for _, t := range tokens {
-		c.seqs[t.Seq].len = t.Pos + 1
-	}
-	c.free = c.free[:free]
-	bt.tokens = append(bt.tokens[:0], tokens...)
-	bt.packed, bt.layout = packed, layout
 	return bt, nil
 }

@@ -701,7 +701,7 @@ func (g *gpu) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p backend
 		return err
 	}
 	defer g.mu.Unlock()
-	if c.closed {
+	if c.Closed() {
 		return backend.ErrClosed
 	}
 	layerOff := C.size_t(p.Layer * c.cfg.Blocks * c.cfg.BlockSize * kvDim)

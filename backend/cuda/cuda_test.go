@@ -4,7 +4,6 @@ package cuda
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -15,6 +14,7 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/backendtest"
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/safetensors"
 )
@@ -171,59 +171,6 @@ const (
 	int8Margin    = 0.5
 )
 
-var fixtureModels = []string{"tiny-mixtral-bf16", "tiny-mixtral-swa-f16", "tiny-code-mixtral"}
-
-type reference struct {
-	Prompts []struct {
-		Index         int       `json:"index"`
-		IDs           []int     `json:"ids"`
-		Greedy        []int     `json:"greedy"`
-		GreedyMargins []float64 `json:"greedy_margins"`
-	} `json:"prompts"`
-}
-
-func loadReference(t *testing.T, name string) (*reference, *safetensors.File) {
-	t.Helper()
-	data, err := os.ReadFile(fixtures.Path(t, "reference", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref reference
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
-	f, err := safetensors.Open(fixtures.Path(t, "reference", name+".safetensors"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return &ref, f
-}
-
-func refTensor(t *testing.T, f *safetensors.File, name string) []float32 {
-	t.Helper()
-	tt, err := f.Tensor(name)
-	if err != nil {
-		return nil
-	}
-	v, err := tt.Float32s(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
-}
-
-func relErr(got, want []float32) float64 {
-	w := make([]float64, len(want))
-	for i, v := range want {
-		w[i] = float64(v)
-	}
-	if len(got) != len(want) {
-		return math.Inf(1)
-	}
-	return backendtest.RelErr(got, w)
-}
-
 // top2 returns the argmax of v and its margin over the runner-up.
 func top2(v []float32) (int, float64) {
 	best, second := 0, -1
@@ -250,7 +197,7 @@ type parity struct {
 
 func (p *parity) row(what string, got, want []float32) {
 	p.t.Helper()
-	e := relErr(got, want)
+	e := reference.RelErr(got, want)
 	p.worst = max(p.worst, e)
 	if !(e < p.tol) {
 		p.t.Errorf("%s: relative error %.3g (tolerance %g)", what, e, p.tol)
@@ -268,9 +215,9 @@ func TestFixtureParity(t *testing.T) {
 		opts        Options
 		tol, margin float64
 	}{{"bf16", Options{}, parityTolerance, parityMargin}, {"int8", Options{Int8Experts: true}, int8Tolerance, int8Margin}} {
-		for _, name := range fixtureModels {
+		for _, name := range reference.Models {
 			t.Run(mode.name+"/"+name, func(t *testing.T) {
-				ref, rf := loadReference(t, name)
+				ref := reference.Load(t, name)
 				g := open(t, mode.opts)
 				defer g.Close()
 				m, err := mixtral.Load(context.Background(), fixtures.Model(t, name), mixtral.Options{Backend: g})
@@ -282,7 +229,7 @@ func TestFixtureParity(t *testing.T) {
 				ctx := context.Background()
 				for _, pr := range ref.Prompts {
 					pre := fmt.Sprintf("prompt%d.", pr.Index)
-					last, all := refTensor(t, rf, pre+"last_logits"), refTensor(t, rf, pre+"all_logits")
+					last, all := ref.Tensor(t, pre+"last_logits"), ref.Tensor(t, pre+"all_logits")
 					// Prefill: the whole prompt in one step.
 					p := &parity{t: t, tol: mode.tol, margin: mode.margin}
 					ev, err := m.Eval(ctx, pr.IDs, mixtral.EvalOptions{AllLogits: all != nil, Trace: true})
@@ -296,8 +243,8 @@ func TestFixtureParity(t *testing.T) {
 						}
 					}
 					for l, r := range ev.Router {
-						if want := refTensor(t, rf, fmt.Sprintf("%srouter_logits.%d", pre, l)); want != nil {
-							if e := relErr(r, want); !(e < mode.tol) {
+						if want := ref.Tensor(t, fmt.Sprintf("%srouter_logits.%d", pre, l)); want != nil {
+							if e := reference.RelErr(r, want); !(e < mode.tol) {
 								t.Errorf("%srouter_logits.%d: relative error %.3g", pre, l, e)
 							}
 						}

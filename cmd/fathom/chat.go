@@ -24,18 +24,15 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	system := fs.String("system", "", "system `PROMPT` that opens the conversation")
 	var req mixtral.Request
 	samplingFlags(fs, &req.Params)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: fathom chat [--model DIR] [--system PROMPT] [sampling flags]\n\nEach line on standard input is a user turn; /reset starts over; end of input ends the chat.")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "usage: fathom chat [--model DIR] [--system PROMPT] [sampling flags]\n\nEach line on standard input is a user turn; /reset starts over; end of input ends the chat.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: chat takes no arguments", errUsage)
 	}
-	if err := req.Params.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := validSampling(req.Params); err != nil {
+		return err
 	}
 	m, err := loadModel(ctx, e, model)
 	if err != nil {

@@ -20,10 +20,7 @@ func runPerplexity(ctx context.Context, e *env, args []string) error {
 	model := modelFlag(fs)
 	idsFile := fs.String("ids-file", "", "`FILE` holding a JSON array of token ids")
 	window := fs.Int("window", 512, "tokens predicted per window: the ids are scored in independent windows of N+1")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: fathom perplexity [--model DIR] --ids-file FILE [--window N]")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "usage: fathom perplexity [--model DIR] --ids-file FILE [--window N]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

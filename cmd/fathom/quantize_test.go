@@ -12,6 +12,7 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
@@ -19,7 +20,7 @@ import (
 // library computes with the same quantization, and an unknown format is a usage error.
 func TestQuantizeFlag(t *testing.T) {
 	dir := fixtures.Model(t, "tiny-code-mixtral")
-	_, tokens := readReference(t, "tiny-code-mixtral")
+	tokens := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens
 	ids := tokens[:65]
 	file := filepath.Join(t.TempDir(), "ids.json")
 	data, _ := json.Marshal(ids)

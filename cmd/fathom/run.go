@@ -81,10 +81,7 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	asJSON := fs.Bool("json", false, "print one JSON object with ids, text, finish_reason, usage and timings")
 	var req mixtral.Request
 	samplingFlags(fs, &req.Params)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: fathom run [--model DIR] [flags] [PROMPT | --prompt-ids 1,2,3]")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "usage: fathom run [--model DIR] [flags] [PROMPT | --prompt-ids 1,2,3]")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -102,8 +99,8 @@ func runRun(ctx context.Context, e *env, args []string) error {
 	default:
 		return fmt.Errorf("%w: give a PROMPT or --prompt-ids", errUsage)
 	}
-	if err := req.Params.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := validSampling(req.Params); err != nil {
+		return err
 	}
 
 	m, err := loadModel(ctx, e, model)

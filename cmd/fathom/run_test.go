@@ -11,33 +11,9 @@ import (
 	"testing"
 
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
 )
-
-// referencePrompt is one prompt of a fixture model's reference file.
-type referencePrompt struct {
-	IDs           []int     `json:"ids"`
-	Greedy        []int     `json:"greedy"`
-	GreedyMargins []float64 `json:"greedy_margins"`
-}
-
-func readReference(t *testing.T, model string) (prompts []referencePrompt, perplexityTokens []int) {
-	t.Helper()
-	data, err := os.ReadFile(fixtures.Path(t, "reference", model+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Prompts    []referencePrompt `json:"prompts"`
-		Perplexity struct {
-			Tokens []int `json:"tokens"`
-		} `json:"perplexity"`
-	}
-	if err := json.Unmarshal(data, &ref); err != nil {
-		t.Fatal(err)
-	}
-	return ref.Prompts, ref.Perplexity.Tokens
-}
 
 func joinIDs(ids []int) string {
 	s := make([]string, len(ids))
@@ -49,7 +25,7 @@ func joinIDs(ids []int) string {
 
 func TestRunGreedyMatchesReference(t *testing.T) {
 	dir := fixtures.Model(t, "tiny-code-mixtral")
-	prompts, _ := readReference(t, "tiny-code-mixtral")
+	prompts := reference.Load(t, "tiny-code-mixtral").Prompts
 	p := prompts[0]
 	// Compare up to the first step whose margin is too small to decide the argmax.
 	n := len(p.Greedy)
@@ -121,7 +97,7 @@ func TestChatKeepsConversation(t *testing.T) {
 
 func TestPerplexityCommand(t *testing.T) {
 	dir := fixtures.Model(t, "tiny-code-mixtral")
-	_, tokens := readReference(t, "tiny-code-mixtral")
+	tokens := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens
 	ids := tokens[:129]
 	file := filepath.Join(t.TempDir(), "ids.json")
 	data, _ := json.Marshal(ids)

@@ -46,12 +46,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
 	var quant backend.Quantization
 	quantizeFlag(fs, &quant)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]")
-		fmt.Fprintln(fs.Output(), "\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.")
-		fmt.Fprintln(fs.Output(), "SIGINT or SIGTERM stops accepting connections and drains in-flight requests.")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]",
+		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.",
+		"SIGINT or SIGTERM stops accepting connections and drains in-flight requests.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -33,7 +33,14 @@ func (f *tokenizerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.file, "tokenizer", "", "tokenizer `FILE` (tokenizer.json or tokenizer.model) to use instead of a checkpoint")
 }
 
-func (f *tokenizerFlags) load() (*tokenizer.Tokenizer, error) {
+// parse parses a command's args, which must hold only flags, and loads the tokenizer.
+func (f *tokenizerFlags) parse(fs *flag.FlagSet, args []string) (*tokenizer.Tokenizer, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() != 0 {
+		return nil, fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
 	switch {
 	case f.model != "" && f.file != "":
 		return nil, fmt.Errorf("%w: give --model or --tokenizer, not both", errUsage)
@@ -51,17 +58,8 @@ func runTokenize(_ context.Context, e *env, args []string) error {
 	tf.register(fs)
 	noBOS := fs.Bool("no-bos", false, "do not prepend the BOS token")
 	allowSpecial := fs.Bool("allow-special", false, "match special and added tokens written in the text (otherwise they are plain text)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: fathom tokenize [--model DIR | --tokenizer FILE] [--no-bos] [--allow-special] < text\n\nThe whole of standard input, trailing newline included, is tokenized.")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	tok, err := tf.load()
+	setUsage(fs, "usage: fathom tokenize [--model DIR | --tokenizer FILE] [--no-bos] [--allow-special] < text\n\nThe whole of standard input, trailing newline included, is tokenized.")
+	tok, err := tf.parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -89,17 +87,8 @@ func runDetokenize(_ context.Context, e *env, args []string) error {
 	var tf tokenizerFlags
 	tf.register(fs)
 	skip := fs.Bool("skip-special", false, "leave special tokens out of the text")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: fathom detokenize [--model DIR | --tokenizer FILE] [--skip-special] < ids.json\n\nStandard input holds a JSON array of token ids; the text is printed as is, without a newline.")
-		fs.PrintDefaults()
-	}
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if fs.NArg() != 0 {
-		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
-	}
-	tok, err := tf.load()
+	setUsage(fs, "usage: fathom detokenize [--model DIR | --tokenizer FILE] [--skip-special] < ids.json\n\nStandard input holds a JSON array of token ids; the text is printed as is, without a newline.")
+	tok, err := tf.parse(fs, args)
 	if err != nil {
 		return err
 	}

@@ -117,3 +117,53 @@ func BenchmarkHelpers(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkStream streams an expert-sized matrix (14336×4096, far larger than the caches)
+// once per product, one token, in shares of 256 rows as the backend's workers take them, with
+// the activations quantized beforehand for the quantized formats: the rate at which each
+// format's kernels read memory.
+func BenchmarkStream(b *testing.B) {
+	const rows, cols, share = 14336, 4096, 256
+	wf := make([]float32, share*cols)
+	for i := range wf {
+		wf[i] = float32(i%7) - 3
+	}
+	w := make([]uint16, rows*cols)
+	for i := range w {
+		w[i] = F32ToBF16(wf[i%len(wf)])
+	}
+	r8, r4 := Q8RowBytes(cols), Q4RowBytes(cols)
+	q8, q4 := make([]byte, rows*r8), make([]byte, rows*r4)
+	for r := 0; r < rows; r += share {
+		if QuantizeQ8(q8[r*r8:(r+share)*r8], wf, cols) != nil || QuantizeQ4(q4[r*r4:(r+share)*r4], wf, cols) != nil {
+			b.Fatal("quantize")
+		}
+	}
+	x := make([]float32, cols)
+	for i := range x {
+		x[i] = float32(i%5) - 2
+	}
+	var xq QuantActs
+	xq.Quantize(x, 1, cols)
+	out := make([]float32, rows)
+	// q8-each quantizes the activations for each share, as MatVecQ8 does.
+	for _, dt := range []string{"bf16", "q8", "q8-each", "q4"} {
+		b.Run(dt, func(b *testing.B) {
+			b.SetBytes(map[string]int64{"bf16": int64(2 * len(w)), "q8": int64(len(q8)), "q8-each": int64(len(q8)), "q4": int64(len(q4))}[dt])
+			for b.Loop() {
+				for lo := 0; lo < rows; lo += share {
+					switch dt {
+					case "bf16":
+						MatMulBF16Rows(out, w, x, 1, rows, cols, lo, lo+share)
+					case "q8":
+						MatMulQ8RowsQ(out, q8, &xq, rows, lo, lo+share)
+					case "q8-each":
+						MatVecQ8(out[lo:lo+share], q8[lo*r8:(lo+share)*r8], x, cols)
+					case "q4":
+						MatMulQ4RowsQ(out, q4, &xq, rows, lo, lo+share)
+					}
+				}
+			}
+		})
+	}
+}

@@ -7,7 +7,7 @@ type features struct {
 	avx2   bool // AVX2, FMA3 and F16C
 	avx512 bool // AVX-512 F, BW, DQ and VL
 	bf16   bool // AVX512_BF16 (VDPBF16PS)
-	vnni   bool // AVX512_VNNI (VPDPBUSD)
+	vnni   bool // AVX512_VNNI (VPDPBUSD), and BMI2
 }
 
 // detectFeatures reports what the running CPU supports.
@@ -16,7 +16,7 @@ func detectFeatures() features {
 	f := features{avx2: c.Supports(cpuid.AVX2, cpuid.FMA3, cpuid.F16C)}
 	f.avx512 = f.avx2 && c.Supports(cpuid.AVX512F, cpuid.AVX512BW, cpuid.AVX512DQ, cpuid.AVX512VL)
 	f.bf16 = f.avx512 && c.Has(cpuid.AVX512BF16)
-	f.vnni = f.avx512 && c.Has(cpuid.AVX512VNNI)
+	f.vnni = f.avx512 && c.Has(cpuid.AVX512VNNI) && c.Has(cpuid.BMI2) // every VNNI CPU has BMI2
 	return f
 }
 
@@ -41,9 +41,12 @@ type table struct {
 	// siluMul and softmaxExp are vector forms of the helpers' exponentials; nil: Go code.
 	siluMul    func(dst, g, u []float32)
 	softmaxExp func(x []float32, m float32) float32
+	expSum     func(dst, x []float32, shift, scale float32) float64 // ExpSum; dst nil or len(x)
+	// indexAtLeast is IndexAtLeast; len(dst) = len(x).
+	indexAtLeast func(dst []int32, x []float32, t float32) int
 	// fewBF16 and fewF16 multiply a few tokens, each weight row read once per four of
 	// them; nil: row-group matrix-vector products.
-	fewBF16, fewF16 func(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
+	fewBF16, fewF16 func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
 	maxF32          func(x []float32) float32 // the largest, NaN if any is NaN; len(x) > 0
 	scale           func(x []float32, a float32)
 	peakFMA         func(n int) int64
@@ -53,26 +56,29 @@ type table struct {
 	// quantActs quantizes nsb whole super-blocks of activations x to q, group scales d and
 	// group sums; nil: generic code only.
 	quantActs func(x []float32, q []int8, d []float32, sum []int32, nsb int)
+	quantW    *quantWeights // QuantizeQ8 and QuantizeQ4 in vectors; nil: generic code
 }
 
 // genericTable is the table of generic implementations.
 func genericTable() table {
 	return table{
-		name:       "generic",
-		cvtBF16:    cvtBF16Generic,
-		cvtF16:     cvtF16Generic,
-		dotF32:     dotF32Generic,
-		dotBF16:    dotBF16Generic,
-		dotF16:     dotF16Generic,
-		axpy:       axpyGeneric,
-		matVecBF16: func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotBF16Generic, out, w, x, cols) },
-		matVecF16:  func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16Generic, out, w, x, cols) },
-		matVecF32:  func(out []float32, w, x []float32, cols int) { matVecGeneric(dotF32Generic, out, w, x, cols) },
-		peakFMA:    peakFMAGeneric,
-		maxF32:     maxGeneric,
-		scale:      scaleGeneric,
-		xorWords:   xorWordsGeneric,
-		qDot:       qDotGeneric,
+		name:         "generic",
+		cvtBF16:      cvtBF16Generic,
+		cvtF16:       cvtF16Generic,
+		dotF32:       dotF32Generic,
+		dotBF16:      dotBF16Generic,
+		dotF16:       dotF16Generic,
+		axpy:         axpyGeneric,
+		matVecBF16:   func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotBF16Generic, out, w, x, cols) },
+		matVecF16:    func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16Generic, out, w, x, cols) },
+		matVecF32:    func(out []float32, w, x []float32, cols int) { matVecGeneric(dotF32Generic, out, w, x, cols) },
+		peakFMA:      peakFMAGeneric,
+		maxF32:       maxGeneric,
+		scale:        scaleGeneric,
+		xorWords:     xorWordsGeneric,
+		qDot:         qDotGeneric,
+		expSum:       expSumGeneric,
+		indexAtLeast: indexAtLeastGeneric,
 	}
 }
 

@@ -2,7 +2,10 @@
 
 package kernels
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // haveAsm reports whether this build has vector implementations.
 const haveAsm = true
@@ -101,6 +104,64 @@ func vectorTable(f features, t *table) {
 			quantActsAVX512(&x[0], &q[0], &d[0], &sum[0], nsb)
 		}
 	}
+	if f.avx512 {
+		t.quantW = &quantWeights{
+			bounds: func(x []float32, lo, hi []float32) bool {
+				n := len(lo)
+				_, _ = x[n*GroupSize-1], hi[n-1]
+				return quantRangeAVX512(&x[0], n, &lo[0], &hi[0])
+			},
+			scales8: func(s *quantScratch) bool {
+				return quantScalesQ8AVX512(&s.lo[0], &s.hi[0], &s.h[0], &s.m[0], &s.inv[0])
+			},
+			scales4: func(s *quantScratch) bool {
+				return quantScalesQ4AVX512(&s.lo[0], &s.hi[0], &s.h[0], &s.m[0], &s.inv[0])
+			},
+			q8: func(x, inv []float32, out []byte, idx *[8]int32) {
+				n := len(inv)
+				_, _ = x[n*GroupSize-1], out[4*(n-1)+int(slices.Max(idx[:]))+3]
+				quantQ8AVX512(&x[0], &inv[0], n, &out[0], &idx[0])
+			},
+			q4: func(x, m, inv []float32, out []byte, idx *[4]int32) {
+				n := len(inv)
+				_, _, _ = x[n*GroupSize-1], m[n-1], out[4*(n-1)+int(slices.Max(idx[:]))+3]
+				quantQ4AVX512(&x[0], &m[0], &inv[0], n, &out[0], &idx[0])
+			},
+		}
+		t.indexAtLeast = func(dst []int32, x []float32, t float32) int {
+			n := len(x) &^ 15
+			c := 0
+			if n > 0 {
+				c = indexAtLeastAVX512(&dst[:len(x)][0], &x[0], n, t)
+			}
+			for i := n; i < len(x); i++ {
+				if x[i] >= t {
+					dst[c] = int32(i)
+					c++
+				}
+			}
+			return c
+		}
+		t.expSum = func(dst, x []float32, shift, scale float32) float64 {
+			n := len(x) &^ 15
+			var s float64
+			if n > 0 {
+				var d *float32
+				if dst != nil {
+					d = &dst[:len(x)][0]
+				}
+				s = expSumAVX512(d, &x[0], n, shift, scale)
+			}
+			if n < len(x) {
+				var d []float32
+				if dst != nil {
+					d = dst[n:len(x)]
+				}
+				s += expSumGeneric(d, x[n:], shift, scale)
+			}
+			return s
+		}
+	}
 	xor, words := xorWordsAVX2, 16
 	if f.avx512 {
 		xor, words = xorWordsAVX512, 32
@@ -184,47 +245,53 @@ func vecConvert(lanes int, cvt func(dst *float32, src *uint16, n int), tail func
 	}
 }
 
-// qDotVNNI runs the full super-blocks of the rows with the VNNI kernels and finishes a partial
-// last super-block with the generic code.
-func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
+// qDotVNNI runs the rows with the VNNI kernels: the full super-blocks, then a partial last one
+// (rows shorter than a super-block are one).
+func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r int) {
 	cols := a.cols
-	nsb := cols / (GroupSize * superGroups)
+	groups := cols / GroupSize
+	nsb := groups / superGroups
 	if len(out) == 0 {
-		return
-	}
-	if nsb == 0 {
-		qDotGeneric(q4, out, w, rowBytes, a, r)
 		return
 	}
 	_ = w[(len(out)-1)*rowBytes+rowBytes-1] // every row lies in w
 	g := r * cols / GroupSize
-	xq, xd := &a.q[r*cols], &a.d[g]
-	soff := cols // the q8 scales; q4 super-blocks carry their own
-	if len(out) != 4 {
-		// One row at a time streams memory fastest.
-		if q4 {
-			dotRowsQ4VNNI(&w[0], rowBytes, soff, xq, xd, &a.ds[g], nsb, &out[0], len(out))
-		} else {
-			dotRowsQ8VNNI(&w[0], rowBytes, soff, xq, xd, &a.o[g], nsb, &out[0], len(out))
-		}
+	if nsb == 0 {
+		clear(out)
 	} else {
-		// Four rows at a time share the loads of the activations, which pays when the
-		// rows are in cache (many tokens).
-		if q4 {
-			dot4Q4VNNI(&w[0], rowBytes, soff, xq, xd, &a.ds[g], nsb, &out[0])
+		xq, xd := &a.q[r*cols], &a.d[g]
+		soff := cols // the q8 scales; q4 super-blocks carry their own
+		if len(out) != 4 {
+			// One row at a time streams memory fastest.
+			if q4 {
+				dotRowsQ4VNNI(&w[0], rowBytes, soff, xq, xd, &a.ds[g], nsb, &out[0], len(out))
+			} else {
+				dotRowsQ8VNNI(&w[0], rowBytes, soff, xq, xd, &a.o[g], nsb, &out[0], len(out))
+			}
 		} else {
-			dot4Q8VNNI(&w[0], rowBytes, soff, xq, xd, &a.o[g], nsb, &out[0])
+			// Four rows at a time share the loads of the activations, which pays when the
+			// rows are in cache (many tokens).
+			if q4 {
+				dot4Q4VNNI(&w[0], rowBytes, soff, xq, xd, &a.ds[g], nsb, &out[0])
+			} else {
+				dot4Q8VNNI(&w[0], rowBytes, soff, xq, xd, &a.o[g], nsb, &out[0])
+			}
 		}
 	}
-	if nsb*superGroups < cols/GroupSize {
-		for i := range out {
-			out[i] += dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, nsb*superGroups)
+	if g0 := nsb * superGroups; g0 < groups {
+		n := groups - g0
+		xq, xd := &a.q[r*cols+g0*GroupSize], &a.d[g+g0]
+		if q4 {
+			dotPartQ4VNNI(&w[20*g0], rowBytes, 0, xq, xd, &a.ds[g+g0], n, &out[0], len(out))
+		} else {
+			// The super-block's values at byte 32·g0 of the row, its scales at cols + 2·g0.
+			dotPartQ8VNNI(&w[GroupSize*g0], rowBytes, cols+2*g0-GroupSize*g0, xq, xd, &a.o[g+g0], n, &out[0], len(out))
 		}
 	}
 }
 
 // qDotAVX2 is qDotVNNI for CPUs without VNNI, a row at a time.
-func qDotAVX2(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
+func qDotAVX2(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r int) {
 	cols := a.cols
 	nsb := cols / (GroupSize * superGroups)
 	if len(out) == 0 {
@@ -257,13 +324,13 @@ type fewKernel func(w *uint16, wstride int, x *float32, xstride, n int, out *flo
 // rows against four tokens (n a multiple of 32, x permuted into even and odd halves of each
 // 32 if permute): each row is read from memory once, and from L1 for the next four tokens.
 // dot serves the tokens past the last four, tail the columns past the last 32.
-func matMulFew(one, two fewKernel, permute bool, dot, tail func([]uint16, []float32) float32) func(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
-	return func(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+func matMulFew(one, two fewKernel, permute bool, dot, tail func([]uint16, []float32) float32) func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	return func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 		out, w, x = out[:tokens*rows], w[:rows*cols], x[:tokens*cols]
 		n := cols &^ 31
 		xk := x
 		if permute && n > 0 && tokens >= 4 {
-			xk = make([]float32, len(x))
+			xk = s.floats(scratchX, len(x))
 			for t := range tokens {
 				src, dst := x[t*cols:(t+1)*cols], xk[t*cols:(t+1)*cols]
 				for c := 0; c < n; c += 32 {

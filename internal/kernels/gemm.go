@@ -64,9 +64,9 @@ const (
 // [lo, hi). T is the stored weight type; cvt widens a run of weights to float32, pack (if not
 // nil) packs a whole 32-row panel of them, 16 columns at a time, and few (if not nil) or else
 // matVec serve few tokens.
-func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
+func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
 	cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32,
-	few func(out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
+	few func(s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
 	if tokens <= 0 || lo >= hi {
 		return
 	}
@@ -79,7 +79,7 @@ func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows,
 	k := impl.gemm
 	switch {
 	case tokens <= fewTokens && few != nil:
-		few(out, w, x, tokens, rows, cols, lo, hi)
+		few(s, out, w, x, tokens, rows, cols, lo, hi)
 	case tokens <= smallTokens && hi-lo >= 4:
 		for r0 := lo; r0 < hi; r0 += 4 {
 			r1 := min(r0+4, hi)
@@ -90,7 +90,7 @@ func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows,
 	case k == nil:
 		matMulGeneric(dot, out, w, x, tokens, rows, cols, lo, hi)
 	default:
-		matMulPacked(k, cvt, pack, out, w, x, tokens, rows, cols, lo, hi)
+		matMulPacked(s, k, cvt, pack, out, w, x, tokens, rows, cols, lo, hi)
 	}
 }
 
@@ -98,13 +98,12 @@ func matMul[T uint16 | float32](out []float32, w []T, x []float32, tokens, rows,
 // ([tokens][rows]). packX packs tokens [jc, jc+nc) and k [pc, pc+kc) of the activations;
 // packW packs rows [ic, ic+mc) and the same k range of the weights; tile runs the micro-kernel
 // on the panels at token offset jr and row offset ir of the packed blocks, adding to c with
-// row stride ldc. step is the granularity of k that the packing needs.
-func gemmLoops(out []float32, tokens, rows, cols, lo, hi, mr, nr int, b blocking,
+// row stride ldc; tmp holds one tile (mr×nr) at the edges.
+func gemmLoops(tmp []float32, out []float32, tokens, rows, cols, lo, hi, mr, nr int, b blocking,
 	packX func(jc, nc, pc, kc int), packW func(ic, mc, pc, kc int), tile func(jr, ir, kc int, c *float32, ldc int)) {
 	for t := 0; t < tokens; t++ {
 		clear(out[t*rows+lo : t*rows+hi])
 	}
-	var tmp [32 * 12]float32 // one tile, for edges
 	for jc := 0; jc < tokens; jc += b.nc {
 		nc := min(b.nc, tokens-jc)
 		for pc := 0; pc < cols; pc += b.kc {
@@ -137,7 +136,7 @@ func gemmLoops(out []float32, tokens, rows, cols, lo, hi, mr, nr int, b blocking
 }
 
 // matMulPacked is matMul by the packed float32 GEMM of kernel k.
-func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int),
+func matMulPacked[T uint16 | float32](s *Scratch, k *gemmF32Kernel, cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int),
 	out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
 	if k.mr != 32 {
 		pack = nil
@@ -145,9 +144,9 @@ func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T)
 	b := gemmBlocking
 	mr, nr := k.mr, k.nr
 	nc := min(b.nc, tokens)
-	bufX := make([]float32, (nc+nr-1)/nr*nr*b.kc)
-	bufW := make([]float32, (b.mc+mr-1)/mr*mr*b.kc)
-	row := make([]float32, b.kc)
+	bufX := s.floats(scratchX, (nc+nr-1)/nr*nr*b.kc)
+	bufW := s.floats(scratchW, (b.mc+mr-1)/mr*mr*b.kc)
+	row := s.floats(scratchRow, b.kc)
 	var kcur int
 	packX := func(jc, nc, pc, kc int) {
 		kcur = kc
@@ -198,18 +197,18 @@ func matMulPacked[T uint16 | float32](k *gemmF32Kernel, cvt func([]float32, []T)
 	tile := func(jr, ir, kc int, c *float32, ldc int) {
 		k.kern(&bufW[ir*kcur], &bufX[jr*kcur], kc, c, ldc)
 	}
-	gemmLoops(out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
+	gemmLoops(s.floats(scratchTile, mr*nr), out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
 }
 
 // matMulBF16Rounded is MatMulBF16RoundedRows by the VDPBF16PS micro-kernel k: activations are
 // rounded to bfloat16 and packed in pairs along k with the weights.
-func matMulBF16Rounded(k *gemmBF16Kernel, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+func matMulBF16Rounded(s *Scratch, k *gemmBF16Kernel, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	b := gemmBlocking
 	b.kc *= 2 // bfloat16 panels are half the size of float32 ones
 	mr, nr := k.mr, k.nr
 	nc := min(b.nc, tokens)
-	bufX := make([]uint16, (nc+nr-1)/nr*nr*b.kc)
-	bufW := make([]uint16, (b.mc+mr-1)/mr*mr*b.kc)
+	bufX := s.halves(0, (nc+nr-1)/nr*nr*b.kc)
+	bufW := s.halves(1, (b.mc+mr-1)/mr*mr*b.kc)
 	var kp int // pairs in the current block
 	packX := func(jc, nc, pc, kc int) {
 		kp = (kc + 1) / 2
@@ -265,5 +264,5 @@ func matMulBF16Rounded(k *gemmBF16Kernel, out []float32, w []uint16, x []float32
 	tile := func(jr, ir, kc int, c *float32, ldc int) {
 		k.kern(&bufW[ir*kp*2], &bufX[jr*kp*2], kp, c, ldc)
 	}
-	gemmLoops(out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
+	gemmLoops(s.floats(scratchTile, mr*nr), out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
 }

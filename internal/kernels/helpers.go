@@ -14,6 +14,15 @@ func scaleGeneric(x []float32, a float32) {
 	}
 }
 
+// Max returns the largest of x, NaN if any is NaN, and -Inf if x is empty. (Of +0 and -0 it
+// may return either.)
+func Max(x []float32) float32 {
+	if len(x) == 0 {
+		return float32(math.Inf(-1))
+	}
+	return impl.maxF32(x)
+}
+
 // maxGeneric returns the largest of x (not empty), or NaN if any is NaN.
 func maxGeneric(x []float32) float32 {
 	m := x[0]

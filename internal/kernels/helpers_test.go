@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -173,13 +174,16 @@ func TestExpAccuracy(t *testing.T) {
 func TestMax(t *testing.T) {
 	forEachImpl(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(21, 22))
+		if m := Max(nil); !math.IsInf(float64(m), -1) {
+			t.Fatalf("Max(nil) = %v", m)
+		}
 		for _, n := range sizes[1:] {
 			x := randVec(t, r, n)
 			want := x[0]
 			for _, v := range x {
 				want = max(want, v)
 			}
-			if got := impl.maxF32(x); got != want {
+			if got := Max(x); got != want {
 				t.Fatalf("n=%d: max %v, want %v", n, got, want)
 			}
 			for _, at := range []int{0, n / 2, n - 1} {
@@ -191,6 +195,115 @@ func TestMax(t *testing.T) {
 				y[at] = float32(math.Inf(1))
 				if got := impl.maxF32(y); !math.IsInf(float64(got), 1) {
 					t.Fatalf("n=%d, +Inf at %d: max %v", n, at, got)
+				}
+			}
+		}
+	})
+}
+
+// TestExpNeg checks ExpNeg against math.Exp over [ExpMin, 0].
+func TestExpNeg(t *testing.T) {
+	worst := 0.0
+	for a := float32(0); a >= ExpMin; a = math.Nextafter32(a, -1)*1.0001 - 1e-9 {
+		want := math.Exp(float64(a))
+		e := math.Abs(float64(ExpNeg(a))-want) / want
+		worst = max(worst, e)
+	}
+	if worst > 4e-7 {
+		t.Errorf("ExpNeg: relative error %.3g", worst)
+	}
+}
+
+// TestExpSum checks ExpSum: every implementation gives the generic values bit for bit and
+// sums within float32 rounding of the float64 sum, with and without dst, for arguments below
+// ExpMin, -Inf, NaN and +Inf among them.
+func TestExpSum(t *testing.T) {
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, n := range []int{0, 1, 15, 16, 17, 255, 256, 257, 600, 4096 + 33} {
+		x := guarded[float32](t, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 20)
+		}
+		if n > 20 {
+			x[3], x[5], x[7], x[9] = float32(math.Inf(-1)), float32(math.NaN()), -1e30, float32(math.Inf(1))
+		}
+		shift, scale := float32(30), float32(1.25)
+		want := make([]float32, n)
+		func() {
+			defer useFeatures(features{})()
+			ExpSum(want, x, shift, scale)
+		}()
+		var ref float64
+		for i, v := range x {
+			a := float64(float32(v-shift) * scale)
+			e := 0.0
+			switch {
+			case a > 0:
+				e = 1
+			case a >= ExpMin:
+				e = math.Exp(a)
+			}
+			ref += e
+			if d := math.Abs(float64(want[i]) - e); d > 4e-7*e {
+				t.Fatalf("n=%d [%d] e^%v = %v, want %v", n, i, a, want[i], e)
+			}
+		}
+		forEachImpl(t, func(t *testing.T) {
+			dst, check := withGuards(t, n)
+			got := ExpSum(dst, x, shift, scale)
+			check()
+			for i := range dst {
+				if math.Float32bits(dst[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d [%d]: %v, want %v", n, i, dst[i], want[i])
+				}
+			}
+			if math.Abs(got-ref) > 1e-6*ref {
+				t.Fatalf("n=%d: sum %v, want %v", n, got, ref)
+			}
+			if s := ExpSum(nil, x, shift, scale); s != got {
+				t.Fatalf("n=%d: sum without dst %v, with %v", n, s, got)
+			}
+		})
+	}
+}
+
+func BenchmarkExpSum(b *testing.B) {
+	r := rand.New(rand.NewPCG(27, 28))
+	x := make([]float32, 32002)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * 2.5)
+	}
+	dst := make([]float32, len(x))
+	benchImpls(b, func(b *testing.B) {
+		for b.Loop() {
+			ExpSum(dst, x, 12, 1)
+		}
+		b.ReportMetric(float64(len(x))*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gvalues/s")
+	})
+}
+
+func TestIndexAtLeast(t *testing.T) {
+	r := rand.New(rand.NewPCG(35, 36))
+	forEachImpl(t, func(t *testing.T) {
+		for _, n := range []int{0, 1, 15, 16, 17, 100, 1000} {
+			x := guarded[float32](t, n)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			if n > 10 {
+				x[3], x[7] = float32(math.NaN()), float32(math.Inf(1))
+			}
+			for _, th := range []float32{float32(math.Inf(-1)), -0.5, 0, 1, 5} {
+				dst := guarded[int32](t, n)
+				got := dst[:IndexAtLeast(dst, x, th)]
+				var want []int32
+				for i, v := range x {
+					if v >= th {
+						want = append(want, int32(i))
+					}
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("n=%d t=%v: %v, want %v", n, th, got, want)
 				}
 			}
 		}

@@ -20,6 +20,11 @@
 // multiplies many tokens (MatMul*): a packed GEMM with a 12×32 register tile and blocks sized
 // from the cache sizes, or, with MatMulBF16Rounded, activations rounded to bfloat16 and
 // VDPBF16PS. The *Rows forms compute a range of rows so that workers can share one product.
+//
+// Products that run often allocate nothing when the caller keeps their working memory: a
+// Scratch per worker for the packing buffers of many tokens, and QuantActs for activations
+// quantized once for every share of a product with quantized weights (MatMulQ8RowsQ,
+// MatMulQ4RowsQ). ExpSum, IndexAtLeast and Max serve softmax-like passes over a vocabulary.
 package kernels
 
 import "math"

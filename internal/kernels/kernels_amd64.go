@@ -149,6 +149,16 @@ func maxAVX512(x *float32, n int) float32
 //go:noescape
 func scaleAVX512(x *float32, n int, a float32)
 
+// expSumAVX512 sets dst[i] = exp((x[i]-shift)*scale) for i < n unless dst is nil and returns their sum; n is a multiple of 16.
+//
+//go:noescape
+func expSumAVX512(dst *float32, x *float32, n int, shift float32, scale float32) float64
+
+// indexAtLeastAVX512 stores the indices i < n with x[i] >= t to dst in order and returns their number; n is a multiple of 16 and dst has n entries.
+//
+//go:noescape
+func indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int
+
 // gemmF32AVX2 adds the 6×16 product of packed panels a (kc×16) and b (kc×6) to c (row stride ldc).
 //
 //go:noescape
@@ -209,10 +219,45 @@ func dot4Q8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32,
 //go:noescape
 func dot4Q4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, nsb int, out *float32)
 
+// dotPartQ8VNNI adds to out[r], r < rows, the dot product of the partial Q8 super-block of n < 16 groups at w[r*stride:] (scales at byte soff from there) with activations xq (group scales xd, and xs).
+//
+//go:noescape
+func dotPartQ8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, n int, out *float32, rows int)
+
+// dotPartQ4VNNI adds to out[r], r < rows, the dot product of the partial Q4 super-block of n < 16 groups at w[r*stride:] (scales at byte soff from there) with activations xq (group scales xd, and xs).
+//
+//go:noescape
+func dotPartQ4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, n int, out *float32, rows int)
+
 // quantActsAVX512 quantizes nsb super-blocks of x to int8 q (interleaved), group scales d = max|x|/127 and group sums Σq.
 //
 //go:noescape
 func quantActsAVX512(x *float32, q *int8, d *float32, sum *int32, nsb int)
+
+// quantRangeAVX512 sets lo[l] and hi[l] to the least and the largest value of each group of 32 of x[:32*groups] and reports whether all are finite; groups > 0.
+//
+//go:noescape
+func quantRangeAVX512(x *float32, groups int, lo *float32, hi *float32) bool
+
+// quantQ8AVX512 quantizes groups groups of 32 values of x and stores them interleaved at out + 4l + idx[j]; groups > 0.
+//
+//go:noescape
+func quantQ8AVX512(x *float32, inv *float32, groups int, out *byte, idx *int32)
+
+// quantQ4AVX512 quantizes groups groups of 32 values of x and stores them interleaved at out + 4l + idx[j]; groups > 0.
+//
+//go:noescape
+func quantQ4AVX512(x *float32, m *float32, inv *float32, groups int, out *byte, idx *int32)
+
+// quantScalesQ8AVX512 computes the float16 scales of the 16 groups of a super-block from their bounds and reports whether they are finite.
+//
+//go:noescape
+func quantScalesQ8AVX512(lo *float32, hi *float32, h *uint16, d *float32, inv *float32) bool
+
+// quantScalesQ4AVX512 computes the float16 scales of the 16 groups of a super-block from their bounds and reports whether they are finite.
+//
+//go:noescape
+func quantScalesQ4AVX512(lo *float32, hi *float32, h *uint16, d *float32, inv *float32) bool
 
 // dotQ8AVX2 returns the dot product of nsb Q8 super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).
 //

@@ -2767,6 +2767,163 @@ done:
 	VZEROUPPER
 	RET
 
+// func expSumAVX512(dst *float32, x *float32, n int, shift float32, scale float32) float64
+// Requires: AVX, AVX512DQ, AVX512F, SSE2
+TEXT ·expSumAVX512(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VBROADCASTSS shift+24(FP), Z0
+	VBROADCASTSS scale+28(FP), Z1
+	MOVL         $0xc2ae999a, BX
+	VPBROADCASTD BX, Z2
+	MOVL         $0x3fb8aa3b, BX
+	VPBROADCASTD BX, Z3
+	MOVL         $0x4b400000, BX
+	VPBROADCASTD BX, Z4
+	MOVL         $0x3f318000, BX
+	VPBROADCASTD BX, Z5
+	MOVL         $0x395e8083, BX
+	VPBROADCASTD BX, Z6
+	MOVL         $0x39506967, BX
+	VPBROADCASTD BX, Z7
+	MOVL         $0x3ab743ce, BX
+	VPBROADCASTD BX, Z8
+	MOVL         $0x3c088908, BX
+	VPBROADCASTD BX, Z9
+	MOVL         $0x3d2aa9c1, BX
+	VPBROADCASTD BX, Z10
+	MOVL         $0x3e2aaaaa, BX
+	VPBROADCASTD BX, Z11
+	MOVL         $0x3f000000, BX
+	VPBROADCASTD BX, Z12
+	MOVL         $0x3f800000, BX
+	VPBROADCASTD BX, Z13
+	MOVL         $0x0000007f, BX
+	VPBROADCASTD BX, Z14
+	VXORPS       Z15, Z15, Z15
+	VXORPS       Z16, Z16, Z16
+	VXORPD       Z17, Z17, Z17
+	VXORPD       Z18, Z18, Z18
+
+block:
+	TESTQ DX, DX
+	JZ    done
+	MOVQ  $0x00000010, BX
+
+loop:
+	VMOVUPS  (CX), Z19
+	VSUBPS   Z0, Z19, Z19
+	VMULPS   Z1, Z19, Z19
+	VCMPPS   $0x1d, Z2, Z19, K1
+	VMINPS   Z15, Z19, Z19
+	VMULPS   Z3, Z19, Z20
+	VADDPS   Z4, Z20, Z20
+	VSUBPS   Z4, Z20, Z21
+	VMULPS   Z5, Z21, Z22
+	VSUBPS   Z22, Z19, Z19
+	VMULPS   Z6, Z21, Z22
+	VADDPS   Z22, Z19, Z19
+	VMULPS   Z19, Z7, Z21
+	VADDPS   Z8, Z21, Z21
+	VMULPS   Z19, Z21, Z21
+	VADDPS   Z9, Z21, Z21
+	VMULPS   Z19, Z21, Z21
+	VADDPS   Z10, Z21, Z21
+	VMULPS   Z19, Z21, Z21
+	VADDPS   Z11, Z21, Z21
+	VMULPS   Z19, Z21, Z21
+	VADDPS   Z12, Z21, Z21
+	VMULPS   Z19, Z21, Z21
+	VMULPS   Z19, Z21, Z21
+	VADDPS   Z19, Z21, Z21
+	VADDPS   Z13, Z21, Z21
+	VPADDD   Z14, Z20, Z20
+	VPSLLD   $0x17, Z20, Z20
+	VMULPS.Z Z20, Z21, K1, Z19
+	TESTQ    AX, AX
+	JZ       nostore
+	VMOVUPS  Z19, (AX)
+	ADDQ     $0x00000040, AX
+
+nostore:
+	VADDPS Z19, Z16, Z16
+	ADDQ   $0x00000040, CX
+	SUBQ   $0x00000010, DX
+	JZ     flush
+	DECQ   BX
+	JNZ    loop
+
+flush:
+	VCVTPS2PD     Y16, Z19
+	VEXTRACTF64X4 $0x01, Z16, Y16
+	VCVTPS2PD     Y16, Z16
+	VADDPD        Z19, Z17, Z17
+	VADDPD        Z16, Z18, Z18
+	VXORPS        Z16, Z16, Z16
+	JMP           block
+
+done:
+	VADDPD        Z18, Z17, Z17
+	VEXTRACTF64X4 $0x01, Z17, Y0
+	VADDPD        Y0, Y17, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X1
+	VPERMILPD     $0x01, X1, X0
+	VADDSD        X0, X1, X1
+	MOVSD         X1, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int
+// Requires: AVX, AVX512F, POPCNT
+TEXT ·indexAtLeastAVX512(SB), NOSPLIT, $0-40
+	MOVQ         dst+0(FP), AX
+	MOVQ         x+8(FP), CX
+	MOVQ         n+16(FP), DX
+	VBROADCASTSS t+24(FP), Z0
+	VMOVDQU32    iota16<>+0(SB), Z1
+	MOVL         $0x00000010, BX
+	VPBROADCASTD BX, Z2
+	XORQ         BX, BX
+
+loop:
+	TESTQ         DX, DX
+	JZ            done
+	VCMPPS        $0x12, (CX), Z0, K1
+	VPCOMPRESSD.Z Z1, K1, Z3
+	VMOVDQU32     Z3, (AX)(BX*4)
+	KMOVW         K1, SI
+	POPCNTL       SI, SI
+	ADDQ          SI, BX
+	VPADDD        Z2, Z1, Z1
+	ADDQ          $0x00000040, CX
+	SUBQ          $0x00000010, DX
+	JMP           loop
+
+done:
+	MOVQ BX, ret+32(FP)
+	VZEROUPPER
+	RET
+
+DATA iota16<>+0(SB)/4, $0x00000000
+DATA iota16<>+4(SB)/4, $0x00000001
+DATA iota16<>+8(SB)/4, $0x00000002
+DATA iota16<>+12(SB)/4, $0x00000003
+DATA iota16<>+16(SB)/4, $0x00000004
+DATA iota16<>+20(SB)/4, $0x00000005
+DATA iota16<>+24(SB)/4, $0x00000006
+DATA iota16<>+28(SB)/4, $0x00000007
+DATA iota16<>+32(SB)/4, $0x00000008
+DATA iota16<>+36(SB)/4, $0x00000009
+DATA iota16<>+40(SB)/4, $0x0000000a
+DATA iota16<>+44(SB)/4, $0x0000000b
+DATA iota16<>+48(SB)/4, $0x0000000c
+DATA iota16<>+52(SB)/4, $0x0000000d
+DATA iota16<>+56(SB)/4, $0x0000000e
+DATA iota16<>+60(SB)/4, $0x0000000f
+GLOBL iota16<>(SB), RODATA|NOPTR, $64
+
 // func gemmF32AVX2(a *float32, b *float32, kc int, c *float32, ldc int)
 // Requires: AVX, FMA3
 TEXT ·gemmF32AVX2(SB), NOSPLIT, $0-40
@@ -4286,6 +4443,203 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotPartQ8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, n int, out *float32, rows int)
+// Requires: AVX, AVX512F, AVX512_VNNI, BMI2, SSE
+TEXT ·dotPartQ8VNNI(SB), NOSPLIT, $0-72
+	MOVQ         w+0(FP), AX
+	MOVQ         stride+8(FP), CX
+	MOVQ         soff+16(FP), DX
+	MOVQ         xq+24(FP), BX
+	MOVQ         xd+32(FP), SI
+	MOVQ         xs+40(FP), DI
+	MOVQ         n+48(FP), R8
+	MOVQ         out+56(FP), R9
+	MOVQ         rows+64(FP), R10
+	MOVL         $0x00000001, R11
+	SHLXL        R8, R11, R11
+	DECL         R11
+	KMOVW        R11, K1
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R11
+	VPBROADCASTD R11, Z0
+	VMOVDQU32.Z  (BX), K1, Z1
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z2
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z3
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z4
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z5
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z6
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z7
+	ADDQ         R8, BX
+	VMOVDQU32.Z  (BX), K1, Z8
+	VMOVUPS.Z    (SI), K1, Z9
+	VMOVDQU32.Z  (DI), K1, Z10
+
+row:
+	TESTQ         R10, R10
+	JZ            end
+	VPXORD        Z11, Z11, Z11
+	VPXORD        Z12, Z12, Z12
+	MOVQ          AX, BX
+	VCVTPH2PS.Z   (AX)(DX*1), K1, Z13
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z1, Z14, Z11
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z2, Z14, Z12
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z3, Z14, Z11
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z4, Z14, Z12
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z5, Z14, Z11
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z6, Z14, Z12
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z7, Z14, Z11
+	ADDQ          R8, BX
+	VMOVDQU32.Z   (BX), K1, Z14
+	VPXORD        Z0, Z14, Z14
+	VPDPBUSD      Z8, Z14, Z12
+	VPADDD        Z12, Z11, Z11
+	VPSUBD        Z10, Z11, Z11
+	VCVTDQ2PS     Z11, Z14
+	VMULPS        Z9, Z14, Z14
+	VMULPS        Z13, Z14, Z14
+	VEXTRACTF64X4 $0x01, Z14, Y13
+	VADDPS        Y13, Y14, Y13
+	VEXTRACTF128  $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VMOVHLPS      X14, X14, X13
+	VADDPS        X13, X14, X14
+	VMOVSHDUP     X14, X13
+	VADDSS        X13, X14, X14
+	ADDSS         (R9), X14
+	MOVSS         X14, (R9)
+	ADDQ          CX, AX
+	ADDQ          $0x00000004, R9
+	DECQ          R10
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
+// func dotPartQ4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, n int, out *float32, rows int)
+// Requires: AVX, AVX512BW, AVX512F, AVX512_VNNI, BMI2, SSE
+TEXT ·dotPartQ4VNNI(SB), NOSPLIT, $0-72
+	MOVQ         w+0(FP), AX
+	MOVQ         stride+8(FP), CX
+	MOVQ         soff+16(FP), DX
+	MOVQ         xq+24(FP), DX
+	MOVQ         xd+32(FP), BX
+	MOVQ         xs+40(FP), SI
+	MOVQ         n+48(FP), DI
+	MOVQ         out+56(FP), R8
+	MOVQ         rows+64(FP), R9
+	MOVL         $0x00000001, R10
+	SHLXL        DI, R10, R10
+	DECL         R10
+	KMOVW        R10, K1
+	MOVQ         DI, R11
+	SHLQ         $0x02, R11
+	MOVL         $0x0f0f0f0f, R10
+	VPBROADCASTD R10, Z0
+	VMOVDQU32.Z  (DX), K1, Z1
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z2
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z3
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z4
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z5
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z6
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z7
+	ADDQ         R11, DX
+	VMOVDQU32.Z  (DX), K1, Z8
+	VMOVUPS.Z    (BX), K1, Z9
+	VMOVDQU32.Z  (SI), K1, Z10
+
+row:
+	TESTQ         R9, R9
+	JZ            end
+	VPXORD        Z11, Z11, Z11
+	VPXORD        Z12, Z12, Z12
+	MOVQ          AX, DX
+	VCVTPH2PS.Z   (DX), K1, Z13
+	VCVTPH2PS.Z   (DX)(DI*2), K1, Z15
+	ADDQ          R11, DX
+	VMOVDQU32.Z   (DX), K1, Z14
+	VPSRLW        $0x04, Z14, Z16
+	VPANDD        Z0, Z14, Z14
+	VPANDD        Z0, Z16, Z16
+	VPDPBUSD      Z1, Z14, Z11
+	VPDPBUSD      Z2, Z16, Z12
+	ADDQ          R11, DX
+	VMOVDQU32.Z   (DX), K1, Z14
+	VPSRLW        $0x04, Z14, Z16
+	VPANDD        Z0, Z14, Z14
+	VPANDD        Z0, Z16, Z16
+	VPDPBUSD      Z3, Z14, Z11
+	VPDPBUSD      Z4, Z16, Z12
+	ADDQ          R11, DX
+	VMOVDQU32.Z   (DX), K1, Z14
+	VPSRLW        $0x04, Z14, Z16
+	VPANDD        Z0, Z14, Z14
+	VPANDD        Z0, Z16, Z16
+	VPDPBUSD      Z5, Z14, Z11
+	VPDPBUSD      Z6, Z16, Z12
+	ADDQ          R11, DX
+	VMOVDQU32.Z   (DX), K1, Z14
+	VPSRLW        $0x04, Z14, Z16
+	VPANDD        Z0, Z14, Z14
+	VPANDD        Z0, Z16, Z16
+	VPDPBUSD      Z7, Z14, Z11
+	VPDPBUSD      Z8, Z16, Z12
+	VPADDD        Z12, Z11, Z11
+	VCVTDQ2PS     Z11, Z14
+	VMULPS        Z9, Z14, Z14
+	VMULPS        Z13, Z14, Z14
+	VFMADD231PS   Z10, Z15, Z14
+	VEXTRACTF64X4 $0x01, Z14, Y13
+	VADDPS        Y13, Y14, Y13
+	VEXTRACTF128  $0x01, Y13, X14
+	VADDPS        X14, X13, X14
+	VMOVHLPS      X14, X14, X13
+	VADDPS        X13, X14, X14
+	VMOVSHDUP     X14, X13
+	VADDSS        X13, X14, X14
+	ADDSS         (R8), X14
+	MOVSS         X14, (R8)
+	ADDQ          CX, AX
+	ADDQ          $0x00000004, R8
+	DECQ          R9
+	JMP           row
+
+end:
+	VZEROUPPER
+	RET
+
 // func quantActsAVX512(x *float32, q *int8, d *float32, sum *int32, nsb int)
 // Requires: AVX, AVX2, AVX512F, AVX512VL, SSE
 TEXT ·quantActsAVX512(SB), NOSPLIT, $0-40
@@ -4366,6 +4720,275 @@ DATA scatterIndex<>+20(SB)/4, $0x00000140
 DATA scatterIndex<>+24(SB)/4, $0x00000180
 DATA scatterIndex<>+28(SB)/4, $0x000001c0
 GLOBL scatterIndex<>(SB), RODATA|NOPTR, $32
+
+// func quantRangeAVX512(x *float32, groups int, lo *float32, hi *float32) bool
+// Requires: AVX, AVX512DQ, AVX512F
+TEXT ·quantRangeAVX512(SB), NOSPLIT, $0-33
+	MOVQ  x+0(FP), AX
+	MOVQ  groups+8(FP), CX
+	MOVQ  lo+16(FP), DX
+	MOVQ  hi+24(FP), BX
+	KXORW K1, K1, K1
+
+loop:
+	VMOVUPS       (AX), Z0
+	VMOVUPS       64(AX), Z1
+	VFPCLASSPSZ   $0x99, Z0, K2
+	VFPCLASSPSZ   $0x99, Z1, K3
+	KORW          K2, K1, K1
+	KORW          K3, K1, K1
+	VMINPS        Z1, Z0, Z2
+	VMAXPS        Z1, Z0, Z0
+	VEXTRACTF64X4 $0x01, Z2, Y1
+	VMINPS        Y1, Y2, Y1
+	VEXTRACTF128  $0x01, Y1, X2
+	VMINPS        X2, X1, X2
+	VMOVHLPS      X2, X2, X1
+	VMINPS        X1, X2, X2
+	VMOVSHDUP     X2, X1
+	VMINPS        X1, X2, X2
+	VMOVSS        X2, (DX)
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VMAXPS        Y1, Y0, Y1
+	VEXTRACTF128  $0x01, Y1, X0
+	VMAXPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VMAXPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VMAXPS        X1, X0, X0
+	VMOVSS        X0, (BX)
+	ADDQ          $0x00000080, AX
+	ADDQ          $0x00000004, DX
+	ADDQ          $0x00000004, BX
+	DECQ          CX
+	JNZ           loop
+	KORTESTW      K1, K1
+	SETEQ         AL
+	MOVB          AL, ret+32(FP)
+	VZEROUPPER
+	RET
+
+// func quantQ8AVX512(x *float32, inv *float32, groups int, out *byte, idx *int32)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL
+TEXT ·quantQ8AVX512(SB), NOSPLIT, $0-40
+	MOVQ         x+0(FP), AX
+	MOVQ         inv+8(FP), CX
+	MOVQ         groups+16(FP), DX
+	MOVQ         out+24(FP), BX
+	MOVQ         idx+32(FP), SI
+	MOVL         $0x7fffffff, DI
+	VPBROADCASTD DI, Z0
+	MOVL         $0x80000000, DI
+	VPBROADCASTD DI, Z1
+	MOVL         $0x3f000000, DI
+	VPBROADCASTD DI, Z2
+	MOVL         $0x3f800000, DI
+	VPBROADCASTD DI, Z3
+	MOVL         $0xc2fe0000, DI
+	VPBROADCASTD DI, Z5
+	MOVL         $0x42fe0000, DI
+	VPBROADCASTD DI, Z6
+	VMOVDQU      (SI), Y4
+
+loop:
+	VBROADCASTSS (CX), Z7
+	VMOVUPS      (AX), Z9
+	VMULPS       Z7, Z9, Z9
+	VRNDSCALEPS  $0x0b, Z9, Z10
+	VSUBPS       Z10, Z9, Z11
+	VANDPS       Z0, Z11, Z11
+	VCMPPS       $0x1d, Z2, Z11, K1
+	VANDPS       Z1, Z9, Z9
+	VORPS        Z3, Z9, Z9
+	VADDPS       Z9, Z10, K1, Z10
+	VMAXPS       Z5, Z10, Z10
+	VMINPS       Z6, Z10, Z10
+	VCVTTPS2DQ   Z10, Z10
+	VPMOVSDB     Z10, X8
+	VMOVUPS      64(AX), Z9
+	VMULPS       Z7, Z9, Z9
+	VRNDSCALEPS  $0x0b, Z9, Z7
+	VSUBPS       Z7, Z9, Z10
+	VANDPS       Z0, Z10, Z10
+	VCMPPS       $0x1d, Z2, Z10, K1
+	VANDPS       Z1, Z9, Z9
+	VORPS        Z3, Z9, Z9
+	VADDPS       Z9, Z7, K1, Z7
+	VMAXPS       Z5, Z7, Z7
+	VMINPS       Z6, Z7, Z7
+	VCVTTPS2DQ   Z7, Z7
+	VPMOVSDB     Z7, X7
+	VINSERTI128  $0x01, X7, Y8, Y8
+	KXNORW       K2, K2, K2
+	VPSCATTERDD  Y8, K2, (BX)(Y4*1)
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x00000004, CX
+	ADDQ         $0x00000004, BX
+	DECQ         DX
+	JNZ          loop
+	VZEROUPPER
+	RET
+
+// func quantQ4AVX512(x *float32, m *float32, inv *float32, groups int, out *byte, idx *int32)
+// Requires: AVX, AVX2, AVX512DQ, AVX512F, AVX512VL
+TEXT ·quantQ4AVX512(SB), NOSPLIT, $0-48
+	MOVQ         x+0(FP), AX
+	MOVQ         m+8(FP), CX
+	MOVQ         inv+16(FP), DX
+	MOVQ         groups+24(FP), BX
+	MOVQ         out+32(FP), SI
+	MOVQ         idx+40(FP), DI
+	MOVL         $0x7fffffff, R8
+	VPBROADCASTD R8, Z0
+	MOVL         $0x80000000, R8
+	VPBROADCASTD R8, Z1
+	MOVL         $0x3f000000, R8
+	VPBROADCASTD R8, Z2
+	MOVL         $0x3f800000, R8
+	VPBROADCASTD R8, Z3
+	MOVL         $0x41700000, R8
+	VPBROADCASTD R8, Z6
+	VXORPS       Z5, Z5, Z5
+	VMOVDQU      (DI), X4
+
+loop:
+	VBROADCASTSS (DX), Z7
+	VBROADCASTSS (CX), Z8
+	VMOVUPS      (AX), Z10
+	VSUBPS       Z8, Z10, Z10
+	VMULPS       Z7, Z10, Z10
+	VRNDSCALEPS  $0x0b, Z10, Z11
+	VSUBPS       Z11, Z10, Z12
+	VANDPS       Z0, Z12, Z12
+	VCMPPS       $0x1d, Z2, Z12, K1
+	VANDPS       Z1, Z10, Z10
+	VORPS        Z3, Z10, Z10
+	VADDPS       Z10, Z11, K1, Z11
+	VMAXPS       Z5, Z11, Z11
+	VMINPS       Z6, Z11, Z11
+	VCVTTPS2DQ   Z11, Z11
+	VPMOVSDB     Z11, X9
+	VMOVUPS      64(AX), Z10
+	VSUBPS       Z8, Z10, Z10
+	VMULPS       Z7, Z10, Z10
+	VRNDSCALEPS  $0x0b, Z10, Z7
+	VSUBPS       Z7, Z10, Z8
+	VANDPS       Z0, Z8, Z8
+	VCMPPS       $0x1d, Z2, Z8, K1
+	VANDPS       Z1, Z10, Z8
+	VORPS        Z3, Z8, Z8
+	VADDPS       Z8, Z7, K1, Z7
+	VMAXPS       Z5, Z7, Z7
+	VMINPS       Z6, Z7, Z7
+	VCVTTPS2DQ   Z7, Z7
+	VPMOVSDB     Z7, X7
+	VINSERTI128  $0x01, X7, Y9, Y9
+	KXNORW       K2, K2, K2
+	VPSRLQ       $0x1c, Y9, Y7
+	VPOR         Y7, Y9, Y7
+	VPMOVQD      Y7, X7
+	VPSCATTERDD  X7, K2, (SI)(X4*1)
+	ADDQ         $0x00000004, CX
+	ADDQ         $0x00000080, AX
+	ADDQ         $0x00000004, DX
+	ADDQ         $0x00000004, SI
+	DECQ         BX
+	JNZ          loop
+	VZEROUPPER
+	RET
+
+// func quantScalesQ8AVX512(lo *float32, hi *float32, h *uint16, d *float32, inv *float32) bool
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL
+TEXT ·quantScalesQ8AVX512(SB), NOSPLIT, $0-41
+	MOVQ         lo+0(FP), AX
+	MOVQ         hi+8(FP), CX
+	MOVQ         h+16(FP), DX
+	MOVQ         d+24(FP), BX
+	MOVQ         inv+32(FP), BX
+	VMOVUPS      (AX), Z0
+	VMOVUPS      (CX), Z1
+	MOVL         $0x7fffffff, AX
+	VPBROADCASTD AX, Z2
+	MOVL         $0x80000000, AX
+	VPBROADCASTD AX, Z3
+	MOVL         $0x3f000000, AX
+	VPBROADCASTD AX, Z3
+	MOVL         $0x3f800000, AX
+	VPBROADCASTD AX, Z3
+	VANDPS       Z2, Z0, Z0
+	VANDPS       Z2, Z1, Z1
+	VMAXPS       Z1, Z0, Z0
+	MOVL         $0x42fe0000, AX
+	VPBROADCASTD AX, Z1
+	VDIVPS       Z1, Z0, Z0
+	MOVL         $0x7c007c00, AX
+	VPBROADCASTD AX, Z1
+	MOVL         $0x7fff7fff, AX
+	VPBROADCASTD AX, Z2
+	VCVTPS2PH    $0x00, Z0, Y0
+	VMOVDQU      Y0, (DX)
+	VPAND        Y2, Y0, Y2
+	VPCMPEQW     Y1, Y2, K1
+	KMOVD        K1, K1
+	VCVTPH2PS    Y0, Z0
+	VXORPS       Z1, Z1, Z1
+	VCMPPS       $0x04, Z1, Z0, K2
+	VDIVPS.Z     Z0, Z3, K2, Z0
+	VMOVUPS      Z0, (BX)
+	KORTESTD     K1, K1
+	SETEQ        AL
+	MOVB         AL, ret+40(FP)
+	VZEROUPPER
+	RET
+
+// func quantScalesQ4AVX512(lo *float32, hi *float32, h *uint16, d *float32, inv *float32) bool
+// Requires: AVX, AVX2, AVX512BW, AVX512DQ, AVX512F, AVX512VL
+TEXT ·quantScalesQ4AVX512(SB), NOSPLIT, $0-41
+	MOVQ         lo+0(FP), AX
+	MOVQ         hi+8(FP), CX
+	MOVQ         h+16(FP), DX
+	MOVQ         d+24(FP), BX
+	MOVQ         inv+32(FP), SI
+	VMOVUPS      (AX), Z0
+	VMOVUPS      (CX), Z1
+	MOVL         $0x7fffffff, AX
+	VPBROADCASTD AX, Z2
+	MOVL         $0x80000000, AX
+	VPBROADCASTD AX, Z2
+	MOVL         $0x3f000000, AX
+	VPBROADCASTD AX, Z2
+	MOVL         $0x3f800000, AX
+	VPBROADCASTD AX, Z2
+	VSUBPS       Z0, Z1, Z1
+	MOVL         $0x41700000, AX
+	VPBROADCASTD AX, Z3
+	VDIVPS       Z3, Z1, Z1
+	MOVL         $0x7c007c00, AX
+	VPBROADCASTD AX, Z3
+	MOVL         $0x7fff7fff, AX
+	VPBROADCASTD AX, Z4
+	VCVTPS2PH    $0x00, Z1, Y1
+	VMOVDQU      Y1, (DX)
+	VPAND        Y4, Y1, Y5
+	VPCMPEQW     Y3, Y5, K1
+	KMOVD        K1, K1
+	VCVTPH2PS    Y1, Z1
+	VCVTPS2PH    $0x00, Z0, Y0
+	VMOVDQU      Y0, 32(DX)
+	VPAND        Y4, Y0, Y4
+	VPCMPEQW     Y3, Y4, K2
+	KORD         K2, K1, K1
+	VCVTPH2PS    Y0, Z0
+	VMOVUPS      Z0, (BX)
+	VXORPS       Z0, Z0, Z0
+	VCMPPS       $0x04, Z0, Z1, K2
+	VDIVPS.Z     Z1, Z2, K2, Z0
+	VMOVUPS      Z0, (SI)
+	KORTESTD     K1, K1
+	SETEQ        AL
+	MOVB         AL, ret+40(FP)
+	VZEROUPPER
+	RET
 
 // func dotQ8AVX2(w *byte, soff int, xq *int8, xd *float32, xs *float32, nsb int) float32
 // Requires: AVX, AVX2, F16C, FMA3, SSE

@@ -232,6 +232,7 @@ func TestMatMul(t *testing.T) {
 		gemmBlocking = b
 		forEachImpl(t, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(7, 8))
+			sc := new(Scratch) // reused by every shape, holding the last one's data
 			for _, s := range matMulShapes {
 				w := randWeights(t, r, s.rows*s.cols)
 				x := randVec(t, r, s.tokens*s.cols)
@@ -252,6 +253,24 @@ func TestMatMul(t *testing.T) {
 						MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
 					}
 					check()
+					// The same product with its working memory in a reused Scratch.
+					outS, checkS := withGuards(t, s.tokens*s.rows)
+					switch dt {
+					case "f32":
+						sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16":
+						sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "f16":
+						sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16-rounded":
+						sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					}
+					checkS()
+					for i := range out {
+						if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
+							t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
+						}
+					}
 					xs := x
 					if dt == "bf16-rounded" {
 						xs = xr
@@ -274,6 +293,32 @@ func TestMatMul(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestScratchAllocs checks that products through a Scratch allocate nothing once it has
+// grown, for every way of multiplying: a few tokens, the packed GEMM and the rounded one.
+func TestScratchAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r := rand.New(rand.NewPCG(23, 24))
+	const rows, cols = 40, 72
+	w := randWeights(t, r, rows*cols)
+	out := make([]float32, 64*rows)
+	sc := new(Scratch)
+	for _, tokens := range []int{1, 5, 12, 40, 64} {
+		x := randVec(t, r, tokens*cols)
+		run := func() {
+			sc.MatMulBF16Rows(out, w.bf16, x, tokens, rows, cols, 0, rows)
+			sc.MatMulF16Rows(out, w.f16, x, tokens, rows, cols, 3, rows-5)
+			sc.MatMulF32Rows(out, w.f32, x, tokens, rows, cols, 0, rows)
+			sc.MatMulBF16RoundedRows(out, w.bf16, x, tokens, rows, cols, 16, rows)
+		}
+		run()
+		if n := testing.AllocsPerRun(3, run); n != 0 {
+			t.Errorf("%d tokens: %v allocations", tokens, n)
+		}
 	}
 }
 

@@ -15,13 +15,56 @@ func MatMulBF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) 
 	MatMulBF16Rows(out, w, x, tokens, rows, cols, 0, rows)
 }
 
+// Scratch is working memory for the matrix products with many tokens (the packing buffers
+// of the GEMM, a reordered copy of the activations for a few tokens), grown as products need
+// it and reused: products through a Scratch allocate nothing once it is large enough. A
+// Scratch serves one product at a time; workers that share a product each need their own.
+// The package-level functions, which are the methods with a nil *Scratch, allocate what they
+// need per call.
+type Scratch struct {
+	f [5][]float32
+	h [2][]uint16
+}
+
+// Indices of the buffers of a Scratch.
+const (
+	scratchX     = iota // packed activations, or the reordered copy of them
+	scratchW            // packed weights
+	scratchRow          // one row of weights widened to float32
+	scratchTile         // one output tile at the edges
+	scratchRound        // activations rounded to bfloat16
+)
+
+// floats returns buffer i of s with n elements (not cleared), new memory if s is nil.
+func (s *Scratch) floats(i, n int) []float32 {
+	if s == nil {
+		return make([]float32, n)
+	}
+	s.f[i] = growSlice(s.f[i], n)
+	return s.f[i]
+}
+
+// halves is floats for the bfloat16 buffers (0: activations, 1: weights).
+func (s *Scratch) halves(i, n int) []uint16 {
+	if s == nil {
+		return make([]uint16, n)
+	}
+	s.h[i] = growSlice(s.h[i], n)
+	return s.h[i]
+}
+
 // MatMulBF16Rows is MatMulBF16 for the rows [lo, hi) of w only: it writes out[t*rows+r] for
 // r in [lo, hi) and nothing else, so that workers can share one product. Row ranges that are
 // multiples of 16 keep the workers' writes on separate cache lines.
 func MatMulBF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	(*Scratch)(nil).MatMulBF16Rows(out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// MatMulBF16Rows is the package-level MatMulBF16Rows with its working memory in s.
+func (s *Scratch) MatMulBF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	t := impl
-	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtBF16, t.packBF16, t.matVecBF16, t.dotBF16, t.fewBF16)
+	matMul(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtBF16, t.packBF16, t.matVecBF16, t.dotBF16, t.fewBF16)
 }
 
 // MatMulF16 is MatMulBF16 for a float16 matrix.
@@ -31,9 +74,14 @@ func MatMulF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) {
 
 // MatMulF16Rows is MatMulBF16Rows for a float16 matrix.
 func MatMulF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	(*Scratch)(nil).MatMulF16Rows(out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// MatMulF16Rows is the package-level MatMulF16Rows with its working memory in s.
+func (s *Scratch) MatMulF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	t := impl
-	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtF16, t.packF16, t.matVecF16, t.dotF16, t.fewF16)
+	matMul(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtF16, t.packF16, t.matVecF16, t.dotF16, t.fewF16)
 }
 
 // MatMulF32 is MatMulBF16 for a float32 matrix.
@@ -43,9 +91,14 @@ func MatMulF32(out []float32, w []float32, x []float32, tokens, rows, cols int) 
 
 // MatMulF32Rows is MatMulBF16Rows for a float32 matrix.
 func MatMulF32Rows(out []float32, w []float32, x []float32, tokens, rows, cols, lo, hi int) {
+	(*Scratch)(nil).MatMulF32Rows(out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// MatMulF32Rows is the package-level MatMulF32Rows with its working memory in s.
+func (s *Scratch) MatMulF32Rows(out []float32, w []float32, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	t := impl
-	matMul(out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, cvtF32Generic, t.packF32, t.matVecF32, t.dotF32, nil)
+	matMul(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, cvtF32Generic, t.packF32, t.matVecF32, t.dotF32, nil)
 }
 
 // MatMulBF16Rounded is MatMulBF16 with the activations rounded to bfloat16 (to nearest, ties
@@ -59,6 +112,12 @@ func MatMulBF16Rounded(out []float32, w []uint16, x []float32, tokens, rows, col
 
 // MatMulBF16RoundedRows is MatMulBF16Rounded for the rows [lo, hi) of w, like MatMulBF16Rows.
 func MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+	(*Scratch)(nil).MatMulBF16RoundedRows(out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// MatMulBF16RoundedRows is the package-level MatMulBF16RoundedRows with its working memory
+// in s.
+func (s *Scratch) MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
 	out, w, x = out[:tokens*rows], w[:rows*cols], x[:tokens*cols]
 	if tokens == 0 || lo == hi {
@@ -70,12 +129,12 @@ func MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, tokens, rows,
 		limit = fewTokens
 	}
 	if k := impl.gemmBF16; k != nil && cols > 0 && tokens > limit {
-		matMulBF16Rounded(k, out, w, x, tokens, rows, cols, lo, hi)
+		matMulBF16Rounded(s, k, out, w, x, tokens, rows, cols, lo, hi)
 		return
 	}
-	xr := make([]float32, len(x))
+	xr := s.floats(scratchRound, len(x))
 	for i, v := range x {
 		xr[i] = BF16ToF32(F32ToBF16(v))
 	}
-	MatMulBF16Rows(out, w, xr, tokens, rows, cols, lo, hi)
+	s.MatMulBF16Rows(out, w, xr, tokens, rows, cols, lo, hi)
 }

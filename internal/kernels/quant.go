@@ -82,47 +82,167 @@ func f16(v float32) (uint16, error) {
 // QuantizeQ8 quantizes the rows of cols values in src to q8 in dst, which must be
 // len(src)/cols·Q8RowBytes(cols) bytes long.
 func QuantizeQ8(dst []byte, src []float32, cols int) error {
-	rows, err := checkQuant(len(src), cols, len(dst), Q8RowBytes(cols))
+	return quantize(dst, src, cols, Q8RowBytes(cols), quantizeQ8Super, (*quantScratch).q8)
+}
+
+// quantize runs the quantization of one super-block, generic or by the vector kernels where
+// the CPU has them, over every super-block of the rows of cols values of src.
+func quantize(dst []byte, src []float32, cols, rowBytes int,
+	generic func(row []float32, out []byte, cols, g, n int) error,
+	vector func(s *quantScratch, row []float32, out []byte, cols, g, n int) error) error {
+	rows, err := checkQuant(len(src), cols, len(dst), rowBytes)
 	if err != nil {
 		return err
 	}
+	var s *quantScratch
+	if v := impl.quantW; v != nil {
+		s = &quantScratch{v: v}
+	}
+	groups := cols / GroupSize
 	for r := range rows {
-		row, out := src[r*cols:(r+1)*cols], dst[r*Q8RowBytes(cols):][:Q8RowBytes(cols)]
-		superBlocks(cols, func(g, n int) {
+		row, out := src[r*cols:(r+1)*cols], dst[r*rowBytes:][:rowBytes]
+		for g := 0; g < groups; g += superGroups {
+			n := min(superGroups, groups-g)
+			if s != nil {
+				err = vector(s, row, out, cols, g, n)
+			} else {
+				err = generic(row, out, cols, g, n)
+			}
 			if err != nil {
-				return
+				return err
 			}
-			vals := out[g*GroupSize : (g+n)*GroupSize]
-			for l := range n {
-				v := row[(g+l)*GroupSize:][:GroupSize]
-				var amax float32
-				for _, x := range v {
-					if x != x || math.IsInf(float64(x), 0) {
-						err = ErrRange
-						return
-					}
-					amax = max(amax, abs(x))
-				}
-				var h uint16
-				if h, err = f16(amax / 127); err != nil {
-					return
-				}
-				putF16(out[cols+2*(g+l):], h)
-				inv := float32(0)
-				if d := F16ToF32(h); d != 0 {
-					inv = 1 / d
-				}
-				for e, x := range v {
-					q := max(-127, min(127, math.Round(float64(x*inv))))
-					vals[pos(e, l, n)] = byte(int8(q))
-				}
-			}
-		})
-		if err != nil {
-			return err
 		}
 	}
 	return nil
+}
+
+// quantizeQ8Super quantizes the super-block of n groups from group g of row to q8 in out,
+// the row's bytes.
+func quantizeQ8Super(row []float32, out []byte, cols, g, n int) error {
+	vals := out[g*GroupSize : (g+n)*GroupSize]
+	for l := range n {
+		v := row[(g+l)*GroupSize:][:GroupSize]
+		var amax float32
+		for _, x := range v {
+			if x != x || math.IsInf(float64(x), 0) {
+				return ErrRange
+			}
+			amax = max(amax, abs(x))
+		}
+		h, err := f16(amax / 127)
+		if err != nil {
+			return err
+		}
+		putF16(out[cols+2*(g+l):], h)
+		inv := float32(0)
+		if d := F16ToF32(h); d != 0 {
+			inv = 1 / d
+		}
+		for e, x := range v {
+			q := max(-127, min(127, math.Round(float64(x*inv))))
+			vals[pos(e, l, n)] = byte(int8(q))
+		}
+	}
+	return nil
+}
+
+// quantWeights holds the vector kernels of the weight quantization.
+type quantWeights struct {
+	// bounds sets lo[l] and hi[l] to the least and largest of group l of x, l < len(lo), and
+	// reports whether every value is finite.
+	bounds func(x []float32, lo, hi []float32) bool
+	// scales8 and scales4 compute the float16 scales (and for q4 minimums) of the 16 groups
+	// of a super-block from their bounds in s, into s, and report whether they are finite.
+	scales8, scales4 func(s *quantScratch) bool
+	// q8 and q4 quantize the groups of x with the scales inv (q4: after subtracting m) and
+	// store dword j of group l (q4: dwords 2j and 2j+1 as nibbles) at out[4l+idx[j]:].
+	q8 func(x, inv []float32, out []byte, idx *[8]int32)
+	q4 func(x, m, inv []float32, out []byte, idx *[4]int32)
+}
+
+// quantScratch is the vector quantization's working memory for one super-block.
+type quantScratch struct {
+	v              *quantWeights
+	lo, hi, m, inv [superGroups]float32
+	h              [2 * superGroups]uint16 // float16 scales, then (q4) minimums
+	idx8           [8]int32
+	idx4           [4]int32
+}
+
+// q8 is quantizeQ8Super by the vector kernels: the bounds and the values in vectors, the
+// scales as the generic code computes them.
+func (s *quantScratch) q8(row []float32, out []byte, cols, g, n int) error {
+	x := row[g*GroupSize : (g+n)*GroupSize]
+	if !s.v.bounds(x, s.lo[:n], s.hi[:n]) {
+		return ErrRange
+	}
+	clear(s.lo[n:]) // unused lanes
+	clear(s.hi[n:])
+	if !s.v.scales8(s) {
+		return ErrRange
+	}
+	for l, h := range s.h[:n] {
+		putF16(out[cols+2*(g+l):], h)
+	}
+	for j := range s.idx8 {
+		s.idx8[j] = int32(j * 4 * n)
+	}
+	s.v.q8(x, s.inv[:n], out[g*GroupSize:(g+n)*GroupSize], &s.idx8)
+	return nil
+}
+
+// q4 is quantizeQ4Super by the vector kernels.
+func (s *quantScratch) q4(row []float32, out []byte, cols, g, n int) error {
+	x := row[g*GroupSize : (g+n)*GroupSize]
+	if !s.v.bounds(x, s.lo[:n], s.hi[:n]) {
+		return ErrRange
+	}
+	sc, nib := q4Super(out, g, n)
+	for l, lo := range s.lo[:n] {
+		if lo == 0 {
+			// The generic minimum of +0 and -0 is -0; the vector one may be either.
+			s.lo[l], s.hi[l] = bounds(x[l*GroupSize : (l+1)*GroupSize])
+		}
+	}
+	clear(s.lo[n:]) // unused lanes
+	clear(s.hi[n:])
+	if !s.v.scales4(s) {
+		return ErrRange
+	}
+	for l := range n {
+		putF16(sc[2*l:], s.h[l])
+		putF16(sc[2*n+2*l:], s.h[superGroups+l])
+	}
+	for j := range s.idx4 {
+		s.idx4[j] = int32(j * 4 * n)
+	}
+	s.v.q4(x, s.m[:n], s.inv[:n], nib, &s.idx4)
+	return nil
+}
+
+// bounds returns the least and the largest of v, +Inf and -Inf if it is empty.
+func bounds(v []float32) (lo, hi float32) {
+	lo, hi = float32(math.Inf(1)), float32(math.Inf(-1))
+	for _, x := range v {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return lo, hi
+}
+
+// q4Scales stores the scale and the minimum of group l of a q4 super-block of n groups with
+// scales sc, for values in [lo, hi], and returns them as float32.
+func q4Scales(sc []byte, n, l int, lo, hi float32) (d, m float32, err error) {
+	hd, err := f16((hi - lo) / 15)
+	if err != nil {
+		return 0, 0, err
+	}
+	hm, err := f16(lo)
+	if err != nil {
+		return 0, 0, err
+	}
+	putF16(sc[2*l:], hd)
+	putF16(sc[2*n+2*l:], hm)
+	return F16ToF32(hd), F16ToF32(hm), nil
 }
 
 // putF16 and getF16 store and load a little-endian float16.
@@ -133,51 +253,34 @@ func getF16(b []byte) float32 { return F16ToF32(uint16(b[0]) | uint16(b[1])<<8) 
 // QuantizeQ4 quantizes the rows of cols values in src to q4 in dst, which must be
 // len(src)/cols·Q4RowBytes(cols) bytes long.
 func QuantizeQ4(dst []byte, src []float32, cols int) error {
-	rows, err := checkQuant(len(src), cols, len(dst), Q4RowBytes(cols))
-	if err != nil {
-		return err
-	}
-	for r := range rows {
-		row, out := src[r*cols:(r+1)*cols], dst[r*Q4RowBytes(cols):][:Q4RowBytes(cols)]
-		superBlocks(cols, func(g, n int) {
-			if err != nil {
-				return
+	return quantize(dst, src, cols, Q4RowBytes(cols), quantizeQ4Super, (*quantScratch).q4)
+}
+
+// quantizeQ4Super quantizes the super-block of n groups from group g of row to q4 in out,
+// the row's bytes.
+func quantizeQ4Super(row []float32, out []byte, cols, g, n int) error {
+	sc, nib := q4Super(out, g, n)
+	clear(nib)
+	for l := range n {
+		v := row[(g+l)*GroupSize:][:GroupSize]
+		for _, x := range v {
+			if x != x || math.IsInf(float64(x), 0) {
+				return ErrRange
 			}
-			sc, nib := q4Super(out, g, n)
-			clear(nib)
-			for l := range n {
-				v := row[(g+l)*GroupSize:][:GroupSize]
-				lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-				for _, x := range v {
-					if x != x || math.IsInf(float64(x), 0) {
-						err = ErrRange
-						return
-					}
-					lo, hi = min(lo, x), max(hi, x)
-				}
-				var hd, hm uint16
-				if hd, err = f16((hi - lo) / 15); err != nil {
-					return
-				}
-				if hm, err = f16(lo); err != nil {
-					return
-				}
-				putF16(sc[2*l:], hd)
-				putF16(sc[2*n+2*l:], hm)
-				d, m := F16ToF32(hd), F16ToF32(hm)
-				inv := float32(0)
-				if d != 0 {
-					inv = 1 / d
-				}
-				for e, x := range v {
-					q := byte(max(0, min(15, math.Round(float64((x-m)*inv)))))
-					b, shift := q4Byte(pos(e, l, n), n)
-					nib[b] |= q << shift
-				}
-			}
-		})
+		}
+		lo, hi := bounds(v)
+		d, m, err := q4Scales(sc, n, l, lo, hi)
 		if err != nil {
 			return err
+		}
+		inv := float32(0)
+		if d != 0 {
+			inv = 1 / d
+		}
+		for e, x := range v {
+			q := byte(max(0, min(15, math.Round(float64((x-m)*inv)))))
+			b, shift := q4Byte(pos(e, l, n), n)
+			nib[b] |= q << shift
 		}
 	}
 	return nil
@@ -242,26 +345,58 @@ func DequantizeQ4(dst []float32, src []byte, cols int) error {
 
 func abs(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^ (1 << 31)) }
 
-// qActs are activation rows quantized for the quantized dot products: per group of 32, int8
-// values q (interleaved like the weights), the scale d, d·Σq and 128·Σq.
-type qActs struct {
-	cols int
-	q    []int8
-	d    []float32
-	ds   []float32
-	o    []int32
+// QuantActs holds activation rows quantized for the products with quantized weights: per
+// group of 32 values, int8 values q (interleaved like the weights), the scale d, d·Σq and
+// 128·Σq. Quantizing the activations once into a QuantActs that the caller keeps lets every
+// product and every worker's share of a product over the same activations use them
+// (MatMulQ8RowsQ, MatMulQ4RowsQ) without quantizing again or allocating. The zero value is
+// empty; Reset sizes it, growing its memory only when it is too small.
+type QuantActs struct {
+	tokens, cols int
+	q            []int8
+	d            []float32
+	ds           []float32
+	o            []int32
 }
 
-// tinyScale is the smallest group scale kept: groups of activations below 2⁻¹⁰⁰ quantize to
-// zero, which keeps 127/max|x| finite.
-const tinyScale = 0x1p-107
+// Reset makes a hold tokens rows of cols values (cols a multiple of GroupSize; it panics
+// otherwise), to be filled by QuantizeRows. It allocates only when a's memory is too small.
+func (a *QuantActs) Reset(tokens, cols int) {
+	if tokens < 0 || cols < 0 || cols%GroupSize != 0 {
+		panic("kernels: quantized activations of a bad shape")
+	}
+	n := tokens * cols
+	groups := n / GroupSize
+	a.tokens, a.cols = tokens, cols
+	a.q = growSlice(a.q, n)
+	a.d, a.ds, a.o = growSlice(a.d, groups), growSlice(a.ds, groups), growSlice(a.o, groups)
+}
 
-// quantizeActs quantizes the rows of cols values of x (cols a multiple of GroupSize).
-func quantizeActs(x []float32, cols int) *qActs {
-	groups := len(x) / GroupSize
-	a := &qActs{cols: cols, q: make([]int8, len(x)), d: make([]float32, groups), ds: make([]float32, groups), o: make([]int32, groups)}
+// growSlice returns s resized to n elements, reallocated (at least doubling) only when its
+// capacity is too small.
+func growSlice[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n, max(n, 2*cap(s)))
+	}
+	return s[:n]
+}
+
+// Quantize sets a to the tokens rows of cols values of x (cols a multiple of GroupSize).
+func (a *QuantActs) Quantize(x []float32, tokens, cols int) {
+	a.Reset(tokens, cols)
+	a.QuantizeRows(x, 0, tokens)
+}
+
+// QuantizeRows quantizes the rows [lo, hi) of x, which holds a.Tokens() rows of a.Cols()
+// values, into the same rows of a. Calls for disjoint row ranges may run concurrently.
+func (a *QuantActs) QuantizeRows(x []float32, lo, hi int) {
+	if lo < 0 || lo > hi || hi > a.tokens {
+		panic("kernels: quantized activation rows out of range")
+	}
+	cols := a.cols
+	x = x[:a.tokens*cols]
 	vec := impl.quantActs
-	for r := 0; r < len(x)/cols; r++ {
+	for r := lo; r < hi; r++ {
 		base := r * cols
 		g0 := 0
 		if nsb := cols / (GroupSize * superGroups); vec != nil && nsb > 0 {
@@ -308,6 +443,32 @@ func quantizeActs(x []float32, cols int) *qActs {
 			}
 		})
 	}
+}
+
+// Tokens and Cols return the shape of a: Tokens rows of Cols values.
+func (a *QuantActs) Tokens() int { return a.tokens }
+
+// Cols returns the number of values of each row of a.
+func (a *QuantActs) Cols() int { return a.cols }
+
+// Slice returns the rows [lo, hi) of a as a QuantActs that shares a's memory.
+func (a *QuantActs) Slice(lo, hi int) QuantActs {
+	if lo < 0 || lo > hi || hi > a.tokens {
+		panic("kernels: quantized activation rows out of range")
+	}
+	c, g := a.cols, a.cols/GroupSize
+	return QuantActs{tokens: hi - lo, cols: c, q: a.q[lo*c : hi*c], d: a.d[lo*g : hi*g], ds: a.ds[lo*g : hi*g], o: a.o[lo*g : hi*g]}
+}
+
+// tinyScale is the smallest group scale kept: groups of activations below 2⁻¹⁰⁰ quantize to
+// zero, which keeps 127/max|x| finite.
+const tinyScale = 0x1p-107
+
+// quantizeActs quantizes the rows of cols values of x (cols a multiple of GroupSize) into new
+// memory.
+func quantizeActs(x []float32, cols int) *QuantActs {
+	a := new(QuantActs)
+	a.Quantize(x, len(x)/cols, cols)
 	return a
 }
 
@@ -315,7 +476,7 @@ func quantizeActs(x []float32, cols int) *qActs {
 // a.d[gi] holds max|x|/127 and its values sum to sum: a group of tiny or zero values becomes
 // zeros, one with NaN or infinity gets a NaN scale, poisoning the products as float arithmetic
 // would.
-func (a *qActs) finishGroup(gi int, sum int32, sb, n, l int) {
+func (a *QuantActs) finishGroup(gi int, sum int32, sb, n, l int) {
 	d := a.d[gi]
 	if d >= tinyScale && !math.IsInf(float64(d), 0) {
 		a.ds[gi], a.o[gi] = d*float32(sum), 128*sum
@@ -334,7 +495,7 @@ func (a *qActs) finishGroup(gi int, sum int32, sb, n, l int) {
 
 // dotQGeneric is the dot product of the quantized weight row w (q4 if q4, else q8) with row r
 // of the quantized activations a, super-blocks from group g0 on.
-func dotQGeneric(q4 bool, w []byte, a *qActs, r, g0 int) float32 {
+func dotQGeneric(q4 bool, w []byte, a *QuantActs, r, g0 int) float32 {
 	cols := a.cols
 	var sum float32
 	superBlocks(cols, func(g, n int) {
@@ -378,9 +539,9 @@ func dotQGeneric(q4 bool, w []byte, a *qActs, r, g0 int) float32 {
 
 // qDot computes out[i] for the len(out) consecutive weight rows starting at w (row stride
 // rowBytes) against activation row r of a.
-type qDot func(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int)
+type qDot func(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r int)
 
-func qDotGeneric(q4 bool, out []float32, w []byte, rowBytes int, a *qActs, r int) {
+func qDotGeneric(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r int) {
 	for i := range out {
 		out[i] = dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, 0)
 	}
@@ -400,9 +561,20 @@ func checkQMat(q4 bool, w []byte, x []float32, tokens, rows, cols, lo, hi int) [
 	return w[:rows*rb]
 }
 
-// matMulQ computes rows [lo, hi) of out = x·wᵀ for quantized weights.
+// matMulQ computes rows [lo, hi) of out = x·wᵀ for quantized weights, quantizing x into
+// new memory.
 func matMulQ(q4 bool, out []float32, w []byte, x []float32, tokens, rows, cols, lo, hi int) {
-	w = checkQMat(q4, w, x, tokens, rows, cols, lo, hi)
+	checkQMat(q4, w, x, tokens, rows, cols, lo, hi)
+	var a QuantActs
+	a.Quantize(x, tokens, cols)
+	matMulQActs(q4, out, w, &a, rows, lo, hi)
+}
+
+// matMulQActs computes rows [lo, hi) of out = x·wᵀ for quantized weights w and the quantized
+// activations a of x.
+func matMulQActs(q4 bool, out []float32, w []byte, a *QuantActs, rows, lo, hi int) {
+	tokens, cols := a.tokens, a.cols
+	w = checkQMat(q4, w, nil, 0, rows, cols, lo, hi)
 	out = out[:tokens*rows]
 	if tokens == 0 || lo == hi {
 		return
@@ -414,7 +586,6 @@ func matMulQ(q4 bool, out []float32, w []byte, x []float32, tokens, rows, cols, 
 		return
 	}
 	rb := len(w) / rows
-	a := quantizeActs(x[:tokens*cols], cols)
 	dot := impl.qDot
 	if tokens == 1 {
 		// One pass over the rows, streaming them from memory.
@@ -422,14 +593,12 @@ func matMulQ(q4 bool, out []float32, w []byte, x []float32, tokens, rows, cols, 
 		return
 	}
 	// A block of 16 rows stays in L1/L2 while every token passes over it.
-	var tmp [4]float32
 	for r0 := lo; r0 < hi; r0 += 16 {
 		r1 := min(r0+16, hi)
 		for t := range tokens {
 			for r := r0; r < r1; r += 4 {
 				n := min(4, r1-r)
-				dot(q4, tmp[:n], w[r*rb:], rb, a, t)
-				copy(out[t*rows+r:], tmp[:n])
+				dot(q4, out[t*rows+r:t*rows+r+n], w[r*rb:], rb, a, t)
 			}
 		}
 	}
@@ -456,4 +625,16 @@ func MatMulQ8Rows(out []float32, w []byte, x []float32, tokens, rows, cols, lo, 
 // MatMulQ4Rows is MatMulQ8Rows for q4 weights.
 func MatMulQ4Rows(out []float32, w []byte, x []float32, tokens, rows, cols, lo, hi int) {
 	matMulQ(true, out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// MatMulQ8RowsQ is MatMulQ8Rows for activations already quantized in a (a.Tokens() tokens of
+// a.Cols() values): out[t*rows+r] for r in [lo, hi). It allocates nothing, so that workers
+// sharing a product (each its own rows) quantize the activations only once, beforehand.
+func MatMulQ8RowsQ(out []float32, w []byte, a *QuantActs, rows, lo, hi int) {
+	matMulQActs(false, out, w, a, rows, lo, hi)
+}
+
+// MatMulQ4RowsQ is MatMulQ8RowsQ for q4 weights.
+func MatMulQ4RowsQ(out []float32, w []byte, a *QuantActs, rows, lo, hi int) {
+	matMulQActs(true, out, w, a, rows, lo, hi)
 }

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math"
@@ -171,6 +172,23 @@ func TestQuantMatMul(t *testing.T) {
 						MatMulQ8Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
 					}
 					check()
+					// The same product from activations quantized beforehand, as rows of
+					// a larger set, must be the same bit for bit.
+					var qa QuantActs
+					qa.Quantize(append(randRows(r, cols), x...), s.tokens+1, cols)
+					view := qa.Slice(1, s.tokens+1)
+					outQ, checkQ := withGuards(t, s.tokens*s.rows)
+					if q4 {
+						MatMulQ4RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
+					} else {
+						MatMulQ8RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
+					}
+					checkQ()
+					for i := range out {
+						if math.Float32bits(out[i]) != math.Float32bits(outQ[i]) {
+							t.Fatalf("q4=%v cols=%d %+v: [%d] %v from quantized activations, %v", q4, cols, s, i, outQ[i], out[i])
+						}
+					}
 					for tk := range s.tokens {
 						for i := range s.rows {
 							got := out[tk*s.rows+i]
@@ -250,7 +268,7 @@ func TestQuantizeActs(t *testing.T) {
 	}
 	x[160] = float32(math.NaN())        // a NaN group
 	x[cols+200] = float32(math.Inf(-1)) // an infinite group
-	want := func() *qActs {
+	want := func() *QuantActs {
 		defer useFeatures(features{})()
 		return quantizeActs(x, cols)
 	}()
@@ -271,4 +289,176 @@ func TestQuantizeActs(t *testing.T) {
 	if want.d[1] != 0 || want.d[3] != 0 || want.d[5] == want.d[5] || want.d[(cols+200)/32] == want.d[(cols+200)/32] {
 		t.Errorf("edge groups: d = %v %v %v", want.d[1], want.d[3], want.d[5])
 	}
+}
+
+// TestQuantActsReuse checks that products from activations quantized into reused memory
+// allocate nothing.
+func TestQuantActsReuse(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	r := rand.New(rand.NewPCG(21, 22))
+	const rows, cols = 24, 1024 + 64
+	w := randRows(r, rows*cols)
+	q8, q4 := make([]byte, rows*Q8RowBytes(cols)), make([]byte, rows*Q4RowBytes(cols))
+	if err := QuantizeQ8(q8, w, cols); err != nil {
+		t.Fatal(err)
+	}
+	if err := QuantizeQ4(q4, w, cols); err != nil {
+		t.Fatal(err)
+	}
+	a := new(QuantActs)
+	out := make([]float32, 3*rows)
+	for _, tokens := range []int{3, 1} {
+		x := randRows(r, tokens*cols)
+		a.Reset(3, cols) // grown once to the largest size
+		n := testing.AllocsPerRun(5, func() {
+			a.Quantize(x, tokens, cols)
+			MatMulQ8RowsQ(out, q8, a, rows, 0, rows)
+			MatMulQ4RowsQ(out, q4, a, rows, 8, rows)
+		})
+		if n != 0 {
+			t.Errorf("%d tokens: %v allocations", tokens, n)
+		}
+	}
+}
+
+// TestQuantizeVectorExact checks that every implementation quantizes to the same bytes as the
+// generic code, and fails the same way: random rows of every super-block shape, groups of
+// zeros of either sign, halfway cases, large and tiny values, and non-finite ones.
+func TestQuantizeVectorExact(t *testing.T) {
+	r := rand.New(rand.NewPCG(29, 30))
+	group := func(kind int) []float32 {
+		v := make([]float32, GroupSize)
+		switch kind {
+		case 0: // random
+			s := math.Exp(r.NormFloat64() * 3)
+			for i := range v {
+				v[i] = float32(r.NormFloat64() * s)
+			}
+		case 1: // zeros of both signs
+			for i := range v {
+				v[i] = float32(math.Copysign(0, float64(r.IntN(2)*2-1)))
+			}
+		case 2: // halfway cases for q8: scale 2⁻³, values (k+½)/8
+			for i := range v {
+				v[i] = (float32(r.IntN(254)-127) + 0.5) / 8
+			}
+			v[0] = 127.0 / 8
+		case 3: // halfway cases for q4: minimum 0, scale 2⁻³
+			for i := range v {
+				v[i] = (float32(r.IntN(15)) + 0.5) / 8
+			}
+			v[0], v[1] = 0, 15.0/8
+		case 4: // non-negative with zeros of both signs as the minimum
+			for i := range v {
+				v[i] = float32(r.Float64())
+			}
+			v[3], v[9] = float32(math.Copysign(0, -1)), 0
+		case 5: // tiny values: subnormal or zero scales
+			for i := range v {
+				v[i] = float32(r.NormFloat64() * 1e-6)
+			}
+		case 6: // integers: exact scales
+			for i := range v {
+				v[i] = float32(r.IntN(255) - 127)
+			}
+		}
+		return v
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	run := func(q4 bool, src []float32, cols int) result {
+		rb := Q8RowBytes(cols)
+		f := QuantizeQ8
+		if q4 {
+			rb, f = Q4RowBytes(cols), QuantizeQ4
+		}
+		b := make([]byte, len(src)/cols*rb)
+		for i := range b {
+			b[i] = 0xa5 // every byte must be written
+		}
+		return result{b, f(b, src, cols)}
+	}
+	for trial := range 60 {
+		cols := GroupSize * []int{1, 3, 4, 10, 16, 17, 32, 45}[trial%8]
+		rows := 1 + r.IntN(3)
+		src := make([]float32, 0, rows*cols)
+		for range rows * cols / GroupSize {
+			src = append(src, group(r.IntN(7))...)
+		}
+		switch trial % 10 {
+		case 7:
+			src[r.IntN(len(src))] = float32(math.NaN())
+		case 8:
+			src[r.IntN(len(src))] = float32(math.Inf(2*r.IntN(2) - 1))
+		case 9:
+			src[r.IntN(len(src))] = 1e7 // a q8 scale past float16's range
+		}
+		for _, q4 := range []bool{false, true} {
+			want := func() result {
+				defer useFeatures(features{})()
+				return run(q4, src, cols)
+			}()
+			forEachImpl(t, func(t *testing.T) {
+				got := run(q4, src, cols)
+				if got.err != want.err {
+					t.Fatalf("trial %d q4=%v: error %v, want %v", trial, q4, got.err, want.err)
+				}
+				if want.err == nil && !bytes.Equal(got.b, want.b) {
+					i := 0
+					for got.b[i] == want.b[i] {
+						i++
+					}
+					t.Fatalf("trial %d q4=%v cols=%d: byte %d is %#x, want %#x", trial, q4, cols, i, got.b[i], want.b[i])
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkQuantize(b *testing.B) {
+	r := rand.New(rand.NewPCG(31, 32))
+	const rows, cols = 64, 4096
+	src := randRows(r, rows*cols)
+	q8, q4 := make([]byte, rows*Q8RowBytes(cols)), make([]byte, rows*Q4RowBytes(cols))
+	for _, q := range []string{"q8", "q4"} {
+		b.Run(q, func(b *testing.B) {
+			benchImpls(b, func(b *testing.B) {
+				for b.Loop() {
+					if q == "q8" {
+						_ = QuantizeQ8(q8, src, cols)
+					} else {
+						_ = QuantizeQ4(q4, src, cols)
+					}
+				}
+				b.ReportMetric(float64(len(src))*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gparams/s")
+			})
+		})
+	}
+}
+
+func ExampleQuantActs() {
+	const rows, cols = 2, 64
+	w := make([]float32, rows*cols)
+	for i := range w {
+		w[i] = float32(i%cols) / cols
+	}
+	q := make([]byte, rows*Q8RowBytes(cols))
+	if err := QuantizeQ8(q, w, cols); err != nil {
+		fmt.Println(err)
+		return
+	}
+	x := make([]float32, cols)
+	x[cols-1] = 1
+	// Quantize the activations once; every share of rows reuses them, allocating nothing.
+	var xq QuantActs
+	xq.Quantize(x, 1, cols)
+	out := make([]float32, rows)
+	MatMulQ8RowsQ(out, q, &xq, rows, 0, 1)
+	MatMulQ8RowsQ(out, q, &xq, rows, 1, 2)
+	fmt.Printf("%.2f %.2f\n", out[0], out[1])
+	// Output: 0.98 0.98
 }

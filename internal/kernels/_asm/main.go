@@ -85,6 +85,8 @@ func main() {
 	}
 	maxF32()
 	scaleF32()
+	expSum()
+	indexAtLeast()
 	gemmF32(avx2, 2, 6)
 	gemmF32(avx512, 2, 12)
 	gemmBF16DP()
@@ -97,7 +99,14 @@ func main() {
 		quantDot(false, rows)
 		quantDot(true, rows)
 	}
+	quantDotPart(false)
+	quantDotPart(true)
 	quantActs()
+	quantRange()
+	quantValues(false)
+	quantValues(true)
+	quantScales(false)
+	quantScales(true)
 	quantDotAVX2(false)
 	quantDotAVX2(true)
 	Generate()
@@ -1575,6 +1584,511 @@ func scaleF32() {
 	SUBQ(U32(16), n)
 	JMP(LabelRef("one"))
 	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// expSum emits expSumAVX512(dst, x *float32, n int, shift, scale float32) float64: dst[i] =
+// e^((x[i]-shift)·scale) for i < n unless dst is nil, returning their sum; n is a multiple of
+// 16. Each lane computes the generic ExpNeg operation for operation, every one rounded on its
+// own (no fused multiply-adds), so that the values are the generic ones bit for bit. The sum
+// is accumulated per lane in float32 over blocks of 256 values and in float64 across them.
+func expSum() {
+	text("expSumAVX512", NOSPLIT, "func(dst, x *float32, n int, shift, scale float32) float64")
+	Doc("expSumAVX512 sets dst[i] = exp((x[i]-shift)*scale) for i < n unless dst is nil and returns their sum; n is a multiple of 16.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	shift, scale := ZMM(), ZMM()
+	VBROADCASTSS(NewParamAddr("shift", 24), shift)
+	VBROADCASTSS(NewParamAddr("scale", 28), scale)
+	s := avx512
+	cs := func(c float32) VecVirtual { return f32const(s, c) }
+	expMin, log2e, magic := cs(-87.3), cs(float32(math.Log2E)), cs(0xc00000)
+	c1, c2 := cs(0.693359375), cs(2.12194440e-4)
+	poly := []VecVirtual{cs(1.9875691500e-4), cs(1.3981999507e-3), cs(8.3334519073e-3), cs(4.1665795894e-2), cs(1.6666665459e-1), cs(5.0000001201e-1)}
+	one := cs(1)
+	bias := ZMM()
+	t := GP32()
+	MOVL(U32(127), t)
+	VPBROADCASTD(t, bias)
+	zero := ZMM()
+	VXORPS(zero, zero, zero)
+	acc, tot0, tot1 := ZMM(), ZMM(), ZMM()
+	VXORPS(acc, acc, acc)
+	VXORPD(tot0, tot0, tot0)
+	VXORPD(tot1, tot1, tot1)
+	blk := GP64()
+	Label("block")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	MOVQ(U32(16), blk) // vectors in this block
+	Label("loop")
+	a := ZMM()
+	VMOVUPS(Mem{Base: x}, a)
+	VSUBPS(shift, a, a)
+	VMULPS(scale, a, a)
+	k := K()
+	VCMPPS(U8(0x1d), expMin, a, k) // a >= ExpMin, ordered: false for NaN
+	VMINPS(zero, a, a)
+	r, nn, f, tmp := ZMM(), ZMM(), ZMM(), ZMM()
+	VMULPS(log2e, a, r)
+	VADDPS(magic, r, r)
+	VSUBPS(magic, r, nn)
+	VMULPS(c1, nn, tmp)
+	VSUBPS(tmp, a, f)
+	VMULPS(c2, nn, tmp)
+	VADDPS(tmp, f, f)
+	p := ZMM()
+	VMULPS(f, poly[0], p)
+	for _, c := range poly[1:] {
+		VADDPS(c, p, p)
+		VMULPS(f, p, p)
+	}
+	VMULPS(f, p, p)
+	VADDPS(f, p, p)
+	VADDPS(one, p, p)
+	VPADDD(bias, r, r)
+	VPSLLD(U8(23), r, r)
+	e := ZMM()
+	VMULPS_Z(r, p, k, e)
+	TESTQ(dst, dst)
+	JZ(LabelRef("nostore"))
+	VMOVUPS(e, Mem{Base: dst})
+	ADDQ(U32(64), dst)
+	Label("nostore")
+	VADDPS(e, acc, acc)
+	ADDQ(U32(64), x)
+	SUBQ(U32(16), n)
+	JZ(LabelRef("flush"))
+	DECQ(blk)
+	JNZ(LabelRef("loop"))
+	Label("flush")
+	lo, hi := ZMM(), ZMM()
+	VCVTPS2PD(acc.AsY(), lo)
+	VEXTRACTF64X4(U8(1), acc, hi.AsY())
+	VCVTPS2PD(hi.AsY(), hi)
+	VADDPD(lo, tot0, tot0)
+	VADDPD(hi, tot1, tot1)
+	VXORPS(acc, acc, acc)
+	JMP(LabelRef("block"))
+	Label("done")
+	VADDPD(tot1, tot0, tot0)
+	h := YMM()
+	VEXTRACTF64X4(U8(1), tot0, h)
+	VADDPD(h, tot0.AsY(), h)
+	hx := XMM()
+	VEXTRACTF128(U8(1), h, hx)
+	VADDPD(hx, h.AsX(), hx)
+	t2 := XMM()
+	VPERMILPD(U8(1), hx, t2)
+	VADDSD(t2, hx, hx)
+	Store(hx, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// quantRange emits quantRangeAVX512(x *float32, groups int, lo, hi *float32) bool: lo[l] and
+// hi[l] are the least and the largest of group l, x[32l:32l+32], for l < groups; it reports
+// whether every value is finite (the bounds are meaningless otherwise).
+func quantRange() {
+	text("quantRangeAVX512", NOSPLIT, "func(x *float32, groups int, lo, hi *float32) bool")
+	Doc("quantRangeAVX512 sets lo[l] and hi[l] to the least and the largest value of each group of 32 of x[:32*groups] and reports whether all are finite; groups > 0.")
+	x := Load(Param("x"), GP64())
+	n := Load(Param("groups"), GP64())
+	lo := Load(Param("lo"), GP64())
+	hi := Load(Param("hi"), GP64())
+	bad := K()
+	KXORW(bad, bad, bad)
+	reduce := func(v VecVirtual, op func(...Op), dst Register) {
+		y := YMM()
+		VEXTRACTF64X4(U8(1), v, y)
+		op(y, v.AsY(), y)
+		xx := XMM()
+		VEXTRACTF128(U8(1), y, xx)
+		op(xx, y.AsX(), xx)
+		t := XMM()
+		VMOVHLPS(xx, xx, t)
+		op(t, xx, xx)
+		VMOVSHDUP(xx, t)
+		op(t, xx, xx)
+		VMOVSS(xx, Mem{Base: dst})
+	}
+	Label("loop")
+	a, b := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: x}, a)
+	VMOVUPS(Mem{Base: x, Disp: 64}, b)
+	ka, kb := K(), K()
+	VFPCLASSPSZ(U8(0x99), a, ka) // NaN or ±Inf
+	VFPCLASSPSZ(U8(0x99), b, kb)
+	KORW(ka, bad, bad)
+	KORW(kb, bad, bad)
+	mn, mx := ZMM(), ZMM()
+	VMINPS(b, a, mn)
+	VMAXPS(b, a, mx)
+	reduce(mn, VMINPS, lo)
+	reduce(mx, VMAXPS, hi)
+	ADDQ(U32(128), x)
+	ADDQ(U32(4), lo)
+	ADDQ(U32(4), hi)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	ok := GP8()
+	KORTESTW(bad, bad)
+	SETEQ(ok)
+	Store(ok, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// roundAway emits t = y rounded to an integer, halfway cases away from zero (math.Round),
+// then clamped to [lo, hi]; y is left as is.
+func roundAway(y, t VecVirtual, c quantConsts, lo, hi VecVirtual) {
+	VRNDSCALEPS(U8(0x0b), y, t) // toward zero, no precision exception
+	d := ZMM()
+	VSUBPS(t, y, d) // exact
+	VANDPS(c.abs, d, d)
+	k := K()
+	VCMPPS(U8(0x1d), c.half, d, k) // |y - t| >= 0.5
+	s := ZMM()
+	VANDPS(c.sign, y, s)
+	VORPS(c.one, s, s) // ±1 with y's sign
+	VADDPS(s, t, k, t)
+	VMAXPS(lo, t, t)
+	VMINPS(hi, t, t)
+}
+
+type quantConsts struct{ abs, sign, half, one VecVirtual }
+
+func newQuantConsts() quantConsts {
+	c := quantConsts{abs: ZMM(), sign: ZMM()}
+	t := GP32()
+	MOVL(U32(0x7fffffff), t)
+	VPBROADCASTD(t, c.abs)
+	MOVL(U32(0x80000000), t)
+	VPBROADCASTD(t, c.sign)
+	c.half, c.one = f32const(avx512, 0.5), f32const(avx512, 1)
+	return c
+}
+
+// quantValues emits quantQ8AVX512(x, inv *float32, groups int, out *byte, idx *int32) or,
+// for q4, quantQ4AVX512(x, m, inv *float32, groups int, out *byte, idx *int32): each group l of
+// 32 values x[32l:] is quantized as the generic QuantizeQ8 or QuantizeQ4 does (q8: x·inv[l],
+// q4: (x-m[l])·inv[l], rounded half away from zero and clamped) and stored interleaved: the
+// four values of dword j of the group (values 4j to 4j+3; for q4 dwords 2j and 2j+1, as low and
+// high nibbles) at out + 4l + idx[j], for j < 8 (q8) or 4 (q4).
+func quantValues(q4 bool) {
+	name, sig := "quantQ8AVX512", "func(x, inv *float32, groups int, out *byte, idx *int32)"
+	if q4 {
+		name, sig = "quantQ4AVX512", "func(x, m, inv *float32, groups int, out *byte, idx *int32)"
+	}
+	text(name, NOSPLIT, sig)
+	Doc(name + " quantizes groups groups of 32 values of x and stores them interleaved at out + 4l + idx[j]; groups > 0.")
+	x := Load(Param("x"), GP64())
+	var mp Register
+	if q4 {
+		mp = Load(Param("m"), GP64())
+	}
+	inv := Load(Param("inv"), GP64())
+	n := Load(Param("groups"), GP64())
+	out := Load(Param("out"), GP64())
+	ip := Load(Param("idx"), GP64())
+	c := newQuantConsts()
+	var lo, hi VecVirtual
+	idx := YMM()
+	if q4 {
+		lo, hi = ZMM(), f32const(avx512, 15)
+		VXORPS(lo, lo, lo)
+		VMOVDQU(Mem{Base: ip}, idx.AsX())
+	} else {
+		lo, hi = f32const(avx512, -127), f32const(avx512, 127)
+		VMOVDQU(Mem{Base: ip}, idx)
+	}
+	Label("loop")
+	iv := ZMM()
+	VBROADCASTSS(Mem{Base: inv}, iv)
+	var mv VecVirtual
+	if q4 {
+		mv = ZMM()
+		VBROADCASTSS(Mem{Base: mp}, mv)
+	}
+	b := YMM()
+	for h := 0; h < 2; h++ {
+		y, t := ZMM(), ZMM()
+		VMOVUPS(Mem{Base: x, Disp: 64 * h}, y)
+		if q4 {
+			VSUBPS(mv, y, y)
+		}
+		VMULPS(iv, y, y)
+		roundAway(y, t, c, lo, hi)
+		VCVTTPS2DQ(t, t)
+		if h == 0 {
+			VPMOVSDB(t, b.AsX())
+		} else {
+			xh := XMM()
+			VPMOVSDB(t, xh)
+			VINSERTI128(U8(1), xh, b, b)
+		}
+	}
+	k := K()
+	KXNORW(k, k, k)
+	if q4 {
+		// Qword j holds dwords 2j and 2j+1: its low dword | high dword << 4.
+		t := YMM()
+		VPSRLQ(U8(28), b, t)
+		VPOR(t, b, t)
+		d := XMM()
+		VPMOVQD(t, d)
+		VPSCATTERDD(d, k, Mem{Base: out, Index: idx.AsX(), Scale: 1})
+		ADDQ(U32(4), mp)
+	} else {
+		VPSCATTERDD(b, k, Mem{Base: out, Index: idx, Scale: 1})
+	}
+	ADDQ(U32(128), x)
+	ADDQ(U32(4), inv)
+	ADDQ(U32(4), out)
+	DECQ(n)
+	JNZ(LabelRef("loop"))
+	VZEROUPPER()
+	RET()
+}
+
+// quantScales emits quantScalesQ8AVX512(lo, hi *float32, h *uint16, d, inv *float32) bool or
+// quantScalesQ4AVX512(lo, hi *float32, h *uint16, d, inv *float32) bool for the 16 groups of a
+// super-block with bounds lo and hi, computed as the generic code does. q8: h[l] = the float16
+// scale max(|lo|, |hi|)/127. q4: h[l] = the float16 scale (hi-lo)/15, h[16+l] = the float16
+// minimum lo. d[l] is the minimum (q4) as float32, inv[l] the inverse of the scale as float32
+// (0 for a zero scale). It reports whether every float16 value is finite.
+func quantScales(q4 bool) {
+	name := "quantScalesQ8AVX512"
+	if q4 {
+		name = "quantScalesQ4AVX512"
+	}
+	text(name, NOSPLIT, "func(lo, hi *float32, h *uint16, d, inv *float32) bool")
+	Doc(name + " computes the float16 scales of the 16 groups of a super-block from their bounds and reports whether they are finite.")
+	lp := Load(Param("lo"), GP64())
+	hp := Load(Param("hi"), GP64())
+	h := Load(Param("h"), GP64())
+	dp := Load(Param("d"), GP64())
+	ip := Load(Param("inv"), GP64())
+	lo, hi := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: lp}, lo)
+	VMOVUPS(Mem{Base: hp}, hi)
+	c := newQuantConsts()
+	s := ZMM()
+	if q4 {
+		VSUBPS(lo, hi, s)
+		VDIVPS(f32const(avx512, 15), s, s)
+	} else {
+		VANDPS(c.abs, lo, lo)
+		VANDPS(c.abs, hi, hi)
+		VMAXPS(hi, lo, s)
+		VDIVPS(f32const(avx512, 127), s, s)
+	}
+	inf, mag := ZMM(), ZMM()
+	t := GP32()
+	MOVL(U32(0x7c007c00), t)
+	VPBROADCASTD(t, inf)
+	MOVL(U32(0x7fff7fff), t)
+	VPBROADCASTD(t, mag)
+	bad := K()
+	convert := func(v VecVirtual, off int) VecVirtual {
+		hv := YMM()
+		VCVTPS2PH(U8(0), v, hv) // to nearest, ties to even
+		VMOVDQU(hv, Mem{Base: h, Disp: off})
+		e := YMM()
+		VPAND(mag.AsY(), hv, e) // the magnitude of each half
+		k := K()
+		VPCMPEQW(inf.AsY(), e, k)
+		if off == 0 {
+			KMOVD(k, bad)
+		} else {
+			KORD(k, bad, bad)
+		}
+		f := ZMM()
+		VCVTPH2PS(hv, f)
+		return f
+	}
+	d := convert(s, 0)
+	if q4 {
+		m := convert(lo, 32)
+		VMOVUPS(m, Mem{Base: dp})
+	}
+	nz := K()
+	VCMPPS(U8(4), c.zero(), d, nz) // d != 0
+	r := ZMM()
+	VDIVPS_Z(d, c.one, nz, r)
+	VMOVUPS(r, Mem{Base: ip})
+	ok := GP8()
+	KORTESTD(bad, bad)
+	SETEQ(ok)
+	Store(ok, ReturnIndex(0))
+	VZEROUPPER()
+	RET()
+}
+
+// zero returns a zeroed vector.
+func (quantConsts) zero() VecVirtual {
+	z := ZMM()
+	VXORPS(z, z, z)
+	return z
+}
+
+// quantDotPart emits dotPartQ8VNNI / dotPartQ4VNNI(w *byte, stride, soff int, xq *int8, xd
+// *float32, xs *int32|*float32, n int, out *float32, rows int): for r < rows, out[r] += the
+// dot product of a partial super-block of n < 16 groups, at w[r*stride:] (q8: its scales at
+// byte soff from there), with the quantized activations. In a super-block of n groups the
+// m-th run of 4n bytes holds four values of each group, group l in dword l: one masked vector
+// of n lanes per run, a lane per group, as a full super-block's 64-byte vectors are.
+func quantDotPart(q4 bool) {
+	kind, xsType := "Q8", "*int32"
+	if q4 {
+		kind, xsType = "Q4", "*float32"
+	}
+	name := "dotPart" + kind + "VNNI"
+	text(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs "+xsType+", n int, out *float32, rows int)")
+	Doc(fmt.Sprintf("%s adds to out[r], r < rows, the dot product of the partial %s super-block of n < 16 groups at w[r*stride:] (scales at byte soff from there) with activations xq (group scales xd, and xs).", name, kind))
+	wrow := Load(Param("w"), GP64())
+	stride := Load(Param("stride"), GP64())
+	soff := Load(Param("soff"), GP64())
+	xq := Load(Param("xq"), GP64())
+	xd := Load(Param("xd"), GP64())
+	xs := Load(Param("xs"), GP64())
+	n := Load(Param("n"), GP64())
+	outp := Load(Param("out"), GP64())
+	left := Load(Param("rows"), GP64())
+	// k: the low n lanes.
+	t := GP32()
+	MOVL(U32(1), t)
+	SHLXL(n.(GPVirtual).As32(), t, t)
+	DECL(t)
+	k := K()
+	KMOVW(t, k)
+	run := GP64() // 4n, the bytes of one run
+	MOVQ(n, run)
+	SHLQ(U8(2), run)
+	mask := ZMM()
+	if q4 {
+		MOVL(U32(0x0f0f0f0f), t)
+	} else {
+		MOVL(U32(0x80808080), t)
+	}
+	VPBROADCASTD(t, mask)
+	// The activations, the same for every row: eight runs, group scales and sums.
+	qx := make([]VecVirtual, 8)
+	p := GP64()
+	MOVQ(xq, p)
+	for m := range qx {
+		qx[m] = ZMM()
+		VMOVDQU32_Z(Mem{Base: p}, k, qx[m])
+		if m < 7 {
+			ADDQ(run, p)
+		}
+	}
+	dx, sx := ZMM(), ZMM()
+	VMOVUPS_Z(Mem{Base: xd}, k, dx)
+	VMOVDQU32_Z(Mem{Base: xs}, k, sx)
+	Label("row")
+	TESTQ(left, left)
+	JZ(LabelRef("end"))
+	acc := [2]VecVirtual{ZMM(), ZMM()}
+	VPXORD(acc[0], acc[0], acc[0])
+	VPXORD(acc[1], acc[1], acc[1])
+	MOVQ(wrow, p)
+	d, f := ZMM(), ZMM()
+	if q4 {
+		// n scales, n minimums, then four runs of nibbles: run 2j low, 2j+1 high.
+		mn := ZMM()
+		VCVTPH2PS_Z(Mem{Base: p}, k, d)
+		VCVTPH2PS_Z(Mem{Base: p, Index: n, Scale: 2}, k, mn)
+		ADDQ(run, p)
+		for j := 0; j < 4; j++ {
+			lo, hi := ZMM(), ZMM()
+			VMOVDQU32_Z(Mem{Base: p}, k, lo)
+			VPSRLW(U8(4), lo, hi)
+			VPANDD(mask, lo, lo)
+			VPANDD(mask, hi, hi)
+			vpdpbusd(qx[2*j], lo, acc[0])
+			vpdpbusd(qx[2*j+1], hi, acc[1])
+			if j < 3 {
+				ADDQ(run, p)
+			}
+		}
+		VPADDD(acc[1], acc[0], acc[0])
+		VCVTDQ2PS(acc[0], f)
+		VMULPS(dx, f, f)
+		VMULPS(d, f, f)
+		VFMADD231PS(sx, mn, f)
+	} else {
+		VCVTPH2PS_Z(Mem{Base: wrow, Index: soff, Scale: 1}, k, d)
+		for m := 0; m < 8; m++ {
+			v := ZMM()
+			VMOVDQU32_Z(Mem{Base: p}, k, v)
+			VPXORD(mask, v, v) // q+128, unsigned; masked-off lanes multiply zeros
+			vpdpbusd(qx[m], v, acc[m%2])
+			if m < 7 {
+				ADDQ(run, p)
+			}
+		}
+		VPADDD(acc[1], acc[0], acc[0])
+		VPSUBD(sx, acc[0], acc[0])
+		VCVTDQ2PS(acc[0], f)
+		VMULPS(dx, f, f)
+		VMULPS(d, f, f)
+	}
+	sum := reduce(f, avx512)
+	ADDSS(Mem{Base: outp}, sum)
+	MOVSS(sum, Mem{Base: outp})
+	ADDQ(stride, wrow)
+	ADDQ(U32(4), outp)
+	DECQ(left)
+	JMP(LabelRef("row"))
+	Label("end")
+	VZEROUPPER()
+	RET()
+}
+
+// indexAtLeast emits indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int: it
+// stores the indices i < n with x[i] >= t to dst in order and returns their number; n is a
+// multiple of 16. Each step stores a whole vector at the current count, which never passes
+// the index of the values read, so dst needs n entries.
+func indexAtLeast() {
+	text("indexAtLeastAVX512", NOSPLIT, "func(dst *int32, x *float32, n int, t float32) int")
+	Doc("indexAtLeastAVX512 stores the indices i < n with x[i] >= t to dst in order and returns their number; n is a multiple of 16 and dst has n entries.")
+	dst := Load(Param("dst"), GP64())
+	x := Load(Param("x"), GP64())
+	n := Load(Param("n"), GP64())
+	tv := ZMM()
+	VBROADCASTSS(NewParamAddr("t", 24), tv)
+	iota := GLOBL("iota16", RODATA|NOPTR)
+	for i := 0; i < 16; i++ {
+		DATA(4*i, U32(i))
+	}
+	idx, step := ZMM(), ZMM()
+	VMOVDQU32(iota, idx)
+	t := GP32()
+	MOVL(U32(16), t)
+	VPBROADCASTD(t, step)
+	cnt := GP64()
+	XORQ(cnt, cnt)
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	k := K()
+	VCMPPS(U8(0x12), Mem{Base: x}, tv, k) // t <= x, false for NaN
+	z := ZMM()
+	VPCOMPRESSD_Z(idx, k, z)
+	VMOVDQU32(z, Mem{Base: dst, Index: cnt, Scale: 4})
+	c := GP32()
+	KMOVW(k, c)
+	POPCNTL(c, c)
+	ADDQ(c.As64(), cnt)
+	VPADDD(step, idx, idx)
+	ADDQ(U32(64), x)
+	SUBQ(U32(16), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	Store(cnt, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
