@@ -2,8 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"os"
-	"time"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
@@ -113,9 +111,7 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 		}
 	}
 	t.phase = 0
-	T0 := time.Now()
 	b.pool.each(I, 16, spread(most), t)
-	T1 := time.Now()
 	if ex.w2[0].quantized() {
 		b.quantizeActs(&t.gq, t.g, m, I)
 		for c := range E {
@@ -123,11 +119,7 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 		}
 	}
 	t.phase = 1
-	T2 := time.Now()
 	b.pool.each(H, 16, spread(most), t)
-	if os.Getenv("MOET") != "" {
-		fmt.Fprintln(os.Stderr, "phase0", T1.Sub(T0), "q", T2.Sub(T1), "phase1", time.Since(T2))
-	}
 	t.ex, t.dst, t.scratch = nil, nil, nil
 	return nil
 }
