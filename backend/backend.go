@@ -181,3 +181,25 @@ type Backend interface {
 	// Close releases the backend's resources (worker goroutines, device memory).
 	Close() error
 }
+
+// ResidualNormer is an optional extension of Backend for the step between two sublayers:
+// the residual add and the following RMSNorm in one pass over the rows, which saves a
+// read and a write of the residual stream. A model uses it when the backend has it and
+// falls back to Add then RMSNorm otherwise.
+type ResidualNormer interface {
+	// AddRMSNorm sets x += r, then dst to RMSNorm(x)·w (as Backend.RMSNorm). dst, x and r
+	// must not alias.
+	AddRMSNorm(dst, x, r Tensor, w Weight, eps float32) error
+}
+
+// StepRecorder is an optional extension of Backend for forward steps that repeat with one
+// shape, as decoding does: the backend may record the operations of such a step and replay
+// the record for later steps (on a GPU, a CUDA graph: one launch instead of hundreds).
+type StepRecorder interface {
+	// Step runs f, which issues the operations of one step, or replays what an earlier call
+	// with an equal key recorded. The key (comparable) must determine every operation f
+	// issues and its arguments (the tensors, weights, cache and batch size), so that only the
+	// contents of device memory, such as the batch that Prepare wrote, differ between calls.
+	// f must not Read or Write, and no other goroutine may use the backend while Step runs.
+	Step(key any, f func() error) error
+}

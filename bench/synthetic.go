@@ -41,6 +41,37 @@ type Synthetic struct {
 	tensors map[string]safetensors.Tensor
 }
 
+// TensorShapes returns the name and shape of every tensor of a Mixtral checkpoint of
+// configuration cfg, in the original layout (block_sparse_moe.experts.E.w1 ...).
+func TensorShapes(cfg mixtral.Config) map[string][]int {
+	h, inner, kv := cfg.HiddenSize, cfg.IntermediateSize, cfg.NumKeyValueHeads*cfg.HeadDim
+	q := cfg.NumAttentionHeads * cfg.HeadDim
+	shapes := map[string][]int{
+		"model.embed_tokens.weight": {cfg.VocabSize, h},
+		"model.norm.weight":         {h},
+	}
+	if !cfg.TieWordEmbeddings {
+		shapes["lm_head.weight"] = []int{cfg.VocabSize, h}
+	}
+	for l := range cfg.NumHiddenLayers {
+		p := fmt.Sprintf("model.layers.%d.", l)
+		shapes[p+"input_layernorm.weight"] = []int{h}
+		shapes[p+"post_attention_layernorm.weight"] = []int{h}
+		shapes[p+"self_attn.q_proj.weight"] = []int{q, h}
+		shapes[p+"self_attn.k_proj.weight"] = []int{kv, h}
+		shapes[p+"self_attn.v_proj.weight"] = []int{kv, h}
+		shapes[p+"self_attn.o_proj.weight"] = []int{h, q}
+		shapes[p+"block_sparse_moe.gate.weight"] = []int{cfg.NumLocalExperts, h}
+		for e := range cfg.NumLocalExperts {
+			ep := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", p, e)
+			shapes[ep+"w1.weight"] = []int{inner, h}
+			shapes[ep+"w2.weight"] = []int{h, inner}
+			shapes[ep+"w3.weight"] = []int{inner, h}
+		}
+	}
+	return shapes
+}
+
 // NewSynthetic generates random bfloat16 weights for every tensor of cfg, reproducibly from
 // seed. The values are small (magnitudes between 2⁻¹¹ and 2⁻⁴, random signs), so activations
 // stay finite through any number of layers.
@@ -48,36 +79,13 @@ func NewSynthetic(cfg mixtral.Config, seed uint64) (*Synthetic, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h, inner, kv := cfg.HiddenSize, cfg.IntermediateSize, cfg.NumKeyValueHeads*cfg.HeadDim
-	q := cfg.NumAttentionHeads * cfg.HeadDim
 	s := &Synthetic{tensors: map[string]safetensors.Tensor{}}
-	add := func(name string, shape ...int) {
+	for name, shape := range TensorShapes(cfg) {
 		n := 1
 		for _, d := range shape {
 			n *= d
 		}
 		s.tensors[name] = safetensors.Tensor{Name: name, DType: safetensors.BF16, Shape: shape, Data: make([]byte, 2*n)}
-	}
-	add("model.embed_tokens.weight", cfg.VocabSize, h)
-	add("model.norm.weight", h)
-	if !cfg.TieWordEmbeddings {
-		add("lm_head.weight", cfg.VocabSize, h)
-	}
-	for l := range cfg.NumHiddenLayers {
-		p := fmt.Sprintf("model.layers.%d.", l)
-		add(p+"input_layernorm.weight", h)
-		add(p+"post_attention_layernorm.weight", h)
-		add(p+"self_attn.q_proj.weight", q, h)
-		add(p+"self_attn.k_proj.weight", kv, h)
-		add(p+"self_attn.v_proj.weight", kv, h)
-		add(p+"self_attn.o_proj.weight", h, q)
-		add(p+"block_sparse_moe.gate.weight", cfg.NumLocalExperts, h)
-		for e := range cfg.NumLocalExperts {
-			ep := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", p, e)
-			add(ep+"w1.weight", inner, h)
-			add(ep+"w2.weight", h, inner)
-			add(ep+"w3.weight", inner, h)
-		}
 	}
 	names := s.Names()
 	next := make(chan int)

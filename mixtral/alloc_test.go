@@ -4,12 +4,13 @@ import (
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/cpu"
 )
 
 // TestDecodeStepAllocs checks that a decode step allocates nothing in the steady state, both
 // the forward pass itself and a step through the scheduler. (A sequence's block table grows
 // once per block, amortised; the steps measured stay within one block.) It checks the model
-// as stored and quantized to q8 and q4.
+// as stored, quantized to q8 and q4, and on a backend that records steps.
 func TestDecodeStepAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
@@ -21,6 +22,16 @@ func TestDecodeStepAllocs(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) { testDecodeStepAllocs(t, Options{Quantize: q}) })
 	}
+	// Through a backend that records steps.
+	t.Run("recorded", func(t *testing.T) {
+		be := cpu.New(0)
+		defer be.Close()
+		rec := &recorder{Backend: be, steps: map[any]int{}}
+		testDecodeStepAllocs(t, Options{Backend: rec})
+		if len(rec.steps) == 0 {
+			t.Error("no step was recorded")
+		}
+	})
 }
 
 // testDecodeStepAllocs is TestDecodeStepAllocs for a model loaded with o.

@@ -21,6 +21,12 @@ type scratch struct {
 	logits backend.Tensor // their logits [logitRows, vocab]
 
 	maxBatch int
+
+	// step is the step in progress; layers (m.layers, bound once) and keys (the stepKeys of
+	// the batch sizes that are recorded) let a step be recorded without allocating.
+	step   stepState
+	layers func() error
+	keys   [recordTokens + 1]any
 }
 
 func (s *scratch) init(be backend.Backend, c Config, maxBatch int) error {
@@ -58,61 +64,27 @@ func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *t
 	if n == 0 || n > s.maxBatch || len(out) != len(rows)*c.VocabSize {
 		return backend.Shapef("forward of %d tokens (at most %d), %d logit rows into %d values", n, s.maxBatch, len(rows), len(out))
 	}
+	if m.steps != nil {
+		m.steps.Lock()
+		defer m.steps.Unlock()
+	}
 	batch, err := m.cache.Prepare(tokens)
 	if err != nil {
 		return err
 	}
-	x, xb, q, k, v := s.x.Head(n), s.xb.Head(n), s.q.Head(n), s.k.Head(n), s.v.Head(n)
-	att, y := s.att.Head(n), s.out.Head(n) // y: a sublayer's output
-	var router backend.Tensor
-	if tr != nil {
-		router = s.router.Head(n)
+	// The embedding and the decoder layers: recorded and replayed as one unit for decode
+	// steps on a backend that records them.
+	s.step = stepState{batch: batch, n: n, tr: tr}
+	if rec, ok := be.(backend.StepRecorder); ok && m.steps != nil && tr == nil && n <= recordTokens {
+		err = rec.Step(s.keys[n], s.layers)
+	} else {
+		err = m.layers()
 	}
+	if err != nil {
+		return err
+	}
+	x, xb := s.x.Head(n), s.xb.Head(n)
 	eps := float32(c.RMSNormEps)
-	attn := backend.AttentionParams{
-		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
-		Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SlidingWindow: c.SlidingWindow,
-	}
-
-	if err := be.Embed(x, w.embed, batch); err != nil {
-		return err
-	}
-	if err := m.record(tr, 0, x); err != nil {
-		return err
-	}
-	for l, ly := range w.layers {
-		attn.Layer = l
-		// Attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)).
-		// MoE: x += experts(norm(x)).
-		err := errors.Join(
-			be.RMSNorm(xb, x, ly.attnNorm, eps),
-			be.MatMul(q, xb, ly.wq),
-			be.MatMul(k, xb, ly.wk),
-			be.MatMul(v, xb, ly.wv),
-			be.RoPE(q, batch, c.HeadDim, c.RopeTheta),
-			be.RoPE(k, batch, c.HeadDim, c.RopeTheta),
-			be.Attention(att, q, k, v, batch, attn),
-			be.MatMul(y, att, ly.wo),
-			be.Add(x, y),
-
-			be.RMSNorm(xb, x, ly.mlpNorm, eps),
-			be.MoE(y, xb, ly.experts, c.NumExpertsPerTok, router),
-			be.Add(x, y),
-		)
-		if err != nil {
-			return err
-		}
-		if tr != nil {
-			if err := m.readRows(&tr.router[l], router); err != nil {
-				return err
-			}
-			if l+1 < len(w.layers) {
-				if err := m.record(tr, l+1, x); err != nil {
-					return err
-				}
-			}
-		}
-	}
 	if tr != nil {
 		if err := be.RMSNorm(xb, x, w.norm, eps); err != nil {
 			return err
@@ -135,6 +107,107 @@ func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *t
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// stepState is what the layers of the step in progress work on.
+type stepState struct {
+	batch backend.Batch
+	n     int
+	tr    *trace
+}
+
+// stepKey identifies a recorded step: the model's scratch tensors, weights and cache, and the
+// batch size.
+type stepKey struct {
+	m *Model
+	n int
+}
+
+// layers runs the embedding and the decoder layers of the step in m.s.step, leaving the
+// residual stream in m.s.x.
+func (m *Model) layers() error {
+	c, be, w, s := &m.cfg, m.be, m.w, &m.s
+	batch, n, tr := s.step.batch, s.step.n, s.step.tr
+	x, xb, q, k, v := s.x.Head(n), s.xb.Head(n), s.q.Head(n), s.k.Head(n), s.v.Head(n)
+	att, y := s.att.Head(n), s.out.Head(n) // y: a sublayer's output
+	var router backend.Tensor
+	if tr != nil {
+		router = s.router.Head(n)
+	}
+	eps := float32(c.RMSNormEps)
+	attn := backend.AttentionParams{
+		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
+		Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SlidingWindow: c.SlidingWindow,
+	}
+	if err := be.Embed(x, w.embed, batch); err != nil {
+		return err
+	}
+	if err := m.record(tr, 0, x); err != nil {
+		return err
+	}
+	// y holds a sublayer's output until the next norm adds it to x (in one pass where the
+	// backend is a backend.ResidualNormer); pending says whether it is still to be added.
+	pending := false
+	norm := func(w backend.Weight) error {
+		if !pending {
+			return be.RMSNorm(xb, x, w, eps)
+		}
+		pending = false
+		if rn, ok := be.(backend.ResidualNormer); ok {
+			return rn.AddRMSNorm(xb, x, y, w, eps)
+		}
+		if err := be.Add(x, y); err != nil {
+			return err
+		}
+		return be.RMSNorm(xb, x, w, eps)
+	}
+	for l, ly := range w.layers {
+		attn.Layer = l
+		// Attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)).
+		// MoE: x += experts(norm(x)).
+		if err := norm(ly.attnNorm); err != nil {
+			return err
+		}
+		err := errors.Join(
+			be.MatMul(q, xb, ly.wq),
+			be.MatMul(k, xb, ly.wk),
+			be.MatMul(v, xb, ly.wv),
+			be.RoPE(q, batch, c.HeadDim, c.RopeTheta),
+			be.RoPE(k, batch, c.HeadDim, c.RopeTheta),
+			be.Attention(att, q, k, v, batch, attn),
+			be.MatMul(y, att, ly.wo),
+		)
+		if err != nil {
+			return err
+		}
+		pending = true
+		if err := norm(ly.mlpNorm); err != nil {
+			return err
+		}
+		if err := be.MoE(y, xb, ly.experts, c.NumExpertsPerTok, router); err != nil {
+			return err
+		}
+		if tr == nil {
+			pending = true
+			continue
+		}
+		// The trace records the residual stream after each layer.
+		if err := be.Add(x, y); err != nil {
+			return err
+		}
+		if err := m.readRows(&tr.router[l], router); err != nil {
+			return err
+		}
+		if l+1 < len(w.layers) {
+			if err := m.record(tr, l+1, x); err != nil {
+				return err
+			}
+		}
+	}
+	if pending {
+		return be.Add(x, y)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -60,6 +61,9 @@ const (
 	blockSize = 16
 	// logitRows is the most rows whose logits one forward step computes at once.
 	logitRows = 64
+	// recordTokens is the most tokens of a step that a backend.StepRecorder records (decode
+	// steps, which repeat with one shape); longer steps run as they are.
+	recordTokens = 8
 )
 
 // Model is a loaded Mixtral model. Its methods are safe for concurrent use; Close it to
@@ -73,6 +77,10 @@ type Model struct {
 	w      *weights
 	cache  backend.Cache
 	ctxLen int
+
+	// steps serialises the forward steps of the models that share a backend.StepRecorder
+	// (nil for other backends): a step being recorded must have the backend to itself.
+	steps *sync.Mutex
 
 	mu      sync.Mutex // guards the forward pass's state below and closed
 	closed  bool
@@ -131,6 +139,7 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if m.be == nil {
 		m.be, m.ownBE = cpu.NewWithOptions(cpu.Options{BF16Activations: opts.BF16Activations}), true
 	}
+	m.steps = stepLock(m.be)
 	m.ctxLen = opts.ContextLength
 	if m.ctxLen <= 0 {
 		m.ctxLen = min(cfg.MaxPositionEmbeddings, DefaultContextLength)
@@ -166,8 +175,25 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if err := m.s.init(m.be, cfg, maxBatch); err != nil {
 		return fail(err)
 	}
+	m.s.layers = m.layers
+	for n := range m.s.keys {
+		m.s.keys[n] = stepKey{m, n}
+	}
 	m.sched = newScheduler(m, (cacheTokens+blockSize-1)/blockSize)
 	return m, nil
+}
+
+// stepLocks holds one mutex per backend.StepRecorder in use.
+var stepLocks sync.Map
+
+// stepLock returns the mutex of the models on be when be records steps (and can be a map
+// key), else nil: without it the model does not record steps.
+func stepLock(be backend.Backend) *sync.Mutex {
+	if _, ok := be.(backend.StepRecorder); !ok || !reflect.ValueOf(be).Comparable() {
+		return nil
+	}
+	l, _ := stepLocks.LoadOrStore(be, new(sync.Mutex))
+	return l.(*sync.Mutex)
 }
 
 // Config returns the model's configuration.

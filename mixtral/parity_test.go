@@ -3,9 +3,14 @@ package mixtral
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sync"
 	"testing"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/cpu"
 
 	"github.com/fathom-llm/fathom/internal/fixtures"
 	"github.com/fathom-llm/fathom/internal/reference"
@@ -200,5 +205,94 @@ func TestFixturePerplexity(t *testing.T) {
 	t.Logf("perplexity %.4f, reference %.4f, relative error %.2e", got, ppl.PPL, e)
 	if !(e < 1e-3) {
 		t.Errorf("perplexity %.4f, want %.4f", got, ppl.PPL)
+	}
+}
+
+// fusedNorm is the CPU backend with backend.ResidualNormer, made of Add and RMSNorm, so that
+// the forward pass takes its fused path.
+type fusedNorm struct{ backend.Backend }
+
+func (f fusedNorm) AddRMSNorm(dst, x, r backend.Tensor, w backend.Weight, eps float32) error {
+	if err := f.Add(x, r); err != nil {
+		return err
+	}
+	return f.RMSNorm(dst, x, w, eps)
+}
+
+// TestResidualNormer checks that the forward pass with a backend.ResidualNormer gives the
+// logits of the plain path, with and without the trace (which adds every sublayer at once).
+func TestResidualNormer(t *testing.T) {
+	const name = "tiny-mixtral-bf16"
+	ref := reference.Load(t, name)
+	be := cpu.New(0)
+	defer be.Close()
+	plain := loadFixture(t, name, Options{})
+	fused := loadFixture(t, name, Options{Backend: fusedNorm{be}})
+	ids := ref.Prompts[1].IDs
+	for _, trace := range []bool{false, true} {
+		want, err := plain.Eval(context.Background(), ids, EvalOptions{AllLogits: true, Trace: trace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := fused.Eval(context.Background(), ids, EvalOptions{AllLogits: true, Trace: trace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range want.Logits {
+			if !slices.Equal(got.Logits[i], want.Logits[i]) {
+				t.Fatalf("trace %v: logits of token %d differ", trace, i)
+			}
+		}
+	}
+}
+
+// recorder is the CPU backend with a backend.StepRecorder that runs every step and counts
+// them.
+type recorder struct {
+	backend.Backend
+	steps map[any]int
+}
+
+func (r *recorder) Step(key any, f func() error) error {
+	r.steps[key]++
+	return f()
+}
+
+// TestStepRecorder checks that decode steps, and only they, go through a backend's
+// StepRecorder, keyed by the batch size, with the logits of the plain path.
+func TestStepRecorder(t *testing.T) {
+	const name = "tiny-mixtral-bf16"
+	ids := reference.Load(t, name).Prompts[1].IDs
+	be := cpu.New(0)
+	defer be.Close()
+	rec := &recorder{Backend: be, steps: map[any]int{}}
+	plain := loadFixture(t, name, Options{})
+	recorded := loadFixture(t, name, Options{Backend: rec})
+	ctx := context.Background()
+	run := func(m *Model) [][]float32 {
+		s, err := m.NewSequence()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		var out [][]float32
+		for _, part := range [][]int{ids[:20], ids[20:21], ids[21:22], ids[22:25]} {
+			ev, err := s.Append(ctx, part, EvalOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ev.Logits[0])
+		}
+		return out
+	}
+	want, got := run(plain), run(recorded)
+	for i := range want {
+		if !slices.Equal(got[i], want[i]) {
+			t.Errorf("step %d: logits differ", i)
+		}
+	}
+	wantSteps := map[any]int{stepKey{recorded, 1}: 2, stepKey{recorded, 3}: 1}
+	if !maps.Equal(rec.steps, wantSteps) {
+		t.Errorf("recorded steps %v, want %v", rec.steps, wantSteps)
 	}
 }

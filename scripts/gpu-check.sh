@@ -2,8 +2,9 @@
 # gpu-check.sh: the CUDA backend's check on a GPU machine, one run of under about 8 minutes:
 # the device, the build (make cuda with the machine's nvcc; go build/vet -tags cuda when Go is
 # there), the conformance suite and host-side tests, fixture parity through package mixtral,
-# benchmarks, PyTorch peer figures, and compute-sanitizer's memcheck over the kernels. Each
-# step's outcome is recorded and the script goes on. The summary (markdown) goes to
+# benchmarks, PyTorch peer figures, compute-sanitizer's memcheck over the kernels, and the
+# hardware counters of the MoE kernels (ncu). Each step's outcome is recorded and the script
+# goes on. The summary (markdown) goes to
 # $OUT/summary.md when OUT is set, else to stdout; the full log to $OUT/gpu-check.log (or a
 # temporary directory). No network is used.
 #
@@ -105,9 +106,18 @@ step environment 30 env_report
 DEVICE=$(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)
 DEVICE=${DEVICE:-unknown (nvidia-smi failed)}
 
-# Build: the kernels with this machine's nvcc, then the Go packages.
-if have nvcc; then
+# Build: the kernels with this machine's nvcc, then the Go packages. Without Go here the
+# build only shows that this nvcc compiles the kernels (the tests use the prebuilt binary), so
+# it runs beside the GPU steps, in a copy of the tree, and is waited for before the benchmarks.
+MAKE_PID=""
+if have nvcc && have go; then
 	step "make cuda" 240 make -j"$(nproc)" cuda
+elif have nvcc; then
+	mkdir -p "$WORK/build"
+	tar --exclude=./backend/cuda/lib --exclude=./.git -cf - . | tar -C "$WORK/build" -xf -
+	(cd "$WORK/build" && timeout 150 make -j"$(nproc)" cuda >"$WORK/make.log" 2>&1; echo $? >"$WORK/make.rc") &
+	MAKE_PID=$!
+	MAKE_T0=$(date +%s)
 else
 	STEPS+=("| make cuda | skipped: no nvcc | 0 s |")
 fi
@@ -142,19 +152,35 @@ if [[ -z $FX && -d $WORK/gpucheck/fixtures/reference ]]; then
 	fi
 fi
 
+# finish_make waits for the build beside the tests (before anything is timed) and records it.
+finish_make() {
+	[[ -n $MAKE_PID ]] || return 0
+	wait "$MAKE_PID"
+	MAKE_PID=""
+	local rc status
+	rc=$(cat "$WORK/make.rc" 2>/dev/null || echo "?")
+	{
+		echo "===== make cuda with this machine's nvcc (beside the tests): exit $rc"
+		cat "$WORK/make.log"
+	} >>"$LOG"
+	if [[ $rc == 0 ]]; then status=ok; else status="FAILED (exit $rc)"; fi
+	STEPS+=("| make cuda (this machine's nvcc, beside the tests) | $status | $(($(date +%s) - MAKE_T0)) s (wall, overlapped) |")
+}
+
 if [[ -n $BIN ]]; then
 	export FATHOM_REQUIRE_CUDA=1
 	[[ -n $FX ]] && export FATHOM_FIXTURES=$FX
 	run_tests() { (cd backend/cuda && "$BIN" -test.count=1 -test.v "$@"); }
 	export -f run_tests
 	export BIN
-	step "tests: conformance and unit" 150 run_tests -test.run '^Test' -test.skip '^TestFixtureParity$'
+	step "tests: conformance and unit" 150 run_tests -test.run '^Test' -test.skip '^TestFixture'
 	if [[ -n $FX ]]; then
-		step "tests: fixture parity" 120 run_tests -test.run '^TestFixtureParity$'
+		step "tests: fixture parity and perplexity" 120 run_tests -test.run '^TestFixture'
 	else
 		STEPS+=("| tests: fixture parity | skipped: no fixtures (set FATHOM_FIXTURES or carry $PACK) | 0 s |")
 	fi
-	step "benchmarks" 150 run_tests -test.run '^$' -test.bench . -test.benchtime 10x
+	finish_make
+	step "benchmarks" 180 run_tests -test.run '^$' -test.bench . -test.benchtime 300ms
 else
 	STEPS+=("| tests and benchmarks | skipped: no test binary (no Go here and no $PACK) | 0 s |")
 fi
@@ -169,9 +195,23 @@ else
 fi
 
 if [[ -n $BIN ]] && have compute-sanitizer; then
-	step "compute-sanitizer memcheck" 120 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
-		'$BIN' -test.count=1 -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|MoE|Attention)/^[0-4]$'"
+	step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
+		'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE)$|TestStep$'"
 fi
+
+# Hardware counters of the MoE kernels at one token and 2048 tokens, in both activation modes
+# (speed of light: the share of DRAM bandwidth and of compute each kernel reaches).
+if [[ -n $BIN ]] && have ncu; then
+	profile() {
+		cd backend/cuda && ncu --clock-control none --section SpeedOfLight --section Occupancy \
+			-k 'regex:moe_|gemm_kernel|convert_rows' --launch-count 24 \
+			"$BIN" -test.run '^$' -test.bench 'BenchmarkMoE/bf16(-bf16act)?/tokens=(1|2048)$' -test.benchtime 1x
+	}
+	export -f profile
+	step "ncu: MoE kernels" 90 profile
+fi
+
+finish_make
 
 # Summary.
 summary() {
@@ -203,14 +243,15 @@ summary() {
 	echo "## Fixture parity (worst relative logit error)"
 	echo
 	echo '```'
-	grep -E 'worst logit error|^=== RUN   TestFixtureParity/[^/]*/[^/]*$' "$LOG" | sed 's/^ *//' | head -60
+	grep -E 'worst logit error|perplexity [0-9]|^=== RUN   TestFixture[A-Za-z]*/[^/]*$' "$LOG" | sed 's/^ *//' | head -80
 	echo '```'
 	echo
 	echo "## Benchmarks"
 	echo
 	echo "| benchmark | time/op | figures |"
 	echo "| --- | --- | --- |"
-	grep -E '^Benchmark' "$LOG" | awk '{
+	# Only the benchmarks step's lines (the profiler's runs print benchmark lines too).
+	sed -n '/^===== benchmarks (/,/^===== benchmarks: /p' "$LOG" | grep -E '^Benchmark.* ns/op' | awk '{
 		name = $1; sub(/-[0-9]+$/, "", name); t = $3 " " $4; f = "";
 		for (i = 5; i + 1 <= NF; i += 2) f = f $i " " $(i + 1) "; ";
 		print "| " name " | " t " | " f " |" }'

@@ -111,7 +111,12 @@ def main():
                 x = torch.randn(1, tokens, H, device=dev, dtype=torch.bfloat16)
                 with torch.no_grad():
                     s = timeit(lambda: block(x), 2, 5)
-                row(f"MixtralSparseMoeBlock {impl} tokens={tokens}", f"{tokens / s:.0f}", "tokens/s", f"{s * 1e3:.3f} ms; {note}")
+                # Weight bytes of the experts used (at most all of them) and the FLOPs of the
+                # chosen experts, as the Go benchmarks count them.
+                used = min(tokens * TOP_K, E) * 3 * H * I * 2
+                flops = tokens * TOP_K * 2 * 3 * H * I
+                row(f"MixtralSparseMoeBlock {impl} tokens={tokens}", f"{tokens / s:.0f}", "tokens/s",
+                    f"{s * 1e3:.3f} ms, {used / s / 1e9:.0f} GB/s, {flops / s / 1e12:.1f} TFLOP/s; {note}")
             del block
             torch.cuda.empty_cache()
         except Exception as err:  # noqa: BLE001

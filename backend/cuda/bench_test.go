@@ -68,48 +68,51 @@ func BenchmarkCopy(b *testing.B) {
 	})
 }
 
+// Modes of the benchmarks: the default (exact activations), bfloat16 activations, int8
+// experts.
+var benchModes = []struct {
+	name string
+	opts Options
+}{
+	{"bf16", Options{}},
+	{"bf16-bf16act", Options{BF16Activations: true}},
+	{"int8", Options{Int8Experts: true}},
+}
+
 func BenchmarkMatMul(b *testing.B) {
-	g := open(b, Options{})
-	defer g.Close()
-	for _, s := range []struct {
-		n, in, out int
-		int8       bool
-	}{
-		{1, mixHidden, mixInner, false}, {1, mixHidden, mixInner, true}, {8, mixHidden, mixInner, false},
-		{1, mixHidden, 32002, false},
-		{512, mixHidden, mixHidden, false}, {2048, mixHidden, mixInner, false}, {2048, mixInner, mixHidden, false},
-		{2048, mixHidden, mixInner, true},
-	} {
-		kind := "bf16"
-		if s.int8 {
-			kind = "int8"
-		}
-		b.Run(fmt.Sprintf("%s/n=%d/%dx%d", kind, s.n, s.out, s.in), func(b *testing.B) {
-			w, err := g.randomWeight(s.out, s.in, s.int8, 1, 0.02)
-			must(b, err)
-			x, y := mustTensor(b, g, s.n, s.in), mustTensor(b, g, s.n, s.out)
-			must(b, g.fillTensor(x, 2, 1))
-			sec := timed(b, g, func() error { return g.MatMul(y, x, w) })
-			if s.n <= gemvMaxRows {
-				bytes := float64(s.out * s.in * 2)
-				if s.int8 {
-					bytes = float64(s.out*s.in) * (1 + 4.0/float64(g.group))
-				}
-				b.ReportMetric(bytes/sec/1e9, "GB/s")
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			g := open(b, mode.opts)
+			defer g.Close()
+			for _, s := range []struct{ n, in, out int }{
+				{1, mixHidden, mixInner}, {8, mixHidden, mixInner}, {1, mixHidden, 32002},
+				{512, mixHidden, mixHidden}, {2048, mixHidden, mixInner}, {2048, mixInner, mixHidden},
+			} {
+				b.Run(fmt.Sprintf("n=%d/%dx%d", s.n, s.out, s.in), func(b *testing.B) {
+					int8 := mode.opts.Int8Experts
+					w, err := g.randomWeight(s.out, s.in, int8, 1, 0.02)
+					must(b, err)
+					x, y := mustTensor(b, g, s.n, s.in), mustTensor(b, g, s.n, s.out)
+					must(b, g.fillTensor(x, 2, 1))
+					sec := timed(b, g, func() error { return g.MatMul(y, x, w) })
+					if s.n <= gemvMaxRows {
+						bytes := float64(s.out * s.in * 2)
+						if int8 {
+							bytes = float64(s.out*s.in) * (1 + 4.0/float64(g.group))
+						}
+						b.ReportMetric(bytes/sec/1e9, "GB/s")
+					}
+					b.ReportMetric(2*float64(s.n)*float64(s.in)*float64(s.out)/sec/1e12, "TFLOP/s")
+				})
 			}
-			b.ReportMetric(2*float64(s.n)*float64(s.in)*float64(s.out)/sec/1e12, "TFLOP/s")
 		})
 	}
 }
 
 func BenchmarkMoE(b *testing.B) {
-	for _, int8 := range []bool{false, true} {
-		kind := "bf16"
-		if int8 {
-			kind = "int8"
-		}
-		b.Run(kind, func(b *testing.B) {
-			g := open(b, Options{Int8Experts: int8})
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			g := open(b, mode.opts)
 			defer g.Close()
 			ex, err := g.randomExperts(mixExperts, mixHidden, mixInner, 7)
 			must(b, err)
@@ -123,7 +126,7 @@ func BenchmarkMoE(b *testing.B) {
 					// few tokens), and the FLOPs of the chosen experts.
 					used := math.Min(float64(n*mixTopK), mixExperts)
 					per := float64(3 * mixHidden * mixInner)
-					if int8 {
+					if mode.opts.Int8Experts {
 						per *= 1 + 4.0/float64(g.group)
 					} else {
 						per *= 2

@@ -15,7 +15,7 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 )
 
-// cache is a paged KV cache in device memory: keys and values in bfloat16, laid out
+// cache is a paged KV cache in device memory: keys and values in float16, laid out
 // [layer][block][offset][kv head][head dim]. The block tables live on the host; each Prepare
 // uploads the batch's slots and tables.
 type cache struct {

@@ -13,6 +13,7 @@ import "C"
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -43,9 +44,12 @@ type gpu struct {
 	totalMem     int64
 
 	allocs map[unsafe.Pointer]int // live device allocations and their sizes
+	// epoch counts releases of device memory: recorded steps hold device addresses.
+	epoch  uint64
+	graphs map[any]*graph
 	rope   map[ropeKey]unsafe.Pointer
 	// Scratch memory, grown as operations need.
-	gatherRows, attnPart, moeScratch scratch
+	gatherRows, attnPart, moeScratch, gemmA scratch
 }
 
 type ropeKey struct {
@@ -60,8 +64,8 @@ type scratch struct {
 }
 
 var (
-	_ backend.Backend = (*gpu)(nil)
-	_ ResidualNormer  = (*gpu)(nil)
+	_ backend.Backend        = (*gpu)(nil)
+	_ backend.ResidualNormer = (*gpu)(nil)
 )
 
 // New opens CUDA device opts.Device. Close the backend to release its device memory.
@@ -87,7 +91,7 @@ func newGPU(opts Options) (*gpu, error) {
 	if opts.Device < 0 || opts.Device >= int(n) {
 		return nil, fmt.Errorf("%w: device %d of %d", ErrNoDevice, opts.Device, int(n))
 	}
-	g := &gpu{opts: opts, group: group, allocs: map[unsafe.Pointer]int{}, rope: map[ropeKey]unsafe.Pointer{}}
+	g := &gpu{opts: opts, group: group, allocs: map[unsafe.Pointer]int{}, rope: map[ropeKey]unsafe.Pointer{}, graphs: map[any]*graph{}}
 	var name [256]C.char
 	var total C.size_t
 	var sms, major, minor C.int
@@ -134,6 +138,7 @@ func (g *gpu) Close() error {
 	if code := C.fc_sync(g.ctx); code != 0 {
 		err = check(code, "close")
 	}
+	g.dropGraphs()
 	for p := range g.allocs {
 		C.fc_free(g.ctx, p)
 	}
@@ -168,6 +173,7 @@ func (g *gpu) free(p unsafe.Pointer) {
 	if _, ok := g.allocs[p]; ok && !g.closed {
 		C.fc_free(g.ctx, p)
 		delete(g.allocs, p)
+		g.epoch++
 	}
 }
 
@@ -293,8 +299,8 @@ func (g *gpu) weight(w backend.Weight, what string) (*weight, error) {
 	return cw, nil
 }
 
-// Bind uploads a stored tensor: a 1-row tensor (a norm gain) as float32, a matrix as
-// bfloat16.
+// Bind uploads a stored tensor: a 1-row tensor (a norm gain) as float32, a float16 matrix as
+// float16, other matrices as bfloat16.
 func (g *gpu) Bind(t safetensors.Tensor) (backend.Weight, error) {
 	rows, cols, err := weightShape(t)
 	if err != nil {
@@ -305,7 +311,7 @@ func (g *gpu) Bind(t safetensors.Tensor) (backend.Weight, error) {
 	}
 	defer g.mu.Unlock()
 	w := &weight{owner: g, rows: rows, cols: cols, stored: t.DType}
-	dtype := C.FC_BF16
+	dtype := matrixType(t.DType)
 	if rows == 1 {
 		dtype = C.FC_F32
 	}
@@ -319,11 +325,20 @@ func (g *gpu) Bind(t safetensors.Tensor) (backend.Weight, error) {
 	return w, nil
 }
 
+// matrixType is the device type of a stored matrix: float16 stays float16, the rest becomes
+// bfloat16.
+func matrixType(d safetensors.DType) int {
+	if d == safetensors.F16 {
+		return C.FC_F16
+	}
+	return C.FC_BF16
+}
+
 // newWeight allocates a stack of count rows×cols matrices of dtype (and int8 scales).
 func (g *gpu) newWeight(dtype, count, rows, cols int, what string) (C.fc_weight, error) {
 	w := C.fc_weight{dtype: C.int(dtype), rows: C.int(rows), cols: C.int(cols)}
 	n := count * rows * cols
-	size := map[int]int{C.FC_F32: 4, C.FC_BF16: 2, C.FC_I8: 1}[dtype]
+	size := map[int]int{C.FC_F32: 4, C.FC_BF16: 2, C.FC_F16: 2, C.FC_I8: 1}[dtype]
 	p, err := g.alloc(n*size, what)
 	if err != nil {
 		return w, err
@@ -372,6 +387,11 @@ func (g *gpu) fill(w C.fc_weight, e int, t safetensors.Tensor, rows, cols int) e
 			if f32, err = part.Float32s(f32[:0]); err == nil {
 				err = g.upload(unsafe.Add(unsafe.Pointer(w.data), 4*at), unsafe.Pointer(&f32[0]), 4*n, "bind "+t.Name)
 			}
+		case C.FC_F16:
+			if part.DType != safetensors.F16 {
+				return fmt.Errorf("%w: %s is %s, not float16", backend.ErrDType, t.Name, part.DType)
+			}
+			err = g.upload(unsafe.Add(unsafe.Pointer(w.data), 2*at), unsafe.Pointer(&part.Data[0]), 2*n, "bind "+t.Name)
 		case C.FC_BF16:
 			if part.DType == safetensors.BF16 {
 				err = g.upload(unsafe.Add(unsafe.Pointer(w.data), 2*at), unsafe.Pointer(&part.Data[0]), 2*n, "bind "+t.Name)
@@ -422,7 +442,13 @@ func (g *gpu) BindExperts(t backend.ExpertTensors) (backend.Experts, error) {
 	}
 	defer g.mu.Unlock()
 	ex := &experts{owner: g, count: E, hidden: H, inner: I}
-	dtype := C.FC_BF16
+	// Float16 experts stay float16 (converting them would round them); others become bfloat16.
+	dtype := C.FC_F16
+	for _, st := range slices.Concat(t.W1, t.W2, t.W3) {
+		if st.DType != safetensors.F16 {
+			dtype = C.FC_BF16
+		}
+	}
 	if g.opts.Int8Experts {
 		dtype = C.FC_I8
 	}
@@ -577,12 +603,25 @@ func (g *gpu) MatMul(dst, x backend.Tensor, w backend.Weight) error {
 	return g.matmul(d, xs, mw.w, x.Rows)
 }
 
-// matmul launches the GEMV or GEMM kernel; the caller holds g.mu.
+// matmul launches the GEMV or GEMM kernel; the caller holds g.mu. The tensor cores take
+// bfloat16, float16 and int8 weights; a float32 weight (a single row) runs as GEMVs of a few
+// rows.
 func (g *gpu) matmul(d, x *C.float, w C.fc_weight, n int) error {
-	if n <= gemvMaxRows {
-		return check(C.fc_gemv(g.ctx, d, x, w, C.int(n)), "gemv")
+	if n <= gemvMaxRows || w.dtype == C.FC_F32 {
+		for lo := 0; lo < n; lo += gemvMaxRows {
+			rows := min(gemvMaxRows, n-lo)
+			dp := (*C.float)(unsafe.Add(unsafe.Pointer(d), 4*lo*int(w.rows)))
+			xp := (*C.float)(unsafe.Add(unsafe.Pointer(x), 4*lo*int(w.cols)))
+			if err := check(C.fc_gemv(g.ctx, dp, xp, w, C.int(rows)), "gemv"); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	return check(C.fc_gemm(g.ctx, d, x, w, C.int(n)), "gemm")
+	if err := g.grow(&g.gemmA, 4*n*pad8(int(w.cols)), "gemm operand"); err != nil {
+		return err
+	}
+	return check(C.fc_gemm(g.ctx, d, x, w, C.int(n), g.gemmA.p, g.exact()), "gemm")
 }
 
 // Add sets dst += x.
@@ -708,15 +747,13 @@ func (g *gpu) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p backend
 	if err := check(C.fc_kv_store(g.ctx, c.k, c.v, ptrs[2], ptrs[3], b.dev(b.layout.slot), C.int(n), C.int(kvDim), layerOff), "kv store"); err != nil {
 		return err
 	}
-	maxLen := 0
-	for _, t := range b.tokens {
-		l := t.Pos + 1
-		if p.SlidingWindow > 0 {
-			l = min(l, p.SlidingWindow)
-		}
-		maxLen = max(maxLen, l)
+	// The split count depends on the longest window the cache can hold, not on the
+	// positions, so that a recorded step replays for later positions.
+	maxLen := c.cfg.Blocks * c.cfg.BlockSize
+	if p.SlidingWindow > 0 {
+		maxLen = min(maxLen, p.SlidingWindow)
 	}
-	chunk, splits := planAttention(n, p.KVHeads, maxLen, g.sms)
+	splits := planAttention(n, p.KVHeads, maxLen, g.sms)
 	var acc, ml *C.float
 	if splits > 1 {
 		parts := n * p.Heads * splits
@@ -728,7 +765,7 @@ func (g *gpu) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p backend
 	}
 	ap := C.fc_attn_params{
 		n: C.int(n), heads: C.int(p.Heads), kv_heads: C.int(p.KVHeads), head_dim: C.int(p.HeadDim),
-		block_size: C.int(c.cfg.BlockSize), window: C.int(p.SlidingWindow), chunk: C.int(chunk), splits: C.int(splits),
+		block_size: C.int(c.cfg.BlockSize), window: C.int(p.SlidingWindow), splits: C.int(splits),
 		layer_offset: layerOff, scale: C.float(p.Scale),
 	}
 	return check(C.fc_attention(g.ctx, ptrs[0], ptrs[1], c.k, c.v, b.dev(b.layout.pos), b.dev(b.layout.tableOff),
@@ -787,7 +824,17 @@ func (g *gpu) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router bac
 	if n <= moeGEMVTokens {
 		a.gemv = 1
 	}
+	a.exact = g.exact()
+	a.xa = at(l.xa)
 	return check(C.fc_moe(g.ctx, &a), "moe")
+}
+
+// exact is the kernels' flag for activations as bfloat16 pairs (see Options.BF16Activations).
+func (g *gpu) exact() C.int {
+	if g.opts.BF16Activations {
+		return 0
+	}
+	return 1
 }
 
 // sync waits for the device (for benchmarks).

@@ -29,6 +29,13 @@ type Options struct {
 	Int8Experts bool
 	// GroupSize is the int8 group size, a positive multiple of 8; 0 means DefaultGroupSize.
 	GroupSize int
+	// BF16Activations rounds the activations of the tensor-core products (prefill, and MoE
+	// blocks of more than a few tokens) to bfloat16. By default each activation is split into
+	// two bfloat16 parts that are both multiplied, which keeps about 16 significant bits
+	// (results near float32 accuracy, so that near-ties in expert routing fall as in a float32
+	// reference) at twice the tensor-core work. Decode-sized products always use float32
+	// activations.
+	BF16Activations bool
 }
 
 // groupSize returns the effective group size, or an error for an invalid one.
@@ -40,12 +47,4 @@ func (o Options) groupSize() (int, error) {
 		return 0, backend.Shapef("int8 group size %d: want a positive multiple of 8", o.GroupSize)
 	}
 	return o.GroupSize, nil
-}
-
-// ResidualNormer is an optional extension of backend.Backend that the CUDA backend implements:
-// the residual add and the following RMSNorm in one pass over the rows.
-type ResidualNormer interface {
-	// AddRMSNorm sets x += r, then dst to RMSNorm(x)·w (as backend.Backend.RMSNorm). dst must
-	// not alias x or r.
-	AddRMSNorm(dst, x, r backend.Tensor, w backend.Weight, eps float32) error
 }

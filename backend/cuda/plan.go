@@ -12,15 +12,16 @@ import (
 // weight conversion and quantisation, batch packing, and launch planning. The constants
 // mirror kernels/fathom_cuda.h (the cuda build checks that they agree).
 const (
-	gemvMaxRows    = 8   // FC_GEMV_MAX_ROWS: MatMul of at most this many rows uses the GEMV kernel
-	gemmTileRows   = 64  // FC_GEMM_BM: rows of a GEMM tile
-	maxExperts     = 64  // FC_MAX_EXPERTS
-	maxHeadDim     = 256 // FC_MAX_HEAD_DIM
-	attentionTile  = 32  // positions of one attention tile; a split is a multiple of it
-	moeGEMVTokens  = 4   // MoE of at most this many tokens streams the chosen experts (GEMV)
-	scratchAlign   = 256 // byte alignment of the arrays carved from one scratch allocation
-	convertChunk   = 1 << 22
-	attentionWaves = 2 // attention aims for this many blocks per multiprocessor
+	gemvMaxRows       = 8   // FC_GEMV_MAX_ROWS: MatMul of at most this many rows uses the GEMV kernel
+	gemmTileRows      = 128 // FC_GEMM_BM: rows of a GEMM tile
+	maxExperts        = 64  // FC_MAX_EXPERTS
+	maxHeadDim        = 256 // FC_MAX_HEAD_DIM
+	attentionTile     = 32  // positions of one attention tile; a split is a multiple of it
+	attentionMinTiles = 2   // ATT_MIN_TILES: the shortest split, in tiles
+	moeGEMVTokens     = 4   // MoE of at most this many tokens streams the chosen experts (GEMV)
+	scratchAlign      = 256 // byte alignment of the arrays carved from one scratch allocation
+	convertChunk      = 1 << 22
+	attentionWaves    = 2 // attention aims for this many blocks per multiprocessor
 )
 
 // bf16Bits rounds f to bfloat16 (round to nearest even), keeping NaNs NaN.
@@ -123,29 +124,25 @@ func packBatch(dst []int32, tokens []backend.Token, blockSize int, table func(se
 	return dst, l
 }
 
-// planAttention splits each token's attended positions (at most maxLen) into splits chunks
-// of chunk positions (a multiple of the tile), enough blocks to fill the device when the
-// batch alone does not (decode), and no chunk shorter than four tiles.
-func planAttention(n, kvHeads, maxLen, sms int) (chunk, splits int) {
-	maxLen = max(maxLen, 1)
+// planAttention returns the number of splits of each token's window (at most maxLen
+// positions): enough blocks to fill the device when the batch alone does not (decode), and
+// no more than chunks of attentionMinTiles tiles of maxLen. The kernel cuts each token's
+// actual window into that many chunks.
+func planAttention(n, kvHeads, maxLen, sms int) (splits int) {
 	blocks := max(n*kvHeads, 1)
 	want := attentionWaves * max(sms, 1)
-	splits = 1
-	if blocks < want {
-		splits = (want + blocks - 1) / blocks
+	if blocks >= want {
+		return 1
 	}
-	splits = max(1, min(splits, (maxLen+4*attentionTile-1)/(4*attentionTile)))
-	chunk = (maxLen + splits - 1) / splits
-	chunk = (chunk + attentionTile - 1) / attentionTile * attentionTile
-	splits = (maxLen + chunk - 1) / chunk
-	return chunk, splits
+	minChunk := attentionMinTiles * attentionTile
+	return max(1, min((want+blocks-1)/blocks, (max(maxLen, 1)+minChunk-1)/minChunk))
 }
 
 // moeLayout is the scratch memory of one MoE call: byte offsets of its arrays in one
 // allocation of bytes bytes.
 type moeLayout struct {
-	choice, gain, offsets, sortedToken, sortedGain, inv, tiles, tileCount, h, y int
-	maxTiles, bytes                                                             int
+	choice, gain, offsets, sortedToken, sortedGain, inv, tiles, tileCount, xa, h, y int
+	maxTiles, bytes                                                                 int
 }
 
 // planMoE lays out the scratch of an MoE call over n tokens. The tile list holds at most
@@ -168,11 +165,17 @@ func planMoE(n, topK, experts, hidden, inner int) moeLayout {
 	l.inv = take(4 * pairs)
 	l.tiles = take(8 * l.maxTiles)
 	l.tileCount = take(4)
-	l.h = take(4 * pairs * inner) // float32 for the GEMVs, bfloat16 (half of it) for the GEMMs
+	// The GEMMs' operands as bfloat16 pairs (hi, lo) of rows padded to a multiple of 8; h is
+	// float32 for the GEMVs.
+	l.xa = take(4 * pairs * pad8(hidden))
+	l.h = take(4 * pairs * pad8(inner))
 	l.y = take(4 * pairs * hidden)
 	l.bytes = at
 	return l
 }
+
+// pad8 rounds k up to a multiple of 8 (fc_pad8).
+func pad8(k int) int { return (k + 7) &^ 7 }
 
 // ropeInverseFrequencies returns theta^(-2i/headDim) for i < headDim/2, rounded as the
 // reference rounds them (the exponent and the power in float32).

@@ -116,3 +116,20 @@ func (g *gpu) copyBytes(dst, src backend.Tensor, bytes int) error {
 	defer g.mu.Unlock()
 	return check(C.fc_copy(g.ctx, unsafe.Pointer(d), unsafe.Pointer(s), C.size_t(bytes)), "copy")
 }
+
+// onesWeight returns a 1×cols float32 weight of ones (an RMSNorm gain).
+func (g *gpu) onesWeight(cols int) (backend.Weight, error) {
+	if err := g.lock(); err != nil {
+		return nil, err
+	}
+	defer g.mu.Unlock()
+	w, err := g.newWeight(C.FC_F32, 1, 1, cols, "norm gain")
+	if err != nil {
+		return nil, err
+	}
+	if err := check(C.fc_fill_f32(g.ctx, (*C.float)(unsafe.Pointer(w.data)), C.size_t(cols), 1), "fill"); err != nil {
+		g.freeWeight(w)
+		return nil, err
+	}
+	return &weight{owner: g, rows: 1, cols: cols, stored: safetensors.F32, w: w}, nil
+}

@@ -34,11 +34,11 @@ func runChat(ctx context.Context, e *env, args []string) error {
 	if err := validSampling(req.Params); err != nil {
 		return err
 	}
-	m, err := loadModel(ctx, e, model)
+	m, done, err := loadModel(ctx, e, model)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer done()
 
 	var history []tokenizer.Message
 	reset := func() {

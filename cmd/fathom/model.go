@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/cuda"
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
@@ -18,44 +19,84 @@ const defaultModelDir = "models/tiny-code-mixtral"
 
 // modelFlags are the flags shared by the commands that load a checkpoint.
 type modelFlags struct {
-	dir   string
-	quant backend.Quantization
+	dir string
+	weightFlags
 }
 
-// modelFlag registers --model and --quantize.
+// modelFlag registers --model, --quantize and --cuda.
 func modelFlag(fs *flag.FlagSet) *modelFlags {
 	f := &modelFlags{}
 	fs.StringVar(&f.dir, "model", "", "checkpoint `DIR` to load (default the bundled "+defaultModelDir+")")
-	quantizeFlag(fs, &f.quant)
+	f.weightFlags.register(fs)
 	return f
 }
 
-// quantizeFlag registers --quantize, which sets *q.
-func quantizeFlag(fs *flag.FlagSet, q *backend.Quantization) {
-	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored)", func(s string) error {
+// weightFlags choose how and where the weights are kept: --quantize and --cuda.
+type weightFlags struct {
+	quant backend.Quantization
+	cuda  int // CUDA device ordinal, -1 for the CPU
+}
+
+func (w *weightFlags) register(fs *flag.FlagSet) {
+	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored); with --cuda, q8 stores the experts as int8", func(s string) error {
 		v, err := backend.ParseQuantization(s)
-		*q = v
+		w.quant = v
 		return err
 	})
+	fs.IntVar(&w.cuda, "cuda", -1, "run on CUDA device `N` (a build with -tags cuda; -1: the CPU)")
+}
+
+// load loads the checkpoint in dir with opts on the backend the flags choose. done releases
+// the model and its backend.
+func (w *weightFlags) load(ctx context.Context, dir string, opts mixtral.Options) (m *mixtral.Model, done func(), err error) {
+	opts.Quantize = w.quant
+	var be backend.Backend
+	if w.cuda >= 0 {
+		co := cuda.Options{Device: w.cuda}
+		switch w.quant {
+		case backend.AsStored:
+		case backend.Q8:
+			co.Int8Experts = true
+		default:
+			return nil, nil, fmt.Errorf("%w: --quantize %s is not available with --cuda (q8 is)", errUsage, w.quant)
+		}
+		if be, err = cuda.New(co); err != nil {
+			return nil, nil, err
+		}
+		opts.Backend, opts.Quantize = be, backend.AsStored
+	}
+	m, err = mixtral.Load(ctx, dir, opts)
+	if err != nil {
+		if be != nil {
+			be.Close()
+		}
+		return nil, nil, err
+	}
+	return m, func() {
+		m.Close()
+		if be != nil {
+			be.Close()
+		}
+	}, nil
 }
 
 // loadModel loads the checkpoint that f names (the bundled default when --model is empty),
 // drawing a progress bar on stderr when it is a terminal.
-func loadModel(ctx context.Context, e *env, f *modelFlags) (*mixtral.Model, error) {
+func loadModel(ctx context.Context, e *env, f *modelFlags) (*mixtral.Model, func(), error) {
 	dir := f.dir
 	if dir == "" {
 		dir = defaultModelDir
 		if _, err := os.Stat(dir); err != nil {
-			return nil, fmt.Errorf("%w: no --model given and the bundled model %s is not in the working directory (run from the repository root)", errUsage, dir)
+			return nil, nil, fmt.Errorf("%w: no --model given and the bundled model %s is not in the working directory (run from the repository root)", errUsage, dir)
 		}
 	}
-	opts := mixtral.Options{Quantize: f.quant}
+	var opts mixtral.Options
 	if isTerminal(e.stderr) {
 		bar := &progressBar{w: e.stderr, label: "loading " + dir}
 		opts.Progress = bar.update
 		defer bar.finish()
 	}
-	return mixtral.Load(ctx, dir, opts)
+	return f.load(ctx, dir, opts)
 }
 
 // isTerminal reports whether w is a character device such as a terminal.

@@ -38,11 +38,11 @@ func runPerplexity(ctx context.Context, e *env, args []string) error {
 	if err := json.Unmarshal(data, &ids); err != nil {
 		return fmt.Errorf("%s: not a JSON array of token ids: %v", *idsFile, err)
 	}
-	m, err := loadModel(ctx, e, model)
+	m, done, err := loadModel(ctx, e, model)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer done()
 	ppl, err := m.Perplexity(ctx, ids, *window)
 	if err != nil {
 		return err

@@ -103,11 +103,11 @@ func runRun(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 
-	m, err := loadModel(ctx, e, model)
+	m, done, err := loadModel(ctx, e, model)
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer done()
 
 	var res runResult
 	for ev, err := range m.Stream(ctx, req) {

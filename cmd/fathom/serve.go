@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/server"
 )
@@ -44,8 +43,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ctxLen := fs.Int("context", 0, "context length in tokens (0: the model's default)")
 	cache := fs.Int("cache-tokens", 0, "KV cache positions shared by all requests (0: one context's worth; concurrent requests wait for space)")
 	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
-	var quant backend.Quantization
-	quantizeFlag(fs, &quant)
+	var weights weightFlags
+	weights.register(fs)
 	setUsage(fs, "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]",
 		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.",
 		"SIGINT or SIGTERM stops accepting connections and drains in-flight requests.")
@@ -67,11 +66,11 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		queueLen = -1 // Options: negative means no queue
 	}
 
-	m, err := mixtral.Load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache, Quantize: quant})
+	m, done, err := weights.load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache})
 	if err != nil {
 		return err
 	}
-	defer m.Close()
+	defer done()
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return err

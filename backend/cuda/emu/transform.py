@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Rewrites fathom's CUDA kernel sources as C++ for the CPU emulation (include/emu_core.h):
 each launch `kernel<<<grid, block, smem, stream>>>(args);` becomes
-`emu::launch(emu::cfg(grid, block, smem, stream), [&]() { kernel(args); });`, and the dynamic
+`emu::launch(emu::cfg(grid, block, smem, stream), [=]() { kernel(args); });` (the arguments
+captured by value, so that a launch recorded in a graph can be replayed later), and the dynamic
 shared memory declaration reads the emulated block's buffer. Other files are copied.
 
 usage: transform.py KERNEL_DIR OUT_DIR
@@ -57,7 +58,7 @@ def rewrite(s):
             sys.exit(f"unexpected launch syntax: {s[k:e + 20]!r}")
         m = closing_paren(s, e + 3)
         out.append(s[i:k])
-        out.append(f"emu::launch(emu::cfg({s[j + 3:e]}), [&]() {{ {s[k:j]}({s[e + 4:m]}); }})")
+        out.append(f"emu::launch(emu::cfg({s[j + 3:e]}), [=]() {{ {s[k:j]}({s[e + 4:m]}); }})")
         i = m + 1
 
 

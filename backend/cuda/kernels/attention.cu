@@ -1,21 +1,23 @@
 // attention.cu: causal attention over the paged KV cache, for prefill and decode alike. Block
 // (token i, KV head h, split s) attends the query heads of h's group (one warp each) over the
 // positions of split s of token i's window, 32 positions per shared-memory tile, with an online
-// softmax in float32. With several splits (long sequences, few tokens: decode) each split
-// writes a partial result that attention_combine merges.
+// softmax in float32. With several splits (few tokens: decode) each split writes a partial
+// result that attention_combine merges. The split count is fixed by the host; each block works
+// out its share from the token's position, so a launch does not depend on the positions.
 #include <math.h>
 
 #include "common.cuh"
 
-enum { ATT_TILE = 32, ATT_MAX_WARPS = 8 };
+enum { ATT_TILE = 32, ATT_MIN_TILES = 2, ATT_MAX_WARPS = 8 };
 
 static inline size_t att_smem(int head_dim, int warps) {
-	return ((size_t)ATT_TILE * (head_dim + 1) + (size_t)ATT_TILE * head_dim + (size_t)warps * head_dim) * sizeof(float);
+	return ((size_t)ATT_TILE * (head_dim + 1) + (size_t)ATT_TILE * head_dim + (size_t)warps * head_dim) * sizeof(float) +
+	       ATT_TILE * sizeof(int);
 }
 
 // DPL: head dimensions per lane, ceil(head_dim/32); lane owns dimensions lane + 32*j.
 template <int DPL>
-__global__ void attention_kernel(float *dst, const float *q, const __nv_bfloat16 *kc, const __nv_bfloat16 *vc,
+__global__ void attention_kernel(float *dst, const float *q, const __half *kc, const __half *vc,
 				 const int32_t *pos, const int32_t *table_off, const int32_t *tables, fc_attn_params p,
 				 float *part_acc, float *part_ml) {
 	extern __shared__ float sm[];
@@ -26,11 +28,14 @@ __global__ void attention_kernel(float *dst, const float *q, const __nv_bfloat16
 	float *Ks = sm;                            // [ATT_TILE][hd+1]: odd stride, lanes hit distinct banks
 	float *Vs = Ks + ATT_TILE * (hd + 1);      // [ATT_TILE][hd]
 	float *Qs = Vs + ATT_TILE * hd;            // [warps][hd]
+	int *Slot = (int *)(Qs + warps * hd);      // [ATT_TILE]: the tile's cache slots, -1 past hi
 
-	// The positions this block attends: [lo, hi) within token i's window [first, P].
+	// The positions this block attends: [lo, hi), split s of token i's window [first, P] cut
+	// into splits chunks of whole tiles (at least ATT_MIN_TILES; later splits may be empty).
 	const int P = pos[i];
 	const int first = p.window > 0 ? max(0, P - p.window + 1) : 0;
-	const int lo = first + s * p.chunk, hi = min(P + 1, lo + p.chunk);
+	const int chunk = max(ATT_MIN_TILES, (P - first + ATT_TILE * p.splits) / (ATT_TILE * p.splits)) * ATT_TILE;
+	const int lo = first + s * chunk, hi = min(P + 1, lo + chunk);
 	const int32_t *table = tables + table_off[i];
 
 	for (int h0 = 0; h0 < G; h0 += warps) {
@@ -44,17 +49,43 @@ __global__ void attention_kernel(float *dst, const float *q, const __nv_bfloat16
 
 		for (int t0 = lo; t0 < hi; t0 += ATT_TILE) {
 			__syncthreads(); // the previous tile is consumed; Qs is written
-			for (int idx = threadIdx.x; idx < ATT_TILE * hd; idx += blockDim.x) {
-				int j = idx / hd, d = idx % hd, pp = t0 + j;
-				float kv = 0.0f, vv = 0.0f;
-				if (pp < hi) {
-					size_t slot = (size_t)table[pp / p.block_size] * p.block_size + pp % p.block_size;
-					size_t at = p.layer_offset + slot * kvDim + (size_t)kvh * hd + d;
-					kv = __bfloat162float(kc[at]);
-					vv = __bfloat162float(vc[at]);
+			if (threadIdx.x < ATT_TILE) {
+				int pp = t0 + threadIdx.x;
+				Slot[threadIdx.x] = pp < hi ? table[pp / p.block_size] * p.block_size + pp % p.block_size : -1;
+			}
+			__syncthreads();
+			// Keys and values to shared memory as floats: eight per 16-byte load when rows
+			// allow (then every load of the tile is in flight at once).
+			const size_t base = p.layer_offset + (size_t)kvh * hd;
+			if (hd % 8 == 0) {
+				const int chunks = hd / 8;
+#pragma unroll 4
+				for (int idx = threadIdx.x; idx < ATT_TILE * chunks; idx += blockDim.x) {
+					int j = idx / chunks, d = (idx % chunks) * 8, slot = Slot[j];
+					float kv[8] = {0, 0, 0, 0, 0, 0, 0, 0}, vv[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+					if (slot >= 0) {
+						size_t at = base + (size_t)slot * kvDim + d;
+						unpack_f16x8(*(const uint4 *)(kc + at), kv);
+						unpack_f16x8(*(const uint4 *)(vc + at), vv);
+					}
+#pragma unroll
+					for (int e = 0; e < 8; e++) {
+						Ks[j * (hd + 1) + d + e] = kv[e];
+						Vs[j * hd + d + e] = vv[e];
+					}
 				}
-				Ks[j * (hd + 1) + d] = kv;
-				Vs[j * hd + d] = vv;
+			} else {
+				for (int idx = threadIdx.x; idx < ATT_TILE * hd; idx += blockDim.x) {
+					int j = idx / hd, d = idx % hd, slot = Slot[j];
+					float kv = 0.0f, vv = 0.0f;
+					if (slot >= 0) {
+						size_t at = base + (size_t)slot * kvDim + d;
+						kv = __half2float(kc[at]);
+						vv = __half2float(vc[at]);
+					}
+					Ks[j * (hd + 1) + d] = kv;
+					Vs[j * hd + d] = vv;
+				}
 			}
 			__syncthreads();
 			if (!active) continue;
@@ -134,8 +165,8 @@ static int launch_attention(fc_ctx *c, float *dst, const float *q, const void *k
 	if (smem > 48 * 1024)
 		FC_TRY(cudaFuncSetAttribute(attention_kernel<DPL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
 	dim3 grid(p.n, p.kv_heads, p.splits);
-	attention_kernel<DPL><<<grid, warps * 32, smem, c->stream>>>(dst, q, (const __nv_bfloat16 *)kc,
-								    (const __nv_bfloat16 *)vc, pos, table_off, tables, p,
+	attention_kernel<DPL><<<grid, warps * 32, smem, c->stream>>>(dst, q, (const __half *)kc,
+								    (const __half *)vc, pos, table_off, tables, p,
 								    part_acc, part_ml);
 	return fc_launched();
 }
@@ -146,7 +177,7 @@ extern "C" int fc_attention(fc_ctx *c, float *dst, const float *q, const void *k
 	FC_TRY((cudaError_t)fc_enter(c));
 	if (p.n == 0) return 0;
 	if (p.head_dim < 1 || p.head_dim > FC_MAX_HEAD_DIM || p.kv_heads < 1 || p.heads % p.kv_heads != 0 ||
-	    p.splits < 1 || p.chunk < 1 || p.chunk % ATT_TILE != 0 || p.kv_heads > 65535 ||
+	    p.splits < 1 || p.kv_heads > 65535 ||
 	    p.splits > 65535)
 		return (int)cudaErrorInvalidValue;
 	int e;

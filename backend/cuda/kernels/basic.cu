@@ -110,6 +110,38 @@ extern "C" int fc_sync(fc_ctx *c) {
 	return (int)cudaStreamSynchronize(c->stream);
 }
 
+extern "C" int fc_capture_begin(fc_ctx *c) {
+	FC_TRY((cudaError_t)fc_enter(c));
+	// Relaxed: the goroutine that records may run on several host threads.
+	return (int)cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeRelaxed);
+}
+
+extern "C" int fc_capture_end(fc_ctx *c, fc_graph **g) {
+	*g = NULL;
+	FC_TRY((cudaError_t)fc_enter(c));
+	cudaGraph_t graph = NULL;
+	cudaError_t e = cudaStreamEndCapture(c->stream, &graph);
+	if (e != cudaSuccess || graph == NULL) {
+		cudaGetLastError(); // a failed recording is not an error of later calls
+		return (int)(e != cudaSuccess ? e : cudaErrorStreamCaptureInvalidated);
+	}
+	cudaGraphExec_t exec = NULL;
+	e = cudaGraphInstantiateWithFlags(&exec, graph, 0);
+	cudaGraphDestroy(graph);
+	if (e != cudaSuccess) return (int)e;
+	*g = (fc_graph *)exec;
+	return 0;
+}
+
+extern "C" int fc_graph_launch(fc_ctx *c, fc_graph *g) {
+	FC_TRY((cudaError_t)fc_enter(c));
+	return (int)cudaGraphLaunch((cudaGraphExec_t)g, c->stream);
+}
+
+extern "C" void fc_graph_destroy(fc_graph *g) {
+	if (g) cudaGraphExecDestroy((cudaGraphExec_t)g);
+}
+
 // hash64 is splitmix64's finaliser.
 __device__ __forceinline__ uint64_t hash64(uint64_t z) {
 	z += 0x9e3779b97f4a7c15ull;
@@ -160,6 +192,7 @@ extern "C" int fc_embed(fc_ctx *c, float *dst, fc_weight table, const int32_t *i
 	switch (table.dtype) {
 	case FC_F32: embed_kernel<FC_F32><<<n, 256, 0, c->stream>>>(dst, t, ids); break;
 	case FC_BF16: embed_kernel<FC_BF16><<<n, 256, 0, c->stream>>>(dst, t, ids); break;
+	case FC_F16: embed_kernel<FC_F16><<<n, 256, 0, c->stream>>>(dst, t, ids); break;
 	case FC_I8: embed_kernel<FC_I8><<<n, 256, 0, c->stream>>>(dst, t, ids); break;
 	default: return (int)cudaErrorInvalidValue;
 	}
@@ -184,11 +217,19 @@ __device__ float block_sum(float v) {
 	return total;
 }
 
+// row_threads is the block size of the row kernels: about four elements per thread, so that
+// a row's loads are in flight at once (one row per block is latency-bound in decode).
+static inline unsigned int row_threads(int d) {
+	unsigned int t = ((unsigned int)(d + 3) / 4 + 31) / 32 * 32;
+	return t < 32 ? 32 : t > 1024 ? 1024 : t;
+}
+
 // rmsnorm_kernel: block i normalises row i.
 __global__ void rmsnorm_kernel(float *dst, const float *x, const float *w, int d, float eps) {
 	const float *xr = x + (size_t)blockIdx.x * d;
 	float *yr = dst + (size_t)blockIdx.x * d;
 	float ss = 0.0f;
+#pragma unroll 4
 	for (int k = threadIdx.x; k < d; k += blockDim.x) ss += xr[k] * xr[k];
 	float s = rsqrtf(block_sum(ss) / (float)d + eps);
 	for (int k = threadIdx.x; k < d; k += blockDim.x) yr[k] = xr[k] * s * w[k];
@@ -197,7 +238,7 @@ __global__ void rmsnorm_kernel(float *dst, const float *x, const float *w, int d
 extern "C" int fc_rmsnorm(fc_ctx *c, float *dst, const float *x, const float *w, int n, int d, float eps) {
 	FC_TRY((cudaError_t)fc_enter(c));
 	if (n == 0) return 0;
-	rmsnorm_kernel<<<n, 256, 0, c->stream>>>(dst, x, w, d, eps);
+	rmsnorm_kernel<<<n, row_threads(d), 0, c->stream>>>(dst, x, w, d, eps);
 	return fc_launched();
 }
 
@@ -208,6 +249,7 @@ __global__ void add_rmsnorm_kernel(float *dst, float *x, const float *r, const f
 	const float *rr = r + (size_t)blockIdx.x * d;
 	float *yr = dst + (size_t)blockIdx.x * d;
 	float ss = 0.0f;
+#pragma unroll 4
 	for (int k = threadIdx.x; k < d; k += blockDim.x) {
 		float v = xr[k] + rr[k];
 		xr[k] = v;
@@ -220,7 +262,7 @@ __global__ void add_rmsnorm_kernel(float *dst, float *x, const float *r, const f
 extern "C" int fc_add_rmsnorm(fc_ctx *c, float *dst, float *x, const float *r, const float *w, int n, int d, float eps) {
 	FC_TRY((cudaError_t)fc_enter(c));
 	if (n == 0) return 0;
-	add_rmsnorm_kernel<<<n, 256, 0, c->stream>>>(dst, x, r, w, d, eps);
+	add_rmsnorm_kernel<<<n, row_threads(d), 0, c->stream>>>(dst, x, r, w, d, eps);
 	return fc_launched();
 }
 
@@ -251,15 +293,14 @@ extern "C" int fc_gather(fc_ctx *c, float *dst, const float *src, const int32_t 
 	return fc_launched();
 }
 
-// rope_kernel: block i rotates row i. The angle pos·inv is a float32 product and its cosine
-// and sine are taken in double precision and rounded, as the reference does.
+// rope_kernel: block (i, h) rotates head h of row i. The angle pos·inv is a float32 product
+// and its cosine and sine are taken in double precision and rounded, as the reference does.
 __global__ void rope_kernel(float *x, const int32_t *pos, const float *inv, int cols, int head_dim) {
 	int half = head_dim / 2;
 	float p = (float)pos[blockIdx.x];
 	float *row = x + (size_t)blockIdx.x * cols;
-	int pairs = cols / 2; // (head, i) pairs
-	for (int j = threadIdx.x; j < pairs; j += blockDim.x) {
-		int h = j / half, i = j % half;
+	for (int i = threadIdx.x; i < half; i += blockDim.x) {
+		int h = blockIdx.y;
 		float angle = p * inv[i];
 		float cs = (float)cos((double)angle), sn = (float)sin((double)angle);
 		float *hd = row + (size_t)h * head_dim;
@@ -272,26 +313,27 @@ __global__ void rope_kernel(float *x, const int32_t *pos, const float *inv, int 
 extern "C" int fc_rope(fc_ctx *c, float *x, const int32_t *pos, const float *inv, int n, int cols, int head_dim) {
 	FC_TRY((cudaError_t)fc_enter(c));
 	if (n == 0 || cols == 0) return 0;
-	rope_kernel<<<n, 128, 0, c->stream>>>(x, pos, inv, cols, head_dim);
+	unsigned int threads = (unsigned int)((head_dim / 2 + 31) / 32 * 32);
+	rope_kernel<<<dim3(n, cols / head_dim), threads < 256 ? threads : 256, 0, c->stream>>>(x, pos, inv, cols, head_dim);
 	return fc_launched();
 }
 
-// kv_store_kernel: block i stores token i's keys and values at its slot.
-__global__ void kv_store_kernel(__nv_bfloat16 *kc, __nv_bfloat16 *vc, const float *k, const float *v,
-				const int32_t *slot, int kv_dim) {
-	size_t at = (size_t)slot[blockIdx.x] * kv_dim;
-	const float *kr = k + (size_t)blockIdx.x * kv_dim, *vr = v + (size_t)blockIdx.x * kv_dim;
-	for (int j = threadIdx.x; j < kv_dim; j += blockDim.x) {
-		kc[at + j] = __float2bfloat16(kr[j]);
-		vc[at + j] = __float2bfloat16(vr[j]);
-	}
+// kv_store_kernel: block (i, b) stores 256 of token i's keys and values at its slot, as
+// float16.
+__global__ void kv_store_kernel(__half *kc, __half *vc, const float *k, const float *v, const int32_t *slot,
+				int kv_dim) {
+	int i = blockIdx.x, j = blockIdx.y * blockDim.x + threadIdx.x;
+	if (j >= kv_dim) return;
+	size_t at = (size_t)slot[i] * kv_dim + j, from = (size_t)i * kv_dim + j;
+	kc[at] = __float2half(k[from]);
+	vc[at] = __float2half(v[from]);
 }
 
 extern "C" int fc_kv_store(fc_ctx *c, void *kc, void *vc, const float *k, const float *v, const int32_t *slot, int n,
 			   int kv_dim, size_t layer_offset) {
 	FC_TRY((cudaError_t)fc_enter(c));
 	if (n == 0) return 0;
-	kv_store_kernel<<<n, 128, 0, c->stream>>>((__nv_bfloat16 *)kc + layer_offset, (__nv_bfloat16 *)vc + layer_offset,
-						  k, v, slot, kv_dim);
+	kv_store_kernel<<<dim3(n, fc_blocks((size_t)kv_dim, 256)), 256, 0, c->stream>>>(
+		(__half *)kc + layer_offset, (__half *)vc + layer_offset, k, v, slot, kv_dim);
 	return fc_launched();
 }

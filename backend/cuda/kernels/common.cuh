@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
 
@@ -31,6 +32,9 @@ static inline int fc_launched() { return (int)cudaGetLastError(); }
 
 static inline unsigned int fc_blocks(size_t n, unsigned int per) { return (unsigned int)((n + per - 1) / per); }
 
+// fc_pad8 rounds k up to a multiple of 8: the row length of a GEMM's bfloat16 activation operand.
+__host__ __device__ __forceinline__ int fc_pad8(int k) { return (k + 7) & ~7; }
+
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
 	for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -56,6 +60,19 @@ __device__ __forceinline__ void unpack_bf16x8(uint4 u, float o[8]) {
 		o[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
 	}
 }
+
+// Eight float16 values in a 16-byte vector, element 0 in the low half of the first word.
+__device__ __forceinline__ void unpack_f16x8(uint4 u, float o[8]) {
+	const unsigned int w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+	for (int j = 0; j < 4; j++) {
+		o[2 * j] = __half2float(__ushort_as_half((unsigned short)(w[j] & 0xffffu)));
+		o[2 * j + 1] = __half2float(__ushort_as_half((unsigned short)(w[j] >> 16)));
+	}
+}
+
+// bf16_round returns v rounded to bfloat16, as a float.
+__device__ __forceinline__ float bf16_round(float v) { return __bfloat162float(__float2bfloat16(v)); }
 
 __device__ __forceinline__ uint4 pack_bf16x8(const float v[8]) {
 	unsigned int w[4];
@@ -90,6 +107,7 @@ template <int DT> __device__ __forceinline__ WView wmatrix(WView w, int e) {
 	size_t off = (size_t)e * w.rows * w.cols;
 	if (DT == FC_F32) w.data = (const float *)w.data + off;
 	if (DT == FC_BF16) w.data = (const __nv_bfloat16 *)w.data + off;
+	if (DT == FC_F16) w.data = (const __half *)w.data + off;
 	if (DT == FC_I8) {
 		w.data = (const int8_t *)w.data + off;
 		w.scales = w.scales + (size_t)e * w.rows * w.groups;
@@ -102,6 +120,7 @@ template <int DT> __device__ __forceinline__ float wget(const WView &w, int r, i
 	size_t i = (size_t)r * w.cols + k;
 	if (DT == FC_F32) return ((const float *)w.data)[i];
 	if (DT == FC_BF16) return __bfloat162float(((const __nv_bfloat16 *)w.data)[i]);
+	if (DT == FC_F16) return __half2float(((const __half *)w.data)[i]);
 	return (float)((const int8_t *)w.data)[i] * w.scales[(size_t)r * w.groups + k / w.group];
 }
 
@@ -116,6 +135,8 @@ template <int DT> __device__ __forceinline__ void wget8(const WView &w, int r, i
 		o[0] = a.x, o[1] = a.y, o[2] = a.z, o[3] = a.w, o[4] = b.x, o[5] = b.y, o[6] = b.z, o[7] = b.w;
 	} else if (DT == FC_BF16) {
 		unpack_bf16x8(*(const uint4 *)((const __nv_bfloat16 *)w.data + i), o);
+	} else if (DT == FC_F16) {
+		unpack_f16x8(*(const uint4 *)((const __half *)w.data + i), o);
 	} else {
 		uint2 u = *(const uint2 *)((const int8_t *)w.data + i);
 		const int8_t *q = (const int8_t *)&u;
@@ -138,5 +159,4 @@ __device__ __forceinline__ float load1(const float *x, size_t i) { return x[i]; 
 __device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { return __bfloat162float(x[i]); }
 
 // Host-side entry points shared between files.
-int fc_launch_gemm_dense(fc_ctx *c, float *y, const float *x, const fc_weight &w, int n);
 int fc_launch_moe_gemm(fc_ctx *c, const fc_moe_args *a);

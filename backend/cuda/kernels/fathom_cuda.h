@@ -3,7 +3,7 @@
  *
  * Every function returns 0 on success or a cudaError_t value (fc_error_string describes it).
  * Kernels run on the context's stream in call order; only fc_download and fc_sync wait.
- * Matrices are row-major. Activations are float32; weights are float32, bfloat16 or int8 with
+ * Matrices are row-major. Activations are float32; weights are float32, bfloat16, float16 or int8 with
  * one float32 scale per group of `group` consecutive elements of a row.
  */
 #ifndef FATHOM_CUDA_H
@@ -17,12 +17,12 @@ extern "C" {
 #endif
 
 /* Weight element types. */
-enum { FC_F32 = 0, FC_BF16 = 1, FC_I8 = 2 };
+enum { FC_F32 = 0, FC_BF16 = 1, FC_I8 = 2, FC_F16 = 3 };
 
 /* Fixed kernel parameters the host plans with. */
 enum {
 	FC_GEMV_MAX_ROWS = 8, /* fc_gemv handles at most this many activation rows */
-	FC_GEMM_BM = 64,      /* rows of one GEMM tile; the MoE tile list counts tiles of this height */
+	FC_GEMM_BM = 128,     /* rows of one GEMM tile; the MoE tile list counts tiles of this height */
 	FC_MAX_EXPERTS = 64,  /* the most experts fc_moe routes over */
 	FC_MAX_HEAD_DIM = 256 /* the largest attention head fc_attention supports */
 };
@@ -34,7 +34,7 @@ typedef struct fc_ctx fc_ctx;
  * at element offset e*rows*cols and scale offset e*rows*groups, groups = ceil(cols/group)).
  */
 typedef struct {
-	int dtype;           /* FC_F32, FC_BF16 or FC_I8 */
+	int dtype;           /* FC_F32, FC_BF16, FC_F16 or FC_I8 */
 	const void *data;    /* rows*cols elements per matrix */
 	const float *scales; /* FC_I8 only: rows*groups scales per matrix */
 	int rows, cols;
@@ -64,6 +64,16 @@ int fc_fill_random(fc_ctx *c, void *p, int dtype, size_t n, uint64_t seed, float
 /* fc_fill_f32 sets n floats to v. */
 int fc_fill_f32(fc_ctx *c, float *p, size_t n, float v);
 
+/* Graphs: fc_capture_begin starts recording the context's stream (kernels launched on it
+ * until fc_capture_end are recorded, not run); fc_capture_end makes the record an executable
+ * graph (*g stays NULL when recording failed, for instance after a copy from host memory or a
+ * synchronisation during it); fc_graph_launch runs it on the stream. */
+typedef struct fc_graph fc_graph;
+int fc_capture_begin(fc_ctx *c);
+int fc_capture_end(fc_ctx *c, fc_graph **g);
+int fc_graph_launch(fc_ctx *c, fc_graph *g);
+void fc_graph_destroy(fc_graph *g);
+
 /* Elementwise and row operations. */
 int fc_embed(fc_ctx *c, float *dst, fc_weight table, const int32_t *ids, int n);
 int fc_rmsnorm(fc_ctx *c, float *dst, const float *x, const float *w, int n, int d, float eps);
@@ -75,17 +85,20 @@ int fc_gather(fc_ctx *c, float *dst, const float *src, const int32_t *rows, int 
  * inverse frequencies. */
 int fc_rope(fc_ctx *c, float *x, const int32_t *pos, const float *inv, int n, int cols, int head_dim);
 
-/* y[n, w.rows] = x[n, w.cols] · wᵀ. fc_gemv: n <= FC_GEMV_MAX_ROWS, CUDA cores, float32 x;
- * fc_gemm: any n, tensor cores, x rounded to bfloat16. */
+/* y[n, w.rows] = x[n, w.cols] · wᵀ. fc_gemv: n <= FC_GEMV_MAX_ROWS, CUDA cores, float32 x.
+ * fc_gemm: any n, tensor cores on bfloat16 (FC_BF16, FC_F16 or FC_I8 weights): x is converted into
+ * scratch (4*n*pad8(w.cols) bytes) as bfloat16, and with exact set as a pair of bfloat16 parts
+ * (x = hi + lo, about 16 significant bits) that are both multiplied (float16 weights are split
+ * the same way, exactly). pad8(k) = k rounded up to a multiple of 8. */
 int fc_gemv(fc_ctx *c, float *y, const float *x, fc_weight w, int n);
-int fc_gemm(fc_ctx *c, float *y, const float *x, fc_weight w, int n);
+int fc_gemm(fc_ctx *c, float *y, const float *x, fc_weight w, int n, void *scratch, int exact);
 
-/* Attention over a paged KV cache of bfloat16 keys and values laid out as
+/* Attention over a paged KV cache of float16 keys and values laid out as
  * [layers][blocks][block_size][kv_heads][head_dim]. */
 typedef struct {
 	int n, heads, kv_heads, head_dim;
 	int block_size, window; /* window <= 0: no sliding window */
-	int chunk, splits;      /* positions per split (a multiple of 32) and splits per token */
+	int splits;             /* splits of each token's positions (see fc_attention) */
 	size_t layer_offset;    /* elements before this layer's first block */
 	float scale;
 } fc_attn_params;
@@ -93,15 +106,18 @@ typedef struct {
 /* fc_kv_store writes k and v [n, kv_dim] into the cache slots (block*block_size+offset). */
 int fc_kv_store(fc_ctx *c, void *kc, void *vc, const float *k, const float *v, const int32_t *slot, int n, int kv_dim,
 		size_t layer_offset);
-/* fc_attention sets dst [n, heads*head_dim] from q; part_acc [n*heads*splits*head_dim] and
- * part_ml [n*heads*splits*2] are scratch when splits > 1. */
+/* fc_attention sets dst [n, heads*head_dim] from q. Each token's window is cut into splits
+ * chunks of whole 32-position tiles (at least two; trailing splits may be empty), each attended
+ * by its own blocks; part_acc [n*heads*splits*head_dim] and part_ml [n*heads*splits*2] are
+ * scratch when splits > 1. The launch depends on n, the heads and splits, not on positions. */
 int fc_attention(fc_ctx *c, float *dst, const float *q, const void *kc, const void *vc, const int32_t *pos,
 		 const int32_t *table_off, const int32_t *tables, fc_attn_params p, float *part_acc, float *part_ml);
 
 /* The mixture-of-experts block. Scratch arrays are sized for n tokens (pairs = n*top_k). */
 typedef struct {
 	int n, hidden, inner, experts, top_k;
-	int gemv; /* 1: stream each pair's expert with GEMV kernels; 0: grouped tensor-core GEMMs */
+	int gemv;  /* 1: stream each pair's expert with GEMV kernels; 0: grouped tensor-core GEMMs */
+	int exact; /* grouped GEMMs: activations as bfloat16 pairs (see fc_gemm) */
 	const float *x;     /* [n, hidden] */
 	float *out;         /* [n, hidden] */
 	float *logits;      /* optional [n, experts] */
@@ -117,8 +133,10 @@ typedef struct {
 	int32_t *tiles;        /* [2*max_tiles] (expert, first row) of each GEMM row tile */
 	int max_tiles;         /* ceil(pairs/FC_GEMM_BM) + experts bounds the tile count */
 	int32_t *tile_count;   /* [1] */
-	void *h;               /* [pairs, inner]: bfloat16 (grouped) or float32 (gemv) */
-	float *y;              /* [pairs, hidden] weighted expert outputs */
+	void *xa;              /* grouped: 4*pairs*pad8(hidden) bytes, the sorted rows as bfloat16 (pairs) */
+	void *h;               /* 4*pairs*pad8(inner) bytes: float32 [pairs, inner] (gemv), or bfloat16
+				  [pairs, pad8(inner)] (and its lo part after it, exact) */
+	float *y;              /* grouped: [pairs, hidden] weighted expert outputs */
 } fc_moe_args;
 
 int fc_moe(fc_ctx *c, const fc_moe_args *a);

@@ -70,6 +70,7 @@ extern "C" int fc_gemv(fc_ctx *c, float *y, const float *x, fc_weight w, int n) 
 	switch (w.dtype) {
 	case FC_F32: gemv_dt<FC_F32>(c, y, x, v, n); break;
 	case FC_BF16: gemv_dt<FC_BF16>(c, y, x, v, n); break;
+	case FC_F16: gemv_dt<FC_F16>(c, y, x, v, n); break;
 	case FC_I8: gemv_dt<FC_I8>(c, y, x, v, n); break;
 	default: return (int)cudaErrorInvalidValue;
 	}

@@ -3,7 +3,7 @@
 // a GPU (see build.sh). It is a test tool, not a backend: it is slow, and it checks semantics
 // only as far as noted here.
 //
-//   - A launch runs synchronously. Blocks run one after another, so a kernel's __shared__
+//   - A launch runs synchronously (or is recorded during a stream capture). Blocks run one after another, so a kernel's __shared__
 //     variables become function statics shared by the block's threads. Blocks must be 1-D.
 //   - Every CUDA thread is a std::thread. __syncthreads is a barrier over the block; warp
 //     collectives (__shfl*_sync, __ballot_sync, __syncwarp) are barriers over the warp. Their
@@ -76,7 +76,11 @@ struct Block {
 inline thread_local Block *block;
 inline thread_local int lane, warp_id;
 
-inline void *dynamic_smem() { return block->dyn.data(); }
+// dynamic_smem returns the block's dynamic shared memory, 128-byte aligned as on the device.
+inline void *dynamic_smem() {
+	uintptr_t p = (uintptr_t)block->dyn.data();
+	return (void *)((p + 127) & ~(uintptr_t)127);
+}
 inline Warp &warp() { return *block->warps[warp_id]; }
 
 struct Cfg {
@@ -85,9 +89,29 @@ struct Cfg {
 };
 inline Cfg cfg(dim3 g, dim3 b, size_t smem = 0, void * = nullptr) { return Cfg{g, b, smem}; }
 
-// launch runs kernel (a call of the kernel with its arguments) over the grid: the block's
-// threads are made once and run the blocks one after another, meeting at a gate between them.
+// A stream capture (cudaStreamBeginCapture) collects launches instead of running them; a
+// graph replays them in order.
+struct Graph {
+	std::vector<std::function<void()>> launches;
+	bool invalid = false; // an operation that cannot be recorded was issued
+};
+inline Graph *capture; // the recording in progress, if any
+
+void run(Cfg c, const std::function<void()> &kernel);
+
+// launch runs kernel (a call of the kernel with its arguments, captured by value) over the
+// grid, or records it while a capture is in progress.
 inline void launch(Cfg c, const std::function<void()> &kernel) {
+	if (capture) {
+		capture->launches.push_back([c, kernel] { run(c, kernel); });
+		return;
+	}
+	run(c, kernel);
+}
+
+// run runs a launch: the block's threads are made once and run the blocks one after another,
+// meeting at a gate between them.
+inline void run(Cfg c, const std::function<void()> &kernel) {
 	if (c.block.y != 1 || c.block.z != 1 || c.block.x == 0 || c.block.x > 1024) fail("launch: block shape");
 	const int nt = (int)c.block.x;
 	std::barrier<> gate(nt + 1);
@@ -118,7 +142,7 @@ inline void launch(Cfg c, const std::function<void()> &kernel) {
 		for (unsigned y = 0; y < c.grid.y; y++)
 			for (unsigned x = 0; x < c.grid.x; x++) {
 				current.reset(new Block(nt));
-				current->dyn.assign(c.smem + 16, 0xcd);
+				current->dyn.assign(c.smem + 128, 0xcd);
 				for (int w = 0; w * 32 < nt; w++) current->warps.emplace_back(new Warp(std::min(32, nt - w * 32)));
 				index = dim3(x, y, z);
 				gate.arrive_and_wait();

@@ -1,0 +1,178 @@
+//go:build cuda && cgo
+
+package cuda
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/bench"
+	"github.com/fathom-llm/fathom/mixtral"
+	"github.com/fathom-llm/fathom/safetensors"
+)
+
+// Whole models of full Mixtral size on device-side random weights: a checkpoint of shapes
+// without data, bound by a backend that fills each weight on the device instead of
+// uploading it.
+
+// shapeSource is a checkpoint of bfloat16 tensors that have shapes but no data.
+type shapeSource map[string][]int
+
+func (s shapeSource) Tensor(name string) (safetensors.Tensor, error) {
+	shape, ok := s[name]
+	if !ok {
+		return safetensors.Tensor{}, fmt.Errorf("%w: %s", safetensors.ErrNotFound, name)
+	}
+	return safetensors.Tensor{Name: name, DType: safetensors.BF16, Shape: shape}, nil
+}
+
+func (s shapeSource) Names() []string {
+	names := make([]string, 0, len(s))
+	for n := range s {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func (s shapeSource) Close() error { return nil }
+
+// randomBinder is the backend with Bind and BindExperts replaced: norm gains are ones,
+// matrices and experts random on the device.
+type randomBinder struct {
+	*gpu
+	seed uint64
+}
+
+func (r *randomBinder) Bind(t safetensors.Tensor) (backend.Weight, error) {
+	r.seed++
+	if len(t.Shape) == 1 {
+		return r.onesWeight(t.Shape[0])
+	}
+	return r.randomWeight(t.Shape[0], t.Shape[1], false, r.seed, 0.02)
+}
+
+func (r *randomBinder) BindExperts(t backend.ExpertTensors) (backend.Experts, error) {
+	r.seed++
+	return r.randomExperts(len(t.W1), t.W1[0].Shape[1], t.W1[0].Shape[0], r.seed)
+}
+
+// randomModel returns a model of configuration cfg on device-side random weights.
+func randomModel(tb testing.TB, g *gpu, cfg mixtral.Config, contextLength int) *mixtral.Model {
+	tb.Helper()
+	m, err := mixtral.New(cfg, shapeSource(bench.TensorShapes(cfg)), mixtral.Options{
+		Backend: &randomBinder{gpu: g}, ContextLength: contextLength, CacheTokens: contextLength, MaxBatch: 512,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
+func TestRandomModel(t *testing.T) {
+	g := open(t, Options{})
+	defer g.Close()
+	cfg := bench.Mixtral8x7B(2)
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
+	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	m := randomModel(t, g, cfg, 64)
+	defer m.Close()
+	s, err := m.NewSequence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, ids := range [][]int{{1, 5, 9, 200, 7, 7, 3, 11, 12}, {40}, {41}} {
+		ev, err := s.Append(context.Background(), ids, mixtral.EvalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var norm float64
+		for _, v := range ev.Logits[0] {
+			norm += float64(v) * float64(v)
+		}
+		if !(norm > 0 && norm < 1e12) {
+			t.Fatalf("logits after %v: squared norm %g, want finite and non-zero", ids, norm)
+		}
+	}
+}
+
+// BenchmarkDecode runs Mixtral 8x7B (all 32 layers) on random weights: prefill of 512
+// tokens, and decode at batch 1 with a context of about 512 tokens. GB/s counts the weight
+// bytes one token reads (bench.DecodeWeightBytes, with int8 experts at their stored size).
+func BenchmarkDecode(b *testing.B) {
+	cfg := bench.Mixtral8x7B(32)
+	for _, mode := range benchModes {
+		b.Run(mode.name, func(b *testing.B) {
+			g := open(b, mode.opts)
+			defer g.Close()
+			int8 := mode.opts.Int8Experts
+			bytes := float64(bench.DecodeWeightBytes(cfg))
+			expertBytes := float64(2 * cfg.NumHiddenLayers * cfg.NumExpertsPerTok * 3 * cfg.HiddenSize * cfg.IntermediateSize)
+			total := float64(cfg.NumHiddenLayers*cfg.NumLocalExperts*3*cfg.HiddenSize*cfg.IntermediateSize) * 2
+			if int8 {
+				bytes -= expertBytes * (1 - (1+4.0/float64(g.group))/2)
+				total *= (1 + 4.0/float64(g.group)) / 2
+			}
+			if total > 0.9*float64(g.totalMem) {
+				b.Skipf("%.0f GB of expert weights do not fit %s", total/1e9, g)
+			}
+			const contextLen = 2048
+			m := randomModel(b, g, cfg, contextLen)
+			defer m.Close()
+			ctx := context.Background()
+			prompt := make([]int, 512)
+			for i := range prompt {
+				prompt[i] = (i*7919 + 13) % cfg.VocabSize
+			}
+			b.Run("prefill=512", func(b *testing.B) {
+				sec := timed(b, g, func() error {
+					s, err := m.NewSequence()
+					if err != nil {
+						return err
+					}
+					defer s.Close()
+					_, err = s.Append(ctx, prompt, mixtral.EvalOptions{})
+					return err
+				})
+				b.ReportMetric(float64(len(prompt))/sec, "tokens/s")
+				b.ReportMetric(float64(len(prompt))*bench.TokenFLOPs(cfg)/sec/1e12, "TFLOP/s")
+			})
+			b.Run("decode", func(b *testing.B) {
+				var s *mixtral.Sequence
+				defer func() {
+					if s != nil {
+						s.Close()
+					}
+				}()
+				next := 0
+				sec := timed(b, g, func() error {
+					if s == nil || s.Len() >= contextLen-1 {
+						if s != nil {
+							s.Close()
+						}
+						var err error
+						if s, err = m.NewSequence(); err != nil {
+							return err
+						}
+						if _, err = s.Append(ctx, prompt, mixtral.EvalOptions{}); err != nil {
+							return err
+						}
+					}
+					next = (next*31 + 7) % cfg.VocabSize
+					ev, err := s.Append(ctx, []int{next}, mixtral.EvalOptions{})
+					if err == nil && math.IsNaN(float64(ev.Logits[0][0])) {
+						err = fmt.Errorf("NaN logits")
+					}
+					return err
+				})
+				b.ReportMetric(1/sec, "tokens/s")
+				b.ReportMetric(bytes/sec/1e9, "GB/s")
+			})
+		})
+	}
+}
