@@ -296,3 +296,31 @@ func TestStepRecorder(t *testing.T) {
 		t.Errorf("recorded steps %v, want %v", rec.steps, wantSteps)
 	}
 }
+
+// slicedRecorder is a StepRecorder that cannot be a map key.
+type slicedRecorder struct {
+	backend.Backend
+	_ []int // a slice makes the type not comparable
+}
+
+func (r slicedRecorder) Step(key any, f func() error) error {
+	panic("a backend that cannot be a map key must not record")
+}
+
+// TestStepRecorderNotComparable checks that a model on a recording backend that cannot be a
+// map key runs its steps as they are (and does not panic).
+func TestStepRecorderNotComparable(t *testing.T) {
+	be := cpu.New(0)
+	defer be.Close()
+	m := loadFixture(t, "tiny-mixtral-bf16", Options{Backend: slicedRecorder{Backend: be}})
+	s, err := m.NewSequence()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, ids := range [][]int{{1, 2, 3}, {4}, {5}, {6}} {
+		if _, err := s.Append(context.Background(), ids, EvalOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

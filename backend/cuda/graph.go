@@ -15,6 +15,10 @@ import (
 
 var _ backend.StepRecorder = (*gpu)(nil)
 
+// maxGraphs bounds the keys a backend keeps records for (a model records one per decode
+// batch size it meets).
+const maxGraphs = 256
+
 // graph is the record of the steps of one key (backend.StepRecorder).
 type graph struct {
 	exec  *C.fc_graph // nil until recorded
@@ -34,6 +38,11 @@ func (g *gpu) Step(key any, f func() error) error {
 	}
 	e := g.graphs[key]
 	if e == nil {
+		if len(g.graphs) >= maxGraphs {
+			// Keys of models long closed would otherwise pile up: start afresh.
+			g.dropGraphs()
+			g.graphs = map[any]*graph{}
+		}
 		e = &graph{}
 		g.graphs[key] = e
 	}
