@@ -150,12 +150,13 @@ func (m *Model) layers() error {
 	// y holds a sublayer's output until the next norm adds it to x (in one pass where the
 	// backend is a backend.ResidualNormer); pending says whether it is still to be added.
 	pending := false
+	rn, fused := be.(backend.ResidualNormer)
 	norm := func(w backend.Weight) error {
 		if !pending {
 			return be.RMSNorm(xb, x, w, eps)
 		}
 		pending = false
-		if rn, ok := be.(backend.ResidualNormer); ok {
+		if fused {
 			return rn.AddRMSNorm(xb, x, y, w, eps)
 		}
 		if err := be.Add(x, y); err != nil {

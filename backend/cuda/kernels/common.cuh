@@ -71,8 +71,12 @@ __device__ __forceinline__ void unpack_f16x8(uint4 u, float o[8]) {
 	}
 }
 
-// bf16_round returns v rounded to bfloat16, as a float.
-__device__ __forceinline__ float bf16_round(float v) { return __bfloat162float(__float2bfloat16(v)); }
+// bf16_split writes v as two bfloat16 parts, hi = bf16(v) and lo = bf16(v − hi), which keep
+// about 16 significant bits together.
+__device__ __forceinline__ void bf16_split(float v, __nv_bfloat16 *hi, __nv_bfloat16 *lo) {
+	*hi = __float2bfloat16(v);
+	*lo = __float2bfloat16(v - __bfloat162float(*hi));
+}
 
 __device__ __forceinline__ uint4 pack_bf16x8(const float v[8]) {
 	unsigned int w[4];

@@ -139,7 +139,11 @@ __global__ void __launch_bounds__(THREADS, MINB) gemm_kernel(GemmArgs g) {
 				if (BSPLIT) {
 					float rest[8];
 #pragma unroll
-					for (int j = 0; j < 8; j++) rest[j] = u[j] - bf16_round(u[j]);
+					for (int j = 0; j < 8; j++) {
+						__nv_bfloat16 hi, lo;
+						bf16_split(u[j], &hi, &lo);
+						rest[j] = __bfloat162float(lo);
+					}
 					*(uint4 *)(Bs + S::B + row * ROW + col) = pack_bf16x8(rest);
 				}
 			}
@@ -215,9 +219,10 @@ __global__ void __launch_bounds__(THREADS, MINB) gemm_kernel(GemmArgs g) {
 			// h's padding columns (N .. ldo) must read as zeros in the next GEMM.
 			if (gc >= g.ldo) continue;
 			float v = gc < N ? silu(Cs[r * CROW + c]) * Cs[r * CROW + BN + c] : 0.0f;
-			__nv_bfloat16 hi = __float2bfloat16(v);
+			__nv_bfloat16 hi, lo;
+			bf16_split(v, &hi, &lo);
 			((__nv_bfloat16 *)g.out)[o] = hi;
-			if (EXACT) ((__nv_bfloat16 *)g.out_lo)[o] = __float2bfloat16(v - __bfloat162float(hi));
+			if (EXACT) ((__nv_bfloat16 *)g.out_lo)[o] = lo;
 			continue;
 		}
 		if (gc >= N) continue;
@@ -234,10 +239,10 @@ __global__ void convert_rows_kernel(__nv_bfloat16 *hi, __nv_bfloat16 *lo, const 
 	const float *src = x + (size_t)(rows ? rows[blockIdx.x] : blockIdx.x) * K;
 	size_t at = (size_t)blockIdx.x * lda;
 	for (int k = threadIdx.x; k < lda; k += blockDim.x) {
-		float v = k < K ? src[k] : 0.0f;
-		__nv_bfloat16 h = __float2bfloat16(v);
+		__nv_bfloat16 h, l;
+		bf16_split(k < K ? src[k] : 0.0f, &h, &l);
 		hi[at + k] = h;
-		if (lo) lo[at + k] = __float2bfloat16(v - __bfloat162float(h));
+		if (lo) lo[at + k] = l;
 	}
 }
 
