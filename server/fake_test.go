@@ -165,6 +165,13 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 		}
 		var out strings.Builder
 		emitted, prev := 0, -1
+		// cancelled counts a generation stopped by its context.
+		cancelled := func() {
+			f.cancelled.Add(1)
+			if f.cancelCh != nil {
+				f.cancelCh <- struct{}{}
+			}
+		}
 		done := func(reason sampling.FinishReason, n int, last mixtral.Event) {
 			f.completed.Add(1)
 			last.Done, last.FinishReason = true, reason
@@ -185,10 +192,7 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 				t.Stop()
 			}
 			if err := ctx.Err(); err != nil {
-				f.cancelled.Add(1)
-				if f.cancelCh != nil {
-					f.cancelCh <- struct{}{}
-				}
+				cancelled()
 				yield(mixtral.Event{ID: -1}, err)
 				return
 			}
@@ -231,6 +235,10 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 			ev.Text = full[emitted:safe]
 			emitted = safe
 			if !yield(ev, nil) {
+				// The consumer may stop on the cancellation before the next check here.
+				if ctx.Err() != nil {
+					cancelled()
+				}
 				return
 			}
 		}
