@@ -6,7 +6,6 @@ import (
 	"math"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
@@ -20,7 +19,7 @@ import (
 // (decode, bound by memory: GB/s of weights read and %bw of the read bandwidth) and for 512
 // tokens (prefill, bound by arithmetic: GFLOP/s and %fma of the float32 FMA peak, %bf16 of
 // the VDPBF16PS peak for the bfloat16-activation mode), the probes measured in the same run
-// just before. Weights: the synthetic model's bfloat16 experts, converted to float16, or
+// (see meter). Weights: the synthetic model's bfloat16 experts, converted to float16, or
 // quantized by the backend to q8 and q4.
 
 // moeFormat is a way to store the experts.
@@ -140,22 +139,20 @@ func BenchmarkMoEExperts(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					p := measureProbe(be.Workers(), tokens, f.rounded)
-					best := time.Duration(math.MaxInt64)
-					cpu0 := cpuTime()
+					m := newMeter(b, be.Workers(), tokens, f.rounded)
 					step := 0
 					for b.Loop() {
-						start := time.Now()
-						for e := range used {
-							if err := be.MatMul(out, x, ws[(step*used+e)%E]); err != nil {
-								b.Fatal(err)
+						m.time(func() {
+							for e := range used {
+								if err := be.MatMul(out, x, ws[(step*used+e)%E]); err != nil {
+									b.Fatal(err)
+								}
 							}
-						}
+						})
 						step++
-						best = min(best, time.Since(start))
 					}
 					n := float64(used) * float64(H*I)
-					report(b, p, n*f.bytesPerWeight(), 2*float64(per)*n, best, cpuTime()-cpu0)
+					m.report(n*f.bytesPerWeight(), 2*float64(per)*n)
 				})
 			}
 		})
@@ -200,9 +197,7 @@ func BenchmarkMoEBlock(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					p := measureProbe(be.Workers(), tokens, f.rounded)
-					best := time.Duration(math.MaxInt64)
-					cpu0 := cpuTime()
+					m := newMeter(b, be.Workers(), tokens, f.rounded)
 					step := 0
 					for b.Loop() {
 						if tokens == 1 {
@@ -213,17 +208,17 @@ func BenchmarkMoEBlock(b *testing.B) {
 							x = all
 						}
 						step++
-						start := time.Now()
-						if err := be.MoE(out, x, ex, K, backend.Tensor{}); err != nil {
-							b.Fatal(err)
-						}
-						best = min(best, time.Since(start))
+						m.time(func() {
+							if err := be.MoE(out, x, ex, K, backend.Tensor{}); err != nil {
+								b.Fatal(err)
+							}
+						})
 					}
 					// Weights read: the router and the experts chosen (one token: K; many: all).
 					read := float64(min(E, tokens*K)) * 3 * float64(H*I)
 					weightBytes := 2*float64(E*H) + read*f.bytesPerWeight()
 					flops := 2 * float64(tokens) * float64(E*H+K*3*H*I)
-					report(b, p, weightBytes, flops, best, cpuTime()-cpu0)
+					m.report(weightBytes, flops)
 				})
 			}
 		})

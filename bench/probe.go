@@ -25,26 +25,40 @@ func MeasureBandwidth() float64 { return MeasureBandwidthThreads(runtime.GOMAXPR
 
 // MeasureBandwidthThreads is MeasureBandwidth with the given number of reading goroutines.
 func MeasureBandwidthThreads(threads int) float64 {
-	threads = max(threads, 1)
-	buf := make([]uint64, bandwidthBuffer()/8)
-	parts := split(len(buf), threads)
-	// Write every page first: untouched pages all map one zero page, which reads from cache.
-	parallel(threads, func(i int) {
-		p := buf[parts[i]:parts[i+1]]
-		for j := range p {
-			p[j] = uint64(j) * 0x9e3779b97f4a7c15
-		}
-	})
+	p := newBandwidthProbe(threads)
 	best := 0.0
 	for range 3 {
-		start := time.Now()
-		parallel(threads, func(i int) { kernels.XORWords(buf[parts[i]:parts[i+1]]) })
-		if bw := float64(len(buf)*8) / time.Since(start).Seconds(); bw > best {
-			best = bw
-		}
+		best = max(best, p.sample())
 	}
-	runtime.KeepAlive(buf)
 	return best
+}
+
+// bandwidthProbe reads a buffer much larger than the last-level cache with a number of
+// goroutines; a benchmark can sample it between its iterations.
+type bandwidthProbe struct {
+	buf   []uint64
+	parts []int
+}
+
+func newBandwidthProbe(threads int) *bandwidthProbe {
+	threads = max(threads, 1)
+	p := &bandwidthProbe{buf: make([]uint64, bandwidthBuffer()/8)}
+	p.parts = split(len(p.buf), threads)
+	// Write every page first: untouched pages all map one zero page, which reads from cache.
+	parallel(threads, func(i int) {
+		w := p.buf[p.parts[i]:p.parts[i+1]]
+		for j := range w {
+			w[j] = uint64(j) * 0x9e3779b97f4a7c15
+		}
+	})
+	return p
+}
+
+// sample reads the buffer once and returns the bytes read per second.
+func (p *bandwidthProbe) sample() float64 {
+	start := time.Now()
+	parallel(len(p.parts)-1, func(i int) { kernels.XORWords(p.buf[p.parts[i]:p.parts[i+1]]) })
+	return float64(len(p.buf)*8) / time.Since(start).Seconds()
 }
 
 // MeasurePeakFMA returns the float32 multiply-add peak, in floating-point operations per

@@ -20,8 +20,8 @@ const (
 	expertCols = 4096
 )
 
-// probe is the roofline that a benchmark is compared with, measured just before it with as
-// many goroutines, since other work on the machine moves it.
+// probe is the roofline that a benchmark is compared with, measured with as many goroutines
+// in the same run, since other work on the machine moves it.
 type probe struct {
 	bw, fma, bf16 float64
 	// fmaCPU and bf16CPU are the arithmetic peaks per second of processor time, which
@@ -29,16 +29,77 @@ type probe struct {
 	fmaCPU, bf16CPU float64
 }
 
-func measureProbe(threads, tokens int, bf16 bool) probe {
+// meter times the iterations of a benchmark and measures its probe. For one token it samples
+// the read bandwidth after every iteration (the timer stopped) and compares the fastest
+// iteration with the best sample: on a machine whose bandwidth moves from second to second (a
+// virtual machine), both then come from the same stretch of time, where a probe measured
+// once beforehand may catch a slow moment or a fast one. For many tokens the arithmetic peaks
+// are measured just before the iterations.
+type meter struct {
+	b    *testing.B
+	p    probe
+	bw   *bandwidthProbe // one token
+	best time.Duration
+	cpu0 time.Duration
+}
+
+func newMeter(b *testing.B, threads, tokens int, bf16 bool) *meter {
+	m := &meter{b: b, best: math.MaxInt64}
 	if tokens == 1 {
-		return probe{bw: MeasureBandwidthThreads(threads)}
+		m.bw = newBandwidthProbe(threads)
+	} else {
+		m.p = probe{fma: MeasurePeakFMAThreads(threads), fmaCPU: peakPerCPUSecond(kernels.FMALoop)}
+		if bf16 && kernels.BF16DotLoop(1) > 0 {
+			m.p.bf16 = measurePeak(threads, kernels.BF16DotLoop)
+			m.p.bf16CPU = peakPerCPUSecond(kernels.BF16DotLoop)
+		}
 	}
-	p := probe{fma: MeasurePeakFMAThreads(threads), fmaCPU: peakPerCPUSecond(kernels.FMALoop)}
-	if bf16 && kernels.BF16DotLoop(1) > 0 {
-		p.bf16 = measurePeak(threads, kernels.BF16DotLoop)
-		p.bf16CPU = peakPerCPUSecond(kernels.BF16DotLoop)
+	b.ResetTimer()
+	m.cpu0 = cpuTime()
+	return m
+}
+
+// time runs and times one iteration f.
+func (m *meter) time(f func()) {
+	start := time.Now()
+	f()
+	m.best = min(m.best, time.Since(start))
+	if m.bw != nil {
+		m.b.StopTimer()
+		m.p.bw = max(m.p.bw, m.bw.sample())
+		m.b.StartTimer()
 	}
-	return p
+}
+
+// report adds the weight bandwidth and arithmetic rate of the fastest iteration, which is
+// the one least disturbed by other work on the machine, and their ratios to the probe: %bw of
+// the read bandwidth (one token), %fma of the float32 FMA peak and, for the
+// bfloat16-activation product, %bf16 of the VDPBF16PS peak (many tokens). ns/op stays the
+// mean. For many tokens, %fma-cpu and %bf16-cpu compare the operations per second of
+// processor time (over all iterations) with the peak per second of processor time: the
+// kernel's efficiency, whatever else runs on the machine.
+func (m *meter) report(weightBytes, flops float64) {
+	b, p, sec := m.b, m.p, m.best.Seconds()
+	b.ReportMetric(weightBytes/sec/1e9, "GB/s")
+	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
+	if p.bw > 0 {
+		b.ReportMetric(100*weightBytes/sec/p.bw, "%bw")
+	}
+	if p.fma > 0 {
+		b.ReportMetric(100*flops/sec/p.fma, "%fma")
+	}
+	if p.bf16 > 0 {
+		b.ReportMetric(100*flops/sec/p.bf16, "%bf16")
+	}
+	if cpu := cpuTime() - m.cpu0; cpu > 0 && m.bw == nil {
+		perCPU := flops * float64(b.N) / cpu.Seconds()
+		if p.fmaCPU > 0 {
+			b.ReportMetric(100*perCPU/p.fmaCPU, "%fma-cpu")
+		}
+		if p.bf16CPU > 0 {
+			b.ReportMetric(100*perCPU/p.bf16CPU, "%bf16-cpu")
+		}
+	}
 }
 
 // peakPerCPUSecond returns the operations per second of processor time of loop on one
@@ -120,36 +181,6 @@ func splitRows(rows, threads int, f func(lo, hi int)) {
 	wg.Wait()
 }
 
-// report adds the weight bandwidth and arithmetic rate of the fastest iteration, which like
-// the probes (best of three) is the one least disturbed by other work on the machine, and
-// their ratios to the probe p: %bw of the read bandwidth (one token), %fma of the float32 FMA
-// peak and, for the bfloat16-activation product, %bf16 of the VDPBF16PS peak (512 tokens).
-// ns/op stays the mean. For 512 tokens, %fma-cpu and %bf16-cpu compare the operations per
-// second of processor time (cpu, over all iterations) with the peak per second of processor
-// time: the kernel's efficiency, whatever else runs on the machine.
-func report(b *testing.B, p probe, weightBytes, flops float64, best, cpu time.Duration) {
-	sec := best.Seconds()
-	b.ReportMetric(weightBytes/sec/1e9, "GB/s")
-	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-	if p.bw > 0 {
-		b.ReportMetric(100*weightBytes/sec/p.bw, "%bw")
-	}
-	if p.fma > 0 {
-		b.ReportMetric(100*flops/sec/p.fma, "%fma")
-	}
-	if p.bf16 > 0 {
-		b.ReportMetric(100*flops/sec/p.bf16, "%bf16")
-	}
-	if perCPU := flops * float64(b.N) / cpu.Seconds(); cpu > 0 {
-		if p.fmaCPU > 0 {
-			b.ReportMetric(100*perCPU/p.fmaCPU, "%fma-cpu")
-		}
-		if p.bf16CPU > 0 {
-			b.ReportMetric(100*perCPU/p.bf16CPU, "%bf16-cpu")
-		}
-	}
-}
-
 func BenchmarkExpert(b *testing.B) {
 	e := expertWeights()
 	n := float64(expertRows * expertCols)
@@ -164,32 +195,30 @@ func BenchmarkExpert(b *testing.B) {
 			}
 			for _, threads := range []int{1, 2} {
 				b.Run(fmt.Sprintf("tokens=%d/%s/threads=%d", tokens, dt, threads), func(b *testing.B) {
-					p := measureProbe(threads, tokens, dt == "bf16-rounded")
-					best := time.Duration(math.MaxInt64)
-					cpu0 := cpuTime()
+					m := newMeter(b, threads, tokens, dt == "bf16-rounded")
 					for b.Loop() {
-						start := time.Now()
-						splitRows(expertRows, threads, func(lo, hi int) {
-							switch {
-							case dt == "bf16" && tokens == 1:
-								kernels.MatVecBF16(out[lo:hi], e.bf16[lo*expertCols:hi*expertCols], x, expertCols)
-							case dt == "f16" && tokens == 1:
-								kernels.MatVecF16(out[lo:hi], e.f16[lo*expertCols:hi*expertCols], x, expertCols)
-							case dt == "bf16":
-								kernels.MatMulBF16Rows(out, e.bf16, x, tokens, expertRows, expertCols, lo, hi)
-							case dt == "f16":
-								kernels.MatMulF16Rows(out, e.f16, x, tokens, expertRows, expertCols, lo, hi)
-							case dt == "bf16-rounded":
-								kernels.MatMulBF16RoundedRows(out, e.bf16, x, tokens, expertRows, expertCols, lo, hi)
-							case dt == "q8":
-								kernels.MatMulQ8Rows(out, e.q8, x, tokens, expertRows, expertCols, lo, hi)
-							case dt == "q4":
-								kernels.MatMulQ4Rows(out, e.q4, x, tokens, expertRows, expertCols, lo, hi)
-							}
+						m.time(func() {
+							splitRows(expertRows, threads, func(lo, hi int) {
+								switch {
+								case dt == "bf16" && tokens == 1:
+									kernels.MatVecBF16(out[lo:hi], e.bf16[lo*expertCols:hi*expertCols], x, expertCols)
+								case dt == "f16" && tokens == 1:
+									kernels.MatVecF16(out[lo:hi], e.f16[lo*expertCols:hi*expertCols], x, expertCols)
+								case dt == "bf16":
+									kernels.MatMulBF16Rows(out, e.bf16, x, tokens, expertRows, expertCols, lo, hi)
+								case dt == "f16":
+									kernels.MatMulF16Rows(out, e.f16, x, tokens, expertRows, expertCols, lo, hi)
+								case dt == "bf16-rounded":
+									kernels.MatMulBF16RoundedRows(out, e.bf16, x, tokens, expertRows, expertCols, lo, hi)
+								case dt == "q8":
+									kernels.MatMulQ8Rows(out, e.q8, x, tokens, expertRows, expertCols, lo, hi)
+								case dt == "q4":
+									kernels.MatMulQ4Rows(out, e.q4, x, tokens, expertRows, expertCols, lo, hi)
+								}
+							})
 						})
-						best = min(best, time.Since(start))
 					}
-					report(b, p, bytes[dt], 2*float64(tokens)*n, best, cpuTime()-cpu0)
+					m.report(bytes[dt], 2*float64(tokens)*n)
 				})
 			}
 		}

@@ -20,9 +20,13 @@ type Options struct {
 	// Bind, Write/Read, Add/Gather, RoPE and the cache are held to Tolerance regardless.
 	Tolerance float64
 	// Large adds larger shapes: MatMul of up to 200 rows, MoE of 300 tokens, attention over
-	// sequences of several hundred positions.
+	// sequences of several hundred positions, and MatMul and MoE with rows of Wide values.
 	Large bool
 }
+
+// Wide is the row length of the suite's wide weights: more values than a cache-sized block of
+// columns, a whole number of quantization super-blocks and one group beyond.
+const Wide = 17*512 + backend.QuantGroup
 
 // BF16Tolerance suits backends that keep weights, GEMM inputs or cached keys and values in
 // bfloat16 (8 significant bits) and accumulate in float32.
@@ -139,7 +143,8 @@ func (s suite) matMul(t *testing.T, b backend.Backend) {
 	r := rand.New(rand.NewPCG(1, 5))
 	shapes := [][3]int{{1, 33, 70}, {7, 64, 100}, {3, 5, 1}, {2, 128, 17}}
 	if s.large {
-		shapes = append(shapes, [3]int{9, 64, 100}, [3]int{65, 33, 70}, [3]int{130, 72, 200}, [3]int{200, 256, 129}, [3]int{17, 5, 1})
+		shapes = append(shapes, [3]int{9, 64, 100}, [3]int{65, 33, 70}, [3]int{130, 72, 200}, [3]int{200, 256, 129}, [3]int{17, 5, 1},
+			[3]int{1, Wide, 24}, [3]int{3, Wide, 24}, [3]int{40, Wide, 24})
 	}
 	for _, dt := range dtypes {
 		for _, shape := range shapes {
@@ -259,6 +264,8 @@ func (s suite) moe(t *testing.T, b backend.Backend) {
 			moeCase{safetensors.BF16, 300, 64, 96, 8, 2}, // several GEMM tiles per expert
 			moeCase{safetensors.F16, 150, 40, 70, 4, 2},  // odd widths, partial tiles
 			moeCase{safetensors.BF16, 257, 128, 256, 16, 4},
+			moeCase{safetensors.BF16, 1, 64, Wide, 4, 2}, // w2's rows wide
+			moeCase{safetensors.F16, 40, 64, Wide, 4, 2},
 		)
 	}
 	for ci, tc := range cases {

@@ -34,7 +34,7 @@ func (s suite) quantized(t *testing.T, b backend.Backend) {
 	// partial one; a row that does not split into groups stays as stored.
 	shapes := [][3]int{{1, 64, 40}, {5, 96, 33}, {3, 33, 20}, {2, 544, 24}}
 	if s.large {
-		shapes = append(shapes, [3]int{1, 1024, 200}, [3]int{40, 512, 70}, [3]int{130, 1056, 48})
+		shapes = append(shapes, [3]int{1, 1024, 200}, [3]int{40, 512, 70}, [3]int{130, 1056, 48}, [3]int{1, Wide, 24}, [3]int{40, Wide, 24})
 	}
 	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
 		for _, dt := range dtypes {
@@ -77,7 +77,8 @@ func (s suite) quantizedMoE(t *testing.T, bq backend.Quantizer, b backend.Backen
 	}
 	cases := []moeCase{{safetensors.BF16, 1, 64, 96, 8, 2}, {safetensors.F16, 9, 32, 64, 4, 2}, {safetensors.F32, 3, 40, 64, 4, 1}}
 	if s.large {
-		cases = append(cases, moeCase{safetensors.BF16, 1, 512, 1056, 8, 2}, moeCase{safetensors.BF16, 70, 512, 544, 8, 2})
+		cases = append(cases, moeCase{safetensors.BF16, 1, 512, 1056, 8, 2}, moeCase{safetensors.BF16, 70, 512, 544, 8, 2},
+			moeCase{safetensors.BF16, 1, 64, Wide, 4, 2}, moeCase{safetensors.F16, 20, 64, Wide, 4, 2})
 	}
 	for ci, tc := range cases {
 		var et backend.ExpertTensors

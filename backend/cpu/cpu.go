@@ -34,9 +34,11 @@ type Backend struct {
 // workerScratch is one worker's private memory; the padding keeps workers' slice headers on
 // separate cache lines.
 type workerScratch struct {
-	a []float32
-	k kernels.Scratch // the matrix products' working memory
-	_ [64]byte
+	a      []float32
+	k      kernels.Scratch   // the matrix products' working memory
+	px, py []float32         // a panel's activations and product (weight.mulRows)
+	pq     kernels.QuantActs // a panel's quantized activations
+	_      [64]byte
 }
 
 // Options configure NewWithOptions. The zero value is New(0)'s backend.
@@ -127,7 +129,10 @@ type buffer struct {
 // Len is the buffer's size in float32 elements.
 func (b *buffer) Len() int { return len(b.data) }
 
-// Bind keeps t's data (no copy on a little-endian machine when aligned) as a weight.
+// Bind keeps t's data (no copy on a little-endian machine when aligned) as a weight. A matrix
+// whose rows are too wide to stream against an activation vector held in L1 (more than 4,096
+// values on a CPU with a 32 KB L1, such as Mixtral's expert down projections) is copied
+// instead, into column panels that its products with few tokens stream at the memory's rate.
 func (b *Backend) Bind(t safetensors.Tensor) (backend.Weight, error) {
 	w, err := b.bind(t)
 	if err != nil {
@@ -398,7 +403,7 @@ type matmulTask struct {
 }
 
 func (t *matmulTask) run(w, lo, hi int) {
-	t.w.mulRows(&t.scratch[w].k, t.dst, t.x, t.xq, t.n, lo, hi, t.rounded)
+	t.w.mulRows(&t.scratch[w], t.dst, t.x, t.xq, t.n, lo, hi, t.rounded)
 }
 
 // quantParallel is the fewest activation rows that are quantized in parallel; fewer take

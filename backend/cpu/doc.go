@@ -1,6 +1,9 @@
 // Package cpu is the pure-Go backend: weights stay in their stored dtype in the memory map
 // (or, bound with BindQuantized, as q8 or q4 copies made once at load), kernels accumulate
-// in float32, and work is split over a persistent worker pool.
+// in float32, and work is split over a persistent worker pool. Matrices with rows too wide
+// for their activations to stay in L1 (Mixtral's expert down projections: 14,336 values)
+// are kept as copies in column panels, which a product with one token streams from memory
+// in order against a slice of the activations that does stay there.
 //
 // The inner loops are internal/kernels' (dot products, matrix products over a range of
 // weight rows, softmax, RMSNorm, SiLU): vector code where the CPU has it, generic Go under

@@ -165,7 +165,7 @@ func (t *moeTask) rounded(c int) (in, inner bool) {
 
 func (t *moeTask) run(w, lo, hi int) {
 	H, I := t.ex.hidden, t.ex.inner
-	s := &t.scratch[w].k
+	s := &t.scratch[w]
 	for c := range t.ex.count {
 		p0, p1 := t.start[c], t.start[c+1]
 		m := p1 - p0

@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
@@ -11,12 +10,10 @@ import (
 
 var _ backend.Quantizer = (*Backend)(nil)
 
-// quantRows is the number of rows a loading goroutine converts and quantizes at a time.
-const quantRows = 64
-
 // BindQuantized binds t stored as q: the rows are converted to float32 and quantized once,
-// in parallel over the workers, and the weight keeps only the quantized copy. Rows whose
-// length is not a multiple of backend.QuantGroup stay as stored (aliasing t.Data).
+// in parallel over the workers, and the weight keeps only the quantized copy (in column
+// panels where its rows are wide, as Bind keeps them). Rows whose length is not a multiple of
+// backend.QuantGroup stay as stored, as Bind keeps them.
 func (b *Backend) BindQuantized(t safetensors.Tensor, q backend.Quantization) (backend.Weight, error) {
 	w, err := b.bindQuantized(t, q)
 	if err != nil {
@@ -39,60 +36,23 @@ func (b *Backend) BindExpertsQuantized(t backend.ExpertTensors, q backend.Quanti
 }
 
 // bindQuantized binds t and, unless q is AsStored or t's rows do not split into groups,
-// replaces its data by the quantized rows.
+// stores it quantized, in column panels where kernels.PanelCols says so for a copy.
 func (b *Backend) bindQuantized(t safetensors.Tensor, q backend.Quantization) (*weight, error) {
 	if !q.Valid() {
 		return nil, fmt.Errorf("%w: %q", backend.ErrQuantization, string(q))
 	}
-	w, err := b.bind(t)
-	if err != nil || q == backend.AsStored || w.cols%backend.QuantGroup != 0 {
-		return w, err
+	if q == backend.AsStored {
+		return b.bind(t)
 	}
-	rowBytes, quantize := kernels.Q8RowBytes(w.cols), kernels.QuantizeQ8
-	if q == backend.Q4 {
-		rowBytes, quantize = kernels.Q4RowBytes(w.cols), kernels.QuantizeQ4
+	w, err := b.bindStored(t)
+	if err != nil {
+		return nil, err
 	}
-	out := make([]byte, w.rows*rowBytes)
-	chunks := (w.rows + quantRows - 1) / quantRows
-	var (
-		next  = make(chan int, chunks)
-		mu    sync.Mutex
-		first error
-		wg    sync.WaitGroup
-	)
-	for c := range chunks {
-		next <- c
+	if w.cols%backend.QuantGroup != 0 {
+		q = backend.AsStored
 	}
-	close(next)
-	for range min(b.pool.workers, chunks) {
-		wg.Go(func() {
-			buf := make([]float32, quantRows*w.cols)
-			for c := range next {
-				lo, hi := c*quantRows, min((c+1)*quantRows, w.rows)
-				vals := buf[:(hi-lo)*w.cols]
-				w.rowsF32(vals, lo, hi)
-				if err := quantize(out[lo*rowBytes:hi*rowBytes], vals, w.cols); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = fmt.Errorf("%w: weight %q as %s: %w", backend.ErrQuantization, t.Name, q, err)
-					}
-					mu.Unlock()
-				}
-			}
-		})
+	if err := w.store(kernels.PanelCols(w.cols, q != backend.AsStored), q); err != nil {
+		return nil, fmt.Errorf("%w: weight %q as %s: %w", backend.ErrQuantization, t.Name, q, err)
 	}
-	wg.Wait()
-	if first != nil {
-		return nil, first
-	}
-	w.quant, w.q, w.u16, w.f32 = q, out, nil, nil
 	return w, nil
-}
-
-// rowsF32 sets dst to the rows [lo, hi) of the stored (not quantized) weight w, converted
-// exactly to float32.
-func (w *weight) rowsF32(dst []float32, lo, hi int) {
-	for r := lo; r < hi; r++ {
-		w.row(dst[(r-lo)*w.cols:(r-lo+1)*w.cols], r)
-	}
 }

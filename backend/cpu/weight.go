@@ -2,7 +2,9 @@ package cpu
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
@@ -13,6 +15,11 @@ import (
 // the values are u16 (the bits), for F32 f32. On a little-endian machine with suitably
 // aligned data these alias the memory map; otherwise they are a copy. A quantized weight
 // (quant Q8 or Q4) holds its rows in the kernels' format in q and nothing of the stored data.
+//
+// A matrix with wide rows (kernels.PanelCols) is kept in column panels instead, which the
+// products with few tokens stream at the memory's rate: parts[i] holds the columns
+// [i·panel, i·panel+parts[i].cols) of every row as a matrix of its own (a copy of the stored
+// data, or quantized), and the data fields of w are empty.
 type weight struct {
 	owner      *Backend
 	dtype      safetensors.DType
@@ -21,6 +28,8 @@ type weight struct {
 	f32        []float32
 	quant      backend.Quantization
 	q          []byte
+	parts      []*weight
+	panel      int
 }
 
 // Rows, Cols and DType describe the stored matrix.
@@ -28,8 +37,22 @@ func (w *weight) Rows() int                { return w.rows }
 func (w *weight) Cols() int                { return w.cols }
 func (w *weight) DType() safetensors.DType { return w.dtype }
 
-// bind checks a stored tensor and makes a weight of it.
+// bind checks a stored tensor and makes a weight of it, split into column panels where
+// kernels.PanelCols says so.
 func (b *Backend) bind(t safetensors.Tensor) (*weight, error) {
+	w, err := b.bindStored(t)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.store(kernels.PanelCols(w.cols, false), backend.AsStored); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// bindStored checks a stored tensor and makes a weight of it that views (or, where it
+// cannot, copies) its data.
+func (b *Backend) bindStored(t safetensors.Tensor) (*weight, error) {
 	w := &weight{owner: b, dtype: t.DType}
 	switch len(t.Shape) {
 	case 1:
@@ -73,27 +96,120 @@ func (b *Backend) bind(t safetensors.Tensor) (*weight, error) {
 	return w, nil
 }
 
+// convertRows is the number of rows a goroutine of store copies or quantizes at a time.
+const convertRows = 64
+
+// store replaces the data of w, a weight as bindStored makes it, by column panels of p
+// columns (one panel: whole rows) stored as q: copied as stored, or quantized. A weight of one
+// row stays whole. Nothing changes for whole rows as stored. The work is spread over the
+// workers in chunks of rows.
+func (w *weight) store(p int, q backend.Quantization) error {
+	if w.rows == 1 {
+		p = w.cols
+	}
+	if p == w.cols && q == backend.AsStored {
+		return nil
+	}
+	rowBytes, quantize := kernels.Q8RowBytes, kernels.QuantizeQ8
+	if q == backend.Q4 {
+		rowBytes, quantize = kernels.Q4RowBytes, kernels.QuantizeQ4
+	}
+	var parts []*weight
+	for c0 := 0; c0 < w.cols; c0 += p {
+		n := min(p, w.cols-c0)
+		part := &weight{owner: w.owner, dtype: w.dtype, rows: w.rows, cols: n, quant: q}
+		switch {
+		case q != backend.AsStored:
+			part.q = make([]byte, w.rows*rowBytes(n))
+		case w.u16 != nil:
+			part.u16 = make([]uint16, w.rows*n)
+		default:
+			part.f32 = make([]float32, w.rows*n)
+		}
+		parts = append(parts, part)
+	}
+	chunks := (w.rows + convertRows - 1) / convertRows
+	next := make(chan int, len(parts)*chunks) // part i, chunk c as i*chunks+c
+	for k := range cap(next) {
+		next <- k
+	}
+	close(next)
+	errs := make([]error, w.owner.pool.workers)
+	var wg sync.WaitGroup
+	for g := range min(len(errs), cap(next)) {
+		wg.Go(func() {
+			var buf []float32
+			for k := range next {
+				i, c := k/chunks, k%chunks
+				part, c0 := parts[i], i*p
+				n, lo, hi := part.cols, c*convertRows, min((c+1)*convertRows, w.rows)
+				switch {
+				case q != backend.AsStored:
+					buf = grow(buf, (hi-lo)*n)
+					for r := lo; r < hi; r++ {
+						w.span(buf[(r-lo)*n:(r-lo+1)*n], r, c0)
+					}
+					rb := len(part.q) / w.rows
+					if err := quantize(part.q[lo*rb:hi*rb], buf, n); err != nil && errs[g] == nil {
+						errs[g] = err
+					}
+				case w.u16 != nil:
+					for r := lo; r < hi; r++ {
+						copy(part.u16[r*n:(r+1)*n], w.u16[r*w.cols+c0:])
+					}
+				default:
+					for r := lo; r < hi; r++ {
+						copy(part.f32[r*n:(r+1)*n], w.f32[r*w.cols+c0:])
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	w.u16, w.f32, w.quant = nil, nil, q
+	if len(parts) == 1 {
+		w.q, w.u16, w.f32 = parts[0].q, parts[0].u16, parts[0].f32
+	} else {
+		w.parts, w.panel = parts, p
+	}
+	return nil
+}
+
+// span sets dst to the len(dst) values of row r of w from column c0 on, converted exactly to
+// float32, for a weight as bindStored makes it.
+func (w *weight) span(dst []float32, r, c0 int) {
+	src := r*w.cols + c0
+	switch w.dtype {
+	case safetensors.BF16:
+		kernels.BF16ToF32Slice(dst, w.u16[src:src+len(dst)])
+	case safetensors.F16:
+		kernels.F16ToF32Slice(dst, w.u16[src:src+len(dst)])
+	default:
+		copy(dst, w.f32[src:src+len(dst)])
+	}
+}
+
 // row sets dst[:w.cols] to row r of w converted exactly to float32 (dequantized, for a
 // quantized weight).
 func (w *weight) row(dst []float32, r int) {
-	lo, hi := r*w.cols, (r+1)*w.cols
+	for i, p := range w.parts {
+		p.row(dst[i*w.panel:], r)
+	}
+	if w.parts != nil {
+		return
+	}
 	switch w.quant {
 	case backend.Q8:
 		rb := kernels.Q8RowBytes(w.cols)
 		_ = kernels.DequantizeQ8(dst[:w.cols], w.q[r*rb:(r+1)*rb], w.cols)
-		return
 	case backend.Q4:
 		rb := kernels.Q4RowBytes(w.cols)
 		_ = kernels.DequantizeQ4(dst[:w.cols], w.q[r*rb:(r+1)*rb], w.cols)
-		return
-	}
-	switch w.dtype {
-	case safetensors.BF16:
-		kernels.BF16ToF32Slice(dst, w.u16[lo:hi])
-	case safetensors.F16:
-		kernels.F16ToF32Slice(dst, w.u16[lo:hi])
 	default:
-		copy(dst, w.f32[lo:hi])
+		w.span(dst[:w.cols], r, 0)
 	}
 }
 
@@ -107,8 +223,45 @@ const roundedTokens = 33
 // for a bfloat16 weight, the product with activations rounded to bfloat16 (x must then hold
 // bfloat16 values already). A quantized weight multiplies xq, x quantized beforehand (see
 // quantizeActs), or, if xq is nil, quantizes x itself. s is the calling worker's working
-// memory for the products.
-func (w *weight) mulRows(s *kernels.Scratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
+// memory.
+func (w *weight) mulRows(s *workerScratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
+	// The panels' products add up: the first one's straight into out, the others' through
+	// s.py. A panel multiplies its columns of x (gathered into s.px for several tokens) or
+	// of xq.
+	for i, p := range w.parts {
+		c0, n := i*w.panel, p.cols
+		px := x[c0 : c0+n]
+		if tokens > 1 && (xq == nil || !p.quantized()) {
+			s.px = grow(s.px, tokens*n)
+			for t := range tokens {
+				copy(s.px[t*n:(t+1)*n], x[t*w.cols+c0:])
+			}
+			px = s.px
+		}
+		var pq *kernels.QuantActs
+		if xq != nil {
+			s.pq = xq.Columns(c0, c0+n)
+			pq = &s.pq
+		}
+		if i == 0 {
+			p.mulWhole(&s.k, out, px, pq, tokens, lo, hi, rounded)
+			continue
+		}
+		s.py = grow(s.py, tokens*w.rows)
+		p.mulWhole(&s.k, s.py, px, pq, tokens, lo, hi, rounded)
+		for t := range tokens {
+			o := t * w.rows
+			kernels.Axpy(1, s.py[o+lo:o+hi], out[o+lo:o+hi])
+		}
+	}
+	if w.parts == nil {
+		w.mulWhole(&s.k, out, x, xq, tokens, lo, hi, rounded)
+	}
+}
+
+// mulWhole is mulRows for a weight not split into panels, with the products' working memory
+// s.
+func (w *weight) mulWhole(s *kernels.Scratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
 	if rounded && w.roundable() && tokens >= roundedTokens {
 		s.MatMulBF16RoundedRows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
 		return

@@ -169,48 +169,59 @@ func BenchmarkStream(b *testing.B) {
 }
 
 // BenchmarkWideRows streams a down-projection-shaped matrix (4096×14336 bf16: rows of 28 KB,
-// an input of 57 KB, more than the 32 KB L1 cache) against one token on one goroutine, read in
-// four orders: a row at a time against the whole input; the same weight stream against an
-// 8 KB slice of the input that stays in L1 (a wrong product, a probe of where the time goes);
-// four rows per pass (MatVecBF16); and column blocks of 4096 over the row-major layout.
+// an input of 57 KB, more than the 32 KB L1 cache) against one token on one goroutine, in
+// four orders: the rows one after another against the whole input (MatVecBF16); the same
+// weight stream against an 8 KB slice of the input that stays in L1 (a wrong product, a probe
+// of where the time goes); column blocks of the panel width over the row-major layout; and the
+// matrix stored in column panels (PanelCols), each panel's rows against its slice of the input.
 func BenchmarkWideRows(b *testing.B) {
-	const rows, cols, slice, block = 4096, 14336, 2048, 4096
+	const rows, cols = 4096, 14336
+	p := PanelCols(cols, false)
 	w := make([]uint16, rows*cols)
 	for i := range w {
 		w[i] = F32ToBF16(float32(i%7) - 3)
+	}
+	panels := make([]uint16, 0, rows*cols) // the panels one after another
+	for c := 0; c < cols; c += p {
+		for r := range rows {
+			panels = append(panels, w[r*cols+c:r*cols+min(cols, c+p)]...)
+		}
 	}
 	x := make([]float32, cols)
 	for i := range x {
 		x[i] = float32(i%5) - 2
 	}
-	out := make([]float32, rows)
+	out, part := make([]float32, rows), make([]float32, rows)
 	orders := map[string]func(){
-		"row": func() {
-			for r := range rows {
-				out[r] = DotBF16(w[r*cols:(r+1)*cols], x)
-			}
-		},
-		"row-l1-input": func() {
+		"rows": func() { MatVecBF16(out, w, x, cols) },
+		"rows-l1-input": func() {
 			for r := range rows {
 				var s float32
-				for c := 0; c < cols; c += slice {
-					s += DotBF16(w[r*cols+c:r*cols+c+slice], x[:slice])
+				for c := 0; c+p <= cols; c += p {
+					s += DotBF16(w[r*cols+c:r*cols+c+p], x[:p])
 				}
 				out[r] = s
 			}
 		},
-		"four-rows": func() { MatVecBF16(out, w, x, cols) },
 		"column-blocks": func() {
 			clear(out)
-			for c := 0; c < cols; c += block {
-				e := min(cols, c+block)
+			for c := 0; c < cols; c += p {
+				e := min(cols, c+p)
 				for r := range rows {
 					out[r] += DotBF16(w[r*cols+c:r*cols+e], x[c:e])
 				}
 			}
 		},
+		"panels": func() {
+			clear(out)
+			for c := 0; c < cols; c += p {
+				n := min(p, cols-c)
+				MatVecBF16(part, panels[c*rows:c*rows+rows*n], x[c:c+n], n)
+				Axpy(1, part, out)
+			}
+		},
 	}
-	for _, name := range []string{"row", "row-l1-input", "four-rows", "column-blocks"} {
+	for _, name := range []string{"rows", "rows-l1-input", "column-blocks", "panels"} {
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(2 * len(w)))
 			for b.Loop() {

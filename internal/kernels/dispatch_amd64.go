@@ -255,11 +255,11 @@ func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r in
 		return
 	}
 	_ = w[(len(out)-1)*rowBytes+rowBytes-1] // every row lies in w
-	g := r * cols / GroupSize
+	g := r * a.stride / GroupSize
 	if nsb == 0 {
 		clear(out)
 	} else {
-		xq, xd := &a.q[r*cols], &a.d[g]
+		xq, xd := &a.q[r*a.stride], &a.d[g]
 		soff := cols // the q8 scales; q4 super-blocks carry their own
 		if len(out) != 4 {
 			// One row at a time streams memory fastest.
@@ -280,7 +280,7 @@ func qDotVNNI(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r in
 	}
 	if g0 := nsb * superGroups; g0 < groups {
 		n := groups - g0
-		xq, xd := &a.q[r*cols+g0*GroupSize], &a.d[g+g0]
+		xq, xd := &a.q[r*a.stride+g0*GroupSize], &a.d[g+g0]
 		if q4 {
 			dotPartQ4VNNI(&w[20*g0], rowBytes, 0, xq, xd, &a.ds[g+g0], n, &out[0], len(out))
 		} else {
@@ -302,13 +302,13 @@ func qDotAVX2(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r in
 		return
 	}
 	_ = w[(len(out)-1)*rowBytes+rowBytes-1] // every row lies in w
-	g := r * cols / GroupSize
+	g := r * a.stride / GroupSize
 	dot, soff := dotQ8AVX2, cols
 	if q4 {
 		dot = dotQ4AVX2
 	}
 	for i := range out {
-		s := dot(&w[i*rowBytes], soff, &a.q[r*cols], &a.d[g], &a.ds[g], nsb)
+		s := dot(&w[i*rowBytes], soff, &a.q[r*a.stride], &a.d[g], &a.ds[g], nsb)
 		if nsb*superGroups < cols/GroupSize {
 			s += dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, nsb*superGroups)
 		}

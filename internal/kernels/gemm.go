@@ -78,6 +78,9 @@ func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, t
 	}
 	k := impl.gemm
 	switch {
+	case tokens == 1:
+		// One pass over the rows, streaming them from memory.
+		matVec(out[lo:hi], w[lo*cols:hi*cols], x[:cols], cols)
 	case tokens <= fewTokens && few != nil:
 		few(s, out, w, x, tokens, rows, cols, lo, hi)
 	case tokens <= smallTokens && hi-lo >= 4:

@@ -1,5 +1,48 @@
 package kernels
 
+import "github.com/klauspost/cpuid/v2"
+
+// PanelAlign is the granularity of column panels: a whole number of quantization
+// super-blocks, so that a panel of a quantized matrix is a quantized matrix of its own.
+const PanelAlign = GroupSize * superGroups
+
+// panelWidths are the widths of the column panels of wide matrices on this CPU, for float32
+// activations and for quantized ones.
+var panelWidths = newPanelWidths(cpuid.CPU.Cache.L1D)
+
+// newPanelWidths returns the panel widths for an L1 data cache of l1 bytes: the slice of a
+// token's activations that meets a panel fills a quarter of L1, so that it stays there while
+// the panel's rows stream past. Float32 activations take 4 bytes a value; quantized ones 1,
+// and 8 bytes of scales per group of 32: 1.25.
+func newPanelWidths(l1 int) (w [2]int) {
+	if l1 <= 0 {
+		l1 = 32 << 10
+	}
+	w[0] = max(PanelAlign, l1/4/4/PanelAlign*PanelAlign)
+	w[1] = max(PanelAlign, l1/4*4/5/PanelAlign*PanelAlign)
+	return w
+}
+
+// PanelCols returns the width of the column panels in which a matrix with rows of cols
+// values is best stored, or cols if it is best stored whole; quantized tells whether the
+// matrix is quantized, with quantized activations. A product with one token streams each row
+// against the whole activation vector; where that vector is more than half of L1, every row
+// reads it back from L2 and the product runs at about half the memory's rate
+// (BenchmarkWideRows). Stored as panels, each panel's rows of panel width contiguous and the
+// panels one after another, such a matrix streams from memory sequentially against an
+// activation slice that stays in L1. Panel widths are multiples of PanelAlign; the last panel
+// may be narrower.
+func PanelCols(cols int, quantized bool) int {
+	w := panelWidths[0]
+	if quantized {
+		w = panelWidths[1]
+	}
+	if cols > 2*w {
+		return w
+	}
+	return cols
+}
+
 // checkRange slices the operands of a matrix product to the lengths its shape needs, so that
 // a slice too short panics here rather than being read out of bounds.
 func checkRange(tokens, rows, cols, lo, hi int) {

@@ -353,6 +353,7 @@ func abs(x float32) float32 { return math.Float32frombits(math.Float32bits(x) &^
 // empty; Reset sizes it, growing its memory only when it is too small.
 type QuantActs struct {
 	tokens, cols int
+	stride       int // values from the start of one row to the next: cols, more in a column view
 	q            []int8
 	d            []float32
 	ds           []float32
@@ -367,7 +368,7 @@ func (a *QuantActs) Reset(tokens, cols int) {
 	}
 	n := tokens * cols
 	groups := n / GroupSize
-	a.tokens, a.cols = tokens, cols
+	a.tokens, a.cols, a.stride = tokens, cols, cols
 	a.q = growSlice(a.q, n)
 	a.d, a.ds, a.o = growSlice(a.d, groups), growSlice(a.ds, groups), growSlice(a.o, groups)
 }
@@ -388,10 +389,14 @@ func (a *QuantActs) Quantize(x []float32, tokens, cols int) {
 }
 
 // QuantizeRows quantizes the rows [lo, hi) of x, which holds a.Tokens() rows of a.Cols()
-// values, into the same rows of a. Calls for disjoint row ranges may run concurrently.
+// values, into the same rows of a. Calls for disjoint row ranges may run concurrently. a must
+// not be a column view (see Columns).
 func (a *QuantActs) QuantizeRows(x []float32, lo, hi int) {
 	if lo < 0 || lo > hi || hi > a.tokens {
 		panic("kernels: quantized activation rows out of range")
+	}
+	if a.stride != a.cols {
+		panic("kernels: quantizing into a column view")
 	}
 	cols := a.cols
 	x = x[:a.tokens*cols]
@@ -456,8 +461,31 @@ func (a *QuantActs) Slice(lo, hi int) QuantActs {
 	if lo < 0 || lo > hi || hi > a.tokens {
 		panic("kernels: quantized activation rows out of range")
 	}
-	c, g := a.cols, a.cols/GroupSize
-	return QuantActs{tokens: hi - lo, cols: c, q: a.q[lo*c : hi*c], d: a.d[lo*g : hi*g], ds: a.ds[lo*g : hi*g], o: a.o[lo*g : hi*g]}
+	return a.view(lo, hi, 0, a.cols)
+}
+
+// Columns returns the columns [lo, hi) of every row of a as a QuantActs that shares a's
+// memory: the activations of a product with the columns [lo, hi) of a quantized matrix,
+// quantized as a column panel of the matrix (see PanelCols) would quantize them. lo must be a
+// multiple of PanelAlign and hi too, or a.Cols().
+func (a *QuantActs) Columns(lo, hi int) QuantActs {
+	if lo < 0 || lo > hi || hi > a.cols || lo%PanelAlign != 0 || hi%PanelAlign != 0 && hi != a.cols {
+		panic("kernels: quantized activation columns out of range")
+	}
+	return a.view(0, a.tokens, lo, hi)
+}
+
+// view returns the rows [r0, r1) and columns [c0, c1) of a, c0 and c1 on super-block bounds.
+func (a *QuantActs) view(r0, r1, c0, c1 int) QuantActs {
+	v := QuantActs{tokens: r1 - r0, cols: c1 - c0, stride: a.stride}
+	if r1 == r0 {
+		return v
+	}
+	lo, hi := r0*a.stride+c0, (r1-1)*a.stride+c1 // the values of the view lie in [lo, hi)
+	v.q = a.q[lo:hi]
+	lo, hi = lo/GroupSize, hi/GroupSize
+	v.d, v.ds, v.o = a.d[lo:hi], a.ds[lo:hi], a.o[lo:hi]
+	return v
 }
 
 // tinyScale is the smallest group scale kept: groups of activations below 2⁻¹⁰⁰ quantize to
@@ -502,7 +530,7 @@ func dotQGeneric(q4 bool, w []byte, a *QuantActs, r, g0 int) float32 {
 		if g < g0 {
 			return
 		}
-		q := a.q[r*cols+g*GroupSize:][:n*GroupSize]
+		q := a.q[r*a.stride+g*GroupSize:][:n*GroupSize]
 		var isum [superGroups]int32
 		// Position m·4n + 4l + j holds value 4m+j of group l.
 		var sc []byte
@@ -525,7 +553,7 @@ func dotQGeneric(q4 bool, w []byte, a *QuantActs, r, g0 int) float32 {
 			}
 		}
 		for l := range n {
-			gi := r*cols/GroupSize + g + l
+			gi := r*a.stride/GroupSize + g + l
 			if q4 {
 				sum += getF16(sc[2*l:]) * (a.d[gi] * float32(isum[l]))
 				sum += getF16(sc[2*n+2*l:]) * a.ds[gi]

@@ -462,3 +462,92 @@ func ExampleQuantActs() {
 	fmt.Printf("%.2f %.2f\n", out[0], out[1])
 	// Output: 0.98 0.98
 }
+
+// TestQuantActsColumns checks that a column view of quantized activations is what quantizing
+// those columns alone makes: products of a column panel of quantized weights with the view and
+// with the columns quantized on their own agree bit for bit.
+func TestQuantActsColumns(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	const tokens, rows, cols = 3, 20, 2*PanelAlign + 2*GroupSize
+	x := randRows(r, tokens*cols)
+	var a QuantActs
+	a.Quantize(x, tokens, cols)
+	for _, span := range [][2]int{{0, PanelAlign}, {PanelAlign, cols}, {0, cols}, {PanelAlign, 2 * PanelAlign}, {2 * PanelAlign, cols}, {PanelAlign, PanelAlign}} {
+		lo, hi := span[0], span[1]
+		n := hi - lo
+		view := a.Columns(lo, hi)
+		if view.Tokens() != tokens || view.Cols() != n {
+			t.Fatalf("%v: a view of %dx%d", span, view.Tokens(), view.Cols())
+		}
+		if n == 0 {
+			continue
+		}
+		part := make([]float32, tokens*n)
+		for tk := range tokens {
+			copy(part[tk*n:(tk+1)*n], x[tk*cols+lo:tk*cols+hi])
+		}
+		var own QuantActs
+		own.Quantize(part, tokens, n)
+		w := randRows(r, rows*n)
+		for _, q4 := range []bool{false, true} {
+			rb, quant, mul := Q8RowBytes(n), QuantizeQ8, MatMulQ8RowsQ
+			if q4 {
+				rb, quant, mul = Q4RowBytes(n), QuantizeQ4, MatMulQ4RowsQ
+			}
+			wq := make([]byte, rows*rb)
+			if err := quant(wq, w, n); err != nil {
+				t.Fatal(err)
+			}
+			got, want := make([]float32, tokens*rows), make([]float32, tokens*rows)
+			mul(got, wq, &view, rows, 0, rows)
+			mul(want, wq, &own, rows, 0, rows)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("%v q4=%v: [%d] %v through the view, %v quantized alone", span, q4, i, got[i], want[i])
+				}
+			}
+		}
+	}
+	for _, span := range [][2]int{{GroupSize, PanelAlign}, {0, PanelAlign + GroupSize}, {PanelAlign, cols + GroupSize}} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Columns%v: no panic", span)
+				}
+			}()
+			a.Columns(span[0], span[1])
+		}()
+	}
+}
+
+func TestPanelCols(t *testing.T) {
+	for _, l1 := range []int{0, 32 << 10, 48 << 10, 64 << 10, 4 << 10} {
+		w := newPanelWidths(l1)
+		for i, width := range w {
+			if width%PanelAlign != 0 || width <= 0 {
+				t.Errorf("L1 %d: panel width %d", l1, width)
+			}
+			if act := []int{4, 1}[i]; l1 >= 32<<10 && width*act > l1/4 {
+				t.Errorf("L1 %d: a panel of %d takes %d bytes of activations", l1, width, width*act)
+			}
+		}
+	}
+	for _, quantized := range []bool{false, true} {
+		wide := 0
+		for cols := 1; cols < 1<<16; cols += 97 {
+			p := PanelCols(cols, quantized)
+			if p != cols && (p%PanelAlign != 0 || p >= cols || 2*p >= cols) {
+				t.Fatalf("PanelCols(%d, %v) = %d", cols, quantized, p)
+			}
+			if p != cols {
+				wide++
+			}
+		}
+		if wide == 0 {
+			t.Errorf("quantized=%v: no width is split", quantized)
+		}
+	}
+	if p := PanelCols(14336, false); p == 14336 && panelWidths[0] == 2048 {
+		t.Errorf("a Mixtral expert's w2 rows stay whole")
+	}
+}

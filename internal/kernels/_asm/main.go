@@ -112,6 +112,23 @@ func main() {
 	Generate()
 }
 
+// streamAhead is how far ahead, in bytes, the kernels that stream weight rows from memory
+// prefetch them into L2: each cache line they load is prefetched twice, streamAhead and
+// 2·streamAhead bytes ahead. The hardware prefetchers alone keep too few lines in flight for
+// a core to read memory at its rate while the kernel computes. On Zen 4, with both cores
+// streaming bfloat16 rows, the kernel reads about 20 GB/s without prefetches, 24 with one
+// prefetch per line (4 to 16 KB ahead) and 30 with two, as fast as the read probe of the same
+// moment; prefetches into L1 do less.
+const streamAhead = 8192
+
+// prefetch emits the prefetches of the line at m.
+func prefetch(m Mem) {
+	for range 2 {
+		m.Disp += streamAhead
+		PREFETCHT1(m)
+	}
+}
+
 // text starts a function. No kernel keeps a pointer it is given, so the Go declarations say
 // so (go:noescape) and callers' buffers can stay on their stacks.
 func text(name string, a attr.Attribute, sig string) {
@@ -698,6 +715,19 @@ func quantDot(q4 bool, rows int) {
 	} else {
 		VMOVDQU32(Mem{Base: xs}, sx)
 	}
+	if rows == 1 {
+		// The super-block's lines: q8 values and its scales' line, or the q4 super-block.
+		if q4 {
+			for l := range 5 {
+				prefetch(Mem{Base: ptrs[0], Index: iq, Scale: 1, Disp: 64 * l})
+			}
+		} else {
+			for l := range 8 {
+				prefetch(Mem{Base: ptrs[0], Index: iq, Scale: 1, Disp: 64 * l})
+			}
+			prefetch(Mem{Base: ptrs[0], Index: ks, Scale: 1})
+		}
+	}
 	for r := 0; r < rows; r++ {
 		// Two integer accumulators halve the dependency chains.
 		acc := [2]VecVirtual{ZMM(), ZMM()}
@@ -997,6 +1027,7 @@ func dotBF16Deinterleave() {
 		CMPQ(n, U32(32*u))
 		JL(LabelRef("one"))
 		for k := 0; k < u; k++ {
+			prefetch(Mem{Base: w, Disp: 64 * k})
 			step(w, x, k, ie, io, hiMask, acc[k])
 		}
 		ADDQ(U32(64*u), w)
@@ -1095,6 +1126,7 @@ func dotF16Lines() {
 		CMPQ(n, U32(32*u))
 		JL(LabelRef("one"))
 		for k := 0; k < u; k++ {
+			prefetch(Mem{Base: w, Disp: 64 * k})
 			f16step(k, acc[k])
 		}
 		ADDQ(U32(64*u), w)
@@ -1464,6 +1496,7 @@ func dotTokens(e elem, rows int) {
 		if r == 1 {
 			m.Index, m.Scale = ws, 1
 		}
+		prefetch(m)
 		VMOVDQU32(m, v)
 		if e.name == "BF16" {
 			VPSLLD(U8(16), v, a[r]) // even values
