@@ -172,13 +172,14 @@ func abs(x float32) float32 { return max(x, -x) }
 
 // TestProductAllocs checks that products and MoE blocks allocate nothing once the backend's
 // working memory has grown: one token, a few (the few-token kernels), many (the packed GEMMs),
-// with weights as stored, with bfloat16 activations and quantized.
+// with weights as stored, with bfloat16 activations and quantized. The experts' w2 rows are
+// wide enough to be kept in column panels.
 func TestProductAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
 	r := rand.New(rand.NewPCG(9, 10))
-	const hidden, inner, experts, most = 64, 96, 4, 48
+	const hidden, inner, experts, most = 64, backendtest.Wide, 4, 48
 	var et backend.ExpertTensors
 	et.Gate, _ = backendtest.Weight(r, "gate", safetensors.BF16, 0.5, experts, hidden)
 	for range experts {
