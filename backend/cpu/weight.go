@@ -225,6 +225,9 @@ const roundedTokens = 33
 // quantizeActs), or, if xq is nil, quantizes x itself. s is the calling worker's working
 // memory.
 func (w *weight) mulRows(s *workerScratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
+	if tokens <= 0 {
+		return
+	}
 	// The panels' products add up: the first one's straight into out, the others' through
 	// s.py. A panel multiplies its columns of x (gathered into s.px for several tokens) or
 	// of xq.

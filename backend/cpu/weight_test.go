@@ -13,10 +13,10 @@ import (
 )
 
 // TestPanels holds a weight stored in column panels, of every stored type and quantization,
-// to the same weight stored whole: its rows, and its products over one token (the streaming
-// kernels), a few (the few-token kernels) and many (the GEMMs, with bfloat16 activations too),
-// from float activations and from quantized ones, over all rows and over a range. Panel widths
-// are set here, whatever this CPU's cache would choose.
+// to the same weight stored whole: its rows, and its products over no token, one (the
+// streaming kernels), a few (the few-token kernels) and many (the GEMMs, with bfloat16
+// activations too), from float activations and from quantized ones, over all rows and over a
+// range. Panel widths are set here, whatever this CPU's cache would choose.
 func TestPanels(t *testing.T) {
 	b := New(2)
 	defer b.Close()
@@ -48,7 +48,7 @@ func TestPanels(t *testing.T) {
 					whole.row(want, i)
 					closeTo(t, what+fmt.Sprint(" row ", i), got, want, 0)
 				}
-				for _, tokens := range []int{1, 3, 40} {
+				for _, tokens := range []int{0, 1, 3, 40} {
 					x := make([]float32, tokens*cols)
 					for i := range x {
 						x[i] = float32(r.NormFloat64())
