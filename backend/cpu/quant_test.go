@@ -24,14 +24,7 @@ func TestConformanceBF16Activations(t *testing.T) {
 func TestBF16ActivationsGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	const n, hidden, inner, experts = 150, 64, 96, 4
-	var et backend.ExpertTensors
-	et.Gate, _ = backendtest.Weight(r, "gate", safetensors.BF16, 0.5, experts, hidden)
-	for range experts {
-		w1, _ := backendtest.Weight(r, "w1", safetensors.BF16, 0.3, inner, hidden)
-		w2, _ := backendtest.Weight(r, "w2", safetensors.BF16, 0.3, hidden, inner)
-		w3, _ := backendtest.Weight(r, "w3", safetensors.BF16, 0.3, inner, hidden)
-		et.W1, et.W2, et.W3 = append(et.W1, w1), append(et.W2, w2), append(et.W3, w3)
-	}
+	et := randomExperts(r, experts, hidden, inner)
 	xv := make([]float32, n*hidden)
 	for i := range xv {
 		xv[i] = float32(r.NormFloat64())
@@ -170,6 +163,19 @@ func TestQuantizedCopy(t *testing.T) {
 
 func abs(x float32) float32 { return max(x, -x) }
 
+// randomExperts returns a bfloat16 mixture-of-experts block of random weights.
+func randomExperts(r *rand.Rand, experts, hidden, inner int) backend.ExpertTensors {
+	var et backend.ExpertTensors
+	et.Gate, _ = backendtest.Weight(r, "gate", safetensors.BF16, 0.5, experts, hidden)
+	for range experts {
+		w1, _ := backendtest.Weight(r, "w1", safetensors.BF16, 0.3, inner, hidden)
+		w2, _ := backendtest.Weight(r, "w2", safetensors.BF16, 0.3, hidden, inner)
+		w3, _ := backendtest.Weight(r, "w3", safetensors.BF16, 0.3, inner, hidden)
+		et.W1, et.W2, et.W3 = append(et.W1, w1), append(et.W2, w2), append(et.W3, w3)
+	}
+	return et
+}
+
 // TestProductAllocs checks that products and MoE blocks allocate nothing once the backend's
 // working memory has grown: one token, a few (the few-token kernels), many (the packed GEMMs),
 // with weights as stored, with bfloat16 activations and quantized. The experts' w2 rows are
@@ -180,14 +186,7 @@ func TestProductAllocs(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(9, 10))
 	const hidden, inner, experts, most = 64, backendtest.Wide, 4, 48
-	var et backend.ExpertTensors
-	et.Gate, _ = backendtest.Weight(r, "gate", safetensors.BF16, 0.5, experts, hidden)
-	for range experts {
-		w1, _ := backendtest.Weight(r, "w1", safetensors.BF16, 0.3, inner, hidden)
-		w2, _ := backendtest.Weight(r, "w2", safetensors.BF16, 0.3, hidden, inner)
-		w3, _ := backendtest.Weight(r, "w3", safetensors.BF16, 0.3, inner, hidden)
-		et.W1, et.W2, et.W3 = append(et.W1, w1), append(et.W2, w2), append(et.W3, w3)
-	}
+	et := randomExperts(r, experts, hidden, inner)
 	for _, c := range []struct {
 		q        backend.Quantization
 		bf16Acts bool
