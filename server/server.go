@@ -73,6 +73,8 @@ type Server struct {
 	limit   *limiter
 	log     *slog.Logger
 	routes  map[string]route
+
+	metricsHandler http.Handler
 }
 
 // route is one path's method and handler.
@@ -130,7 +132,9 @@ func New(m Model, opts Options) (*Server, error) {
 		"/v1/completions":      {http.MethodPost, true, s.completions},
 		"/v1/models":           {http.MethodGet, true, s.listModels},
 		"/health":              {http.MethodGet, false, s.health},
+		"/metrics":             {http.MethodGet, false, s.metrics},
 	}
+	s.metricsHandler = newMetricsHandler(m)
 	return s, nil
 }
 
