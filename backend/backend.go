@@ -196,10 +196,11 @@ type ResidualNormer interface {
 // shape, as decoding does: the backend may record the operations of such a step and replay
 // the record for later steps (on a GPU, a CUDA graph: one launch instead of hundreds).
 type StepRecorder interface {
-	// Step runs f, which issues the operations of one step, or replays what an earlier call
-	// with an equal key recorded. The key (comparable) must determine every operation f
-	// issues and its arguments (the tensors, weights, cache and batch size), so that only the
-	// contents of device memory, such as the batch that Prepare wrote, differ between calls.
-	// f must not Read or Write, and no other goroutine may use the backend while Step runs.
-	Step(key any, f func() error) error
+	// Step runs f, which issues the operations of one step on the backend it is given, or
+	// replays what an earlier call with an equal key recorded. The recorder holds the backend
+	// for itself while f runs, so operations from other goroutines wait. The key (comparable)
+	// must determine every operation f issues and its arguments (the tensors, weights, cache
+	// and batch size), so that only the contents of device memory, such as the batch that
+	// Prepare wrote, differ between calls. f must not Read or Write.
+	Step(key any, f func(be Backend) error) error
 }

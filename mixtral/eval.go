@@ -100,11 +100,11 @@ func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Ev
 		tr = &trace{hidden: make([][]float32, m.cfg.NumHiddenLayers+1), router: make([][]float32, m.cfg.NumHiddenLayers)}
 	}
 	V := m.cfg.VocabSize
-	for lo := 0; lo < len(ids); lo += m.s.maxBatch {
+	for lo := 0; lo < len(ids); lo += m.maxBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		chunk := ids[lo:min(lo+m.s.maxBatch, len(ids))]
+		chunk := ids[lo:min(lo+m.maxBatch, len(ids))]
 		tokens := make([]backend.Token, len(chunk))
 		for i, id := range chunk {
 			tokens[i] = backend.Token{Seq: s.id, Pos: s.n + i, ID: id}

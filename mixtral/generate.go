@@ -143,11 +143,11 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 
 	st := &step{seq: seq, logits: make([]float32, m.cfg.VocabSize), done: make(chan struct{}, 1)}
 	start := time.Now()
-	for lo := 0; lo < len(prompt); lo += m.s.maxBatch {
+	for lo := 0; lo < len(prompt); lo += m.maxBatch {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		st.pos, st.ids = lo, prompt[lo:min(lo+m.s.maxBatch, len(prompt))]
+		st.pos, st.ids = lo, prompt[lo:min(lo+m.maxBatch, len(prompt))]
 		if err := m.sched.run(st); err != nil {
 			return err
 		}
