@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func (m *Model) PromptIDs(req Request) ([]int, error) {
 	var err error
 	switch {
 	case len(req.PromptIDs) > 0:
-		ids = append([]int(nil), req.PromptIDs...)
+		ids = slices.Clone(req.PromptIDs)
 	case m.tok == nil:
 		return nil, ErrNoTokenizer
 	case len(req.Messages) > 0:

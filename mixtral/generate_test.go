@@ -187,15 +187,20 @@ func TestGenerateContextLength(t *testing.T) {
 func TestGenerateErrors(t *testing.T) {
 	m := sharedModel(t, "tiny-code-mixtral")
 	ctx := context.Background()
-	for _, req := range []Request{
-		{},
-		{Prompt: "x", PromptIDs: []int{1}},
-		{PromptIDs: []int{1, 40000}},
-		{PromptIDs: []int{-1}},
+	for _, tc := range []struct {
+		name string
+		req  Request
+	}{
+		{"no prompt", Request{}},
+		{"two prompts", Request{Prompt: "x", PromptIDs: []int{1}}},
+		{"id past the vocabulary", Request{PromptIDs: []int{1, 40000}}},
+		{"negative id", Request{PromptIDs: []int{-1}}},
 	} {
-		if _, err := m.Generate(ctx, req); !errors.Is(err, ErrRequest) {
-			t.Errorf("Generate(%+v): %v, want ErrRequest", req, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := m.Generate(ctx, tc.req); !errors.Is(err, ErrRequest) {
+				t.Errorf("Generate(%+v): %v, want ErrRequest", tc.req, err)
+			}
+		})
 	}
 	if _, err := m.Generate(ctx, Request{PromptIDs: []int{1}, Params: sampling.Params{Temperature: 3}}); !errors.Is(err, sampling.ErrInvalidParam) {
 		t.Errorf("bad temperature: %v", err)
@@ -287,7 +292,11 @@ func TestGenerateLogprobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := logSoftmax(ref.Tensor(t, "prompt0.last_logits"), p.Greedy[0])
+	lp, err := sampling.LogSoftmax(ref.Tensor(t, "prompt0.last_logits"), p.Greedy[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := lp.Chosen.Logprob
 	if len(resp.Logprobs) != 1 || math.Abs(resp.Logprobs[0].Chosen.Logprob-want) > 1e-4 || resp.Logprobs[0].Top[0].ID != p.Greedy[0] {
 		t.Errorf("logprobs %+v, want chosen %d at %.5f", resp.Logprobs, p.Greedy[0], want)
 	}

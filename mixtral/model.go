@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -179,7 +180,7 @@ func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
 
 // EOSTokenIDs returns the ids that end generation: the config's (generation_config.json's
 // when present).
-func (m *Model) EOSTokenIDs() []int { return append([]int(nil), m.cfg.EOSTokenIDs...) }
+func (m *Model) EOSTokenIDs() []int { return slices.Clone(m.cfg.EOSTokenIDs) }
 
 // ContextLength returns the most positions one sequence may hold.
 func (m *Model) ContextLength() int { return m.ctxLen }

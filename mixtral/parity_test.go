@@ -220,7 +220,7 @@ func (f fusedNorm) AddRMSNorm(dst, x, r backend.Tensor, w backend.Weight, eps fl
 }
 
 // TestResidualNormer checks that the forward pass with a backend.ResidualNormer gives the
-// logits of the plain path, with and without the trace (which adds every sublayer at once).
+// logits, and hidden states and router logits when traced, of the plain path.
 func TestResidualNormer(t *testing.T) {
 	const name = "tiny-mixtral-bf16"
 	ref := reference.Load(t, name)
@@ -229,20 +229,32 @@ func TestResidualNormer(t *testing.T) {
 	plain := loadFixture(t, name, Options{})
 	fused := loadFixture(t, name, Options{Backend: fusedNorm{be}})
 	ids := ref.Prompts[1].IDs
-	for _, trace := range []bool{false, true} {
-		want, err := plain.Eval(context.Background(), ids, EvalOptions{AllLogits: true, Trace: trace})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := fused.Eval(context.Background(), ids, EvalOptions{AllLogits: true, Trace: trace})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range want.Logits {
-			if !slices.Equal(got.Logits[i], want.Logits[i]) {
-				t.Fatalf("trace %v: logits of token %d differ", trace, i)
+	for _, opts := range []EvalOptions{{AllLogits: true}, {AllLogits: true, Trace: true}} {
+		t.Run(fmt.Sprintf("trace=%v", opts.Trace), func(t *testing.T) {
+			want, err := plain.Eval(context.Background(), ids, opts)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
+			got, err := fused.Eval(context.Background(), ids, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range want.Logits {
+				if !slices.Equal(got.Logits[i], want.Logits[i]) {
+					t.Fatalf("logits of token %d differ", i)
+				}
+			}
+			for l := range want.Hidden {
+				if !slices.Equal(got.Hidden[l], want.Hidden[l]) {
+					t.Errorf("hidden state %d differs", l)
+				}
+			}
+			for l := range want.Router {
+				if !slices.Equal(got.Router[l], want.Router[l]) {
+					t.Errorf("router logits of layer %d differ", l)
+				}
+			}
+		})
 	}
 }
 

@@ -35,17 +35,18 @@ func TestQuantizedPerplexity(t *testing.T) {
 		q   backend.Quantization
 		tol float64
 	}{{backend.Q8, 0.005}, {backend.Q4, 0.05}} {
-		m := loadFixture(t, name, Options{Quantize: tc.q})
-		got, err := m.Perplexity(ctx, ids, window)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := math.Abs(got-base) / base
-		t.Logf("%s: perplexity %.4f, %+.3f%% from as stored", tc.q, got, 100*(got-base)/base)
-		if !(e < tc.tol) {
-			t.Errorf("%s: perplexity %.4f, %.3g from %.4f (tolerance %g)", tc.q, got, e, base, tc.tol)
-		}
-		m.Close()
+		t.Run(string(tc.q), func(t *testing.T) {
+			m := loadFixture(t, name, Options{Quantize: tc.q})
+			got, err := m.Perplexity(ctx, ids, window)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := math.Abs(got-base) / base
+			t.Logf("perplexity %.4f, %+.3f%% from as stored", got, 100*(got-base)/base)
+			if !(e < tc.tol) {
+				t.Errorf("perplexity %.4f, %.3g from %.4f (tolerance %g)", got, e, base, tc.tol)
+			}
+		})
 	}
 }
 
