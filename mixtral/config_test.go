@@ -76,7 +76,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 	}
 	// generation_config.json's eos ids replace config.json's.
 	dir := t.TempDir()
-	cfg, err := os.ReadFile(filepath.Join(fixtures.Model(t, "tiny-code-mixtral"), "config.json"))
+	cfg, err := os.ReadFile(filepath.Join(modelDir(t, "tiny-code-mixtral"), "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
-	"github.com/fathom-llm/fathom/internal/fixtures"
 	"github.com/fathom-llm/fathom/internal/reference"
 )
 
@@ -52,7 +51,7 @@ func TestQuantizedPerplexity(t *testing.T) {
 
 // TestQuantizeOptions checks the errors of the quantization option.
 func TestQuantizeOptions(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := modelDir(t, "tiny-code-mixtral")
 	ctx := context.Background()
 	if _, err := Load(ctx, dir, Options{Quantize: "q3"}); !errors.Is(err, backend.ErrQuantization) {
 		t.Errorf("an unknown quantization: %v", err)
@@ -105,7 +104,7 @@ func TestLoadCancelled(t *testing.T) {
 	defer cancel()
 	calls := 0
 	opts := Options{Quantize: backend.Q8, Progress: func(done, total int64) { calls++; cancel() }}
-	if _, err := Load(ctx, fixtures.Model(t, "tiny-code-mixtral"), opts); !errors.Is(err, context.Canceled) {
+	if _, err := Load(ctx, modelDir(t, "tiny-code-mixtral"), opts); !errors.Is(err, context.Canceled) {
 		t.Errorf("Load cancelled while binding: %v", err)
 	}
 	if calls == 0 {
