@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -72,9 +73,11 @@ type plainBackend struct{ backend.Backend }
 // router's choice to another expert differs more, so the median is held to it.)
 func TestBF16Activations(t *testing.T) {
 	const name = "tiny-code-mixtral"
-	ids := reference.LoadPerplexity(t, name).Tokens[:100]
+	plain := sharedModel(t, name)
+	ids := promptIDs(t, plain, strings.Join(codePrompts, "\n    pass\n\n"))
+	t.Logf("%d tokens", len(ids))
 	ctx := context.Background()
-	want, err := sharedModel(t, name).Eval(ctx, ids, EvalOptions{AllLogits: true})
+	want, err := plain.Eval(ctx, ids, EvalOptions{AllLogits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
