@@ -44,8 +44,7 @@ func (m *Model) layers(be backend.Backend, batch backend.Batch, n int, tr *trace
 		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
 		Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SlidingWindow: c.SlidingWindow,
 	}
-	op := ops{be: be}
-	op.rn, _ = be.(backend.ResidualNormer)
+	op := newOps(be)
 
 	op.Embed(x, w.embed, batch)
 	tr.hiddenState(&op, 0, x)
@@ -83,7 +82,7 @@ func (m *Model) layers(be backend.Backend, batch backend.Batch, n int, tr *trace
 // a few rows at a time.
 func (m *Model) logits(out []float32, rows []int, n int) error {
 	a, V := &m.act, m.cfg.VocabSize
-	op := ops{be: m.be}
+	op := newOps(m.be)
 	for lo := 0; lo < len(rows); lo += logitRows {
 		part := rows[lo:min(lo+logitRows, len(rows))]
 		final, logits := a.final.Head(len(part)), a.logits.Head(len(part))

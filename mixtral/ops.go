@@ -15,6 +15,11 @@ type ops struct {
 	err error
 }
 
+func newOps(be backend.Backend) ops {
+	rn, _ := be.(backend.ResidualNormer)
+	return ops{be: be, rn: rn}
+}
+
 func (o *ops) Embed(dst backend.Tensor, table backend.Weight, b backend.Batch) {
 	if o.err == nil {
 		o.err = o.be.Embed(dst, table, b)
