@@ -25,7 +25,7 @@ type scratch struct {
 	// step is the step in progress; layers (m.layers, bound once) and keys (the stepKeys of
 	// the batch sizes that are recorded) let a step be recorded without allocating.
 	step   stepState
-	layers func() error
+	layers func(be backend.Backend) error
 	keys   [recordTokens + 1]any
 }
 
@@ -78,7 +78,7 @@ func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *t
 	if rec, ok := be.(backend.StepRecorder); ok && m.steps != nil && tr == nil && n <= recordTokens {
 		err = rec.Step(s.keys[n], s.layers)
 	} else {
-		err = m.layers()
+		err = m.layers(be)
 	}
 	if err != nil {
 		return err
@@ -126,9 +126,9 @@ type stepKey struct {
 }
 
 // layers runs the embedding and the decoder layers of the step in m.s.step, leaving the
-// residual stream in m.s.x.
-func (m *Model) layers() error {
-	c, be, w, s := &m.cfg, m.be, m.w, &m.s
+// residual stream in m.s.x, issuing the operations on be.
+func (m *Model) layers(be backend.Backend) error {
+	c, w, s := &m.cfg, m.w, &m.s
 	batch, n, tr := s.step.batch, s.step.n, s.step.tr
 	x, xb, q, k, v := s.x.Head(n), s.xb.Head(n), s.q.Head(n), s.k.Head(n), s.v.Head(n)
 	att, y := s.att.Head(n), s.out.Head(n) // y: a sublayer's output

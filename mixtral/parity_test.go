@@ -253,9 +253,9 @@ type recorder struct {
 	steps map[any]int
 }
 
-func (r *recorder) Step(key any, f func() error) error {
+func (r *recorder) Step(key any, f func(be backend.Backend) error) error {
 	r.steps[key]++
-	return f()
+	return f(r.Backend)
 }
 
 // TestStepRecorder checks that decode steps, and only they, go through a backend's
@@ -303,7 +303,7 @@ type slicedRecorder struct {
 	_ []int // a slice makes the type not comparable
 }
 
-func (r slicedRecorder) Step(key any, f func() error) error {
+func (r slicedRecorder) Step(key any, f func(be backend.Backend) error) error {
 	panic("a backend that cannot be a map key must not record")
 }
 
