@@ -1,6 +1,7 @@
 package cuda
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -13,21 +14,24 @@ import (
 
 func TestBF16Bits(t *testing.T) {
 	for _, tc := range []struct {
+		name string
 		in   float32
 		want uint16
 	}{
-		{1, 0x3f80},
-		{-2, 0xc000},
-		{0, 0},
-		{float32(math.Inf(1)), 0x7f80},
-		{math.Float32frombits(0x3f808000), 0x3f80}, // a tie rounds to even (down)
-		{math.Float32frombits(0x3f818000), 0x3f82}, // a tie rounds to even (up)
-		{math.Float32frombits(0x3f808001), 0x3f81}, // above the tie rounds up
-		{math.Float32frombits(0x7f7fffff), 0x7f80}, // the largest float rounds to infinity
+		{"one", 1, 0x3f80},
+		{"minus-two", -2, 0xc000},
+		{"zero", 0, 0},
+		{"infinity", float32(math.Inf(1)), 0x7f80},
+		{"tie-to-even-down", math.Float32frombits(0x3f808000), 0x3f80},
+		{"tie-to-even-up", math.Float32frombits(0x3f818000), 0x3f82},
+		{"above-tie", math.Float32frombits(0x3f808001), 0x3f81},
+		{"largest-to-infinity", math.Float32frombits(0x7f7fffff), 0x7f80},
 	} {
-		if got := bf16Bits(tc.in); got != tc.want {
-			t.Errorf("bf16Bits(%g) = %#04x, want %#04x", tc.in, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := bf16Bits(tc.in); got != tc.want {
+				t.Errorf("bf16Bits(%g) = %#04x, want %#04x", tc.in, got, tc.want)
+			}
+		})
 	}
 	if got := bf16Bits(float32(math.NaN())); got&0x7f80 != 0x7f80 || got&0x7f == 0 {
 		t.Errorf("bf16Bits(NaN) = %#04x, not a NaN", got)
@@ -41,21 +45,23 @@ func TestBF16Bits(t *testing.T) {
 func TestToBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 1))
 	for _, dt := range []safetensors.DType{safetensors.BF16, safetensors.F16, safetensors.F32} {
-		st, exact := backendtest.Weight(r, "w", dt, 3, 5, 7)
-		dst := make([]uint16, 35)
-		if _, err := toBF16(dst, st, nil); err != nil {
-			t.Fatal(err)
-		}
-		for i, v := range exact {
-			got := float64(math.Float32frombits(uint32(dst[i]) << 16))
-			// Round to nearest: within half a bfloat16 unit in the last place (2^-8 relative).
-			if math.Abs(got-v) > math.Abs(v)*(1.0/256) {
-				t.Fatalf("%s element %d: %g from %g", dt, i, got, v)
+		t.Run(fmt.Sprint(dt), func(t *testing.T) {
+			st, exact := backendtest.Weight(r, "w", dt, 3, 5, 7)
+			dst := make([]uint16, 35)
+			if _, err := toBF16(dst, st, nil); err != nil {
+				t.Fatal(err)
 			}
-			if dt == safetensors.BF16 && got != v {
-				t.Fatalf("bf16 element %d changed: %g from %g", i, got, v)
+			for i, v := range exact {
+				got := float64(math.Float32frombits(uint32(dst[i]) << 16))
+				// Round to nearest: within half a bfloat16 unit in the last place (2^-8 relative).
+				if math.Abs(got-v) > math.Abs(v)*(1.0/256) {
+					t.Fatalf("element %d: %g from %g", i, got, v)
+				}
+				if dt == safetensors.BF16 && got != v {
+					t.Fatalf("bf16 element %d changed: %g from %g", i, got, v)
+				}
 			}
-		}
+		})
 	}
 }
 
@@ -151,16 +157,18 @@ func TestAttentionSplits(t *testing.T) {
 		{1, 8, 1, 132}, {1, 8, 4096, 132}, {1, 8, 33, 132}, {16, 8, 4096, 132}, {2048, 8, 2048, 132},
 		{3, 1, 20, 108}, {1, 1, 100000, 132}, {0, 8, 0, 0},
 	} {
-		splits := attentionSplits(tc.n, tc.kvHeads, tc.maxLen, tc.sms)
-		if splits < 1 {
-			t.Errorf("%+v: %d splits", tc, splits)
-		}
-		if splits > 1 && (splits-1)*attentionMinTiles*attentionTile >= tc.maxLen {
-			t.Errorf("%+v: %d splits leave one empty at the longest window", tc, splits)
-		}
-		if tc.n*tc.kvHeads >= attentionWaves*tc.sms && splits != 1 {
-			t.Errorf("%+v: %d splits although the batch fills the device", tc, splits)
-		}
+		t.Run(fmt.Sprintf("n=%d,kv=%d,len=%d,sms=%d", tc.n, tc.kvHeads, tc.maxLen, tc.sms), func(t *testing.T) {
+			splits := attentionSplits(tc.n, tc.kvHeads, tc.maxLen, tc.sms)
+			if splits < 1 {
+				t.Errorf("%d splits", splits)
+			}
+			if splits > 1 && (splits-1)*attentionMinTiles*attentionTile >= tc.maxLen {
+				t.Errorf("%d splits leave one empty at the longest window", splits)
+			}
+			if tc.n*tc.kvHeads >= attentionWaves*tc.sms && splits != 1 {
+				t.Errorf("%d splits although the batch fills the device", splits)
+			}
+		})
 	}
 	if splits := attentionSplits(1, 8, 4096, 132); splits < 2 {
 		t.Errorf("decode over 4096 positions is not split")
@@ -171,36 +179,38 @@ func TestMoEScratchLayout(t *testing.T) {
 	for _, tc := range []struct{ n, topK, experts, hidden, inner int }{
 		{1, 2, 8, 4096, 14336}, {2048, 2, 8, 4096, 14336}, {13, 3, 8, 16, 20}, {300, 2, 8, 64, 96},
 	} {
-		l := moeScratchLayout(tc.n, tc.topK, tc.experts, tc.hidden, tc.inner)
-		pairs := tc.n * tc.topK
-		// Arrays in order, aligned, not overlapping, inside the allocation.
-		spans := []struct{ off, bytes int }{
-			{l.choice, 4 * pairs}, {l.gain, 4 * pairs}, {l.offsets, 4 * (tc.experts + 1)}, {l.sortedToken, 4 * pairs},
-			{l.sortedGain, 4 * pairs}, {l.inv, 4 * pairs}, {l.tiles, 8 * l.maxTiles}, {l.tileCount, 4},
-			{l.xa, 4 * pairs * pad8(tc.hidden)}, {l.h, 4 * pairs * pad8(tc.inner)}, {l.y, 4 * pairs * tc.hidden},
-		}
-		end := 0
-		for i, s := range spans {
-			if s.off%scratchAlign != 0 || s.off < end {
-				t.Errorf("%+v: array %d at %d (previous ends at %d)", tc, i, s.off, end)
+		t.Run(fmt.Sprintf("n=%d,top=%d,experts=%d,hidden=%d,inner=%d", tc.n, tc.topK, tc.experts, tc.hidden, tc.inner), func(t *testing.T) {
+			l := moeScratchLayout(tc.n, tc.topK, tc.experts, tc.hidden, tc.inner)
+			pairs := tc.n * tc.topK
+			// Arrays in order, aligned, not overlapping, inside the allocation.
+			spans := []struct{ off, bytes int }{
+				{l.choice, 4 * pairs}, {l.gain, 4 * pairs}, {l.offsets, 4 * (tc.experts + 1)}, {l.sortedToken, 4 * pairs},
+				{l.sortedGain, 4 * pairs}, {l.inv, 4 * pairs}, {l.tiles, 8 * l.maxTiles}, {l.tileCount, 4},
+				{l.xa, 4 * pairs * pad8(tc.hidden)}, {l.h, 4 * pairs * pad8(tc.inner)}, {l.y, 4 * pairs * tc.hidden},
 			}
-			end = s.off + s.bytes
-		}
-		if end > l.bytes {
-			t.Errorf("%+v: arrays end at %d beyond %d bytes", tc, end, l.bytes)
-		}
-		// The tile list bound holds for the worst distribution of pairs over experts.
-		worst := 0
-		for e := range tc.experts {
-			c := pairs / tc.experts
-			if e < pairs%tc.experts {
-				c++
+			end := 0
+			for i, s := range spans {
+				if s.off%scratchAlign != 0 || s.off < end {
+					t.Errorf("%+v: array %d at %d (previous ends at %d)", tc, i, s.off, end)
+				}
+				end = s.off + s.bytes
 			}
-			worst += (c + gemmTileRows - 1) / gemmTileRows
-		}
-		if worst > l.maxTiles {
-			t.Errorf("%+v: %d tiles needed, room for %d", tc, worst, l.maxTiles)
-		}
+			if end > l.bytes {
+				t.Errorf("%+v: arrays end at %d beyond %d bytes", tc, end, l.bytes)
+			}
+			// The tile list bound holds for the worst distribution of pairs over experts.
+			worst := 0
+			for e := range tc.experts {
+				c := pairs / tc.experts
+				if e < pairs%tc.experts {
+					c++
+				}
+				worst += (c + gemmTileRows - 1) / gemmTileRows
+			}
+			if worst > l.maxTiles {
+				t.Errorf("%+v: %d tiles needed, room for %d", tc, worst, l.maxTiles)
+			}
+		})
 	}
 }
 
