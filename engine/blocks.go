@@ -13,8 +13,8 @@ type blockHash [sha256.Size]byte
 // hashBlock returns the hash of a block holding ids after a block whose hash is parent (the
 // zero hash for the first block).
 func hashBlock(parent blockHash, ids []int) blockHash {
-	buf := make([]byte, 0, len(parent)+4*len(ids))
-	buf = append(buf, parent[:]...)
+	var small [sha256.Size + 4*64]byte // blocks of up to 64 positions hash without allocating
+	buf := append(small[:0], parent[:]...)
 	for _, id := range ids {
 		buf = binary.LittleEndian.AppendUint32(buf, uint32(id))
 	}

@@ -22,9 +22,8 @@ var (
 	ErrRequest = errors.New("engine: invalid request")
 	// ErrClosed: the engine was closed.
 	ErrClosed = errors.New("engine: closed")
-	// ErrCacheFull: a Sequence needs more blocks than are free. It wraps
-	// backend.ErrCacheFull.
-	ErrCacheFull = fmt.Errorf("engine: %w", backend.ErrCacheFull)
+	// ErrCacheFull: a Sequence needs more blocks than are free.
+	ErrCacheFull = errors.New("engine: KV cache full")
 )
 
 // Layout describes a model to the engine: its paged KV cache and the sizes of its steps.
@@ -282,16 +281,21 @@ func (e *Engine) Submit(ctx context.Context, req Request) (*Handle, error) {
 }
 
 // Next waits for the request's next output. After a request's last output it returns
-// io.EOF; when the request failed, the error (ErrClosed, ErrContextLength, the model's
-// error); when the context given to Submit is done, its error.
+// io.EOF; when the request failed, the error (ErrClosed, the model's error); once the
+// context given to Submit is done, its error (the outputs not yet read are dropped).
 func (h *Handle) Next() (Output, error) {
 	r := h.r
 	for {
+		if err := r.ctx.Err(); err != nil {
+			return Output{}, err
+		}
 		r.mu.Lock()
-		if len(r.out) > 0 {
-			o := r.out[0]
-			r.out[0] = Output{}
-			r.out = r.out[1:]
+		if r.head < len(r.out) {
+			o := r.out[r.head]
+			r.out[r.head] = Output{}
+			if r.head++; r.head == len(r.out) {
+				r.out, r.head = r.out[:0], 0
+			}
 			r.mu.Unlock()
 			return o, nil
 		}
@@ -306,12 +310,6 @@ func (h *Handle) Next() (Output, error) {
 		select {
 		case <-r.notify:
 		case <-r.ctx.Done():
-			r.mu.Lock()
-			pending := len(r.out) > 0
-			r.mu.Unlock()
-			if !pending {
-				return Output{}, r.ctx.Err()
-			}
 		}
 	}
 }

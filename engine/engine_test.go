@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/sampling"
 )
 
@@ -761,7 +760,7 @@ func TestSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q2.Append(context.Background(), prompt(2, 7), run); !errors.Is(err, backend.ErrCacheFull) {
+	if err := q2.Append(context.Background(), prompt(2, 7), run); !errors.Is(err, ErrCacheFull) {
 		t.Fatalf("append past the cache: %v", err)
 	}
 	if q2.Len() != 0 {

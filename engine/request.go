@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +21,8 @@ type request struct {
 
 	mu        sync.Mutex
 	stopWatch func() bool // stops watching ctx
-	out       []Output
+	out       []Output    // outputs not yet read: out[head:]
+	head      int
 	err       error
 	done      bool
 	notify    chan struct{}
@@ -88,7 +90,7 @@ func (e *Engine) newRequest(req Request) (*request, error) {
 		maxNew = max(1, min(maxNew, e.opts.MaxRequestTokens/n))
 	}
 	r := &request{e: e, arrival: time.Now(), eos: req.EOS, live: n, notify: make(chan struct{}, 1)}
-	prompt := append([]int(nil), req.Prompt...)
+	prompt := req.Prompt
 	hashes := e.kv.hashes(nil, prompt)
 	for i := range n {
 		p := req.Params.ForChoice(i)
@@ -96,10 +98,14 @@ func (e *Engine) newRequest(req Request) (*request, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Each choice's own copies, with room for its generated tokens.
+		tokens := slices.Grow(slices.Clone(prompt), maxNew)
+		hs := slices.Clone(hashes)
+		if len(hs) > 0 {
+			hs = slices.Grow(hs, (len(prompt)+maxNew)/e.lay.BlockSize-len(hs))
+		}
 		r.seqs = append(r.seqs, &seq{
-			req: r, choice: i, promptLen: len(prompt),
-			// Full slices: a choice's appends copy, leaving the shared prompt alone.
-			tokens: prompt[:len(prompt):len(prompt)], hashes: hashes[:len(hashes):len(hashes)],
+			req: r, choice: i, promptLen: len(prompt), tokens: tokens, hashes: hs,
 			sampler: sampler, params: p, maxNew: maxNew,
 			timing: Timing{Arrival: r.arrival},
 		})

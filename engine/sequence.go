@@ -55,7 +55,7 @@ func (e *Engine) NewSequence() (*Sequence, error) {
 func (q *Sequence) Len() int { return q.n }
 
 // Append runs ids after the sequence's positions as one step: it takes the blocks the new
-// positions need, failing with an error wrapping backend.ErrCacheFull when they are not free
+// positions need, failing with an error wrapping ErrCacheFull when they are not free
 // even after evicting cached blocks, and calls run with the step (its Rows empty) on the
 // engine's goroutine, between the engine's own steps. When run fails the sequence keeps its
 // length. ids must number at most the model's MaxStepTokens and keep the sequence within the

@@ -156,7 +156,8 @@ func (s *Server) generationError(err error) *apiError {
 }
 
 // totalUsage sums the usage of choices; promptOf[i] names choice i's prompt, whose tokens
-// count once however many choices share it.
+// (and those of them served from the prefix cache, as its first choice found them) count
+// once however many choices share it.
 func totalUsage(usages []mixtral.Usage, promptOf []int) mixtral.Usage {
 	var u mixtral.Usage
 	seen := map[int]bool{}
@@ -164,6 +165,7 @@ func totalUsage(usages []mixtral.Usage, promptOf []int) mixtral.Usage {
 		if !seen[promptOf[i]] {
 			seen[promptOf[i]] = true
 			u.PromptTokens += cu.PromptTokens
+			u.PromptTokensDetails.CachedTokens += cu.PromptTokensDetails.CachedTokens
 		}
 		u.CompletionTokens += cu.CompletionTokens
 	}

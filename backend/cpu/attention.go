@@ -17,7 +17,7 @@ func (b *Backend) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta fl
 	if o.err != nil {
 		return o.err
 	}
-	if err := backend.CheckRoPE(x, len(batch.tokens), headDim, theta); err != nil {
+	if err := backend.CheckRoPE(x, len(batch.Tokens), headDim, theta); err != nil {
 		return err
 	}
 	xs := o.data(x)
@@ -31,18 +31,18 @@ func (b *Backend) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta fl
 	half := headDim / 2
 	if batch.ropeDim != headDim || batch.ropeTheta != theta {
 		batch.ropeDim, batch.ropeTheta = headDim, theta
-		n := len(batch.tokens) * half
+		n := len(batch.Tokens) * half
 		batch.cos, batch.sin = grow(batch.cos, n), grow(batch.sin, n)
 		for i := range half {
 			inv := float32(1 / float64(float32(math.Pow(theta, float64(float32(2*i)/float32(headDim))))))
-			for t, tok := range batch.tokens {
+			for t, tok := range batch.Tokens {
 				angle := float64(inv * float32(tok.Pos))
 				batch.cos[t*half+i] = float32(math.Cos(angle))
 				batch.sin[t*half+i] = float32(math.Sin(angle))
 			}
 		}
 	}
-	for t := range batch.tokens {
+	for t := range batch.Tokens {
 		cos, sin := batch.cos[t*half:(t+1)*half], batch.sin[t*half:(t+1)*half]
 		row := xs[t*x.Cols : (t+1)*x.Cols]
 		for h := 0; h < x.Cols; h += headDim {
@@ -81,7 +81,7 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 		return o.err
 	}
 	c := batch.cache
-	n := len(batch.tokens)
+	n := len(batch.Tokens)
 	if err := backend.CheckAttention(dst, q, k, v, n, c.cfg, p); err != nil {
 		return err
 	}
@@ -94,22 +94,27 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 		return err
 	}
 	defer b.mu.Unlock()
-	if c.Closed() {
+	if c.closed.Load() {
 		return backend.ErrClosed
 	}
+	if err := batch.CheckWindow(p.SlidingWindow); err != nil {
+		return err
+	}
 	hd := p.HeadDim
-	for t, slot := range batch.slots {
+	for t, slot := range batch.Slots {
 		for h := range p.KVHeads {
-			at, from := c.at(p.Layer, h, slot), t*kvDim+h*hd
-			copy(c.k[at:at+hd], ks[from:from+hd])
-			copy(c.v[at:at+hd], vs[from:from+hd])
+			from := t*kvDim + h*hd
+			c.store(c.at(p.Layer, h, slot), ks[from:from+hd], vs[from:from+hd])
 		}
 	}
 	longest := 0
-	for _, tok := range batch.tokens {
+	for _, tok := range batch.Tokens {
 		longest = max(longest, tok.Pos+1)
 	}
 	b.grow(longest)
+	for i := range b.scratch {
+		growAligned(&b.scratch[i].v, c.cfg.BlockSize*hd)
+	}
 	b.attention = attentionTask{b: b, p: p, batch: batch, dst: d, q: qs}
 	b.pool.each(n*p.Heads, 1, 1, &b.attention)
 	b.attention = attentionTask{}
@@ -129,7 +134,7 @@ func (t *attentionTask) run(worker, lo, hi int) {
 	hd, bs, group := p.HeadDim, c.cfg.BlockSize, p.Heads/p.KVHeads
 	for item := lo; item < hi; item++ {
 		i, h := item/p.Heads, item%p.Heads
-		tok, table := t.batch.tokens[i], t.batch.tables[i]
+		tok, table := t.batch.Tokens[i], t.batch.Table(i)
 		off := (i*p.Heads + h) * hd
 		q, out := t.q[off:off+hd], t.dst[off:off+hd]
 		first := 0
@@ -141,16 +146,21 @@ func (t *attentionTask) run(worker, lo, hi int) {
 		for pos := first; pos <= tok.Pos; {
 			n := min(bs-pos%bs, tok.Pos+1-pos) // positions left in this block
 			at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
-			kernels.MatVecF32(scores[pos-first:pos-first+n], c.k[at:at+n*hd], q, hd)
+			c.scores(scores[pos-first:pos-first+n], at, q)
 			pos += n
 		}
 		kernels.Scale(scores, p.Scale)
 		kernels.Softmax(scores)
+		// The values, weighted by the scores, a block at a time.
 		clear(out)
-		for j, w := range scores {
-			pos := first + j
+		for pos := first; pos <= tok.Pos; {
+			n := min(bs-pos%bs, tok.Pos+1-pos)
 			at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
-			kernels.Axpy(w, c.v[at:at+hd], out)
+			vals := c.values(t.b.scratch[worker].v, at, n, hd)
+			for j := range n {
+				kernels.Axpy(scores[pos-first+j], vals[j*hd:(j+1)*hd], out)
+			}
+			pos += n
 		}
 	}
 }
