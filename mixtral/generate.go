@@ -13,8 +13,8 @@ import (
 	"github.com/fathom-llm/fathom/tokenizer"
 )
 
-// ErrRequest reports a malformed Request: not exactly one of Messages, Prompt and
-// PromptIDs set, or a token id outside the vocabulary.
+// ErrRequest reports a malformed Request: both Messages and Prompt set, or neither and no
+// PromptIDs, or a token id outside the vocabulary.
 var ErrRequest = errors.New("mixtral: invalid request")
 
 // ErrNoTokenizer reports a text or chat request to a model without a tokenizer.
@@ -62,19 +62,13 @@ func (m *Model) Stream(ctx context.Context, req Request) iter.Seq2[Event, error]
 	}
 }
 
-// PromptIDs returns the token ids a request's prompt becomes: Messages rendered with the
-// chat template and the generation prompt (special tokens inside contents stay text),
-// Prompt tokenized with BOS as the tokenizer's configuration says (special tokens written in
-// it are matched), or PromptIDs as given.
+// PromptIDs returns the token ids a request's prompt becomes: PromptIDs when set, checked
+// against the vocabulary; else Messages rendered with the chat template and the generation
+// prompt (special tokens inside contents stay text), or Prompt tokenized with BOS as the
+// tokenizer's configuration says (special tokens written in it are matched).
 func (m *Model) PromptIDs(req Request) ([]int, error) {
-	set := 0
-	for _, b := range []bool{len(req.Messages) > 0, req.Prompt != "", len(req.PromptIDs) > 0} {
-		if b {
-			set++
-		}
-	}
-	if set != 1 {
-		return nil, fmt.Errorf("%w: set exactly one of Messages, Prompt and PromptIDs (%d set)", ErrRequest, set)
+	if len(req.Messages) > 0 && req.Prompt != "" || len(req.Messages) == 0 && req.Prompt == "" && len(req.PromptIDs) == 0 {
+		return nil, fmt.Errorf("%w: set one of Messages, Prompt and PromptIDs", ErrRequest)
 	}
 	var ids []int
 	var err error

@@ -94,6 +94,8 @@ type Model struct {
 	maxBatch int
 	// engine runs every forward step: the requests' and the Sequences'.
 	engine *engine.Engine
+	// maxTokenBytes is the tokenizer's MaxTokenBytes (0 without a tokenizer).
+	maxTokenBytes int
 
 	act      activations
 	recorded recordedLayers
@@ -125,6 +127,9 @@ func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m.ckpt, m.tok = ckpt, tok
+	if tok != nil {
+		m.maxTokenBytes = tok.MaxTokenBytes()
+	}
 	return m, nil
 }
 
@@ -248,6 +253,11 @@ func (m *Model) EOSTokenIDs() []int { return slices.Clone(m.cfg.EOSTokenIDs) }
 // ContextLength returns the most positions one sequence may hold: Options.ContextLength, or
 // less when the KV cache could not hold a sequence that long.
 func (m *Model) ContextLength() int { return m.engine.ContextLength() }
+
+// MaxTokenBytes returns the most bytes of text one token stands for when the tokenizer proves
+// such a bound (see tokenizer.Tokenizer.MaxTokenBytes), else 0: a text prompt of n bytes has
+// at least n/MaxTokenBytes tokens.
+func (m *Model) MaxTokenBytes() int { return m.maxTokenBytes }
 
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() backend.Backend { return m.be }

@@ -7,7 +7,9 @@ import (
 	"github.com/fathom-llm/fathom/tokenizer"
 )
 
-// Request is one generation request. Exactly one of Messages, Prompt and PromptIDs is set.
+// Request is one generation request. Exactly one of Messages and Prompt is set, or neither
+// and PromptIDs. PromptIDs may also accompany Messages or Prompt: then they are its tokens, as
+// Model.PromptIDs returned them, and the prompt is not tokenized again.
 type Request struct {
 	// Messages is a chat conversation, rendered with the model's chat template with the
 	// generation prompt appended.

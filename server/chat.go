@@ -256,16 +256,17 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) *apiErr
 	if e != nil {
 		return e
 	}
-	if _, e := contextCheck(s.model, req, "messages"); e != nil {
-		return e
-	}
 	release, e := s.admit(r.Context(), w)
 	if e != nil {
 		return e
 	}
 	defer release()
+	prompts := []mixtral.Request{req}
+	if e := s.prepare(prompts, n, "messages"); e != nil {
+		return e
+	}
 
-	reqs, promptOf := choices([]mixtral.Request{req}, n)
+	reqs, promptOf := choices(prompts, n)
 	id, created := newID("chatcmpl-"), time.Now().Unix()
 	g := start(r.Context(), s.model, reqs)
 	defer g.stop()

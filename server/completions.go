@@ -202,16 +202,14 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	for _, req := range prompts {
-		if _, e := contextCheck(s.model, req, "prompt"); e != nil {
-			return e
-		}
-	}
 	release, e := s.admit(r.Context(), w)
 	if e != nil {
 		return e
 	}
 	defer release()
+	if e := s.prepare(prompts, n, "prompt"); e != nil {
+		return e
+	}
 
 	reqs, promptOf := choices(prompts, n)
 	total := len(reqs)
