@@ -259,6 +259,9 @@ func (m *Model) ContextLength() int { return m.engine.ContextLength() }
 // at least n/MaxTokenBytes tokens.
 func (m *Model) MaxTokenBytes() int { return m.maxTokenBytes }
 
+// CacheType returns the element type the KV cache stores keys and values in.
+func (m *Model) CacheType() safetensors.DType { return m.cache.Config().DType }
+
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() backend.Backend { return m.be }
 
