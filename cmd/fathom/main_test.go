@@ -38,7 +38,7 @@ func TestCUDAFlag(t *testing.T) {
 	if cuda.Available() {
 		t.Skip("this build has a CUDA device")
 	}
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	code, _, stderr := runCLI(t, "", "run", "--model", dir, "--cuda", "0", "--max-tokens", "2", "def")
 	if code != 1 || !strings.Contains(stderr, "not built with CUDA") {
 		t.Errorf("--cuda 0: exit %d, stderr %q", code, stderr)

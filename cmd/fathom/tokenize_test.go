@@ -11,8 +11,8 @@ import (
 )
 
 func TestTokenizeCLI(t *testing.T) {
-	file := fixtures.Path(t, "tokenizer", "tokenizer.json")
-	dir := filepath.Dir(file)
+	dir := fixtures.Bundled(t)
+	file := filepath.Join(dir, "tokenizer.json")
 	tests := []struct {
 		args  []string
 		stdin string
@@ -42,7 +42,7 @@ func TestTokenizeCLI(t *testing.T) {
 }
 
 func TestDetokenizeCLI(t *testing.T) {
-	dir := filepath.Dir(fixtures.Path(t, "tokenizer", "tokenizer.json"))
+	dir := fixtures.Bundled(t)
 	code, stdout, stderr := runCLI(t, "[1, 32001, 2188, 13, 23809, 32000]\n", "detokenize", "--model", dir)
 	if code != 0 || stdout != "<s><|im_start|> user\nHi<|im_end|>" {
 		t.Fatalf("code %d, stdout %q, stderr %q", code, stdout, stderr)
@@ -59,7 +59,7 @@ func TestDetokenizeCLI(t *testing.T) {
 }
 
 func TestTokenizeCLIUsage(t *testing.T) {
-	file := fixtures.Path(t, "tokenizer", "tokenizer.json")
+	file := fixtures.Bundled(t, "tokenizer.json")
 	for _, args := range [][]string{
 		{"tokenize", "--model", "x", "--tokenizer", file},
 		{"tokenize", "--bogus"},
