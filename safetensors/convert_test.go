@@ -11,16 +11,6 @@ import (
 	"github.com/x448/float16"
 )
 
-func TestF16Exhaustive(t *testing.T) {
-	for h := range 1 << 16 {
-		got := math.Float32bits(f16(uint16(h)))
-		want := math.Float32bits(float16.Frombits(uint16(h)).Float32())
-		if got != want {
-			t.Fatalf("f16(%#04x) = %#08x, want %#08x", h, got, want)
-		}
-	}
-}
-
 // rawTensor returns a tensor of the given type holding the little-endian bytes of vals.
 func rawTensor(dt DType, vals []uint64) Tensor {
 	size := dt.Size()

@@ -4,6 +4,8 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
+
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // The packed GEMM: the weight matrix and the activations are copied, block by block, into
@@ -227,7 +229,7 @@ func matMulBF16Rounded(s *Scratch, k *gemmBF16Kernel, out []float32, w []uint16,
 				}
 				src := x[(jc+jr+j)*cols+pc:][:kc]
 				for k, v := range src {
-					p[(k>>1)*2*nr+k&1] = F32ToBF16(v)
+					p[(k>>1)*2*nr+k&1] = half.F32ToBF16(v)
 				}
 				if kc&1 != 0 {
 					p[(kp-1)*2*nr+1] = 0

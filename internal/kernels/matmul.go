@@ -1,6 +1,10 @@
 package kernels
 
-import "github.com/klauspost/cpuid/v2"
+import (
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/fathom-llm/fathom/internal/half"
+)
 
 // PanelAlign is the granularity of column panels: a whole number of quantization
 // super-blocks, so that a panel of a quantized matrix is a quantized matrix of its own.
@@ -177,7 +181,7 @@ func (s *Scratch) MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, 
 	}
 	xr := s.floats(scratchRound, len(x))
 	for i, v := range x {
-		xr[i] = BF16ToF32(F32ToBF16(v))
+		xr[i] = half.BF16ToF32(half.F32ToBF16(v))
 	}
 	s.MatMulBF16Rows(out, w, xr, tokens, rows, cols, lo, hi)
 }

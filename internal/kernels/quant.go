@@ -4,7 +4,7 @@ import (
 	"errors"
 	"math"
 
-	"github.com/x448/float16"
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // Quantized weights. Both formats quantize each row in groups of GroupSize consecutive values
@@ -72,11 +72,11 @@ func checkQuant(values, cols, bytes, rowBytes int) (rows int, err error) {
 
 // f16 rounds v to float16, failing where it does not fit.
 func f16(v float32) (uint16, error) {
-	h := float16.Fromfloat32(v)
-	if h.IsInf(0) || h.IsNaN() {
+	h := half.F32ToF16(v)
+	if !half.IsF16Finite(h) {
 		return 0, ErrRange
 	}
-	return h.Bits(), nil
+	return h, nil
 }
 
 // QuantizeQ8 quantizes the rows of cols values in src to q8 in dst, which must be
@@ -135,7 +135,7 @@ func quantizeQ8Super(row []float32, out []byte, cols, g, n int) error {
 		}
 		putF16(out[cols+2*(g+l):], h)
 		inv := float32(0)
-		if d := F16ToF32(h); d != 0 {
+		if d := half.F16ToF32(h); d != 0 {
 			inv = 1 / d
 		}
 		for e, x := range v {
@@ -242,13 +242,13 @@ func q4Scales(sc []byte, n, l int, lo, hi float32) (d, m float32, err error) {
 	}
 	putF16(sc[2*l:], hd)
 	putF16(sc[2*n+2*l:], hm)
-	return F16ToF32(hd), F16ToF32(hm), nil
+	return half.F16ToF32(hd), half.F16ToF32(hm), nil
 }
 
 // putF16 and getF16 store and load a little-endian float16.
 func putF16(b []byte, h uint16) { b[0], b[1] = byte(h), byte(h>>8) }
 
-func getF16(b []byte) float32 { return F16ToF32(uint16(b[0]) | uint16(b[1])<<8) }
+func getF16(b []byte) float32 { return half.F16ToF32(uint16(b[0]) | uint16(b[1])<<8) }
 
 // QuantizeQ4 quantizes the rows of cols values in src to q4 in dst, which must be
 // len(src)/cols·Q4RowBytes(cols) bytes long.

@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 func TestQuantLayout(t *testing.T) {
@@ -20,7 +22,7 @@ func TestQuantLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The 32 values, then the scale.
-	if d := F16ToF32(uint16(b[32]) | uint16(b[33])<<8); math.Abs(float64(d-16.0/127)) > 1e-3 {
+	if d := half.F16ToF32(uint16(b[32]) | uint16(b[33])<<8); math.Abs(float64(d-16.0/127)) > 1e-3 {
 		t.Errorf("scale %v", d)
 	}
 	if int8(b[0]) != -127 || int8(b[16]) != 0 || int8(b[31]) != 119 {
@@ -35,7 +37,7 @@ func TestQuantLayout(t *testing.T) {
 	if q4[4]&15 != 0 || q4[4]>>4 != 2 || q4[4+15]>>4 != 15 || q4[4+12]&15 != 12 {
 		t.Errorf("q4 bytes % x", q4[4:])
 	}
-	if d, m := F16ToF32(uint16(q4[0])|uint16(q4[1])<<8), F16ToF32(uint16(q4[2])|uint16(q4[3])<<8); math.Abs(float64(d)-31.0/15) > 1e-2 || m != -16 {
+	if d, m := half.F16ToF32(uint16(q4[0])|uint16(q4[1])<<8), half.F16ToF32(uint16(q4[2])|uint16(q4[3])<<8); math.Abs(float64(d)-31.0/15) > 1e-2 || m != -16 {
 		t.Errorf("q4 scale %v, minimum %v", d, m)
 	}
 	// Sixteen groups: value 0 of group 1 is the fifth byte.
