@@ -15,11 +15,11 @@ import (
 // multiple of the lane count.
 func dot(e elem, s isa) {
 	name := fmt.Sprintf("dot%s%s", e.name, s.suffix)
-	text(name, NOSPLIT, fmt.Sprintf("func(w *%s, x *float32, n int) float32", e.goType))
-	Doc(fmt.Sprintf("%s returns the dot product of w[:n] and x[:n]; n is a multiple of %d.", name, s.lanes))
-	w := Load(Param("w"), GP64())
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	text(name, fmt.Sprintf("func(w *%s, x *float32, n int) float32", e.goType),
+		"%s returns the dot product of w[:n] and x[:n]; n is a multiple of %d.", name, s.lanes)
+	w := param("w")
+	x := param("x")
+	n := param("n")
 	const u = 4
 	var acc [u]VecVirtual
 	for i := range acc {
@@ -54,8 +54,7 @@ func dot(e elem, s isa) {
 	VADDPS(acc[2], acc[0], acc[0])
 	r := reduce(acc[0], s)
 	Store(r, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // dot4 emits dot4<E><ISA>(w *E, stride int, x *float32, n int, out *float32): the dot
@@ -63,11 +62,11 @@ func dot(e elem, s isa) {
 // x serves four rows.
 func dot4(e elem, s isa) {
 	name := fmt.Sprintf("dot4%s%s", e.name, s.suffix)
-	text(name, NOSPLIT, fmt.Sprintf("func(w *%s, stride int, x *float32, n int, out *float32)", e.goType))
-	Doc(fmt.Sprintf("%s stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of %d.", name, s.lanes))
+	text(name, fmt.Sprintf("func(w *%s, stride int, x *float32, n int, out *float32)", e.goType),
+		"%s stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of %d.", name, s.lanes)
 	var rows [4]Register
-	rows[0] = Load(Param("w"), GP64())
-	stride := Load(Param("stride"), GP64())
+	rows[0] = param("w")
+	stride := param("stride")
 	if e.size == 2 {
 		SHLQ(U8(1), stride)
 	} else {
@@ -77,8 +76,8 @@ func dot4(e elem, s isa) {
 		rows[r] = GP64()
 		LEAQ(Mem{Base: rows[r-1], Index: stride, Scale: 1}, rows[r])
 	}
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	x := param("x")
+	n := param("n")
 	// i walks w in bytes; x is addressed at i*(4/size).
 	i := GP64()
 	XORQ(i, i)
@@ -131,14 +130,13 @@ func dot4(e elem, s isa) {
 	ADDQ(U32(step), i)
 	JMP(LabelRef("loop1"))
 	Label("done")
-	out := Load(Param("out"), GP64())
+	out := param("out")
 	for r := 0; r < 4; r++ {
 		VADDPS(acc[r][1], acc[r][0], acc[r][0])
 		sum := reduce(acc[r][0], s)
 		MOVSS(sum, Mem{Base: out, Disp: 4 * r})
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // dotBF16Deinterleave emits dotRowsBF16XAVX512(w *uint16, stride int, x *float32, n int, out
@@ -146,8 +144,8 @@ func dot4(e elem, s isa) {
 // 32, loading 32 bfloat16 values (a cache line) at a time: a shift widens the even ones and a
 // mask the odd ones, and two permutes split x alike. One row at a time streams memory best.
 func dotBF16Deinterleave() {
-	text("dotRowsBF16XAVX512", NOSPLIT, "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)")
-	Doc("dotRowsBF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
+	text("dotRowsBF16XAVX512", "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)",
+		"dotRowsBF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
 	even := GLOBL("evenIndex", RODATA|NOPTR)
 	for k := 0; k < 16; k++ {
 		DATA(4*k, U32(2*k))
@@ -206,13 +204,13 @@ func dotBF16Deinterleave() {
 // func(w *E, stride int, x *float32, n int, out *float32, rows int): body gets fresh
 // registers with the row's start, x and n, and returns the vector to sum into out[r].
 func rowLoop(size int, body func(w, x, n Register) VecVirtual) {
-	w := Load(Param("w"), GP64())
-	stride := Load(Param("stride"), GP64())
+	w := param("w")
+	stride := param("stride")
 	if size == 2 {
 		SHLQ(U8(1), stride)
 	}
-	out := Load(Param("out"), GP64())
-	rows := Load(Param("rows"), GP64())
+	out := param("out")
+	rows := param("rows")
 	Label("row")
 	TESTQ(rows, rows)
 	JZ(LabelRef("done"))
@@ -228,8 +226,7 @@ func rowLoop(size int, body func(w, x, n Register) VecVirtual) {
 	DECQ(rows)
 	JMP(LabelRef("row"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // step emits one 32-value step of dot1BF16XAVX512 at vector k of w and x.
@@ -250,8 +247,8 @@ func step(w, x Register, k int, ie, io, hiMask VecVirtual, acc [2]VecVirtual) {
 // dotF16Lines emits dotRowsF16XAVX512, dotRowsBF16XAVX512 for float16: 32 values (a cache
 // line) a load, their halves widened in order.
 func dotF16Lines() {
-	text("dotRowsF16XAVX512", NOSPLIT, "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)")
-	Doc("dotRowsF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
+	text("dotRowsF16XAVX512", "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)",
+		"dotRowsF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
 	rowLoop(2, func(w, x, n Register) VecVirtual {
 		const u = 4
 		acc := make([][2]VecVirtual, u)
@@ -310,20 +307,20 @@ func dotF16Lines() {
 // order.
 func dotTokens(e elem, rows int) {
 	name := fmt.Sprintf("dot%dx4%sAVX512", rows, e.name)
-	text(name, NOSPLIT, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, out *float32)", e.goType))
-	Doc(fmt.Sprintf("%s stores to out[r*4+t], r < %d, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.", name, rows))
-	w := Load(Param("w"), GP64())
+	text(name, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, out *float32)", e.goType),
+		"%s stores to out[r*4+t], r < %d, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.", name, rows)
+	w := param("w")
 	var ws Register
 	if rows > 1 {
-		ws = Load(Param("wstride"), GP64())
+		ws = param("wstride")
 		SHLQ(U8(1), ws)
 	}
-	x := Load(Param("x"), GP64())
-	xs := Load(Param("xstride"), GP64())
+	x := param("x")
+	xs := param("xstride")
 	SHLQ(U8(2), xs)
 	xs3 := GP64()
 	LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
-	n := Load(Param("n"), GP64())
+	n := param("n")
 	var hiMask VecVirtual
 	if e.name == "BF16" {
 		tmp := GP32()
@@ -394,7 +391,7 @@ func dotTokens(e elem, rows int) {
 	SUBQ(U32(32), n)
 	JMP(LabelRef("loop"))
 	Label("done")
-	out := Load(Param("out"), GP64())
+	out := param("out")
 	for r := 0; r < rows; r++ {
 		for t := 0; t < 4; t++ {
 			VADDPS(acc[r][t][1], acc[r][t][0], acc[r][t][0])
@@ -402,6 +399,5 @@ func dotTokens(e elem, rows int) {
 			MOVSS(sum, Mem{Base: out, Disp: 4 * (4*r + t)})
 		}
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }

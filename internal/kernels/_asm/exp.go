@@ -4,7 +4,6 @@ package main
 // exponentials over a vocabulary.
 
 import (
-	"fmt"
 	"math"
 
 	. "github.com/mmcloughlin/avo/build"
@@ -110,12 +109,12 @@ func vexp(s isa, e expConsts, x, dst VecVirtual) {
 // g = gate[i], n a multiple of the lane count.
 func siluMul(s isa) {
 	name := "siluMul" + s.suffix
-	text(name, NOSPLIT, "func(dst, gate, u *float32, n int)")
-	Doc(fmt.Sprintf("%s sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of %d.", name, s.lanes))
-	dst := Load(Param("dst"), GP64())
-	g := Load(Param("gate"), GP64())
-	u := Load(Param("u"), GP64())
-	n := Load(Param("n"), GP64())
+	text(name, "func(dst, gate, u *float32, n int)",
+		"%s sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of %d.", name, s.lanes)
+	dst := param("dst")
+	g := param("gate")
+	u := param("u")
+	n := param("n")
 	e := newExpConsts(s)
 	zero := s.vec()
 	VXORPS(zero, zero, zero)
@@ -137,18 +136,17 @@ func siluMul(s isa) {
 	SUBQ(U32(s.lanes), n)
 	JMP(LabelRef("loop"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // softmaxExp emits softmaxExp<ISA>(x *float32, n int, m float32) float32: x[i] = exp(x[i]-m)
 // for i < n, n a multiple of the lane count, returning the sum of the new x.
 func softmaxExp(s isa) {
 	name := "softmaxExp" + s.suffix
-	text(name, NOSPLIT, "func(x *float32, n int, m float32) float32")
-	Doc(fmt.Sprintf("%s replaces x[i] by exp(x[i]-m) for i < n, n a multiple of %d, and returns their sum.", name, s.lanes))
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	text(name, "func(x *float32, n int, m float32) float32",
+		"%s replaces x[i] by exp(x[i]-m) for i < n, n a multiple of %d, and returns their sum.", name, s.lanes)
+	x := param("x")
+	n := param("n")
 	mv := s.vec()
 	VBROADCASTSS(NewParamAddr("m", 16), mv)
 	e := newExpConsts(s)
@@ -169,8 +167,7 @@ func softmaxExp(s isa) {
 	Label("done")
 	r := reduce(sum, s)
 	Store(r, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // expSum emits expSumAVX512(dst, x *float32, n int, shift, scale float32) float64: dst[i] =
@@ -179,11 +176,11 @@ func softmaxExp(s isa) {
 // own (no fused multiply-adds), so that the values are the generic ones bit for bit. The sum
 // is accumulated per lane in float32 over blocks of 256 values and in float64 across them.
 func expSum() {
-	text("expSumAVX512", NOSPLIT, "func(dst, x *float32, n int, shift, scale float32) float64")
-	Doc("expSumAVX512 sets dst[i] = exp((x[i]-shift)*scale) for i < n unless dst is nil and returns their sum; n is a multiple of 16.")
-	dst := Load(Param("dst"), GP64())
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	text("expSumAVX512", "func(dst, x *float32, n int, shift, scale float32) float64",
+		"expSumAVX512 sets dst[i] = exp((x[i]-shift)*scale) for i < n unless dst is nil and returns their sum; n is a multiple of 16.")
+	dst := param("dst")
+	x := param("x")
+	n := param("n")
 	shift, scale := ZMM(), ZMM()
 	VBROADCASTSS(NewParamAddr("shift", 24), shift)
 	VBROADCASTSS(NewParamAddr("scale", 28), scale)
@@ -269,6 +266,5 @@ func expSum() {
 	VPERMILPD(U8(1), hx, t2)
 	VADDSD(t2, hx, hx)
 	Store(hx, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }

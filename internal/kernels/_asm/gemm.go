@@ -16,11 +16,11 @@ import (
 func gemmF32(s isa, mv, nr int) {
 	mr := mv * s.lanes
 	name := "gemmF32" + s.suffix
-	text(name, NOSPLIT, "func(a, b *float32, kc int, c *float32, ldc int)")
-	Doc(fmt.Sprintf("%s adds the %d×%d product of packed panels a (kc×%d) and b (kc×%d) to c (row stride ldc).", name, nr, mr, mr, nr))
-	a := Load(Param("a"), GP64())
-	b := Load(Param("b"), GP64())
-	kc := Load(Param("kc"), GP64())
+	text(name, "func(a, b *float32, kc int, c *float32, ldc int)",
+		"%s adds the %d×%d product of packed panels a (kc×%d) and b (kc×%d) to c (row stride ldc).", name, nr, mr, mr, nr)
+	a := param("a")
+	b := param("b")
+	kc := param("kc")
 	acc := make([][]VecVirtual, nr)
 	for j := range acc {
 		acc[j] = make([]VecVirtual, mv)
@@ -55,8 +55,8 @@ func gemmF32(s isa, mv, nr int) {
 	DECQ(kc)
 	JMP(LabelRef("loop"))
 	Label("done")
-	c := Load(Param("c"), GP64())
-	ldc := Load(Param("ldc"), GP64())
+	c := param("c")
+	ldc := param("ldc")
 	SHLQ(U8(2), ldc)
 	for j := 0; j < nr; j++ {
 		for v := 0; v < mv; v++ {
@@ -68,8 +68,7 @@ func gemmF32(s isa, mv, nr int) {
 			ADDQ(ldc, c)
 		}
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // vdpbf16psBcst emits VDPBF16PS zdst, zsrc, [base+4*j]{1to16}: for every lane i, zdst[i] +=
@@ -90,8 +89,8 @@ func vdpbf16psBcst(dst, src int, base int, j int) {
 func gemmBF16DP() {
 	const mv, nr = 2, 12
 	name := "gemmBF16DPAVX512"
-	text(name, NOSPLIT, "func(a, b *uint16, kp int, c *float32, ldc int)")
-	Doc(fmt.Sprintf("%s adds the %d×%d product of bfloat16-pair panels a (kp×%d×2) and b (kp×%d×2) to c (row stride ldc), by VDPBF16PS.", name, nr, mv*16, mv*16, nr))
+	text(name, "func(a, b *uint16, kp int, c *float32, ldc int)",
+		"%s adds the %d×%d product of bfloat16-pair panels a (kp×%d×2) and b (kp×%d×2) to c (row stride ldc), by VDPBF16PS.", name, nr, mv*16, mv*16, nr)
 	// Physical registers: the raw encoding names them. Z0..Z23 accumulate, Z24/Z25 hold a.
 	Load(Param("a"), RSI)
 	Load(Param("b"), RDI)
@@ -132,8 +131,7 @@ func gemmBF16DP() {
 			ADDQ(RBX, RDX)
 		}
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // packPanel emits pack<E>AVX512(dst *float32, src *E, stride, kc int): the 32×kc panel of rows
@@ -141,11 +139,11 @@ func gemmBF16DP() {
 // multiple of 16: the weight panel of the AVX-512 GEMM micro-kernel, 16×16 blocks at a time.
 func packPanel(e elem) {
 	name := fmt.Sprintf("pack%sAVX512", e.name)
-	text(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, stride, kc int)", e.goType))
-	Doc(fmt.Sprintf("%s stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.", name))
-	dst := Load(Param("dst"), GP64())
-	src := Load(Param("src"), GP64())
-	s1 := Load(Param("stride"), GP64())
+	text(name, fmt.Sprintf("func(dst *float32, src *%s, stride, kc int)", e.goType),
+		"%s stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.", name)
+	dst := param("dst")
+	src := param("src")
+	s1 := param("stride")
 	if e.size == 2 {
 		SHLQ(U8(1), s1)
 	} else {
@@ -153,7 +151,7 @@ func packPanel(e elem) {
 	}
 	s3 := GP64()
 	LEAQ(Mem{Base: s1, Index: s1, Scale: 2}, s3)
-	kc := Load(Param("kc"), GP64())
+	kc := param("kc")
 	// Rows 4q..4q+3 of the current half start at base[q] + {0, s1, 2·s1, 3·s1}.
 	var base [4]Register
 	for q := range base {
@@ -202,8 +200,7 @@ func packPanel(e elem) {
 		SUBQ(U32(16), k)
 		JNZ(LabelRef(lbl))
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // transpose16 returns the columns of the 16×16 matrix whose rows are r.

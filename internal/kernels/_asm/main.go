@@ -6,9 +6,9 @@
 package main
 
 import (
+	"fmt"
 	"math"
 
-	"github.com/mmcloughlin/avo/attr"
 	. "github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/ir"
 	. "github.com/mmcloughlin/avo/operand"
@@ -130,9 +130,20 @@ func prefetch(m Mem) {
 
 // text starts a function. No kernel keeps a pointer it is given, so the Go declarations say
 // so (go:noescape) and callers' buffers can stay on their stacks.
-func text(name string, a attr.Attribute, sig string) {
-	TEXT(name, a, sig)
+func text(name, sig, doc string, args ...any) {
+	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
+	Doc(fmt.Sprintf(doc, args...))
+}
+
+// param loads the pointer or integer argument name into a new general-purpose register.
+func param(name string) Register { return Load(Param(name), GP64()) }
+
+// ret ends a function: it clears the upper halves of the vector registers, which spares the
+// SSE code that follows a transition penalty, and returns.
+func ret() {
+	VZEROUPPER()
+	RET()
 }
 
 // reduce adds the lanes of v and returns an XMM register holding the sum in its low lane.

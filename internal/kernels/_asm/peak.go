@@ -14,9 +14,9 @@ import (
 // chains, the machine's float32 arithmetic peak.
 func peakFMA(s isa, acc int) {
 	name := "peakFMA" + s.suffix
-	text(name, NOSPLIT, "func(n int)")
-	Doc(fmt.Sprintf("%s runs n iterations of %d independent vector FMAs on registers.", name, acc))
-	n := Load(Param("n"), GP64())
+	text(name, "func(n int)",
+		"%s runs n iterations of %d independent vector FMAs on registers.", name, acc)
+	n := param("n")
 	a, b := s.vec(), s.vec()
 	VXORPS(a, a, a)
 	VXORPS(b, b, b)
@@ -34,8 +34,7 @@ func peakFMA(s isa, acc int) {
 	DECQ(n)
 	JMP(LabelRef("loop"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // vdpbf16ps emits VDPBF16PS zdst, zsrc1, zsrc2 (register form).
@@ -51,8 +50,8 @@ func vdpbf16ps(dst, src1, src2 int) {
 
 // peakBF16 emits peakBF16AVX512(n int): n iterations of 24 independent VDPBF16PS chains.
 func peakBF16() {
-	text("peakBF16AVX512", NOSPLIT, "func(n int)")
-	Doc("peakBF16AVX512 runs n iterations of 24 independent VDPBF16PS on registers.")
+	text("peakBF16AVX512", "func(n int)",
+		"peakBF16AVX512 runs n iterations of 24 independent VDPBF16PS on registers.")
 	Load(Param("n"), RCX)
 	for i := 0; i < 26; i++ {
 		z := []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25}[i]
@@ -67,8 +66,7 @@ func peakBF16() {
 	DECQ(RCX)
 	JMP(LabelRef("loop"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // xorWords emits xorWords<ISA>(p *uint64, n int) uint64: the XOR of p[:n], n a multiple of
@@ -76,10 +74,10 @@ func peakBF16() {
 func xorWords(s isa) {
 	name := "xorWords" + s.suffix
 	words := s.lanes / 2
-	text(name, NOSPLIT, "func(p *uint64, n int) uint64")
-	Doc(fmt.Sprintf("%s returns the XOR of p[:n]; n is a multiple of %d.", name, 4*words))
-	p := Load(Param("p"), GP64())
-	n := Load(Param("n"), GP64())
+	text(name, "func(p *uint64, n int) uint64",
+		"%s returns the XOR of p[:n]; n is a multiple of %d.", name, 4*words)
+	p := param("p")
+	n := param("n")
 	var acc [4]VecVirtual
 	for i := range acc {
 		acc[i] = s.vec()
@@ -122,6 +120,5 @@ func xorWords(s isa) {
 	r := GP64()
 	MOVQ(x, r)
 	Store(r, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }

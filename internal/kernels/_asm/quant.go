@@ -13,17 +13,17 @@ import (
 // to nearest even, interleaved as the quantized weights are, and per group d = max|x|/127 and
 // sum = Σq. Groups whose maximum is tiny, zero or not finite get garbage for the caller to fix.
 func quantActs() {
-	text("quantActsAVX512", NOSPLIT, "func(x *float32, q *int8, d *float32, sum *int32, nsb int)")
-	Doc("quantActsAVX512 quantizes nsb super-blocks of x to int8 q (interleaved), group scales d = max|x|/127 and group sums Σq.")
+	text("quantActsAVX512", "func(x *float32, q *int8, d *float32, sum *int32, nsb int)",
+		"quantActsAVX512 quantizes nsb super-blocks of x to int8 q (interleaved), group scales d = max|x|/127 and group sums Σq.")
 	idx := GLOBL("scatterIndex", RODATA|NOPTR)
 	for m := 0; m < 8; m++ {
 		DATA(4*m, U32(64*m))
 	}
-	x := Load(Param("x"), GP64())
-	q := Load(Param("q"), GP64())
-	d := Load(Param("d"), GP64())
-	sum := Load(Param("sum"), GP64())
-	n := Load(Param("nsb"), GP64())
+	x := param("x")
+	q := param("q")
+	d := param("d")
+	sum := param("sum")
+	n := param("nsb")
 	tmp := GP32()
 	absMask := ZMM()
 	MOVL(U32(0x7fffffff), tmp)
@@ -103,20 +103,19 @@ func quantActs() {
 	DECQ(n)
 	JMP(LabelRef("super"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // quantRange emits quantRangeAVX512(x *float32, groups int, lo, hi *float32) bool: lo[l] and
 // hi[l] are the least and the largest of group l, x[32l:32l+32], for l < groups; it reports
 // whether every value is finite (the bounds are meaningless otherwise).
 func quantRange() {
-	text("quantRangeAVX512", NOSPLIT, "func(x *float32, groups int, lo, hi *float32) bool")
-	Doc("quantRangeAVX512 sets lo[l] and hi[l] to the least and the largest value of each group of 32 of x[:32*groups] and reports whether all are finite; groups > 0.")
-	x := Load(Param("x"), GP64())
-	n := Load(Param("groups"), GP64())
-	lo := Load(Param("lo"), GP64())
-	hi := Load(Param("hi"), GP64())
+	text("quantRangeAVX512", "func(x *float32, groups int, lo, hi *float32) bool",
+		"quantRangeAVX512 sets lo[l] and hi[l] to the least and the largest value of each group of 32 of x[:32*groups] and reports whether all are finite; groups > 0.")
+	x := param("x")
+	n := param("groups")
+	lo := param("lo")
+	hi := param("hi")
 	bad := K()
 	KXORW(bad, bad, bad)
 	reduce := func(v VecVirtual, op func(...Op), dst Register) {
@@ -156,8 +155,7 @@ func quantRange() {
 	KORTESTW(bad, bad)
 	SETEQ(ok)
 	Store(ok, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // roundAway emits t = y rounded to an integer, halfway cases away from zero (math.Round),
@@ -201,17 +199,17 @@ func quantValues(q4 bool) {
 	if q4 {
 		name, sig = "quantQ4AVX512", "func(x, m, inv *float32, groups int, out *byte, idx *int32)"
 	}
-	text(name, NOSPLIT, sig)
-	Doc(name + " quantizes groups groups of 32 values of x and stores them interleaved at out + 4l + idx[j]; groups > 0.")
-	x := Load(Param("x"), GP64())
+	text(name, sig,
+		"%s quantizes groups groups of 32 values of x and stores them interleaved at out + 4l + idx[j]; groups > 0.", name)
+	x := param("x")
 	var mp Register
 	if q4 {
-		mp = Load(Param("m"), GP64())
+		mp = param("m")
 	}
-	inv := Load(Param("inv"), GP64())
-	n := Load(Param("groups"), GP64())
-	out := Load(Param("out"), GP64())
-	ip := Load(Param("idx"), GP64())
+	inv := param("inv")
+	n := param("groups")
+	out := param("out")
+	ip := param("idx")
 	c := newQuantConsts()
 	var lo, hi VecVirtual
 	idx := YMM()
@@ -268,8 +266,7 @@ func quantValues(q4 bool) {
 	ADDQ(U32(4), out)
 	DECQ(n)
 	JNZ(LabelRef("loop"))
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // quantScales emits quantScalesQ8AVX512(lo, hi *float32, h *uint16, d, inv *float32) bool or
@@ -283,13 +280,13 @@ func quantScales(q4 bool) {
 	if q4 {
 		name = "quantScalesQ4AVX512"
 	}
-	text(name, NOSPLIT, "func(lo, hi *float32, h *uint16, d, inv *float32) bool")
-	Doc(name + " computes the float16 scales of the 16 groups of a super-block from their bounds and reports whether they are finite.")
-	lp := Load(Param("lo"), GP64())
-	hp := Load(Param("hi"), GP64())
-	h := Load(Param("h"), GP64())
-	dp := Load(Param("d"), GP64())
-	ip := Load(Param("inv"), GP64())
+	text(name, "func(lo, hi *float32, h *uint16, d, inv *float32) bool",
+		"%s computes the float16 scales of the 16 groups of a super-block from their bounds and reports whether they are finite.", name)
+	lp := param("lo")
+	hp := param("hi")
+	h := param("h")
+	dp := param("d")
+	ip := param("inv")
 	lo, hi := ZMM(), ZMM()
 	VMOVUPS(Mem{Base: lp}, lo)
 	VMOVUPS(Mem{Base: hp}, hi)
@@ -342,8 +339,7 @@ func quantScales(q4 bool) {
 	KORTESTD(bad, bad)
 	SETEQ(ok)
 	Store(ok, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // zero returns a zeroed vector.

@@ -43,50 +43,46 @@ func quantDot(q4 bool, rows int) {
 		kind, qstep, sstep = "Q4", 320, 0
 	}
 	name := fmt.Sprintf("dot%d%sVNNI", rows, kind)
-	count, xsType := "", "*int32"
+	count, xsType, bound := "", "*int32", "4"
 	if rows == 1 {
 		// One row at a time, as many rows as asked: the rows stream from memory.
 		name = fmt.Sprintf("dotRows%sVNNI", kind)
-		count = ", rows int"
+		count, bound = ", rows int", "rows"
 	}
 	if q4 {
 		xsType = "*float32"
 	}
-	text(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs "+xsType+", nsb int, out *float32"+count+")")
-	if rows == 1 {
-		Doc(fmt.Sprintf("%s stores to out[r], r < rows, the dot product of nsb %s super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).", name, kind))
-	} else {
-		Doc(fmt.Sprintf("%s stores to out[r], r < 4, the dot product of nsb %s super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).", name, kind))
-	}
+	text(name, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs "+xsType+", nsb int, out *float32"+count+")",
+		"%s stores to out[r], r < %s, the dot product of nsb %s super-blocks of row w[r*stride:] (scales from byte soff) with activations xq (group scales xd, and xs).", name, bound, kind)
 	ptrs := make([]Register, rows)
 	var wrow, stride, outp, left Register
 	if rows == 1 {
-		wrow = Load(Param("w"), GP64())
-		stride = Load(Param("stride"), GP64())
-		outp = Load(Param("out"), GP64())
-		left = Load(Param("rows"), GP64())
+		wrow = param("w")
+		stride = param("stride")
+		outp = param("out")
+		left = param("rows")
 		Label("row")
 		TESTQ(left, left)
 		JZ(LabelRef("end"))
 		ptrs[0] = GP64()
 		MOVQ(wrow, ptrs[0])
 	} else {
-		ptrs[0] = Load(Param("w"), GP64())
+		ptrs[0] = param("w")
 	}
 	if rows > 1 {
-		stride := Load(Param("stride"), GP64())
+		stride := param("stride")
 		for r := 1; r < rows; r++ {
 			ptrs[r] = GP64()
 			LEAQ(Mem{Base: ptrs[r-1], Index: stride, Scale: 1}, ptrs[r])
 		}
 	}
-	ks := Load(Param("soff"), GP64()) // offset of the current super-block's scales
-	iq := GP64()                      // offset of its values
+	ks := param("soff") // offset of the current super-block's scales
+	iq := GP64()        // offset of its values
 	XORQ(iq, iq)
-	xq := Load(Param("xq"), GP64())
-	xd := Load(Param("xd"), GP64())
-	xs := Load(Param("xs"), GP64())
-	n := Load(Param("nsb"), GP64())
+	xq := param("xq")
+	xd := param("xd")
+	xs := param("xs")
+	n := param("nsb")
 	tmp := GP32()
 	mask := ZMM()
 	if q4 {
@@ -187,17 +183,15 @@ func quantDot(q4 bool, rows int) {
 		DECQ(left)
 		JMP(LabelRef("row"))
 		Label("end")
-		VZEROUPPER()
-		RET()
+		ret()
 		return
 	}
-	out := Load(Param("out"), GP64())
+	out := param("out")
 	for r := range facc {
 		sum := reduce(facc[r], avx512)
 		MOVSS(sum, Mem{Base: out, Disp: 4 * r})
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // quantDotPart emits dotPartQ8VNNI / dotPartQ4VNNI(w *byte, stride, soff int, xq *int8, xd
@@ -212,17 +206,17 @@ func quantDotPart(q4 bool) {
 		kind, xsType = "Q4", "*float32"
 	}
 	name := "dotPart" + kind + "VNNI"
-	text(name, NOSPLIT, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs "+xsType+", n int, out *float32, rows int)")
-	Doc(fmt.Sprintf("%s adds to out[r], r < rows, the dot product of the partial %s super-block of n < 16 groups at w[r*stride:] (scales at byte soff from there) with activations xq (group scales xd, and xs).", name, kind))
-	wrow := Load(Param("w"), GP64())
-	stride := Load(Param("stride"), GP64())
-	soff := Load(Param("soff"), GP64())
-	xq := Load(Param("xq"), GP64())
-	xd := Load(Param("xd"), GP64())
-	xs := Load(Param("xs"), GP64())
-	n := Load(Param("n"), GP64())
-	outp := Load(Param("out"), GP64())
-	left := Load(Param("rows"), GP64())
+	text(name, "func(w *byte, stride, soff int, xq *int8, xd *float32, xs "+xsType+", n int, out *float32, rows int)",
+		"%s adds to out[r], r < rows, the dot product of the partial %s super-block of n < 16 groups at w[r*stride:] (scales at byte soff from there) with activations xq (group scales xd, and xs).", name, kind)
+	wrow := param("w")
+	stride := param("stride")
+	soff := param("soff")
+	xq := param("xq")
+	xd := param("xd")
+	xs := param("xs")
+	n := param("n")
+	outp := param("out")
+	left := param("rows")
 	// k: the low n lanes.
 	t := GP32()
 	MOVL(U32(1), t)
@@ -310,8 +304,7 @@ func quantDotPart(q4 bool) {
 	DECQ(left)
 	JMP(LabelRef("row"))
 	Label("end")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // quantDotAVX2 emits dotQ8AVX2 / dotQ4AVX2(w *byte, soff int, xq *int8, xd, xs *float32, nsb
@@ -326,18 +319,18 @@ func quantDotAVX2(q4 bool) {
 		kind, qstep, sstep = "Q4", 320, 0
 	}
 	name := "dot" + kind + "AVX2"
-	text(name, NOSPLIT, "func(w *byte, soff int, xq *int8, xd, xs *float32, nsb int) float32")
-	Doc(fmt.Sprintf("%s returns the dot product of nsb %s super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).", name, kind))
-	w := Load(Param("w"), GP64())
+	text(name, "func(w *byte, soff int, xq *int8, xd, xs *float32, nsb int) float32",
+		"%s returns the dot product of nsb %s super-blocks of w (scales from byte soff) with activations xq (group scales xd, xd·Σxq in xs).", name, kind)
+	w := param("w")
 	var sc Register = w // q4: scales and minimums head each super-block
 	if !q4 {
-		sc = Load(Param("soff"), GP64())
+		sc = param("soff")
 		ADDQ(w, sc)
 	}
-	xq := Load(Param("xq"), GP64())
-	xd := Load(Param("xd"), GP64())
-	xs := Load(Param("xs"), GP64())
-	n := Load(Param("nsb"), GP64())
+	xq := param("xq")
+	xd := param("xd")
+	xs := param("xs")
+	n := param("nsb")
 	tmp := GP32()
 	ones := YMM()
 	MOVL(U32(0x00010001), tmp)
@@ -403,6 +396,5 @@ func quantDotAVX2(q4 bool) {
 	Label("done")
 	r := reduce(facc, avx2)
 	Store(r, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }

@@ -12,13 +12,13 @@ import (
 // axpy emits axpy<ISA>(a float32, x, y *float32, n int): y[:n] += a*x[:n].
 func axpy(s isa) {
 	name := "axpy" + s.suffix
-	text(name, NOSPLIT, "func(a float32, x, y *float32, n int)")
-	Doc(fmt.Sprintf("%s adds a*x[:n] to y[:n]; n is a multiple of %d.", name, s.lanes))
+	text(name, "func(a float32, x, y *float32, n int)",
+		"%s adds a*x[:n] to y[:n]; n is a multiple of %d.", name, s.lanes)
 	av := s.vec()
 	VBROADCASTSS(NewParamAddr("a", 0), av)
-	x := Load(Param("x"), GP64())
-	y := Load(Param("y"), GP64())
-	n := Load(Param("n"), GP64())
+	x := param("x")
+	y := param("y")
+	n := param("n")
 	const u = 4
 	Label("loop4")
 	CMPQ(n, U32(u*s.lanes))
@@ -45,18 +45,17 @@ func axpy(s isa) {
 	SUBQ(U32(s.lanes), n)
 	JMP(LabelRef("loop1"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // convert emits cvt<E><ISA>(dst *float32, src *E, n int): dst[:n] = float32(src[:n]).
 func convert(e elem, s isa) {
 	name := fmt.Sprintf("cvt%s%s", e.name, s.suffix)
-	text(name, NOSPLIT, fmt.Sprintf("func(dst *float32, src *%s, n int)", e.goType))
-	Doc(fmt.Sprintf("%s widens src[:n] to float32 in dst[:n]; n is a multiple of %d.", name, s.lanes))
-	dst := Load(Param("dst"), GP64())
-	src := Load(Param("src"), GP64())
-	n := Load(Param("n"), GP64())
+	text(name, fmt.Sprintf("func(dst *float32, src *%s, n int)", e.goType),
+		"%s widens src[:n] to float32 in dst[:n]; n is a multiple of %d.", name, s.lanes)
+	dst := param("dst")
+	src := param("src")
+	n := param("n")
 	const u = 4
 	Label("loop4")
 	CMPQ(n, U32(u*s.lanes))
@@ -81,17 +80,16 @@ func convert(e elem, s isa) {
 	SUBQ(U32(s.lanes), n)
 	JMP(LabelRef("loop1"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // maxF32 emits maxAVX512(x *float32, n int) float32: the largest of x[:n], n a positive
 // multiple of 16, or NaN if any is NaN.
 func maxF32() {
-	text("maxAVX512", NOSPLIT, "func(x *float32, n int) float32")
-	Doc("maxAVX512 returns the largest of x[:n], or NaN if any is NaN; n is a positive multiple of 16.")
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	text("maxAVX512", "func(x *float32, n int) float32",
+		"maxAVX512 returns the largest of x[:n], or NaN if any is NaN; n is a positive multiple of 16.")
+	x := param("x")
+	n := param("n")
 	m := ZMM()
 	VMOVUPS(Mem{Base: x}, m)
 	nan := K()
@@ -130,16 +128,15 @@ func maxF32() {
 	VMOVD(tmp, hx)
 	Label("ret")
 	Store(hx, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // scaleF32 emits scaleAVX512(x *float32, n int, a float32): x[:n] *= a, n a multiple of 16.
 func scaleF32() {
-	text("scaleAVX512", NOSPLIT, "func(x *float32, n int, a float32)")
-	Doc("scaleAVX512 multiplies x[:n] by a; n is a multiple of 16.")
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	text("scaleAVX512", "func(x *float32, n int, a float32)",
+		"scaleAVX512 multiplies x[:n] by a; n is a multiple of 16.")
+	x := param("x")
+	n := param("n")
 	av := ZMM()
 	VBROADCASTSS(NewParamAddr("a", 16), av)
 	Label("loop")
@@ -163,8 +160,7 @@ func scaleF32() {
 	SUBQ(U32(16), n)
 	JMP(LabelRef("one"))
 	Label("done")
-	VZEROUPPER()
-	RET()
+	ret()
 }
 
 // indexAtLeast emits indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int: it
@@ -172,11 +168,11 @@ func scaleF32() {
 // multiple of 16. Each step stores a whole vector at the current count, which never passes
 // the index of the values read, so dst needs n entries.
 func indexAtLeast() {
-	text("indexAtLeastAVX512", NOSPLIT, "func(dst *int32, x *float32, n int, t float32) int")
-	Doc("indexAtLeastAVX512 stores the indices i < n with x[i] >= t to dst in order and returns their number; n is a multiple of 16 and dst has n entries.")
-	dst := Load(Param("dst"), GP64())
-	x := Load(Param("x"), GP64())
-	n := Load(Param("n"), GP64())
+	text("indexAtLeastAVX512", "func(dst *int32, x *float32, n int, t float32) int",
+		"indexAtLeastAVX512 stores the indices i < n with x[i] >= t to dst in order and returns their number; n is a multiple of 16 and dst has n entries.")
+	dst := param("dst")
+	x := param("x")
+	n := param("n")
 	tv := ZMM()
 	VBROADCASTSS(NewParamAddr("t", 24), tv)
 	iota := GLOBL("iota16", RODATA|NOPTR)
@@ -208,6 +204,5 @@ func indexAtLeast() {
 	JMP(LabelRef("loop"))
 	Label("done")
 	Store(cnt, ReturnIndex(0))
-	VZEROUPPER()
-	RET()
+	ret()
 }
