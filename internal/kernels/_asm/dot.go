@@ -23,8 +23,7 @@ func dot(e elem, s isa) {
 	const u = 4
 	var acc [u]VecVirtual
 	for i := range acc {
-		acc[i] = s.vec()
-		VXORPS(acc[i], acc[i], acc[i])
+		acc[i] = zeroed(s)
 	}
 	Label("loop4")
 	CMPQ(n, U32(u*s.lanes))
@@ -93,8 +92,7 @@ func dot4(e elem, s isa) {
 	var acc [4][u]VecVirtual
 	for r := range acc {
 		for j := range acc[r] {
-			acc[r][j] = s.vec()
-			VXORPS(acc[r][j], acc[r][j], acc[r][j])
+			acc[r][j] = zeroed(s)
 		}
 	}
 	step := s.lanes * e.size
@@ -166,8 +164,7 @@ func dotBF16Deinterleave() {
 		acc := make([][2]VecVirtual, u)
 		for k := range acc {
 			for j := range acc[k] {
-				acc[k][j] = ZMM()
-				VXORPS(acc[k][j], acc[k][j], acc[k][j])
+				acc[k][j] = zeroed(avx512)
 			}
 		}
 		Label("loop")
@@ -254,8 +251,7 @@ func dotF16Lines() {
 		acc := make([][2]VecVirtual, u)
 		for k := range acc {
 			for j := range acc[k] {
-				acc[k][j] = ZMM()
-				VXORPS(acc[k][j], acc[k][j], acc[k][j])
+				acc[k][j] = zeroed(avx512)
 			}
 		}
 		f16step := func(k int, acc [2]VecVirtual) {
@@ -332,8 +328,7 @@ func dotTokens(e elem, rows int) {
 	for r := range acc {
 		for t := range acc[r] {
 			for j := range acc[r][t] {
-				acc[r][t][j] = ZMM()
-				VXORPS(acc[r][t][j], acc[r][t][j], acc[r][t][j])
+				acc[r][t][j] = zeroed(avx512)
 			}
 		}
 	}

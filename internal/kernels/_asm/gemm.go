@@ -25,8 +25,7 @@ func gemmF32(s isa, mv, nr int) {
 	for j := range acc {
 		acc[j] = make([]VecVirtual, mv)
 		for v := range acc[j] {
-			acc[j][v] = s.vec()
-			VXORPS(acc[j][v], acc[j][v], acc[j][v])
+			acc[j][v] = zeroed(s)
 		}
 	}
 	Label("loop")

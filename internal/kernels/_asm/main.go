@@ -146,6 +146,13 @@ func ret() {
 	RET()
 }
 
+// zeroed returns a new vector register of s, set to zero.
+func zeroed(s isa) VecVirtual {
+	v := s.vec()
+	VXORPS(v, v, v)
+	return v
+}
+
 // reduce adds the lanes of v and returns an XMM register holding the sum in its low lane.
 func reduce(v VecVirtual, s isa) Register {
 	y := v.AsY()

@@ -17,13 +17,10 @@ func peakFMA(s isa, acc int) {
 	text(name, "func(n int)",
 		"%s runs n iterations of %d independent vector FMAs on registers.", name, acc)
 	n := param("n")
-	a, b := s.vec(), s.vec()
-	VXORPS(a, a, a)
-	VXORPS(b, b, b)
+	a, b := zeroed(s), zeroed(s)
 	accs := make([]VecVirtual, acc)
 	for i := range accs {
-		accs[i] = s.vec()
-		VXORPS(accs[i], accs[i], accs[i])
+		accs[i] = zeroed(s)
 	}
 	Label("loop")
 	TESTQ(n, n)

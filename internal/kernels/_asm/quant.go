@@ -331,7 +331,7 @@ func quantScales(q4 bool) {
 		VMOVUPS(m, Mem{Base: dp})
 	}
 	nz := K()
-	VCMPPS(U8(4), c.zero(), d, nz) // d != 0
+	VCMPPS(U8(4), zeroed(avx512), d, nz) // d != 0
 	r := ZMM()
 	VDIVPS_Z(d, c.one, nz, r)
 	VMOVUPS(r, Mem{Base: ip})
@@ -340,11 +340,4 @@ func quantScales(q4 bool) {
 	SETEQ(ok)
 	Store(ok, ReturnIndex(0))
 	ret()
-}
-
-// zero returns a zeroed vector.
-func (quantConsts) zero() VecVirtual {
-	z := ZMM()
-	VXORPS(z, z, z)
-	return z
 }

@@ -93,8 +93,7 @@ func quantDot(q4 bool, rows int) {
 	VPBROADCASTD(tmp, mask)
 	facc := make([]VecVirtual, rows)
 	for r := range facc {
-		facc[r] = ZMM()
-		VXORPS(facc[r], facc[r], facc[r])
+		facc[r] = zeroed(avx512)
 	}
 	Label("loop")
 	TESTQ(n, n)
@@ -343,8 +342,7 @@ func quantDotAVX2(q4 bool) {
 		VMOVD(tmp, mask.AsX())
 		VPBROADCASTD(mask.AsX(), mask)
 	}
-	facc := YMM()
-	VXORPS(facc, facc, facc)
+	facc := zeroed(avx2)
 	Label("loop")
 	TESTQ(n, n)
 	JZ(LabelRef("done"))
