@@ -17,37 +17,17 @@ func dot(e elem, s isa) {
 	name := fmt.Sprintf("dot%s%s", e.name, s.suffix)
 	text(name, fmt.Sprintf("func(w *%s, x *float32, n int) float32", e.goType),
 		"%s returns the dot product of w[:n] and x[:n]; n is a multiple of %d.", name, s.lanes)
-	w := param("w")
-	x := param("x")
-	n := param("n")
+	w, x, n := stream{param("w"), e.size}, stream{param("x"), 4}, param("n")
 	const u = 4
 	var acc [u]VecVirtual
 	for i := range acc {
 		acc[i] = zeroed(s)
 	}
-	Label("loop4")
-	CMPQ(n, U32(u*s.lanes))
-	JL(LabelRef("loop1"))
-	for i := 0; i < u; i++ {
+	vectorLoop(s, n, u, []stream{w, x}, func(i int) {
 		t := s.vec()
-		e.load(Mem{Base: w, Disp: i * s.lanes * e.size}, t, s)
-		VFMADD231PS(Mem{Base: x, Disp: i * s.lanes * 4}, t, acc[i])
-	}
-	ADDQ(U32(u*s.lanes*e.size), w)
-	ADDQ(U32(u*s.lanes*4), x)
-	SUBQ(U32(u*s.lanes), n)
-	JMP(LabelRef("loop4"))
-	Label("loop1")
-	CMPQ(n, U32(s.lanes))
-	JL(LabelRef("done"))
-	t := s.vec()
-	e.load(Mem{Base: w}, t, s)
-	VFMADD231PS(Mem{Base: x}, t, acc[0])
-	ADDQ(U32(s.lanes*e.size), w)
-	ADDQ(U32(s.lanes*4), x)
-	SUBQ(U32(s.lanes), n)
-	JMP(LabelRef("loop1"))
-	Label("done")
+		e.load(w.vec(s, i), t, s)
+		VFMADD231PS(x.vec(s, i), t, acc[i])
+	})
 	VADDPS(acc[1], acc[0], acc[0])
 	VADDPS(acc[3], acc[2], acc[2])
 	VADDPS(acc[2], acc[0], acc[0])
@@ -160,40 +140,7 @@ func dotBF16Deinterleave() {
 	MOVL(U32(0xffff0000), tmp)
 	VPBROADCASTD(tmp, hiMask)
 	rowLoop(2, func(w, x, n Register) VecVirtual {
-		const u = 4
-		acc := make([][2]VecVirtual, u)
-		for k := range acc {
-			for j := range acc[k] {
-				acc[k][j] = zeroed(avx512)
-			}
-		}
-		Label("loop")
-		CMPQ(n, U32(32*u))
-		JL(LabelRef("one"))
-		for k := 0; k < u; k++ {
-			prefetch(Mem{Base: w, Disp: 64 * k})
-			step(w, x, k, ie, io, hiMask, acc[k])
-		}
-		ADDQ(U32(64*u), w)
-		ADDQ(U32(128*u), x)
-		SUBQ(U32(32*u), n)
-		JMP(LabelRef("loop"))
-		Label("one")
-		CMPQ(n, U32(32))
-		JL(LabelRef("sum"))
-		step(w, x, 0, ie, io, hiMask, acc[0])
-		ADDQ(U32(64), w)
-		ADDQ(U32(128), x)
-		SUBQ(U32(32), n)
-		JMP(LabelRef("one"))
-		Label("sum")
-		for k := range acc {
-			VADDPS(acc[k][1], acc[k][0], acc[k][0])
-		}
-		for k := 1; k < u; k++ {
-			VADDPS(acc[k][0], acc[0][0], acc[0][0])
-		}
-		return acc[0][0]
+		return lineLoop(w, x, n, func(k int, acc [2]VecVirtual) { bf16Step(w, x, k, ie, io, hiMask, acc) })
 	})
 }
 
@@ -226,8 +173,50 @@ func rowLoop(size int, body func(w, x, n Register) VecVirtual) {
 	ret()
 }
 
-// step emits one 32-value step of dot1BF16XAVX512 at vector k of w and x.
-func step(w, x Register, k int, ie, io, hiMask VecVirtual, acc [2]VecVirtual) {
+// lineLoop emits the dot product of one row of two-byte values at w with x[:n], n a multiple
+// of 32, a cache line of w (32 values) a step: four lines an iteration, each prefetched, while
+// as many remain, then one at a time. step(k, acc) adds line k of the iteration, and the 32
+// values of x that go with it, into the pair of accumulators acc. lineLoop returns the vector
+// whose lanes sum to the product.
+func lineLoop(w, x, n Register, step func(k int, acc [2]VecVirtual)) VecVirtual {
+	const u = 4
+	acc := make([][2]VecVirtual, u)
+	for k := range acc {
+		for j := range acc[k] {
+			acc[k][j] = zeroed(avx512)
+		}
+	}
+	Label("loop")
+	CMPQ(n, U32(32*u))
+	JL(LabelRef("one"))
+	for k := 0; k < u; k++ {
+		prefetch(Mem{Base: w, Disp: 64 * k})
+		step(k, acc[k])
+	}
+	ADDQ(U32(64*u), w)
+	ADDQ(U32(128*u), x)
+	SUBQ(U32(32*u), n)
+	JMP(LabelRef("loop"))
+	Label("one")
+	CMPQ(n, U32(32))
+	JL(LabelRef("sum"))
+	step(0, acc[0])
+	ADDQ(U32(64), w)
+	ADDQ(U32(128), x)
+	SUBQ(U32(32), n)
+	JMP(LabelRef("one"))
+	Label("sum")
+	for k := range acc {
+		VADDPS(acc[k][1], acc[k][0], acc[k][0])
+	}
+	for k := 1; k < u; k++ {
+		VADDPS(acc[k][0], acc[0][0], acc[0][0])
+	}
+	return acc[0][0]
+}
+
+// bf16Step emits one 32-value step of dotRowsBF16XAVX512 at line k of w and x.
+func bf16Step(w, x Register, k int, ie, io, hiMask VecVirtual, acc [2]VecVirtual) {
 	v, ev := ZMM(), ZMM()
 	VMOVDQU32(Mem{Base: w, Disp: 64 * k}, v)
 	VPSLLD(U8(16), v, ev)
@@ -247,14 +236,7 @@ func dotF16Lines() {
 	text("dotRowsF16XAVX512", "func(w *uint16, stride int, x *float32, n int, out *float32, rows int)",
 		"dotRowsF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.")
 	rowLoop(2, func(w, x, n Register) VecVirtual {
-		const u = 4
-		acc := make([][2]VecVirtual, u)
-		for k := range acc {
-			for j := range acc[k] {
-				acc[k][j] = zeroed(avx512)
-			}
-		}
-		f16step := func(k int, acc [2]VecVirtual) {
+		return lineLoop(w, x, n, func(k int, acc [2]VecVirtual) {
 			v, lo, hi := ZMM(), ZMM(), ZMM()
 			hy := YMM()
 			VMOVDQU32(Mem{Base: w, Disp: 64 * k}, v)
@@ -263,34 +245,7 @@ func dotF16Lines() {
 			VCVTPH2PS(hy, hi)
 			VFMADD231PS(Mem{Base: x, Disp: 128 * k}, lo, acc[0])
 			VFMADD231PS(Mem{Base: x, Disp: 128*k + 64}, hi, acc[1])
-		}
-		Label("loop")
-		CMPQ(n, U32(32*u))
-		JL(LabelRef("one"))
-		for k := 0; k < u; k++ {
-			prefetch(Mem{Base: w, Disp: 64 * k})
-			f16step(k, acc[k])
-		}
-		ADDQ(U32(64*u), w)
-		ADDQ(U32(128*u), x)
-		SUBQ(U32(32*u), n)
-		JMP(LabelRef("loop"))
-		Label("one")
-		CMPQ(n, U32(32))
-		JL(LabelRef("sum"))
-		f16step(0, acc[0])
-		ADDQ(U32(64), w)
-		ADDQ(U32(128), x)
-		SUBQ(U32(32), n)
-		JMP(LabelRef("one"))
-		Label("sum")
-		for k := range acc {
-			VADDPS(acc[k][1], acc[k][0], acc[k][0])
-		}
-		for k := 1; k < u; k++ {
-			VADDPS(acc[k][0], acc[0][0], acc[0][0])
-		}
-		return acc[0][0]
+		})
 	})
 }
 

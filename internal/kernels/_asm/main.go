@@ -153,6 +153,39 @@ func zeroed(s isa) VecVirtual {
 	return v
 }
 
+// stream is a pointer that a vector loop walks, over elements of size bytes.
+type stream struct {
+	reg  Register
+	size int
+}
+
+// vec returns the address of the i-th vector of s's lanes from p.
+func (p stream) vec(s isa, i int) Mem { return Mem{Base: p.reg, Disp: i * s.lanes * p.size} }
+
+// vectorLoop emits the loop of the kernels that walk n values, a multiple of the lane count of
+// s, a vector at a time: u vectors an iteration while as many remain, then one. body(i)
+// handles vector i of the iteration; then every pointer of ptrs moves past the vectors done.
+func vectorLoop(s isa, n Register, u int, ptrs []stream, body func(i int)) {
+	for _, k := range []int{u, 1} {
+		top, next := fmt.Sprintf("loop%d", k), "done"
+		if k == u {
+			next = "loop1"
+		}
+		Label(top)
+		CMPQ(n, U32(k*s.lanes))
+		JL(LabelRef(next))
+		for i := range k {
+			body(i)
+		}
+		for _, p := range ptrs {
+			ADDQ(U32(k*s.lanes*p.size), p.reg)
+		}
+		SUBQ(U32(k*s.lanes), n)
+		JMP(LabelRef(top))
+	}
+	Label("done")
+}
+
 // reduce adds the lanes of v and returns an XMM register holding the sum in its low lane.
 func reduce(v VecVirtual, s isa) Register {
 	y := v.AsY()
