@@ -135,10 +135,7 @@ func dotBF16Deinterleave() {
 	ie, io := ZMM(), ZMM()
 	VMOVDQU32(even, ie)
 	VMOVDQU32(odd, io)
-	tmp := GP32()
-	hiMask := ZMM()
-	MOVL(U32(0xffff0000), tmp)
-	VPBROADCASTD(tmp, hiMask)
+	hiMask := broadcast(avx512, 0xffff0000)
 	rowLoop(2, func(w, x, n Register) VecVirtual {
 		return lineLoop(w, x, n, func(k int, acc [2]VecVirtual) { bf16Step(w, x, k, ie, io, hiMask, acc) })
 	})
@@ -274,10 +271,7 @@ func dotTokens(e elem, rows int) {
 	n := param("n")
 	var hiMask VecVirtual
 	if e.name == "BF16" {
-		tmp := GP32()
-		hiMask = ZMM()
-		MOVL(U32(0xffff0000), tmp)
-		VPBROADCASTD(tmp, hiMask)
+		hiMask = broadcast(avx512, 0xffff0000)
 	}
 	acc := make([][4][2]VecVirtual, rows)
 	for r := range acc {

@@ -213,10 +213,10 @@ func bytes(bs ...byte) {
 	}
 }
 
-// f32const broadcasts the float32 c to a new vector register of s.
-func f32const(s isa, c float32) VecVirtual {
+// broadcast returns a new vector register of s with the 32 bits in every lane.
+func broadcast(s isa, bits uint32) VecVirtual {
 	t := GP32()
-	MOVL(U32(math.Float32bits(c)), t)
+	MOVL(U32(bits), t)
 	v := s.vec()
 	if s.lanes == 16 {
 		VPBROADCASTD(t, v)
@@ -226,3 +226,6 @@ func f32const(s isa, c float32) VecVirtual {
 	}
 	return v
 }
+
+// f32const broadcasts the float32 c to a new vector register of s.
+func f32const(s isa, c float32) VecVirtual { return broadcast(s, math.Float32bits(c)) }

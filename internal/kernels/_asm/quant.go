@@ -24,10 +24,8 @@ func quantActs() {
 	d := param("d")
 	sum := param("sum")
 	n := param("nsb")
+	absMask := broadcast(avx512, 0x7fffffff)
 	tmp := GP32()
-	absMask := ZMM()
-	MOVL(U32(0x7fffffff), tmp)
-	VPBROADCASTD(tmp, absMask)
 	c127 := XMM()
 	MOVL(U32(0x42fe0000), tmp) // 127.0
 	VMOVD(tmp, c127)
@@ -178,14 +176,12 @@ func roundAway(y, t VecVirtual, c quantConsts, lo, hi VecVirtual) {
 type quantConsts struct{ abs, sign, half, one VecVirtual }
 
 func newQuantConsts() quantConsts {
-	c := quantConsts{abs: ZMM(), sign: ZMM()}
-	t := GP32()
-	MOVL(U32(0x7fffffff), t)
-	VPBROADCASTD(t, c.abs)
-	MOVL(U32(0x80000000), t)
-	VPBROADCASTD(t, c.sign)
-	c.half, c.one = f32const(avx512, 0.5), f32const(avx512, 1)
-	return c
+	return quantConsts{
+		abs:  broadcast(avx512, 0x7fffffff),
+		sign: broadcast(avx512, 0x80000000),
+		half: f32const(avx512, 0.5),
+		one:  f32const(avx512, 1),
+	}
 }
 
 // quantValues emits quantQ8AVX512(x, inv *float32, groups int, out *byte, idx *int32) or,
@@ -301,12 +297,7 @@ func quantScales(q4 bool) {
 		VMAXPS(hi, lo, s)
 		VDIVPS(f32const(avx512, 127), s, s)
 	}
-	inf, mag := ZMM(), ZMM()
-	t := GP32()
-	MOVL(U32(0x7c007c00), t)
-	VPBROADCASTD(t, inf)
-	MOVL(U32(0x7fff7fff), t)
-	VPBROADCASTD(t, mag)
+	inf, mag := broadcast(avx512, 0x7c007c00), broadcast(avx512, 0x7fff7fff)
 	bad := K()
 	convert := func(v VecVirtual, off int) VecVirtual {
 		hv := YMM()

@@ -32,6 +32,15 @@ func vpdpbusd(signed, unsigned, acc Op) {
 // every part aligned alike. Activations come as 512 int8 values per super-block, interleaved
 // alike, with per group their scale d and, for q4, d·Σq as float32, for q8 128·Σq as int32.
 
+// byteMask is the mask the VNNI dot products apply to the bytes of the weights: the low
+// nibbles (q4 values), or the top bits, whose flip makes q8's signed values unsigned, q+128.
+func byteMask(q4 bool) uint32 {
+	if q4 {
+		return 0x0f0f0f0f
+	}
+	return 0x80808080
+}
+
 // quantDot emits dot<rows>Q8VNNI / dot<rows>Q4VNNI(w *byte, stride, soff int, xq *int8, xd,
 // xs *float32|*int32, nsb int, out *float32): for r < rows, out[r] = the dot product of the
 // first nsb super-blocks of row w[r*stride:], whose scales start at byte soff (q8), with the
@@ -83,14 +92,7 @@ func quantDot(q4 bool, rows int) {
 	xd := param("xd")
 	xs := param("xs")
 	n := param("nsb")
-	tmp := GP32()
-	mask := ZMM()
-	if q4 {
-		MOVL(U32(0x0f0f0f0f), tmp)
-	} else {
-		MOVL(U32(0x80808080), tmp)
-	}
-	VPBROADCASTD(tmp, mask)
+	mask := broadcast(avx512, byteMask(q4))
 	facc := make([]VecVirtual, rows)
 	for r := range facc {
 		facc[r] = zeroed(avx512)
@@ -227,11 +229,7 @@ func quantDotPart(q4 bool) {
 	MOVQ(n, run)
 	SHLQ(U8(2), run)
 	mask := ZMM()
-	if q4 {
-		MOVL(U32(0x0f0f0f0f), t)
-	} else {
-		MOVL(U32(0x80808080), t)
-	}
+	MOVL(U32(byteMask(q4)), t)
 	VPBROADCASTD(t, mask)
 	// The activations, the same for every row: eight runs, group scales and sums.
 	qx := make([]VecVirtual, 8)
@@ -330,17 +328,10 @@ func quantDotAVX2(q4 bool) {
 	xd := param("xd")
 	xs := param("xs")
 	n := param("nsb")
-	tmp := GP32()
-	ones := YMM()
-	MOVL(U32(0x00010001), tmp)
-	VMOVD(tmp, ones.AsX())
-	VPBROADCASTD(ones.AsX(), ones)
+	ones := broadcast(avx2, 0x00010001)
 	var mask VecVirtual
 	if q4 {
-		mask = YMM()
-		MOVL(U32(0x0f0f0f0f), tmp)
-		VMOVD(tmp, mask.AsX())
-		VPBROADCASTD(mask.AsX(), mask)
+		mask = broadcast(avx2, byteMask(q4))
 	}
 	facc := zeroed(avx2)
 	Label("loop")

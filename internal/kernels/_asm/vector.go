@@ -136,11 +136,9 @@ func indexAtLeast() {
 	for i := 0; i < 16; i++ {
 		DATA(4*i, U32(i))
 	}
-	idx, step := ZMM(), ZMM()
+	idx := ZMM()
 	VMOVDQU32(iota, idx)
-	t := GP32()
-	MOVL(U32(16), t)
-	VPBROADCASTD(t, step)
+	step := broadcast(avx512, 16)
 	cnt := GP64()
 	XORQ(cnt, cnt)
 	Label("loop")
