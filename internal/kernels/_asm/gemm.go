@@ -28,32 +28,28 @@ func gemmF32(s isa, mv, nr int) {
 			acc[j][v] = zeroed(s)
 		}
 	}
-	Label("loop")
-	TESTQ(kc, kc)
-	JZ(LabelRef("done"))
-	av := make([]VecVirtual, mv)
-	for v := range av {
-		av[v] = s.vec()
-		VMOVUPS(Mem{Base: a, Disp: v * s.lanes * 4}, av[v])
-	}
-	for j := 0; j < nr; j++ {
-		if s.lanes == 16 {
-			for v := 0; v < mv; v++ {
-				VFMADD231PS_BCST(Mem{Base: b, Disp: 4 * j}, av[v], acc[j][v])
-			}
-		} else {
-			bv := s.vec()
-			VBROADCASTSS(Mem{Base: b, Disp: 4 * j}, bv)
-			for v := 0; v < mv; v++ {
-				VFMADD231PS(bv, av[v], acc[j][v])
+	countdown(kc, 1, func() {
+		av := make([]VecVirtual, mv)
+		for v := range av {
+			av[v] = s.vec()
+			VMOVUPS(Mem{Base: a, Disp: v * s.lanes * 4}, av[v])
+		}
+		for j := 0; j < nr; j++ {
+			if s.lanes == 16 {
+				for v := 0; v < mv; v++ {
+					VFMADD231PS_BCST(Mem{Base: b, Disp: 4 * j}, av[v], acc[j][v])
+				}
+			} else {
+				bv := s.vec()
+				VBROADCASTSS(Mem{Base: b, Disp: 4 * j}, bv)
+				for v := 0; v < mv; v++ {
+					VFMADD231PS(bv, av[v], acc[j][v])
+				}
 			}
 		}
-	}
-	ADDQ(U32(mr*4), a)
-	ADDQ(U32(nr*4), b)
-	DECQ(kc)
-	JMP(LabelRef("loop"))
-	Label("done")
+		ADDQ(U32(mr*4), a)
+		ADDQ(U32(nr*4), b)
+	})
 	c := param("c")
 	ldc := param("ldc")
 	SHLQ(U8(2), ldc)
@@ -94,37 +90,30 @@ func gemmBF16DP() {
 	Load(Param("a"), RSI)
 	Load(Param("b"), RDI)
 	Load(Param("kp"), RCX)
-	zr := func(i int) VecPhysical {
-		return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25}[i]
-	}
 	for i := 0; i < nr*mv; i++ {
-		VPXORD(zr(i), zr(i), zr(i))
+		VPXORD(zmm(i), zmm(i), zmm(i))
 	}
-	Label("loop")
-	TESTQ(RCX, RCX)
-	JZ(LabelRef("done"))
-	for v := 0; v < mv; v++ {
-		VMOVUPS(Mem{Base: RSI, Disp: v * 64}, zr(24+v))
-	}
-	const rdi = 7
-	for j := 0; j < nr; j++ {
+	countdown(RCX, 1, func() {
 		for v := 0; v < mv; v++ {
-			vdpbf16psBcst(j*mv+v, 24+v, rdi, j)
+			VMOVUPS(Mem{Base: RSI, Disp: v * 64}, zmm(24+v))
 		}
-	}
-	ADDQ(U32(mv*64), RSI)
-	ADDQ(U32(nr*4), RDI)
-	DECQ(RCX)
-	JMP(LabelRef("loop"))
-	Label("done")
+		const rdi = 7
+		for j := 0; j < nr; j++ {
+			for v := 0; v < mv; v++ {
+				vdpbf16psBcst(j*mv+v, 24+v, rdi, j)
+			}
+		}
+		ADDQ(U32(mv*64), RSI)
+		ADDQ(U32(nr*4), RDI)
+	})
 	Load(Param("c"), RDX)
 	Load(Param("ldc"), RBX)
 	SHLQ(U8(2), RBX)
 	for j := 0; j < nr; j++ {
 		for v := 0; v < mv; v++ {
 			m := Mem{Base: RDX, Disp: v * 64}
-			VADDPS(m, zr(j*mv+v), zr(j*mv+v))
-			VMOVUPS(zr(j*mv+v), m)
+			VADDPS(m, zmm(j*mv+v), zmm(j*mv+v))
+			VMOVUPS(zmm(j*mv+v), m)
 		}
 		if j+1 < nr {
 			ADDQ(RBX, RDX)

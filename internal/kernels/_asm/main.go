@@ -153,6 +153,21 @@ func zeroed(s isa) VecVirtual {
 	return v
 }
 
+// countdown emits a loop that runs body while n is not zero, taking by from n after each run.
+func countdown(n Register, by int, body func()) {
+	Label("loop")
+	TESTQ(n, n)
+	JZ(LabelRef("done"))
+	body()
+	if by == 1 {
+		DECQ(n)
+	} else {
+		SUBQ(U32(by), n)
+	}
+	JMP(LabelRef("loop"))
+	Label("done")
+}
+
 // stream is a pointer that a vector loop walks, over elements of size bytes.
 type stream struct {
 	reg  Register
@@ -204,6 +219,13 @@ func reduce(v VecVirtual, s isa) Register {
 	VMOVSHDUP(x, t)
 	VADDSS(t, x, x)
 	return x
+}
+
+// zmm returns the physical register Zi, for the kernels whose instructions avo does not know
+// and which name their registers in hand-made encodings.
+func zmm(i int) VecPhysical {
+	return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
+		Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
 }
 
 // bytes emits raw instruction bytes, for instructions the assembler does not know.

@@ -22,15 +22,11 @@ func peakFMA(s isa, acc int) {
 	for i := range accs {
 		accs[i] = zeroed(s)
 	}
-	Label("loop")
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	for i := range accs {
-		VFMADD231PS(a, b, accs[i])
-	}
-	DECQ(n)
-	JMP(LabelRef("loop"))
-	Label("done")
+	countdown(n, 1, func() {
+		for i := range accs {
+			VFMADD231PS(a, b, accs[i])
+		}
+	})
 	ret()
 }
 
@@ -51,18 +47,13 @@ func peakBF16() {
 		"peakBF16AVX512 runs n iterations of 24 independent VDPBF16PS on registers.")
 	Load(Param("n"), RCX)
 	for i := 0; i < 26; i++ {
-		z := []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25}[i]
-		VPXORD(z, z, z)
+		VPXORD(zmm(i), zmm(i), zmm(i))
 	}
-	Label("loop")
-	TESTQ(RCX, RCX)
-	JZ(LabelRef("done"))
-	for i := 0; i < 24; i++ {
-		vdpbf16ps(i, 24, 25)
-	}
-	DECQ(RCX)
-	JMP(LabelRef("loop"))
-	Label("done")
+	countdown(RCX, 1, func() {
+		for i := 0; i < 24; i++ {
+			vdpbf16ps(i, 24, 25)
+		}
+	})
 	ret()
 }
 
@@ -80,21 +71,17 @@ func xorWords(s isa) {
 		acc[i] = s.vec()
 		VPXOR(acc[i].AsY(), acc[i].AsY(), acc[i].AsY())
 	}
-	Label("loop")
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	for i := range acc {
-		m := Mem{Base: p, Disp: i * s.lanes * 4}
-		if s.lanes == 16 {
-			VPXORQ(m, acc[i], acc[i])
-		} else {
-			VPXOR(m, acc[i], acc[i])
+	countdown(n, 4*words, func() {
+		for i := range acc {
+			m := Mem{Base: p, Disp: i * s.lanes * 4}
+			if s.lanes == 16 {
+				VPXORQ(m, acc[i], acc[i])
+			} else {
+				VPXOR(m, acc[i], acc[i])
+			}
 		}
-	}
-	ADDQ(U32(4*s.lanes*4), p)
-	SUBQ(U32(4*words), n)
-	JMP(LabelRef("loop"))
-	Label("done")
+		ADDQ(U32(4*s.lanes*4), p)
+	})
 	if s.lanes == 16 {
 		VPXORQ(acc[1], acc[0], acc[0])
 		VPXORQ(acc[3], acc[2], acc[2])

@@ -97,85 +97,81 @@ func quantDot(q4 bool, rows int) {
 	for r := range facc {
 		facc[r] = zeroed(avx512)
 	}
-	Label("loop")
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	qx := make([]VecVirtual, 8)
-	for m := range qx {
-		qx[m] = ZMM()
-		VMOVDQU32(Mem{Base: xq, Disp: 64 * m}, qx[m])
-	}
-	dx, sx := ZMM(), ZMM()
-	VMOVUPS(Mem{Base: xd}, dx)
-	if q4 {
-		VMOVUPS(Mem{Base: xs}, sx)
-	} else {
-		VMOVDQU32(Mem{Base: xs}, sx)
-	}
-	if rows == 1 {
-		// The super-block's lines: q8 values and its scales' line, or the q4 super-block.
+	countdown(n, 1, func() {
+		qx := make([]VecVirtual, 8)
+		for m := range qx {
+			qx[m] = ZMM()
+			VMOVDQU32(Mem{Base: xq, Disp: 64 * m}, qx[m])
+		}
+		dx, sx := ZMM(), ZMM()
+		VMOVUPS(Mem{Base: xd}, dx)
 		if q4 {
-			for l := range 5 {
-				prefetch(Mem{Base: ptrs[0], Index: iq, Scale: 1, Disp: 64 * l})
-			}
+			VMOVUPS(Mem{Base: xs}, sx)
 		} else {
-			for l := range 8 {
-				prefetch(Mem{Base: ptrs[0], Index: iq, Scale: 1, Disp: 64 * l})
+			VMOVDQU32(Mem{Base: xs}, sx)
+		}
+		if rows == 1 {
+			// The super-block's lines: q8 values and its scales' line, or the q4 super-block.
+			if q4 {
+				for l := range 5 {
+					prefetch(Mem{Base: ptrs[0], Index: iq, Scale: 1, Disp: 64 * l})
+				}
+			} else {
+				for l := range 8 {
+					prefetch(Mem{Base: ptrs[0], Index: iq, Scale: 1, Disp: 64 * l})
+				}
+				prefetch(Mem{Base: ptrs[0], Index: ks, Scale: 1})
 			}
-			prefetch(Mem{Base: ptrs[0], Index: ks, Scale: 1})
 		}
-	}
-	for r := 0; r < rows; r++ {
-		// Two integer accumulators halve the dependency chains.
-		acc := [2]VecVirtual{ZMM(), ZMM()}
-		VPXORD(acc[0], acc[0], acc[0])
-		VPXORD(acc[1], acc[1], acc[1])
-		if q4 {
-			for p := 0; p < 4; p++ {
-				t, hi := ZMM(), ZMM()
-				VMOVDQU32(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 64 + 64*p}, t)
-				VPSRLW(U8(4), t, hi)
-				VPANDD(mask, t, t)
-				VPANDD(mask, hi, hi)
-				vpdpbusd(qx[2*p], t, acc[0])
-				vpdpbusd(qx[2*p+1], hi, acc[1])
+		for r := 0; r < rows; r++ {
+			// Two integer accumulators halve the dependency chains.
+			acc := [2]VecVirtual{ZMM(), ZMM()}
+			VPXORD(acc[0], acc[0], acc[0])
+			VPXORD(acc[1], acc[1], acc[1])
+			if q4 {
+				for p := 0; p < 4; p++ {
+					t, hi := ZMM(), ZMM()
+					VMOVDQU32(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 64 + 64*p}, t)
+					VPSRLW(U8(4), t, hi)
+					VPANDD(mask, t, t)
+					VPANDD(mask, hi, hi)
+					vpdpbusd(qx[2*p], t, acc[0])
+					vpdpbusd(qx[2*p+1], hi, acc[1])
+				}
+				VPADDD(acc[1], acc[0], acc[0])
+			} else {
+				for m := 0; m < 8; m++ {
+					t := ZMM()
+					VPXORD(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 64 * m}, mask, t)
+					vpdpbusd(qx[m], t, acc[m%2])
+				}
+				VPADDD(acc[1], acc[0], acc[0])
+				// The unsigned weights are q+128: take 128·Σqx back off, exactly.
+				VPSUBD(sx, acc[0], acc[0])
 			}
-			VPADDD(acc[1], acc[0], acc[0])
-		} else {
-			for m := 0; m < 8; m++ {
-				t := ZMM()
-				VPXORD(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 64 * m}, mask, t)
-				vpdpbusd(qx[m], t, acc[m%2])
+			d, f := ZMM(), ZMM()
+			if q4 {
+				VCVTPH2PS(Mem{Base: ptrs[r], Index: iq, Scale: 1}, d)
+			} else {
+				VCVTPH2PS(Mem{Base: ptrs[r], Index: ks, Scale: 1}, d)
 			}
-			VPADDD(acc[1], acc[0], acc[0])
-			// The unsigned weights are q+128: take 128·Σqx back off, exactly.
-			VPSUBD(sx, acc[0], acc[0])
+			VCVTDQ2PS(acc[0], f)
+			VMULPS(dx, f, f)
+			VFMADD231PS(f, d, facc[r])
+			if q4 {
+				mn := ZMM()
+				VCVTPH2PS(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 32}, mn)
+				VFMADD231PS(sx, mn, facc[r])
+			}
 		}
-		d, f := ZMM(), ZMM()
-		if q4 {
-			VCVTPH2PS(Mem{Base: ptrs[r], Index: iq, Scale: 1}, d)
-		} else {
-			VCVTPH2PS(Mem{Base: ptrs[r], Index: ks, Scale: 1}, d)
+		ADDQ(U32(qstep), iq)
+		if sstep > 0 {
+			ADDQ(U32(sstep), ks)
 		}
-		VCVTDQ2PS(acc[0], f)
-		VMULPS(dx, f, f)
-		VFMADD231PS(f, d, facc[r])
-		if q4 {
-			mn := ZMM()
-			VCVTPH2PS(Mem{Base: ptrs[r], Index: iq, Scale: 1, Disp: 32}, mn)
-			VFMADD231PS(sx, mn, facc[r])
-		}
-	}
-	ADDQ(U32(qstep), iq)
-	if sstep > 0 {
-		ADDQ(U32(sstep), ks)
-	}
-	ADDQ(U32(512), xq)
-	ADDQ(U32(64), xd)
-	ADDQ(U32(64), xs)
-	DECQ(n)
-	JMP(LabelRef("loop"))
-	Label("done")
+		ADDQ(U32(512), xq)
+		ADDQ(U32(64), xd)
+		ADDQ(U32(64), xs)
+	})
 	if rows == 1 {
 		sum := reduce(facc[0], avx512)
 		MOVSS(sum, Mem{Base: outp})
@@ -334,55 +330,51 @@ func quantDotAVX2(q4 bool) {
 		mask = broadcast(avx2, byteMask(q4))
 	}
 	facc := zeroed(avx2)
-	Label("loop")
-	TESTQ(n, n)
-	JZ(LabelRef("done"))
-	for h := 0; h < 2; h++ {
-		acc := YMM()
-		VPXOR(acc, acc, acc)
-		for m := 0; m < 8; m++ {
-			x := YMM()
-			VMOVDQU(Mem{Base: xq, Disp: 64*m + 32*h}, x)
-			p := YMM()
-			if q4 {
-				t := YMM()
-				VMOVDQU(Mem{Base: w, Disp: 64 + 64*(m/2) + 32*h}, t)
-				if m%2 == 1 {
-					VPSRLW(U8(4), t, t)
+	countdown(n, 1, func() {
+		for h := 0; h < 2; h++ {
+			acc := YMM()
+			VPXOR(acc, acc, acc)
+			for m := 0; m < 8; m++ {
+				x := YMM()
+				VMOVDQU(Mem{Base: xq, Disp: 64*m + 32*h}, x)
+				p := YMM()
+				if q4 {
+					t := YMM()
+					VMOVDQU(Mem{Base: w, Disp: 64 + 64*(m/2) + 32*h}, t)
+					if m%2 == 1 {
+						VPSRLW(U8(4), t, t)
+					}
+					VPAND(mask, t, t)
+					VPMADDUBSW(x, t, p) // t unsigned, x signed
+				} else {
+					t := YMM()
+					VMOVDQU(Mem{Base: w, Disp: 64*m + 32*h}, t)
+					VPSIGNB(x, t, t) // w with the sign of x
+					VPABSB(x, x)
+					VPMADDUBSW(t, x, p) // |x| unsigned, signed w
 				}
-				VPAND(mask, t, t)
-				VPMADDUBSW(x, t, p) // t unsigned, x signed
-			} else {
-				t := YMM()
-				VMOVDQU(Mem{Base: w, Disp: 64*m + 32*h}, t)
-				VPSIGNB(x, t, t) // w with the sign of x
-				VPABSB(x, x)
-				VPMADDUBSW(t, x, p) // |x| unsigned, signed w
+				VPMADDWD(ones, p, p)
+				VPADDD(p, acc, acc)
 			}
-			VPMADDWD(ones, p, p)
-			VPADDD(p, acc, acc)
+			d, f, e := YMM(), YMM(), YMM()
+			VCVTPH2PS(Mem{Base: sc, Disp: 16 * h}, d)
+			VCVTDQ2PS(acc, f)
+			VMULPS(Mem{Base: xd, Disp: 32 * h}, d, e)
+			VFMADD231PS(f, e, facc)
+			if q4 {
+				mn := YMM()
+				VCVTPH2PS(Mem{Base: sc, Disp: 32 + 16*h}, mn)
+				VFMADD231PS(Mem{Base: xs, Disp: 32 * h}, mn, facc)
+			}
 		}
-		d, f, e := YMM(), YMM(), YMM()
-		VCVTPH2PS(Mem{Base: sc, Disp: 16 * h}, d)
-		VCVTDQ2PS(acc, f)
-		VMULPS(Mem{Base: xd, Disp: 32 * h}, d, e)
-		VFMADD231PS(f, e, facc)
-		if q4 {
-			mn := YMM()
-			VCVTPH2PS(Mem{Base: sc, Disp: 32 + 16*h}, mn)
-			VFMADD231PS(Mem{Base: xs, Disp: 32 * h}, mn, facc)
+		ADDQ(U32(qstep), w)
+		if sstep > 0 {
+			ADDQ(U32(sstep), sc)
 		}
-	}
-	ADDQ(U32(qstep), w)
-	if sstep > 0 {
-		ADDQ(U32(sstep), sc)
-	}
-	ADDQ(U32(512), xq)
-	ADDQ(U32(64), xd)
-	ADDQ(U32(64), xs)
-	DECQ(n)
-	JMP(LabelRef("loop"))
-	Label("done")
+		ADDQ(U32(512), xq)
+		ADDQ(U32(64), xd)
+		ADDQ(U32(64), xs)
+	})
 	r := reduce(facc, avx2)
 	Store(r, ReturnIndex(0))
 	ret()
