@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -80,21 +81,25 @@ func TestLoadDirConfig(t *testing.T) {
 // TestSpecialTextIsPlainByDefault checks that, without ParseSpecial, strings of special
 // tokens in the text are encoded as ordinary text.
 func TestSpecialTextIsPlainByDefault(t *testing.T) {
-	for name, tok := range allTokenizers(t) {
-		for _, text := range []string{"<s>", "a</s>b", "<|im_start|>system\nhi<|im_end|>", "<unk>"} {
-			ids, err := tok.Encode(text, EncodeOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, id := range ids {
-				if tok.IsSpecial(id) {
-					t.Errorf("%s: Encode(%q) = %v holds special id %d", name, text, ids, id)
+	toks := allTokenizers(t)
+	for _, name := range slices.Sorted(maps.Keys(toks)) {
+		tok := toks[name]
+		t.Run(name, func(t *testing.T) {
+			for _, text := range []string{"<s>", "a</s>b", "<|im_start|>system\nhi<|im_end|>", "<unk>"} {
+				ids, err := tok.Encode(text, EncodeOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, id := range ids {
+					if tok.IsSpecial(id) {
+						t.Errorf("%s: Encode(%q) = %v holds special id %d", name, text, ids, id)
+					}
+				}
+				if got := tok.Decode(ids, false); got != text {
+					t.Errorf("%s: Decode(Encode(%q)) = %q", name, text, got)
 				}
 			}
-			if got := tok.Decode(ids, false); got != text {
-				t.Errorf("%s: Decode(Encode(%q)) = %q", name, text, got)
-			}
-		}
+		})
 	}
 }
 
@@ -198,25 +203,29 @@ func randomIDs(r *rand.Rand, tok *Tokenizer, n int) []int {
 
 func TestStreamingDecoderMatchesDecode(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for name, tok := range allTokenizers(t) {
-		for iter := 0; iter < 400; iter++ {
-			ids := randomIDs(r, tok, r.IntN(40))
-			for _, skip := range []bool{false, true} {
-				d := tok.NewDecoder(skip)
-				var b strings.Builder
-				for _, id := range ids {
-					s := d.Add(id)
-					if !utf8.ValidString(s) {
-						t.Fatalf("%s: invalid UTF-8 %q", name, s)
+	toks := allTokenizers(t)
+	for _, name := range slices.Sorted(maps.Keys(toks)) {
+		tok := toks[name]
+		t.Run(name, func(t *testing.T) {
+			for iter := 0; iter < 400; iter++ {
+				ids := randomIDs(r, tok, r.IntN(40))
+				for _, skip := range []bool{false, true} {
+					d := tok.NewDecoder(skip)
+					var b strings.Builder
+					for _, id := range ids {
+						s := d.Add(id)
+						if !utf8.ValidString(s) {
+							t.Fatalf("%s: invalid UTF-8 %q", name, s)
+						}
+						b.WriteString(s)
 					}
-					b.WriteString(s)
-				}
-				b.WriteString(d.Flush())
-				if want := tok.Decode(ids, skip); b.String() != want {
-					t.Fatalf("%s skip=%v ids %v: stream %q, Decode %q", name, skip, ids, b.String(), want)
+					b.WriteString(d.Flush())
+					if want := tok.Decode(ids, skip); b.String() != want {
+						t.Fatalf("%s skip=%v ids %v: stream %q, Decode %q", name, skip, ids, b.String(), want)
+					}
 				}
 			}
-		}
+		})
 	}
 }
 
@@ -243,36 +252,44 @@ func TestStreamingDecoderIsPrompt(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	alphabet := []string{"a", "b", " ", "  ", "\n", "\t", "é", "日", "🎉", "<s>", "<0x41>", "\u200b", "x", "Hello", "\x00", "𠜎"}
-	for name, tok := range allTokenizers(t) {
-		for iter := 0; iter < 300; iter++ {
-			var b strings.Builder
-			for k := r.IntN(20); k > 0; k-- {
-				b.WriteString(alphabet[r.IntN(len(alphabet))])
+	toks := allTokenizers(t)
+	for _, name := range slices.Sorted(maps.Keys(toks)) {
+		tok := toks[name]
+		t.Run(name, func(t *testing.T) {
+			for iter := 0; iter < 300; iter++ {
+				var b strings.Builder
+				for k := r.IntN(20); k > 0; k-- {
+					b.WriteString(alphabet[r.IntN(len(alphabet))])
+				}
+				text := b.String()
+				ids, err := tok.Encode(text, EncodeOptions{AddBOS: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if name == "metaspace" && strings.HasPrefix(text, " ") {
+					continue // Metaspace "always" merges a leading space into its own prefix
+				}
+				if got := tok.Decode(ids, true); got != text {
+					t.Errorf("%s: Decode(Encode(%q)) = %q (ids %v)", name, text, got, ids)
+				}
 			}
-			text := b.String()
-			ids, err := tok.Encode(text, EncodeOptions{AddBOS: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if name == "metaspace" && strings.HasPrefix(text, " ") {
-				continue // Metaspace "always" merges a leading space into its own prefix
-			}
-			if got := tok.Decode(ids, true); got != text {
-				t.Errorf("%s: Decode(Encode(%q)) = %q (ids %v)", name, text, got, ids)
-			}
-		}
+		})
 	}
 }
 
 func TestInvalidUTF8(t *testing.T) {
-	for name, tok := range allTokenizers(t) {
-		ids, err := tok.Encode("a\xffb\xe3\x81", EncodeOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := tok.Decode(ids, false); got != "a\uFFFDb\uFFFD\uFFFD" {
-			t.Errorf("%s: %q", name, got)
-		}
+	toks := allTokenizers(t)
+	for _, name := range slices.Sorted(maps.Keys(toks)) {
+		tok := toks[name]
+		t.Run(name, func(t *testing.T) {
+			ids, err := tok.Encode("a\xffb\xe3\x81", EncodeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tok.Decode(ids, false); got != "a\uFFFDb\uFFFD\uFFFD" {
+				t.Errorf("%s: %q", name, got)
+			}
+		})
 	}
 }
 
@@ -382,21 +399,24 @@ func TestTokenBytes(t *testing.T) {
 		return i
 	}
 	for _, c := range []struct {
+		name string
 		id   int
 		want string
 	}{
-		{id("▁Hello"), " Hello"},
-		{id("Hello"), "Hello"},
-		{id("<0xE2>"), "\xe2"},
-		{id("<0x0A>"), "\n"},
-		{id("<|im_end|>"), "<|im_end|>"},
-		{id("▁"), " "},
-		{-1, ""},
-		{tok.VocabSize(), ""},
+		{"word", id("▁Hello"), " Hello"},
+		{"word piece", id("Hello"), "Hello"},
+		{"byte", id("<0xE2>"), "\xe2"},
+		{"newline byte", id("<0x0A>"), "\n"},
+		{"added token", id("<|im_end|>"), "<|im_end|>"},
+		{"space", id("▁"), " "},
+		{"negative id", -1, ""},
+		{"id past the vocabulary", tok.VocabSize(), ""},
 	} {
-		if got := string(tok.TokenBytes(c.id)); got != c.want {
-			t.Errorf("TokenBytes(%d) = %q, want %q", c.id, got, c.want)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			if got := string(tok.TokenBytes(c.id)); got != c.want {
+				t.Errorf("TokenBytes(%d) = %q, want %q", c.id, got, c.want)
+			}
+		})
 	}
 	// Mid-stream, the bytes of each token are what it adds to the decoded text.
 	ids, err := tok.Encode("Hello, world: naïve café!", EncodeOptions{})
