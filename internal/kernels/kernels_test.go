@@ -209,63 +209,65 @@ func TestMatMul(t *testing.T) {
 			r := rand.New(rand.NewPCG(7, 8))
 			sc := new(Scratch) // reused by every shape, holding the last one's data
 			for _, s := range matMulShapes {
-				w := randWeights(t, r, s.rows*s.cols)
-				x := randVec(t, r, s.tokens*s.cols)
-				xr := make([]float32, len(x))
-				for i, v := range x {
-					xr[i] = half.BF16ToF32(half.F32ToBF16(v))
-				}
-				for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
-					out, check := withGuards(t, s.tokens*s.rows)
-					switch dt {
-					case "f32":
-						MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16":
-						MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "f16":
-						MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16-rounded":
-						MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+				t.Run(fmt.Sprintf("%d tokens %dx%d rows %d-%d", s.tokens, s.rows, s.cols, s.lo, s.hi), func(t *testing.T) {
+					w := randWeights(t, r, s.rows*s.cols)
+					x := randVec(t, r, s.tokens*s.cols)
+					xr := make([]float32, len(x))
+					for i, v := range x {
+						xr[i] = half.BF16ToF32(half.F32ToBF16(v))
 					}
-					check()
-					// The same product with its working memory in a reused Scratch.
-					outS, checkS := withGuards(t, s.tokens*s.rows)
-					switch dt {
-					case "f32":
-						sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16":
-						sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "f16":
-						sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16-rounded":
-						sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					}
-					checkS()
-					for i := range out {
-						if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
-							t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
+					for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
+						out, check := withGuards(t, s.tokens*s.rows)
+						switch dt {
+						case "f32":
+							MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16":
+							MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "f16":
+							MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16-rounded":
+							MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
 						}
-					}
-					xs := x
-					if dt == "bf16-rounded" {
-						xs = xr
-					}
-					for tk := range s.tokens {
-						for i := range s.rows {
-							got := out[tk*s.rows+i]
-							if i < s.lo || i >= s.hi {
-								if math.Float32bits(got) != math.Float32bits(guardVal) {
-									t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
+						check()
+						// The same product with its working memory in a reused Scratch.
+						outS, checkS := withGuards(t, s.tokens*s.rows)
+						switch dt {
+						case "f32":
+							sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16":
+							sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "f16":
+							sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16-rounded":
+							sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						}
+						checkS()
+						for i := range out {
+							if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
+								t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
+							}
+						}
+						xs := x
+						if dt == "bf16-rounded" {
+							xs = xr
+						}
+						for tk := range s.tokens {
+							for i := range s.rows {
+								got := out[tk*s.rows+i]
+								if i < s.lo || i >= s.hi {
+									if math.Float32bits(got) != math.Float32bits(guardVal) {
+										t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
+									}
+									continue
 								}
-								continue
-							}
-							want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
-							if !close(got, want, mag, s.cols) {
-								t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
+								want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
+								if !close(got, want, mag, s.cols) {
+									t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
+								}
 							}
 						}
 					}
-				}
+				})
 			}
 		})
 	}

@@ -144,94 +144,96 @@ func TestQuantMatMul(t *testing.T) {
 		r := rand.New(rand.NewPCG(15, 16))
 		for _, cols := range []int{32, 96, 512, 544, 1024, 1568} {
 			for _, s := range []struct{ tokens, rows, lo, hi int }{{1, 1, 0, 1}, {1, 9, 0, 9}, {3, 17, 2, 15}, {2, 4, 0, 4}} {
-				w := randRows(r, s.rows*cols)
-				x := randRows(r, s.tokens*cols)
-				xq := refQuantActs(x)
-				xstep := make([]float64, len(x)/32) // the activations' quantization steps
-				for g := range xstep {
-					for _, v := range x[32*g : 32*g+32] {
-						xstep[g] = max(xstep[g], math.Abs(float64(v))/127)
-					}
-				}
-				for _, q4 := range []bool{false, true} {
-					rb := Q8RowBytes(cols)
-					quant, dequant := QuantizeQ8, DequantizeQ8
-					if q4 {
-						rb, quant, dequant = Q4RowBytes(cols), QuantizeQ4, DequantizeQ4
-					}
-					wb := guarded[byte](t, s.rows*rb)
-					if err := quant(wb, w, cols); err != nil {
-						t.Fatal(err)
-					}
-					wd := make([]float32, len(w))
-					if err := dequant(wd, wb, cols); err != nil {
-						t.Fatal(err)
-					}
-					out, check := withGuards(t, s.tokens*s.rows)
-					if q4 {
-						MatMulQ4Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
-					} else {
-						MatMulQ8Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
-					}
-					check()
-					// The same product from activations quantized beforehand, as rows of
-					// a larger set, must be the same bit for bit.
-					var qa QuantActs
-					qa.Quantize(append(randRows(r, cols), x...), s.tokens+1, cols)
-					view := qa.Slice(1, s.tokens+1)
-					outQ, checkQ := withGuards(t, s.tokens*s.rows)
-					if q4 {
-						MatMulQ4RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
-					} else {
-						MatMulQ8RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
-					}
-					checkQ()
-					for i := range out {
-						if math.Float32bits(out[i]) != math.Float32bits(outQ[i]) {
-							t.Fatalf("q4=%v cols=%d %+v: [%d] %v from quantized activations, %v", q4, cols, s, i, outQ[i], out[i])
+				t.Run(fmt.Sprintf("%d tokens %dx%d rows %d-%d", s.tokens, s.rows, cols, s.lo, s.hi), func(t *testing.T) {
+					w := randRows(r, s.rows*cols)
+					x := randRows(r, s.tokens*cols)
+					xq := refQuantActs(x)
+					xstep := make([]float64, len(x)/32) // the activations' quantization steps
+					for g := range xstep {
+						for _, v := range x[32*g : 32*g+32] {
+							xstep[g] = max(xstep[g], math.Abs(float64(v))/127)
 						}
 					}
-					for tk := range s.tokens {
-						for i := range s.rows {
-							got := out[tk*s.rows+i]
-							if i < s.lo || i >= s.hi {
-								if math.Float32bits(got) != math.Float32bits(guardVal) {
-									t.Fatalf("wrote row %d outside the range", i)
-								}
-								continue
-							}
-							var want, mag, exact, bound float64
-							for c := range cols {
-								p := float64(wd[i*cols+c]) * xq[tk*cols+c]
-								want += p
-								mag += math.Abs(p)
-								// The weights as stored (the round trip is tested above), the
-								// activations unquantized.
-								exact += float64(wd[i*cols+c]) * float64(x[tk*cols+c])
-								bound += math.Abs(float64(wd[i*cols+c])) * xstep[(tk*cols+c)/32] / 2
-							}
-							if math.Abs(float64(got)-want) > 1e-5*mag+1e-6 {
-								t.Fatalf("q4=%v cols=%d %+v token %d row %d: %v want %v", q4, cols, s, tk, i, got, want)
-							}
-							if math.Abs(float64(got)-exact) > bound*1.001+1e-5*mag+1e-6 {
-								t.Fatalf("q4=%v cols=%d: %v far from the product with unquantized activations %v", q4, cols, got, exact)
-							}
-						}
-					}
-					if s.tokens == 1 && s.lo == 0 && s.hi == s.rows {
-						mv := make([]float32, s.rows)
+					for _, q4 := range []bool{false, true} {
+						rb := Q8RowBytes(cols)
+						quant, dequant := QuantizeQ8, DequantizeQ8
 						if q4 {
-							MatVecQ4(mv, wb, x, cols)
-						} else {
-							MatVecQ8(mv, wb, x, cols)
+							rb, quant, dequant = Q4RowBytes(cols), QuantizeQ4, DequantizeQ4
 						}
-						for i := range mv {
-							if mv[i] != out[i] {
-								t.Fatalf("MatVec and MatMul differ: %v %v", mv[i], out[i])
+						wb := guarded[byte](t, s.rows*rb)
+						if err := quant(wb, w, cols); err != nil {
+							t.Fatal(err)
+						}
+						wd := make([]float32, len(w))
+						if err := dequant(wd, wb, cols); err != nil {
+							t.Fatal(err)
+						}
+						out, check := withGuards(t, s.tokens*s.rows)
+						if q4 {
+							MatMulQ4Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
+						} else {
+							MatMulQ8Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
+						}
+						check()
+						// The same product from activations quantized beforehand, as rows of
+						// a larger set, must be the same bit for bit.
+						var qa QuantActs
+						qa.Quantize(append(randRows(r, cols), x...), s.tokens+1, cols)
+						view := qa.Slice(1, s.tokens+1)
+						outQ, checkQ := withGuards(t, s.tokens*s.rows)
+						if q4 {
+							MatMulQ4RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
+						} else {
+							MatMulQ8RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
+						}
+						checkQ()
+						for i := range out {
+							if math.Float32bits(out[i]) != math.Float32bits(outQ[i]) {
+								t.Fatalf("q4=%v cols=%d %+v: [%d] %v from quantized activations, %v", q4, cols, s, i, outQ[i], out[i])
+							}
+						}
+						for tk := range s.tokens {
+							for i := range s.rows {
+								got := out[tk*s.rows+i]
+								if i < s.lo || i >= s.hi {
+									if math.Float32bits(got) != math.Float32bits(guardVal) {
+										t.Fatalf("wrote row %d outside the range", i)
+									}
+									continue
+								}
+								var want, mag, exact, bound float64
+								for c := range cols {
+									p := float64(wd[i*cols+c]) * xq[tk*cols+c]
+									want += p
+									mag += math.Abs(p)
+									// The weights as stored (the round trip is tested above), the
+									// activations unquantized.
+									exact += float64(wd[i*cols+c]) * float64(x[tk*cols+c])
+									bound += math.Abs(float64(wd[i*cols+c])) * xstep[(tk*cols+c)/32] / 2
+								}
+								if math.Abs(float64(got)-want) > 1e-5*mag+1e-6 {
+									t.Fatalf("q4=%v cols=%d %+v token %d row %d: %v want %v", q4, cols, s, tk, i, got, want)
+								}
+								if math.Abs(float64(got)-exact) > bound*1.001+1e-5*mag+1e-6 {
+									t.Fatalf("q4=%v cols=%d: %v far from the product with unquantized activations %v", q4, cols, got, exact)
+								}
+							}
+						}
+						if s.tokens == 1 && s.lo == 0 && s.hi == s.rows {
+							mv := make([]float32, s.rows)
+							if q4 {
+								MatVecQ4(mv, wb, x, cols)
+							} else {
+								MatVecQ8(mv, wb, x, cols)
+							}
+							for i := range mv {
+								if mv[i] != out[i] {
+									t.Fatalf("MatVec and MatMul differ: %v %v", mv[i], out[i])
+								}
 							}
 						}
 					}
-				}
+				})
 			}
 		}
 	})
