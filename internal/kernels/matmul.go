@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"slices"
+
 	"github.com/klauspost/cpuid/v2"
 
 	"github.com/fathom-llm/fathom/internal/half"
@@ -87,7 +89,7 @@ func (s *Scratch) floats(i, n int) []float32 {
 	if s == nil {
 		return make([]float32, n)
 	}
-	s.f[i] = growSlice(s.f[i], n)
+	s.f[i] = slices.Grow(s.f[i][:0], n)[:n]
 	return s.f[i]
 }
 
@@ -96,7 +98,7 @@ func (s *Scratch) halves(i, n int) []uint16 {
 	if s == nil {
 		return make([]uint16, n)
 	}
-	s.h[i] = growSlice(s.h[i], n)
+	s.h[i] = slices.Grow(s.h[i][:0], n)[:n]
 	return s.h[i]
 }
 

@@ -3,6 +3,7 @@ package kernels
 import (
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/fathom-llm/fathom/internal/half"
 )
@@ -369,17 +370,10 @@ func (a *QuantActs) Reset(tokens, cols int) {
 	n := tokens * cols
 	groups := n / GroupSize
 	a.tokens, a.cols, a.stride = tokens, cols, cols
-	a.q = growSlice(a.q, n)
-	a.d, a.ds, a.o = growSlice(a.d, groups), growSlice(a.ds, groups), growSlice(a.o, groups)
-}
-
-// growSlice returns s resized to n elements, reallocated (at least doubling) only when its
-// capacity is too small.
-func growSlice[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n, max(n, 2*cap(s)))
-	}
-	return s[:n]
+	// Resized, reallocated only when too small; the old contents need not survive.
+	a.q = slices.Grow(a.q[:0], n)[:n]
+	a.d, a.ds = slices.Grow(a.d[:0], groups)[:groups], slices.Grow(a.ds[:0], groups)[:groups]
+	a.o = slices.Grow(a.o[:0], groups)[:groups]
 }
 
 // Quantize sets a to the tokens rows of cols values of x (cols a multiple of GroupSize).
