@@ -66,7 +66,7 @@ const (
 // [lo, hi). T is the stored weight type; cvt widens a run of weights to float32, pack (if not
 // nil) packs a whole 32-row panel of them, 16 columns at a time, and few (if not nil) or else
 // matVec serve few tokens.
-func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
+func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int, k *gemmF32Kernel,
 	cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32,
 	few func(s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
 	if tokens <= 0 || lo >= hi {
@@ -78,7 +78,6 @@ func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, t
 		}
 		return
 	}
-	k := impl.gemm
 	switch {
 	case tokens == 1:
 		// One pass over the rows, streaming them from memory.

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/fathom-llm/fathom/internal/half"
@@ -361,10 +363,42 @@ func TestPeakLoops(t *testing.T) {
 			t.Error("loops of no iterations count operations")
 		}
 		got := BF16DotLoop(10)
-		if (impl.peakBF16 != nil) != (got > 0) {
-			t.Errorf("BF16DotLoop(10) = %d", got)
+		if strings.Contains(impl.name, "bf16") != (got > 0) {
+			t.Errorf("%s: BF16DotLoop(10) = %d", impl.name, got)
 		}
 	})
+}
+
+// TestTablesComplete checks that every table sets every entry: the generic one, and the one
+// of each feature set, whether or not this CPU runs it (building a table runs no kernel).
+func TestTablesComplete(t *testing.T) {
+	all := features{avx2: true, avx512: true, bf16: true, vnni: true}
+	tables := map[string]table{"generic": genericTable()}
+	for _, f := range append(supportedFeatureSets(), all, features{avx2: true}, features{avx2: true, avx512: true}) {
+		tab := newTable(f)
+		tables[tab.name] = tab
+	}
+	if haveAsm && len(tables) < 4 {
+		t.Errorf("%d tables, want generic, avx2, avx512 and avx512+bf16+vnni", len(tables))
+	}
+	for name, tab := range tables {
+		v := reflect.ValueOf(tab)
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.Func, reflect.Pointer:
+				if f.IsNil() {
+					t.Errorf("%s: %s is not set", name, v.Type().Field(i).Name)
+				}
+			case reflect.String:
+				if f.String() == "" {
+					t.Errorf("%s: %s is empty", name, v.Type().Field(i).Name)
+				}
+			default:
+				t.Errorf("%s: %s is a %s, neither a function nor a name", name, v.Type().Field(i).Name, f.Kind())
+			}
+		}
+	}
 }
 
 func TestXORWords(t *testing.T) {

@@ -82,13 +82,11 @@ func f16(v float32) (uint16, error) {
 
 // QuantizeQ8 quantizes the rows of cols values in src to q8 in dst, which must be
 // len(src)/cols·Q8RowBytes(cols) bytes long.
-func QuantizeQ8(dst []byte, src []float32, cols int) error {
-	return quantize(dst, src, cols, Q8RowBytes(cols), quantizeQ8Super, (*quantScratch).q8)
-}
+func QuantizeQ8(dst []byte, src []float32, cols int) error { return impl.quantizeQ8(dst, src, cols) }
 
-// quantize runs the quantization of one super-block, generic or by the vector kernels where
-// the CPU has them, over every super-block of the rows of cols values of src.
-func quantize(dst []byte, src []float32, cols, rowBytes int,
+// quantize runs the quantization of one super-block, by the vector kernels v or, where v is
+// nil, generic, over every super-block of the rows of cols values of src.
+func quantize(v *quantWeights, dst []byte, src []float32, cols, rowBytes int,
 	generic func(row []float32, out []byte, cols, g, n int) error,
 	vector func(s *quantScratch, row []float32, out []byte, cols, g, n int) error) error {
 	rows, err := checkQuant(len(src), cols, len(dst), rowBytes)
@@ -96,7 +94,7 @@ func quantize(dst []byte, src []float32, cols, rowBytes int,
 		return err
 	}
 	var s *quantScratch
-	if v := impl.quantW; v != nil {
+	if v != nil {
 		s = &quantScratch{v: v}
 	}
 	groups := cols / GroupSize
@@ -253,9 +251,7 @@ func getF16(b []byte) float32 { return half.F16ToF32(uint16(b[0]) | uint16(b[1])
 
 // QuantizeQ4 quantizes the rows of cols values in src to q4 in dst, which must be
 // len(src)/cols·Q4RowBytes(cols) bytes long.
-func QuantizeQ4(dst []byte, src []float32, cols int) error {
-	return quantize(dst, src, cols, Q4RowBytes(cols), quantizeQ4Super, (*quantScratch).q4)
-}
+func QuantizeQ4(dst []byte, src []float32, cols int) error { return impl.quantizeQ4(dst, src, cols) }
 
 // quantizeQ4Super quantizes the super-block of n groups from group g of row to q4 in out,
 // the row's bytes.
@@ -392,9 +388,12 @@ func (a *QuantActs) QuantizeRows(x []float32, lo, hi int) {
 	if a.stride != a.cols {
 		panic("kernels: quantizing into a column view")
 	}
+	impl.quantizeActs(a, x[:a.tokens*a.cols], lo, hi)
+}
+
+// quantizeRows is QuantizeRows, with whole super-blocks quantized by vec where it is not nil.
+func (a *QuantActs) quantizeRows(x []float32, lo, hi int, vec func(x []float32, q []int8, d []float32, sum []int32, nsb int)) {
 	cols := a.cols
-	x = x[:a.tokens*cols]
-	vec := impl.quantActs
 	for r := lo; r < hi; r++ {
 		base := r * cols
 		g0 := 0
