@@ -18,9 +18,9 @@ go test -race -count=1 ./...
 go test -tags purego -count=1 ./...
 
 # The CUDA kernels compiled as C++ against backend/cuda/emu's emulation of the runtime: one host
-# thread per CUDA thread, so only a subset runs (18 s to build, 43 s to run on two idle cores;
-# ten times as long on a busy machine, hence the timeout): the GEMM, GEMV and
-# MoE kernels through the conformance suite, the error paths and the fused residual norm.
+# thread per CUDA thread, so only a subset runs, about a minute on two idle cores (many times
+# that on a busy machine, hence the timeout): the GEMM, GEMV and MoE kernels through the
+# conformance suite, the error paths and the fused residual norm.
 cxx=${CXX:-g++}
 if [[ $(go env CGO_ENABLED) == 1 ]] && command -v "$cxx" >/dev/null 2>&1 && command -v python3 >/dev/null 2>&1 &&
 	echo '#include <barrier>' | "$cxx" -std=c++20 -x c++ -fsyntax-only - 2>/dev/null; then
