@@ -63,9 +63,9 @@ const (
 )
 
 // matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
-// [lo, hi). T is the stored weight type; cvt widens a run of weights to float32, pack (if not
-// nil) packs a whole 32-row panel of them, 16 columns at a time, and few (if not nil) or else
-// matVec serve few tokens.
+// [lo, hi). T is the stored weight type; k (if not nil) is the packed GEMM's micro-kernel, cvt
+// widens a run of weights to float32, pack (if not nil) packs a whole 32-row panel of them, 16
+// columns at a time, and few (if not nil) or else matVec serve few tokens.
 func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int, k *gemmF32Kernel,
 	cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32,
 	few func(s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
