@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
@@ -153,12 +154,7 @@ func contentFromMarkers(t *Tokenizer, tmpl *jinja.Template, marked []Message, ge
 }
 
 func (t *Tokenizer) hasAddedMatch(s string) bool {
-	for _, seg := range t.splitAdded(s, t.rawTrie, allowAll, nil) {
-		if seg.id >= 0 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.splitAdded(s, t.rawTrie, allowAll, nil), func(seg segment) bool { return seg.id >= 0 })
 }
 
 func (t *Tokenizer) renderWith(tmpl *jinja.Template, msgs []Message, gen bool) (out string, err error) {
