@@ -49,7 +49,10 @@ type gpu struct {
 	graphs map[any]*graph
 	rope   map[ropeKey]unsafe.Pointer
 	// Scratch memory, grown as operations need.
-	gatherRows, attnPart, moeScratch, gemmA scratch
+	gatherRows, attnPart, moeScratch, gemmA, moeExperts scratch
+	// blas is cuBLASLt's version when loaded (blas.go), blasNote what String says of it.
+	blas     int
+	blasNote string
 }
 
 type ropeKey struct {
@@ -105,6 +108,7 @@ func newGPU(opts Options) (*gpu, error) {
 	if code := C.fc_create(C.int(opts.Device), &g.ctx); code != 0 {
 		return nil, fmt.Errorf("%w: device %d: %s", ErrNoDevice, opts.Device, errorString(code))
 	}
+	g.openBLAS()
 	return g, nil
 }
 
@@ -123,7 +127,7 @@ func (g *gpu) Name() string { return "cuda" }
 
 // String describes the device.
 func (g *gpu) String() string {
-	return fmt.Sprintf("cuda device %d: %s (sm_%d%d, %d SMs, %.1f GiB)", g.opts.Device, g.device, g.major, g.minor, g.sms, float64(g.totalMem)/(1<<30))
+	return fmt.Sprintf("cuda device %d: %s (sm_%d%d, %d SMs, %.1f GiB, %s)", g.opts.Device, g.device, g.major, g.minor, g.sms, float64(g.totalMem)/(1<<30), g.blasNote)
 }
 
 // Close releases all device memory. Later operations fail with backend.ErrClosed.
@@ -809,7 +813,12 @@ func (g *gpu) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router bac
 		return nil
 	}
 	l := planMoE(n, topK, ex.count, ex.hidden, ex.inner)
-	if err := g.grow(&g.moeScratch, l.bytes, "moe scratch"); err != nil {
+	blas := g.blasExperts(ex, n)
+	bytes := l.bytes
+	if blas {
+		bytes = l.xa // the routing's arrays; moeBLAS places the experts' buffers
+	}
+	if err := g.grow(&g.moeScratch, bytes, "moe scratch"); err != nil {
 		return err
 	}
 	at := func(off int) unsafe.Pointer { return unsafe.Add(g.moeScratch.p, off) }
@@ -825,6 +834,9 @@ func (g *gpu) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router bac
 		a.gemv = 1
 	}
 	a.exact = g.exact()
+	if blas {
+		return g.moeBLAS(&a)
+	}
 	a.xa = at(l.xa)
 	return check(C.fc_moe(g.ctx, &a), "moe")
 }
