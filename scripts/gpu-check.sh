@@ -2,7 +2,7 @@
 # gpu-check.sh: the CUDA backend's check on a GPU machine, one run of under about 8 minutes:
 # the device, the build (make cuda with the machine's nvcc; go build/vet -tags cuda when Go is
 # there), the conformance suite and host-side tests, fixture parity through package mixtral,
-# benchmarks, PyTorch peer figures, compute-sanitizer's memcheck over the kernels, and the
+# compute-sanitizer's memcheck over the kernels, benchmarks (multi-sequence decode too), PyTorch peer figures, and the
 # hardware counters of the MoE kernels (ncu). Each step's outcome is recorded and the script
 # goes on. The summary (markdown) goes to
 # $OUT/summary.md when OUT is set, else to stdout; the full log to $OUT/gpu-check.log (or a
@@ -202,6 +202,10 @@ if [[ -n $BIN ]]; then
 	else
 		STEPS+=("| tests: fixture parity | skipped: no fixtures (set FATHOM_FIXTURES or carry $PACK) | 0 s |")
 	fi
+	if have compute-sanitizer; then
+		step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
+			'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE)$|TestStep$|TestBLASPaths/exact$'"
+	fi
 	finish_make
 	step "benchmarks" 180 run_tests -test.run '^$' -test.bench . -test.skip 'BenchmarkDecodeSequences' -test.benchtime 300ms
 	# 16 decode tokens per sequence after each request's 512-token prompt.
@@ -217,11 +221,6 @@ if have python3; then
 	step "PyTorch peer" 200 peer
 else
 	STEPS+=("| PyTorch peer | skipped: no python3 | 0 s |")
-fi
-
-if [[ -n $BIN ]] && have compute-sanitizer; then
-	step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
-		'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE)$|TestStep$|TestBLASPaths/exact$'"
 fi
 
 # Hardware counters of the MoE kernels at one token and 2048 tokens, in both activation modes
