@@ -204,7 +204,7 @@ if [[ -n $BIN ]]; then
 	fi
 	if have compute-sanitizer; then
 		step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
-			'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE)$|TestStep$|TestBLASPaths/exact$'"
+			'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16$/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE|ResidualNormer|StepRecorder)$|TestStep$|TestBLASPaths/exact$'"
 	fi
 	finish_make
 	step "benchmarks" 180 run_tests -test.run '^$' -test.bench . -test.skip 'BenchmarkDecodeSequences' -test.benchtime 300ms

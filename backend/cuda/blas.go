@@ -41,22 +41,21 @@ func (g *gpu) openBLAS() {
 }
 
 // blasExperts reports whether an MoE block of n tokens runs its experts through cuBLASLt.
-func (g *gpu) blasExperts(ex *experts, n int) bool {
-	return g.blas > 0 && ex.w1.dtype == C.FC_BF16 && n > moeGEMVTokens
+func (u *unlocked) blasExperts(ex *experts, n int) bool {
+	return u.blas > 0 && ex.w1.dtype == C.FC_BF16 && n > moeGEMVTokens
 }
 
 // moeBLAS runs a block whose arguments are filled but for the experts' buffers: routing,
-// then the experts through cuBLASLt (the grouped GEMMs where it has no algorithm). The
-// caller holds g.mu.
-func (g *gpu) moeBLAS(a *C.fc_moe_args) error {
-	if err := check(C.fc_moe_route(g.ctx, a), "moe routing"); err != nil {
+// then the experts through cuBLASLt (the grouped GEMMs where it has no algorithm).
+func (u *unlocked) moeBLAS(a *C.fc_moe_args) error {
+	if err := check(C.fc_moe_route(u.ctx, a), "moe routing"); err != nil {
 		return err
 	}
 	n, experts := int(a.n), int(a.experts)
 	capacity := n
 	if n > moeBLASReadTokens {
 		offsets := make([]int32, experts+1)
-		if err := check(C.fc_download(g.ctx, unsafe.Pointer(&offsets[0]), unsafe.Pointer(a.offsets), C.size_t(4*len(offsets))), "moe counts"); err != nil {
+		if err := check(C.fc_download(u.ctx, unsafe.Pointer(&offsets[0]), unsafe.Pointer(a.offsets), C.size_t(4*len(offsets))), "moe counts"); err != nil {
 			return err
 		}
 		capacity = moeCapacity(offsets, n)
@@ -66,15 +65,15 @@ func (g *gpu) moeBLAS(a *C.fc_moe_args) error {
 		parts = 2
 	}
 	l := planMoEBLAS(experts, capacity, parts, int(a.hidden), int(a.inner))
-	if err := g.grow(&g.moeExperts, l.bytes, "moe expert buffers"); err != nil {
+	if err := u.grow(&u.moeExperts, l.bytes, "moe expert buffers"); err != nil {
 		return err
 	}
-	at := func(off int) unsafe.Pointer { return unsafe.Add(g.moeExperts.p, off) }
+	at := func(off int) unsafe.Pointer { return unsafe.Add(u.moeExperts.p, off) }
 	a.cap, a.bx, a.bd1, a.bd3 = C.int(capacity), at(l.x), (*C.float)(at(l.d1)), (*C.float)(at(l.d3))
 	a.xa, a.h, a.y = a.bx, unsafe.Pointer(a.bd3), a.bd1
-	code := C.fc_moe_blas(g.ctx, a)
+	code := C.fc_moe_blas(u.ctx, a)
 	if code == C.FC_ERR_UNSUPPORTED {
-		code = C.fc_moe_grouped(g.ctx, a)
+		code = C.fc_moe_grouped(u.ctx, a)
 	}
 	return check(code, "moe")
 }

@@ -98,7 +98,7 @@ func TestBLASPaths(t *testing.T) {
 			for _, n := range []int{5, 16, moeBLASReadTokens, moeBLASReadTokens + 1, 130} {
 				t.Run(fmt.Sprintf("moe/tokens=%d", n), func(t *testing.T) {
 					agree(t, blas, own, mode.tol, func(g *gpu) backend.Tensor {
-						ex, err := g.randomExperts(experts, hidden, inner, 9)
+						ex, err := g.randomExperts(experts, hidden, inner, false, 9)
 						noErr(t, err)
 						x, y := mustTensor(t, g, n, hidden), mustTensor(t, g, n, hidden)
 						noErr(t, g.fillTensor(x, uint64(n), 1))
@@ -117,7 +117,7 @@ func TestBLASPaths(t *testing.T) {
 				}
 				st := map[*gpu]*state{}
 				for _, g := range []*gpu{blas, own} {
-					ex, err := g.randomExperts(experts, hidden, inner, 11)
+					ex, err := g.randomExperts(experts, hidden, inner, false, 11)
 					noErr(t, err)
 					st[g] = &state{ex, mustTensor(t, g, n, hidden), mustTensor(t, g, n, hidden)}
 				}
@@ -125,7 +125,7 @@ func TestBLASPaths(t *testing.T) {
 					agree(t, blas, own, mode.tol, func(g *gpu) backend.Tensor {
 						s := st[g]
 						noErr(t, g.fillTensor(s.x, uint64(100+i), 1))
-						noErr(t, g.Step("moe step", func() error { return g.MoE(s.y, s.x, s.ex, topK, backend.Tensor{}) }))
+						noErr(t, g.Step("moe step", func(be backend.Backend) error { return be.MoE(s.y, s.x, s.ex, topK, backend.Tensor{}) }))
 						return s.y
 					})
 				}
