@@ -90,6 +90,15 @@ func (c *chatRequest) request() (mixtral.Request, int, *apiError) {
 	return req, n, nil
 }
 
+// generatesNothing reports whether the request asks for no tokens (max_tokens 0).
+func (c *chatRequest) generatesNothing() bool {
+	m := c.MaxCompletionTokens
+	if m == nil {
+		m = c.MaxTokens
+	}
+	return m != nil && *m == 0
+}
+
 // message converts message i to the tokenizer's form.
 func (msg *chatMessage) message(i int) (tokenizer.Message, *apiError) {
 	role := msg.Role
@@ -127,7 +136,10 @@ func (msg *chatMessage) message(i int) (tokenizer.Message, *apiError) {
 			Type string  `json:"type"`
 			Text *string `json:"text"`
 		}
-		if err := json.Unmarshal(raw, &parts); err != nil {
+		if err := unmarshalStrict(raw, &parts, param); err != nil {
+			if e := jsonError(err); e.Code == "unknown_parameter" {
+				return tokenizer.Message{}, e
+			}
 			return tokenizer.Message{}, invalidType(param, "a string or an array of content parts")
 		}
 		texts := make([]string, 0, len(parts))
@@ -168,12 +180,12 @@ type chatChoice struct {
 
 // chatCompletion is the response of a chat completion.
 type chatCompletion struct {
-	ID      string         `json:"id"`
-	Object  string         `json:"object"`
-	Created int64          `json:"created"`
-	Model   string         `json:"model"`
-	Choices []chatChoice   `json:"choices"`
-	Usage   *mixtral.Usage `json:"usage"`
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []chatChoice `json:"choices"`
+	Usage   *usage       `json:"usage"`
 }
 
 // chatDelta is the delta of a chat chunk choice.
@@ -238,9 +250,9 @@ func (f *chatStream) finish(i int, reason sampling.FinishReason) any {
 	return f.chunk(chatChunkChoice{Index: i, FinishReason: &reason})
 }
 
-func (f *chatStream) usage(u mixtral.Usage) any {
+func (f *chatStream) usage(u *usage) any {
 	return chatChunk{ID: f.id, Object: "chat.completion.chunk", Created: f.created, Model: f.model,
-		Choices: []chatChunkChoice{}, Usage: &u}
+		Choices: []chatChunkChoice{}, Usage: u}
 }
 
 // chatCompletions serves POST /v1/chat/completions.
@@ -256,19 +268,12 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) *apiErr
 	if e != nil {
 		return e
 	}
-	if _, e := contextCheck(s.model, req, "messages"); e != nil {
-		return e
-	}
-	release, e := s.admit(r.Context(), w)
+	g, promptOf, e := s.begin(w, r, []mixtral.Request{req}, n, body.generatesNothing(), "messages")
 	if e != nil {
 		return e
 	}
-	defer release()
-
-	reqs, promptOf := choices([]mixtral.Request{req}, n)
-	id, created := newID("chatcmpl-"), time.Now().Unix()
-	g := start(r.Context(), s.model, reqs)
 	defer g.stop()
+	id, created := newID("chatcmpl-"), time.Now().Unix()
 
 	if body.Stream {
 		f := &chatStream{m: s.model, id: id, model: body.Model, created: created, withUsage: body.includeUsage()}
@@ -290,8 +295,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) *apiErr
 		}
 		usages[i] = c.usage
 	}
-	u := totalUsage(usages, promptOf)
-	resp.Usage = &u
+	resp.Usage = s.totalUsage(usages, promptOf)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -184,9 +184,9 @@ func (f *textStream) finish(i int, reason sampling.FinishReason) any {
 	return f.chunk(textChoice{Index: i, FinishReason: &reason})
 }
 
-func (f *textStream) usage(u mixtral.Usage) any {
+func (f *textStream) usage(u *usage) any {
 	return textCompletion{ID: f.id, Object: "text_completion", Created: f.created, Model: f.model,
-		Choices: []textChoice{}, Usage: &u}
+		Choices: []textChoice{}, Usage: u}
 }
 
 // completions serves POST /v1/completions. Choice p*n+i is choice i of prompt p.
@@ -202,22 +202,13 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 	if e != nil {
 		return e
 	}
-	for _, req := range prompts {
-		if _, e := contextCheck(s.model, req, "prompt"); e != nil {
-			return e
-		}
-	}
-	release, e := s.admit(r.Context(), w)
+	g, promptOf, e := s.begin(w, r, prompts, n, body.MaxTokens != nil && *body.MaxTokens == 0, "prompt")
 	if e != nil {
 		return e
 	}
-	defer release()
-
-	reqs, promptOf := choices(prompts, n)
-	total := len(reqs)
-	id, created := newID("cmpl-"), time.Now().Unix()
-	g := start(r.Context(), s.model, reqs)
 	defer g.stop()
+	total := len(promptOf)
+	id, created := newID("cmpl-"), time.Now().Unix()
 
 	if body.Stream {
 		f := &textStream{m: s.model, id: id, model: body.Model, created: created,
@@ -244,8 +235,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 		resp.Choices[i] = tc
 		usages[i] = c.usage
 	}
-	u := totalUsage(usages, promptOf)
-	resp.Usage = &u
+	resp.Usage = s.totalUsage(usages, promptOf)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

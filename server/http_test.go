@@ -104,7 +104,7 @@ func TestChatStreamFraming(t *testing.T) {
 			`{` + head + `,"choices":[{"index":0,"delta":{"content":" one"},"logprobs":null,"finish_reason":null}],"usage":null}`,
 			`{` + head + `,"choices":[{"index":0,"delta":{"content":" two"},"logprobs":null,"finish_reason":null}],"usage":null}`,
 			`{` + head + `,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}`,
-			`{` + head + `,"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13}}`,
+			`{` + head + `,"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"estimated_cost":0}}`,
 		}},
 		{"plain", ``, []string{
 			`{` + head + `,"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`,
@@ -158,7 +158,7 @@ func TestChatPlainShape(t *testing.T) {
 	var created float64
 	jsonEqual(t, 0, string(body), `{"id":"$ID","object":"chat.completion","created":"$CREATED","model":"test-model",`+
 		`"choices":[{"index":0,"message":{"role":"assistant","content":" one two"},"logprobs":null,"finish_reason":"stop"}],`+
-		`"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13}}`, &id, &created)
+		`"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"estimated_cost":0}}`, &id, &created)
 
 	resp, body = post(t, ts, "/v1/completions", `{"model":"test-model","prompt":"count","stream":true}`)
 	if resp.StatusCode != 200 {
@@ -271,8 +271,6 @@ func TestErrorStatuses(t *testing.T) {
 		{"context", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"max_tokens":40}`, auth, 400, "messages"},
 		{"context no room", "/v1/chat/completions", `{"model":"test-model","messages":[{"role":"user","content":"` + strings.Repeat("w ", 33) + `"}]}`, auth, 400, "messages"},
 		{"context prompt", "/v1/completions", `{"model":"test-model","prompt":"` + strings.Repeat("w ", 30) + `"}`, auth, 400, "prompt"},
-		{"max_tokens 0", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"max_tokens":0}`, auth, 400, "max_tokens"},
-		{"max_completion_tokens 0", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"max_completion_tokens":0}`, auth, 400, "max_completion_tokens"},
 		{"n 0", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"n":0}`, auth, 400, "n"},
 		{"n 129", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"n":129}`, auth, 400, "n"},
 		{"logit_bias key", "/v1/chat/completions", `{"model":"test-model",` + msgs + `,"logit_bias":{"x":1}}`, auth, 400, "logit_bias"},
