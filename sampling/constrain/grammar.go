@@ -21,6 +21,7 @@ type Grammar struct {
 	rule   *rule      // kRule
 	size   int        // estimated NFA states, saturated at sizeCap
 	digest [32]byte   // structural identity, for the compile cache
+	prog   atomic.Pointer[progResult]
 }
 
 type kind uint8

@@ -128,7 +128,7 @@ func (v *Vocab) Compile(g *Grammar) (*Constraint, error) {
 	v.mu.Unlock()
 	c.once.Do(func() {
 		var p *program
-		if p, c.err = compileGrammar(g); c.err == nil {
+		if p, c.err = g.program(); c.err == nil {
 			c.c = newConstraint(p, v)
 		}
 	})
