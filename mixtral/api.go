@@ -20,6 +20,11 @@ type Request struct {
 	// Params are the sampling parameters; the zero value is greedy decoding, and
 	// sampling.DefaultParams gives the hosted API's defaults.
 	Params sampling.Params
+	// Constraint, when set, restricts the generated tokens (to a JSON Schema, a grammar, a
+	// regular expression: see package sampling/constrain). Each sequence follows its own
+	// state of it; the tokens it does not allow are masked before any other sampling step,
+	// and the stop and end-of-sequence tokens are allowed only where it accepts the end.
+	Constraint sampling.Constraint
 }
 
 // Usage counts the tokens of a request, as the hosted API reports them.

@@ -122,6 +122,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		decoder = m.tok.NewDecoder(true)
 	}
 	maxNew := p.MaxNewTokens(len(prompt), m.ctxLen)
+	cons := newConstrained(req.Constraint, m.cfg.VocabSize, p.StopTokenIDs, m.cfg.EOSTokenIDs)
 
 	// The sequence holds the prompt and every generated token but the last.
 	blocks, err := m.sched.reserve(ctx, len(prompt)+maxNew-1)
@@ -184,7 +185,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		id, err := sampler.Sample(st.logits)
+		id, err := cons.sample(sampler, st.logits)
 		if err != nil {
 			return err
 		}
@@ -204,6 +205,9 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 			text, _ := flush()
 			finish(sampling.FinishStop, text)
 			return nil
+		}
+		if err := cons.advance(id); err != nil {
+			return err
 		}
 		if decoder != nil {
 			var stopped bool

@@ -1,0 +1,114 @@
+package constrain
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/fathom-llm/fathom/sampling"
+)
+
+// Constraint is a grammar compiled against a vocabulary (Vocab.Compile). It is immutable but
+// for its caches, safe for concurrent use, and starts one Matcher per generated sequence. It
+// implements sampling.Constraint.
+type Constraint struct {
+	p     *program
+	v     *Vocab
+	words int // mask words: (vocabulary size + 63) / 64
+
+	// The token masks of each (rule, state), computed on first use: for a frame with
+	// unknown frames below it (inner), and for rule 0 at the bottom of the stack (bottom).
+	inner  [][]atomic.Pointer[entry]
+	bottom []atomic.Pointer[entry]
+
+	walkers sync.Pool // *walker
+}
+
+// entry is what a frame allows, whatever lies below it: allow holds the tokens the frame
+// accepts in every context, maybe the tokens that read past the end of the frame and that
+// some context may accept (checked against the actual stack at each step).
+type entry struct {
+	allow []uint64
+	maybe []int32
+}
+
+func newConstraint(p *program, v *Vocab) *Constraint {
+	c := &Constraint{p: p, v: v, words: (v.size + 63) / 64}
+	c.inner = make([][]atomic.Pointer[entry], len(p.rules))
+	for r, d := range p.rules {
+		c.inner[r] = make([]atomic.Pointer[entry], d.states())
+	}
+	c.bottom = make([]atomic.Pointer[entry], p.rules[0].states())
+	return c
+}
+
+// Vocab returns the vocabulary c was compiled against.
+func (c *Constraint) Vocab() *Vocab { return c.v }
+
+// NewState returns c.NewMatcher(); it makes *Constraint a sampling.Constraint.
+func (c *Constraint) NewState() sampling.ConstraintState { return c.NewMatcher() }
+
+// entry returns the mask entry of frame (rule, state), computing it on first use.
+func (c *Constraint) entry(rule, state int32, atBottom bool) *entry {
+	slot := &c.inner[rule][state]
+	mode := bottomAny
+	if atBottom && rule == 0 {
+		slot, mode = &c.bottom[state], bottomEnd
+	}
+	if e := slot.Load(); e != nil {
+		return e
+	}
+	e := c.compute(rule, state, mode)
+	if !slot.CompareAndSwap(nil, e) {
+		return slot.Load()
+	}
+	return e
+}
+
+// walker is the scratch space of a mask computation.
+type walker struct {
+	a      arena
+	ex     expander
+	levels [][]cfg // configurations after each depth of the trie
+}
+
+// compute walks the vocabulary's prefix tree from frame (rule, state): a token is allowed
+// when its bytes can be read without leaving the frame, maybe allowed when they can only be
+// read by leaving it (then the places its rule returns to stand for the unknown stack
+// below), and refused otherwise. A subtree is skipped as soon as no configuration is left.
+func (c *Constraint) compute(rule, state int32, mode bottomMode) *entry {
+	w, _ := c.walkers.Get().(*walker)
+	if w == nil {
+		w = &walker{}
+	}
+	defer c.walkers.Put(w)
+	t := &c.v.trie
+	w.a.reset()
+	w.ex = expander{p: c.p, a: &w.a, mode: mode, seen: w.ex.seen, out: w.ex.out}
+	for len(w.levels) <= t.maxD {
+		w.levels = append(w.levels, nil)
+	}
+	w.levels[0] = append(w.levels[0][:0], cfg{rule, state, -1, false})
+	e := &entry{allow: make([]uint64, c.words)}
+	for i := 0; i < len(t.char); {
+		d := t.depth[i]
+		ok, esc := w.ex.step(w.levels[d-1], t.char[i])
+		if !ok && !esc {
+			i = int(t.end[i])
+			continue
+		}
+		for _, id := range t.ids[t.first[i]:t.first[i+1]] {
+			if ok {
+				e.allow[id>>6] |= 1 << (id & 63)
+			} else {
+				e.maybe = append(e.maybe, id)
+			}
+		}
+		if len(w.ex.out) == 0 {
+			i = int(t.end[i])
+			continue
+		}
+		w.levels[d] = append(w.levels[d][:0], w.ex.out...)
+		i++
+	}
+	return e
+}
