@@ -12,6 +12,10 @@ type Request struct {
 	// Messages is a chat conversation, rendered with the model's chat template with the
 	// generation prompt appended.
 	Messages []tokenizer.Message
+	// Tools are the functions the model may call in a chat (Messages): the chat template
+	// describes them, or tokenizer.ChatMLTools when the template takes none. The reply's calls
+	// are read with tokenizer.ParseToolCalls.
+	Tools []tokenizer.Tool
 	// Prompt is raw text, tokenized as the model's tokenizer does (BOS added when its
 	// configuration says so).
 	Prompt string

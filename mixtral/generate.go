@@ -83,7 +83,7 @@ func (m *Model) PromptIDs(req Request) ([]int, error) {
 	case m.tok == nil:
 		return nil, ErrNoTokenizer
 	case len(req.Messages) > 0:
-		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true})
+		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true, Tools: req.Tools})
 	default:
 		ids, err = m.tok.Encode(req.Prompt, tokenizer.EncodeOptions{AddBOS: m.tok.AddsBOS(), ParseSpecial: true})
 	}
