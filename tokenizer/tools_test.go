@@ -114,7 +114,7 @@ func TestTemplateTakingTools(t *testing.T) {
 func TestParseToolCalls(t *testing.T) {
 	for _, tc := range []struct {
 		name, reply, text string
-		calls         []ToolCall // IDs not compared
+		calls             []ToolCall // IDs not compared
 	}{
 		{"text", "Hello there.\n", "Hello there.\n", nil},
 		{"one call", "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": [1, {\"b\": \"}\"}]}}\n</tool_call>", "",
