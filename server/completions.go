@@ -66,7 +66,7 @@ func (p *promptInput) UnmarshalJSON(b []byte) error {
 
 // requests validates the request and returns one generation request per prompt, the number
 // of choices per prompt, and the texts to echo (nil without echo).
-func (c *completionRequest) requests() ([]mixtral.Request, int, []string, *apiError) {
+func (c *completionRequest) requests(s *Server) ([]mixtral.Request, int, []string, *apiError) {
 	n, e := c.choices()
 	if e != nil {
 		return nil, 0, nil, e
@@ -107,15 +107,19 @@ func (c *completionRequest) requests() ([]mixtral.Request, int, []string, *apiEr
 	if e != nil {
 		return nil, 0, nil, e
 	}
+	cons, e := s.constraint(c.ResponseFormat, nil)
+	if e != nil {
+		return nil, 0, nil, e
+	}
 	var reqs []mixtral.Request
 	for _, t := range c.Prompt.texts {
-		reqs = append(reqs, mixtral.Request{Prompt: t, Params: p})
+		reqs = append(reqs, mixtral.Request{Prompt: t, Params: p, Constraint: cons})
 	}
 	for _, ids := range c.Prompt.ids {
 		if len(ids) == 0 {
 			return nil, 0, nil, invalid("prompt", "A token-id prompt must not be empty.")
 		}
-		reqs = append(reqs, mixtral.Request{PromptIDs: ids, Params: p})
+		reqs = append(reqs, mixtral.Request{PromptIDs: ids, Params: p, Constraint: cons})
 	}
 	var echo []string
 	if c.Echo {
@@ -172,16 +176,19 @@ func (f *textStream) begin(i int) any {
 	return f.chunk(textChoice{Index: i, Text: text})
 }
 
-func (f *textStream) token(i int, text string, lp *sampling.Logprobs) any {
+func (f *textStream) token(i int, text string, lp *sampling.Logprobs) []any {
+	if text == "" && lp == nil {
+		return nil
+	}
 	c := textChoice{Index: i, Text: text}
 	if lp != nil {
 		c.Logprobs, f.offsets[i] = textLogprobsOf(f.m, []sampling.Logprobs{*lp}, f.offsets[i])
 	}
-	return f.chunk(c)
+	return []any{f.chunk(c)}
 }
 
-func (f *textStream) finish(i int, reason sampling.FinishReason) any {
-	return f.chunk(textChoice{Index: i, FinishReason: &reason})
+func (f *textStream) finish(i int, text string, lp *sampling.Logprobs, reason sampling.FinishReason) []any {
+	return append(f.token(i, text, lp), f.chunk(textChoice{Index: i, FinishReason: &reason}))
 }
 
 func (f *textStream) usage(u *usage) any {
@@ -198,7 +205,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := s.checkModel(body.Model); e != nil {
 		return e
 	}
-	prompts, n, echo, e := body.requests()
+	prompts, n, echo, e := body.requests(s)
 	if e != nil {
 		return e
 	}

@@ -248,10 +248,10 @@ func (s *Server) totalUsage(usages []mixtral.Usage, promptOf []int) *usage {
 type streamFormat interface {
 	// begin returns the chunk that opens choice i, or nil.
 	begin(i int) any
-	// token returns the chunk for text and logprobs that choice i produced.
-	token(i int, text string, lp *sampling.Logprobs) any
-	// finish returns the chunk that ends choice i.
-	finish(i int, reason sampling.FinishReason) any
+	// token returns the chunks for text and logprobs that choice i produced.
+	token(i int, text string, lp *sampling.Logprobs) []any
+	// finish returns the chunks of choice i's last event, the one that ends it.
+	finish(i int, text string, lp *sampling.Logprobs, reason sampling.FinishReason) []any
 	// usage returns the final usage chunk.
 	usage(u *usage) any
 }
@@ -286,13 +286,16 @@ func (s *Server) stream(w http.ResponseWriter, g *generation, n int, promptOf []
 			sse.data(e.envelope())
 			return
 		}
-		if ce.ev.Text != "" || ce.ev.Logprobs != nil {
-			sse.data(f.token(ce.index, ce.ev.Text, ce.ev.Logprobs))
-		}
+		chunks := f.token
 		if ce.ev.Done {
 			usages[ce.index] = ce.ev.Usage
-			sse.data(f.finish(ce.index, ce.ev.FinishReason))
 			done++
+			chunks = func(i int, text string, lp *sampling.Logprobs) []any {
+				return f.finish(i, text, lp, ce.ev.FinishReason)
+			}
+		}
+		for _, c := range chunks(ce.index, ce.ev.Text, ce.ev.Logprobs) {
+			sse.data(c)
 		}
 	}
 	handle(first)

@@ -36,6 +36,7 @@ type commonRequest struct {
 	StreamOptions     *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	ResponseFormat *responseFormat `json:"response_format"`
 }
 
 // stopList is the "stop" parameter: null, one string, or an array of strings.
