@@ -201,7 +201,7 @@ func (c *chatRequest) conversation() ([]tokenizer.Message, *apiError) {
 			Code: "missing_required_parameter", Message: "'messages' must be a non-empty array."}
 	}
 	out := make([]tokenizer.Message, len(c.Messages))
-	calls := map[string]string{} // call ID -> function name, of the calls made so far
+	calls := map[string]string{}  // call ID -> function name, of the calls made so far
 	lastOf := map[string]string{} // function name -> ID of its latest call
 	for i := range c.Messages {
 		msg := &c.Messages[i]
