@@ -181,12 +181,14 @@ func compileGrammar(g *Grammar) (*program, error) {
 		}
 		p.rules = append(p.rules, minimize(d))
 	}
+	if err := p.prune(); err != nil {
+		return nil, err
+	}
 	p.returns = make([][]frame, len(p.rules))
 	for r, d := range p.rules {
-		for s, cs := range d.calls {
+		for _, cs := range d.calls {
 			for _, c := range cs {
 				p.returns[c.rule] = append(p.returns[c.rule], frame{int32(r), c.ret})
-				_ = s
 			}
 		}
 	}
@@ -553,4 +555,71 @@ func (p *program) reachEmpty(d *dfa, nullable []bool, onCall func(call)) bool {
 		}
 	}
 	return acc
+}
+
+// prune removes the calls of rules that accept no string (a rule that can only end by
+// calling itself again, for instance), and the states left with no way to an end, so that
+// every configuration the matcher reaches can be completed. It fails with ErrEmptyLanguage
+// when the grammar itself accepts nothing.
+func (p *program) prune() error {
+	productive := make([]bool, len(p.rules))
+	for changed := true; changed; {
+		changed = false
+		for r, d := range p.rules {
+			if !productive[r] && d.canEnd(productive) {
+				productive[r] = true
+				changed = true
+			}
+		}
+	}
+	for r, d := range p.rules {
+		cut := false
+		for s, cs := range d.calls {
+			kept := cs[:0]
+			for _, c := range cs {
+				if productive[c.rule] {
+					kept = append(kept, c)
+				}
+			}
+			cut = cut || len(kept) < len(cs)
+			d.calls[s] = kept
+		}
+		if cut {
+			p.rules[r] = minimize(d)
+		}
+	}
+	if !productive[0] {
+		return fmt.Errorf("%w: the grammar accepts no string", ErrEmptyLanguage)
+	}
+	return nil
+}
+
+// canEnd reports whether an accepting state of d can be reached from its start through
+// byte edges and calls of productive rules.
+func (d *dfa) canEnd(productive []bool) bool {
+	seen := make([]bool, d.states())
+	stack := []int32{0}
+	seen[0] = true
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if d.accept[s] {
+			return true
+		}
+		visit := func(t int32) {
+			if t >= 0 && !seen[t] {
+				seen[t] = true
+				stack = append(stack, t)
+			}
+		}
+		for c := range d.nclass {
+			visit(d.next[int(s)*d.nclass+c])
+		}
+		for _, c := range d.calls[s] {
+			if productive[c.rule] {
+				visit(c.ret)
+			}
+		}
+	}
+	return false
 }

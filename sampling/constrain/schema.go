@@ -52,6 +52,10 @@ func JSONSchema(schema []byte, opts JSONOptions) (*Grammar, error) {
 	if err == nil {
 		if _, err = g.program(); err != nil {
 			g = nil
+			if errors.Is(err, ErrLeftRecursion) {
+				err = fmt.Errorf("%w: a $ref cycle that reads nothing (%v)", ErrInvalidSchema, err)
+			}
+			err = &SchemaError{Path: "#", Err: err}
 		}
 	}
 	schemaCache.Lock()
@@ -682,7 +686,7 @@ var formats = func() map[string]string {
 	const (
 		year  = `[0-9]{4}`
 		md    = `(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))`
-		leap  = `(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)`
+		leap  = `(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00)`
 		date  = `(?:` + year + `-` + md + `|` + leap + `-02-29)`
 		hms   = `(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?`
 		zone  = `(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])`
