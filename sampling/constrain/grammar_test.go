@@ -338,9 +338,9 @@ func TestMaskMatchesTokens(t *testing.T) {
 	v := bundledVocab(t)
 	grammars := map[string]*Grammar{
 		"json object": JSONObject(JSONOptions{}),
-		"tool calls": Seq(Plus(Seq(Literal("<tool_call>\n"), mustSchema(t, `{"type":"object","properties":{"city":{"type":"string","maxLength":5},"n":{"type":"integer"}},"required":["city"]}`), Literal("\n</tool_call>"))), Optional(Literal("\n"))),
-		"regex":      mustRegex(t, `(\d+, )*"[a-zé]{1,3}"`),
-		"recursive":  mustSchema(t, `{"$defs":{"t":{"type":"array","items":{"anyOf":[{"type":"integer"},{"$ref":"#/$defs/t"}]},"maxItems":3}},"$ref":"#/$defs/t"}`),
+		"tool calls":  Seq(Plus(Seq(Literal("<tool_call>\n"), mustSchema(t, `{"type":"object","properties":{"city":{"type":"string","maxLength":5},"n":{"type":"integer"}},"required":["city"]}`), Literal("\n</tool_call>"))), Optional(Literal("\n"))),
+		"regex":       mustRegex(t, `(\d+, )*"[a-zé]{1,3}"`),
+		"recursive":   mustSchema(t, `{"$defs":{"t":{"type":"array","items":{"anyOf":[{"type":"integer"},{"$ref":"#/$defs/t"}]},"maxItems":3}},"$ref":"#/$defs/t"}`),
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
 	mask := make([]uint64, (v.Size()+63)/64)

@@ -6,6 +6,7 @@ import (
 	"math/bits"
 	"math/rand/v2"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sync"
 	"testing"
@@ -79,21 +80,29 @@ func randomWalk(t testing.TB, c *Constraint, rng *rand.Rand, maxTokens int, pEnd
 // which JSON Schema does not know, is rewritten as the type "null" beside the others.
 func validator(t testing.TB, schema string) *jsonschema.Schema {
 	t.Helper()
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader([]byte(schema)))
-	if err != nil {
-		t.Fatalf("schema %s: %v", schema, err)
-	}
-	doc = rewriteNullable(doc)
-	c := jsonschema.NewCompiler()
-	c.AssertFormat()
-	if err := c.AddResource("schema.json", doc); err != nil {
-		t.Fatal(err)
-	}
-	s, err := c.Compile("schema.json")
+	s, err := tryValidator(schema)
 	if err != nil {
 		t.Fatalf("schema %s: %v", schema, err)
 	}
 	return s
+}
+
+func tryValidator(schema string) (*jsonschema.Schema, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader([]byte(schema)))
+	if err != nil {
+		return nil, err
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource("schema.json", rewriteNullable(doc)); err != nil {
+		return nil, err
+	}
+	return c.Compile("schema.json")
+}
+
+// regexpFull compiles pattern to match whole strings.
+func regexpFull(pattern string) (*regexp.Regexp, error) {
+	return regexp.Compile(`^(?:` + pattern + `)$`)
 }
 
 // validate checks that text is one JSON value that s accepts.

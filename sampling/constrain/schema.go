@@ -460,12 +460,15 @@ func (c *schemaCompiler) typed(s *jv, path string) (*Grammar, error) {
 		return Alt(gs...), nil
 	}
 	var gs []*Grammar
+	var emptyErr error // why the first type that allows no value does not
 	add := func(g *Grammar, err error) error {
 		switch {
 		case err == nil:
 			gs = append(gs, g)
 		case !isEmpty(err):
 			return err
+		case emptyErr == nil:
+			emptyErr = err
 		}
 		return nil
 	}
@@ -496,6 +499,9 @@ func (c *schemaCompiler) typed(s *jv, path string) (*Grammar, error) {
 		}
 	}
 	if len(gs) == 0 {
+		if emptyErr != nil {
+			return nil, emptyErr
+		}
 		return nil, schemaErr(path, ErrEmptyLanguage, "no value satisfies the schema")
 	}
 	return Alt(gs...), nil
