@@ -169,6 +169,9 @@ func compileGrammar(g *Grammar) (*program, error) {
 	b.ruleIndex(root)
 	p := &program{}
 	for i := 0; i < len(b.pending); i++ {
+		if size := b.pending[i].body.size; size > maxNFAStates {
+			return nil, fmt.Errorf("%w: about %d automaton states, more than %d", ErrTooComplex, size, maxNFAStates)
+		}
 		b.nfa = &nfa{}
 		start := b.nfa.newState()
 		end := b.add(b.pending[i].body, start)
@@ -181,12 +184,14 @@ func compileGrammar(g *Grammar) (*program, error) {
 		}
 		p.rules = append(p.rules, minimize(d))
 	}
+	if err := p.prune(); err != nil {
+		return nil, err
+	}
 	p.returns = make([][]frame, len(p.rules))
 	for r, d := range p.rules {
-		for s, cs := range d.calls {
+		for _, cs := range d.calls {
 			for _, c := range cs {
 				p.returns[c.rule] = append(p.returns[c.rule], frame{int32(r), c.ret})
-				_ = s
 			}
 		}
 	}
@@ -321,11 +326,208 @@ func determinize(n *nfa, start, final int32) (*dfa, error) {
 	return d, nil
 }
 
-// minimize merges the equivalent states of d (Moore's partition refinement), dropping states
-// from which no accepting state can be reached.
+// minimize merges the equivalent states of d (Hopcroft's partition refinement, call edges
+// counted as symbols of their own), dropping the states from which no accepting state can
+// be reached and those the start cannot reach.
 func minimize(d *dfa) *dfa {
 	n := d.states()
-	// Live states: those that can reach an accepting state.
+	live := liveStates(d)
+	// Symbols: the byte classes, then one per rule called.
+	symOf := map[int32]int{}
+	for _, cs := range d.calls {
+		for _, c := range cs {
+			if _, ok := symOf[c.rule]; !ok {
+				symOf[c.rule] = d.nclass + len(symOf)
+			}
+		}
+	}
+	nsym := d.nclass + len(symOf)
+	dead := int32(n) // a sink for missing edges and states that cannot end
+	total := n + 1
+	tr := make([]int32, total*nsym)
+	for i := range tr {
+		tr[i] = dead
+	}
+	for s := range n {
+		if !live[s] {
+			continue
+		}
+		for c := range d.nclass {
+			if t := d.next[s*d.nclass+c]; t >= 0 && live[t] {
+				tr[s*nsym+c] = t
+			}
+		}
+		for _, c := range d.calls[s] {
+			if live[c.ret] {
+				tr[s*nsym+symOf[c.rule]] = c.ret
+			}
+		}
+	}
+	// Inverse transitions, per symbol and target: sources in inv[invAt[k]:invAt[k+1]] for
+	// k = sym*total + target.
+	invAt := make([]int32, nsym*total+1)
+	for s := range total {
+		for c := range nsym {
+			invAt[c*total+int(tr[s*nsym+c])+1]++
+		}
+	}
+	for k := 1; k < len(invAt); k++ {
+		invAt[k] += invAt[k-1]
+	}
+	inv := make([]int32, invAt[len(invAt)-1])
+	fill := slices.Clone(invAt[:len(invAt)-1])
+	for s := range total {
+		for c := range nsym {
+			k := c*total + int(tr[s*nsym+c])
+			inv[fill[k]] = int32(s)
+			fill[k]++
+		}
+	}
+	// The partition: the states of block b are elems[start[b]:end[b]].
+	elems := make([]int32, 0, total)
+	var start, end []int32
+	blockOf := make([]int32, total)
+	for _, keep := range []func(s int) bool{
+		func(s int) bool { return s == n || !live[s] },
+		func(s int) bool { return s < n && live[s] && d.accept[s] },
+		func(s int) bool { return s < n && live[s] && !d.accept[s] },
+	} {
+		from := int32(len(elems))
+		for s := range total {
+			if keep(s) {
+				blockOf[s] = int32(len(start))
+				elems = append(elems, int32(s))
+			}
+		}
+		if int32(len(elems)) > from {
+			start, end = append(start, from), append(end, int32(len(elems)))
+		}
+	}
+	loc := make([]int32, total)
+	for i, s := range elems {
+		loc[s] = int32(i)
+	}
+	marked := make([]int32, len(start))
+	type work struct{ block, sym int32 }
+	var queue []work
+	inQueue := map[work]bool{}
+	push := func(w work) {
+		if !inQueue[w] {
+			inQueue[w] = true
+			queue = append(queue, w)
+		}
+	}
+	for b := range start {
+		for c := range nsym {
+			push(work{int32(b), int32(c)})
+		}
+	}
+	var x, touched []int32
+	for len(queue) > 0 {
+		w := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		delete(inQueue, w)
+		// x: the states with a transition on w.sym into block w.block.
+		x = x[:0]
+		for _, t := range elems[start[w.block]:end[w.block]] {
+			k := int(w.sym)*total + int(t)
+			x = append(x, inv[invAt[k]:invAt[k+1]]...)
+		}
+		touched = touched[:0]
+		for _, s := range x {
+			b := blockOf[s]
+			if marked[b] == 0 {
+				touched = append(touched, b)
+			}
+			// Move s to the marked front of its block.
+			i, j := loc[s], start[b]+marked[b]
+			if i >= j {
+				o := elems[j]
+				elems[i], elems[j] = o, s
+				loc[o], loc[s] = i, j
+				marked[b]++
+			}
+		}
+		for _, b := range touched {
+			m := marked[b]
+			marked[b] = 0
+			if m == end[b]-start[b] {
+				continue
+			}
+			// Split: the marked part becomes block nb.
+			nb := int32(len(start))
+			start, end = append(start, start[b]), append(end, start[b]+m)
+			marked = append(marked, 0)
+			start[b] += m
+			for _, s := range elems[start[nb]:end[nb]] {
+				blockOf[s] = nb
+			}
+			small := nb
+			if end[b]-start[b] < m {
+				small = b
+			}
+			for c := range nsym {
+				if inQueue[work{b, int32(c)}] {
+					push(work{nb, int32(c)})
+				} else {
+					push(work{small, int32(c)})
+				}
+			}
+		}
+	}
+	// Number the blocks reachable from the start, breadth first; the dead block is -1.
+	deadBlock := blockOf[dead]
+	order := make([]int32, len(start))
+	for i := range order {
+		order[i] = -1
+	}
+	m := &dfa{class: d.class, nclass: d.nclass}
+	if blockOf[0] == deadBlock {
+		m.next = make([]int32, d.nclass)
+		for i := range m.next {
+			m.next[i] = -1
+		}
+		m.accept, m.calls, m.bytes = []bool{false}, [][]call{nil}, []bool{false}
+		return m
+	}
+	rep := func(b int32) int32 { return elems[start[b]] }
+	queueB := []int32{blockOf[0]}
+	order[blockOf[0]] = 0
+	target := func(t int32) int32 {
+		b := blockOf[t]
+		if b == deadBlock {
+			return -1
+		}
+		if order[b] < 0 {
+			order[b] = int32(len(queueB))
+			queueB = append(queueB, b)
+		}
+		return order[b]
+	}
+	for q := 0; q < len(queueB); q++ {
+		s := rep(queueB[q])
+		m.accept = append(m.accept, d.accept[s])
+		hasBytes := false
+		for c := range d.nclass {
+			t := target(tr[int(s)*nsym+c])
+			m.next = append(m.next, t)
+			hasBytes = hasBytes || t >= 0
+		}
+		m.bytes = append(m.bytes, hasBytes)
+		var cs []call
+		for _, c := range d.calls[s] {
+			if t := target(tr[int(s)*nsym+symOf[c.rule]]); t >= 0 {
+				cs = append(cs, call{c.rule, t})
+			}
+		}
+		m.calls = append(m.calls, cs)
+	}
+	return m
+}
+
+// liveStates returns the states of d from which an accepting state can be reached.
+func liveStates(d *dfa) []bool {
+	n := d.states()
 	live := make([]bool, n)
 	rev := make([][]int32, n)
 	for s := range n {
@@ -355,134 +557,7 @@ func minimize(d *dfa) *dfa {
 			}
 		}
 	}
-	tgt := func(t int32) int32 {
-		if t >= 0 && !live[t] {
-			return -1
-		}
-		return t
-	}
-	// Refine blocks until stable; block -1 is the dead state.
-	block := make([]int32, n)
-	for s := range n {
-		block[s] = -1
-		if live[s] {
-			block[s] = 0
-			if d.accept[s] {
-				block[s] = 1
-			}
-		}
-	}
-	blockOf := func(t int32) int32 {
-		if t = tgt(t); t < 0 {
-			return -1
-		}
-		return block[t]
-	}
-	nblocks := -1
-	sig := make([]byte, 0, 64)
-	for {
-		index := map[string]int32{}
-		next := make([]int32, n)
-		for s := range n {
-			if block[s] < 0 {
-				next[s] = -1
-				continue
-			}
-			sig = sig[:0]
-			sig = binary.LittleEndian.AppendUint32(sig, uint32(block[s]))
-			for c := range d.nclass {
-				sig = binary.LittleEndian.AppendUint32(sig, uint32(blockOf(d.next[s*d.nclass+c])))
-			}
-			for _, c := range d.calls[s] {
-				if b := blockOf(c.ret); b >= 0 {
-					sig = binary.LittleEndian.AppendUint32(sig, uint32(c.rule))
-					sig = binary.LittleEndian.AppendUint32(sig, uint32(b))
-				}
-			}
-			k := string(sig)
-			i, ok := index[k]
-			if !ok {
-				i = int32(len(index))
-				index[k] = i
-			}
-			next[s] = i
-		}
-		block = next
-		if len(index) == nblocks {
-			break
-		}
-		nblocks = len(index)
-	}
-	// Renumber so that the start state's block is 0; the start may be dead (an empty
-	// language): it then becomes a state with no edge that does not accept.
-	order := make([]int32, maxInt(nblocks, 0)+1)
-	for i := range order {
-		order[i] = -1
-	}
-	newState := int32(0)
-	assign := func(b int32) int32 {
-		if order[b] < 0 {
-			order[b] = newState
-			newState++
-		}
-		return order[b]
-	}
-	m := &dfa{class: d.class, nclass: d.nclass}
-	if block[0] < 0 {
-		m.next = make([]int32, d.nclass)
-		for i := range m.next {
-			m.next[i] = -1
-		}
-		m.accept, m.calls, m.bytes = []bool{false}, [][]call{nil}, []bool{false}
-		return m
-	}
-	// Breadth-first from the start so that reachable blocks get numbers.
-	assign(block[0])
-	rep := make([]int32, nblocks) // a state of each block
-	for s := n - 1; s >= 0; s-- {
-		if block[s] >= 0 {
-			rep[block[s]] = int32(s)
-		}
-	}
-	queue := []int32{block[0]}
-	for q := 0; q < len(queue); q++ {
-		s := rep[queue[q]]
-		visit := func(t int32) {
-			if b := blockOf(t); b >= 0 && order[b] < 0 {
-				assign(b)
-				queue = append(queue, b)
-			}
-		}
-		for c := range d.nclass {
-			visit(d.next[int(s)*d.nclass+c])
-		}
-		for _, c := range d.calls[s] {
-			visit(c.ret)
-		}
-	}
-	states := int(newState)
-	m.next = make([]int32, states*d.nclass)
-	m.accept = make([]bool, states)
-	m.calls = make([][]call, states)
-	m.bytes = make([]bool, states)
-	for _, b := range queue {
-		s, ns := rep[b], order[b]
-		m.accept[ns] = d.accept[s]
-		for c := range d.nclass {
-			t := int32(-1)
-			if tb := blockOf(d.next[int(s)*d.nclass+c]); tb >= 0 {
-				t = order[tb]
-			}
-			m.next[int(ns)*d.nclass+c] = t
-			m.bytes[ns] = m.bytes[ns] || t >= 0
-		}
-		for _, c := range d.calls[s] {
-			if tb := blockOf(c.ret); tb >= 0 {
-				m.calls[ns] = append(m.calls[ns], call{c.rule, order[tb]})
-			}
-		}
-	}
-	return m
+	return live
 }
 
 // checkLeftRecursion fails when a rule can call itself before reading a byte, which would
@@ -553,4 +628,71 @@ func (p *program) reachEmpty(d *dfa, nullable []bool, onCall func(call)) bool {
 		}
 	}
 	return acc
+}
+
+// prune removes the calls of rules that accept no string (a rule that can only end by
+// calling itself again, for instance), and the states left with no way to an end, so that
+// every configuration the matcher reaches can be completed. It fails with ErrEmptyLanguage
+// when the grammar itself accepts nothing.
+func (p *program) prune() error {
+	productive := make([]bool, len(p.rules))
+	for changed := true; changed; {
+		changed = false
+		for r, d := range p.rules {
+			if !productive[r] && d.canEnd(productive) {
+				productive[r] = true
+				changed = true
+			}
+		}
+	}
+	for r, d := range p.rules {
+		cut := false
+		for s, cs := range d.calls {
+			kept := cs[:0]
+			for _, c := range cs {
+				if productive[c.rule] {
+					kept = append(kept, c)
+				}
+			}
+			cut = cut || len(kept) < len(cs)
+			d.calls[s] = kept
+		}
+		if cut {
+			p.rules[r] = minimize(d)
+		}
+	}
+	if !productive[0] {
+		return fmt.Errorf("%w: the grammar accepts no string", ErrEmptyLanguage)
+	}
+	return nil
+}
+
+// canEnd reports whether an accepting state of d can be reached from its start through
+// byte edges and calls of productive rules.
+func (d *dfa) canEnd(productive []bool) bool {
+	seen := make([]bool, d.states())
+	stack := []int32{0}
+	seen[0] = true
+	for len(stack) > 0 {
+		s := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if d.accept[s] {
+			return true
+		}
+		visit := func(t int32) {
+			if t >= 0 && !seen[t] {
+				seen[t] = true
+				stack = append(stack, t)
+			}
+		}
+		for c := range d.nclass {
+			visit(d.next[int(s)*d.nclass+c])
+		}
+		for _, c := range d.calls[s] {
+			if productive[c.rule] {
+				visit(c.ret)
+			}
+		}
+	}
+	return false
 }

@@ -19,6 +19,10 @@ type Constraint struct {
 	// unknown frames below it (inner), and for rule 0 at the bottom of the stack (bottom).
 	inner  [][]atomic.Pointer[entry]
 	bottom []atomic.Pointer[entry]
+	// The masks of the first token of the output, where tokens read as their start forms
+	// (Vocab.start): one per configuration of a new matcher.
+	initial []cfg
+	first   []atomic.Pointer[entry]
 
 	walkers sync.Pool // *walker
 }
@@ -38,6 +42,12 @@ func newConstraint(p *program, v *Vocab) *Constraint {
 		c.inner[r] = make([]atomic.Pointer[entry], d.states())
 	}
 	c.bottom = make([]atomic.Pointer[entry], p.rules[0].states())
+	var a arena
+	a.reset()
+	ex := expander{p: p, a: &a, mode: bottomEnd}
+	ex.expand(cfg{0, 0, -1, false})
+	c.initial = ex.out
+	c.first = make([]atomic.Pointer[entry], len(c.initial))
 	return c
 }
 
@@ -54,10 +64,28 @@ func (c *Constraint) entry(rule, state int32, atBottom bool) *entry {
 	if atBottom && rule == 0 {
 		slot, mode = &c.bottom[state], bottomEnd
 	}
+	return c.load(slot, rule, state, mode, &c.v.trie)
+}
+
+// firstEntry returns the mask entry of the first token of the output at the i-th initial
+// configuration (from whose top frame the walk starts: the stack below is empty or interned
+// in the matcher's arena as in any new matcher).
+func (c *Constraint) firstEntry(i int) *entry {
+	k := c.initial[i]
+	mode := bottomAny
+	if k.parent < 0 {
+		mode = bottomEnd
+	}
+	return c.load(&c.first[i], k.rule, k.state, mode, c.v.startTrie)
+}
+
+// load returns the entry in slot, computing it on first use by walking t from frame (rule,
+// state).
+func (c *Constraint) load(slot *atomic.Pointer[entry], rule, state int32, mode bottomMode, t *trie) *entry {
 	if e := slot.Load(); e != nil {
 		return e
 	}
-	e := c.compute(rule, state, mode)
+	e := c.compute(rule, state, mode, t)
 	if !slot.CompareAndSwap(nil, e) {
 		return slot.Load()
 	}
@@ -75,13 +103,12 @@ type walker struct {
 // when its bytes can be read without leaving the frame, maybe allowed when they can only be
 // read by leaving it (then the places its rule returns to stand for the unknown stack
 // below), and refused otherwise. A subtree is skipped as soon as no configuration is left.
-func (c *Constraint) compute(rule, state int32, mode bottomMode) *entry {
+func (c *Constraint) compute(rule, state int32, mode bottomMode, t *trie) *entry {
 	w, _ := c.walkers.Get().(*walker)
 	if w == nil {
 		w = &walker{}
 	}
 	defer c.walkers.Put(w)
-	t := &c.v.trie
 	w.a.reset()
 	w.ex = expander{p: c.p, a: &w.a, mode: mode, seen: w.ex.seen, out: w.ex.out}
 	for len(w.levels) <= t.maxD {
@@ -89,9 +116,35 @@ func (c *Constraint) compute(rule, state int32, mode bottomMode) *entry {
 	}
 	w.levels[0] = append(w.levels[0][:0], cfg{rule, state, -1, false})
 	e := &entry{allow: make([]uint64, c.words)}
+	rules := c.p.rules
 	for i := 0; i < len(t.char); {
 		d := t.depth[i]
-		ok, esc := w.ex.step(w.levels[d-1], t.char[i])
+		prev := w.levels[d-1]
+		var ok, esc bool
+		if len(prev) == 1 && !prev[0].esc {
+			// The common case, one configuration: a plain step of its automaton, unless
+			// the state reached calls or returns.
+			k := prev[0]
+			a := rules[k.rule]
+			s := a.step(k.state, t.char[i])
+			if s < 0 {
+				i = int(t.end[i])
+				continue
+			}
+			if len(a.calls[s]) == 0 && !a.accept[s] {
+				for _, id := range t.ids[t.first[i]:t.first[i+1]] {
+					e.allow[id>>6] |= 1 << (id & 63)
+				}
+				if !a.bytes[s] {
+					i = int(t.end[i])
+					continue
+				}
+				w.levels[d] = append(w.levels[d][:0], cfg{k.rule, s, k.parent, false})
+				i++
+				continue
+			}
+		}
+		ok, esc = w.ex.step(prev, t.char[i])
 		if !ok && !esc {
 			i = int(t.end[i])
 			continue

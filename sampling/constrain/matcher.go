@@ -15,12 +15,23 @@ type Matcher struct {
 	accepting bool
 	ex        expander
 	check     []cfg
+	atStart   bool // the next token is the first of the output
 }
 
-// NewMatcher returns a Matcher at the start of the grammar. A matcher may start at any point
-// of a generation (after text that the grammar does not cover, for instance once a model
-// has written the start of a tool call); the constraint then covers what follows.
+// NewMatcher returns a Matcher at the start of the grammar and of the output: its first
+// token is read as the tokenizer's decoder writes the first token of a text (for
+// SentencePiece vocabularies, without the leading space of "▁Hello"), so that the text a
+// generation returns is what the grammar accepts.
 func (c *Constraint) NewMatcher() *Matcher {
+	m := c.NewMatcherMidText()
+	m.atStart = c.v.startTrie != nil
+	return m
+}
+
+// NewMatcherMidText returns a Matcher at the start of the grammar for a constraint that
+// begins after some output (for instance once a model has written the start of a tool
+// call): every token is read as its text in the middle of the output.
+func (c *Constraint) NewMatcherMidText() *Matcher {
 	m := &Matcher{c: c}
 	m.a.reset()
 	m.spare.reset()
@@ -49,14 +60,26 @@ func (m *Matcher) Allow(mask []uint64) error {
 		return fmt.Errorf("%w: mask of %d words, vocabulary of %d tokens", ErrMaskSize, len(mask), m.c.v.size)
 	}
 	clear(mask)
-	tokens := m.c.v.tokens
-	for _, c := range m.ready {
-		e := m.c.entry(c.rule, c.state, c.parent < 0)
+	v := m.c.v
+	for i, c := range m.ready {
+		var e *entry
+		if m.atStart {
+			e = m.c.firstEntry(i)
+		} else {
+			e = m.c.entry(c.rule, c.state, c.parent < 0)
+		}
 		for i, w := range e.allow {
 			mask[i] |= w
 		}
 		for _, id := range e.maybe {
-			if mask[id>>6]&(1<<(id&63)) == 0 && m.reads(c, tokens[id]) {
+			if mask[id>>6]&(1<<(id&63)) != 0 {
+				continue
+			}
+			b := v.tokens[id]
+			if m.atStart {
+				b = v.startBytes(int(id))
+			}
+			if m.reads(c, b) {
 				mask[id>>6] |= 1 << (id & 63)
 			}
 		}
@@ -83,7 +106,10 @@ func (m *Matcher) reads(c cfg, b []byte) bool {
 // when the grammar does not allow the token here.
 func (m *Matcher) Advance(id int) error {
 	b := m.c.v.TokenBytes(id)
-	if b == nil {
+	if m.atStart {
+		b = m.c.v.startBytes(id)
+	}
+	if len(b) == 0 {
 		return fmt.Errorf("%w: token %d has no text", ErrRejected, id)
 	}
 	if err := m.AdvanceBytes(b); err != nil {
@@ -112,7 +138,7 @@ func (m *Matcher) AdvanceBytes(b []byte) error {
 		}
 	}
 	m.ready, m.check = append(m.ready[:0], cur...), cur
-	m.accepting = ended
+	m.accepting, m.atStart = ended, false
 	m.compact()
 	return nil
 }

@@ -52,6 +52,10 @@ func JSONSchema(schema []byte, opts JSONOptions) (*Grammar, error) {
 	if err == nil {
 		if _, err = g.program(); err != nil {
 			g = nil
+			if errors.Is(err, ErrLeftRecursion) {
+				err = fmt.Errorf("%w: a $ref cycle that reads nothing (%v)", ErrInvalidSchema, err)
+			}
+			err = &SchemaError{Path: "#", Err: err}
 		}
 	}
 	schemaCache.Lock()
@@ -456,12 +460,15 @@ func (c *schemaCompiler) typed(s *jv, path string) (*Grammar, error) {
 		return Alt(gs...), nil
 	}
 	var gs []*Grammar
+	var emptyErr error // why the first type that allows no value does not
 	add := func(g *Grammar, err error) error {
 		switch {
 		case err == nil:
 			gs = append(gs, g)
 		case !isEmpty(err):
 			return err
+		case emptyErr == nil:
+			emptyErr = err
 		}
 		return nil
 	}
@@ -492,6 +499,9 @@ func (c *schemaCompiler) typed(s *jv, path string) (*Grammar, error) {
 		}
 	}
 	if len(gs) == 0 {
+		if emptyErr != nil {
+			return nil, emptyErr
+		}
 		return nil, schemaErr(path, ErrEmptyLanguage, "no value satisfies the schema")
 	}
 	return Alt(gs...), nil
@@ -682,7 +692,7 @@ var formats = func() map[string]string {
 	const (
 		year  = `[0-9]{4}`
 		md    = `(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))`
-		leap  = `(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)`
+		leap  = `(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00)`
 		date  = `(?:` + year + `-` + md + `|` + leap + `-02-29)`
 		hms   = `(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?`
 		zone  = `(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])`

@@ -19,6 +19,12 @@ type Vocab struct {
 	tokens [][]byte // id -> bytes; nil for tokens never allowed (special, empty)
 	trie   trie
 
+	// The bytes of the tokens whose text differs at the start of the output (a leading
+	// space that the tokenizer's decoder strips there), and the prefix tree of every
+	// token's text at the start; nil when no token differs.
+	start     map[int32][]byte
+	startTrie *trie
+
 	mu    sync.Mutex
 	lru   *list.List // of *cached, most recent first
 	byKey map[[32]byte]*list.Element
@@ -57,12 +63,43 @@ func NewVocab(tokens [][]byte) *Vocab {
 // space), special tokens left out.
 func NewTokenizerVocab(tok *tokenizer.Tokenizer) *Vocab {
 	tokens := make([][]byte, tok.VocabSize())
+	start := map[int32][]byte{}
 	for id := range tokens {
-		if !tok.IsSpecial(id) {
-			tokens[id] = tok.TokenBytes(id)
+		if tok.IsSpecial(id) {
+			continue
+		}
+		b := tok.TokenBytes(id)
+		tokens[id] = b
+		// The decoder strips the leading space of the first token of a text ("▁Hello" is
+		// "Hello" there): what a token adds at the start is its text decoded alone.
+		if len(b) > 0 && b[0] == ' ' {
+			if alone := tok.Decode([]int{id}, false); alone == string(b[1:]) {
+				start[int32(id)] = []byte(alone)
+			}
 		}
 	}
-	return NewVocab(tokens)
+	v := NewVocab(tokens)
+	if len(start) > 0 {
+		v.start = start
+		st := make([][]byte, len(v.tokens))
+		for id, b := range v.tokens {
+			if s, ok := start[int32(id)]; ok {
+				b = s
+			}
+			st[id] = b
+		}
+		t := buildTrie(st)
+		v.startTrie = &t
+	}
+	return v
+}
+
+// startBytes returns what token id adds at the start of the output.
+func (v *Vocab) startBytes(id int) []byte {
+	if s, ok := v.start[int32(id)]; ok {
+		return s
+	}
+	return v.TokenBytes(id)
 }
 
 var vocabs sync.Map // weak.Pointer[tokenizer.Tokenizer] -> *Vocab
