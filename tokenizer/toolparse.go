@@ -85,17 +85,21 @@ func (p *ToolCallParser) Push(s string) ToolDelta {
 	return d
 }
 
-// Flush ends the reply: text held back because it might have begun a call is reported, and
-// an unfinished call ends where the reply does.
+// Flush ends the reply: text held back because it might have begun a call is reported, a
+// call cut short before its name is dropped, and one cut short in its arguments ends where
+// the reply does.
 func (p *ToolCallParser) Flush() ToolDelta {
 	var d ToolDelta
 	for p.step(&d, true) {
 	}
-	if p.state == psText {
+	switch p.state {
+	case psText:
 		d.Text += p.buf
-	} else if p.state == psHead || p.state == psBuffer {
+	case psBuffer:
 		d.Text += ToolCallOpen + p.buf // never reported as a call: it was text
 	}
+	// psHead: a call cut short before its name is dropped; psArgs, psTail: the call ends
+	// with what was written of it.
 	p.buf = ""
 	return d
 }

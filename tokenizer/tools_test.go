@@ -126,7 +126,7 @@ func TestParseToolCalls(t *testing.T) {
 		{"arguments as a string", `<tool_call>{"arguments": "{\"x\": 1}", "name": "h"}</tool_call>`, "",
 			[]ToolCall{{Name: "h", Arguments: `{"x": 1}`}}},
 		{"not a call", "a <tool_call>nonsense</tool_call> b", "a<tool_call>nonsense</tool_call> b", nil},
-		{"unfinished head", "x <tool_call>{\"na", "x<tool_call>{\"na", nil},
+		{"unfinished head", "x <tool_call>{\"na", "x", nil},
 		{"unfinished arguments", "<tool_call>{\"name\": \"f\", \"arguments\": {\"a\": 1", "",
 			[]ToolCall{{Name: "f", Arguments: `{"a": 1`}}},
 		{"partial markup at the end", "see <tool_c", "see <tool_c", nil},
