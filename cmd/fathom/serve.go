@@ -50,7 +50,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	var weights weightFlags
 	weights.register(fs)
 	setUsage(fs, "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]",
-		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.",
+		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models (also under /v1/openai/) and GET /health.",
 		"SIGINT or SIGTERM stops accepting connections and drains in-flight requests.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
