@@ -87,3 +87,68 @@ func TestSampleAllowedErrors(t *testing.T) {
 		t.Errorf("SampleAllowed = %d, %v; want 65", id, err)
 	}
 }
+
+// TestSampleAllowedDistribution checks the draws under sparse and dense masks against the
+// softmax of the allowed logits, and that top-k and top-p apply among the allowed tokens.
+func TestSampleAllowedDistribution(t *testing.T) {
+	const vocab = 1000
+	logits := make([]float32, vocab)
+	for i := range logits {
+		logits[i] = float32(i%7)/2 + float32(i)*1e-4 // no ties
+	}
+	for _, tc := range []struct {
+		name    string
+		allowed []int
+	}{
+		{"sparse", []int{3, 10, 11, 500, 999}},
+		{"dense", func() (ids []int) {
+			for i := 0; i < vocab; i += 3 {
+				ids = append(ids, i)
+			}
+			return ids
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := int64(9)
+			s, err := NewSampler(Params{Temperature: 0.7, Seed: &seed}, vocab, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mask := maskOf(vocab, tc.allowed...)
+			want := map[int]float64{}
+			var z float64
+			for _, id := range tc.allowed {
+				want[id] = math.Exp(float64(logits[id]) / 0.7)
+				z += want[id]
+			}
+			const draws = 40000
+			got := map[int]float64{}
+			for range draws {
+				id, err := s.SampleAllowed(logits, mask)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got[id]++
+			}
+			for id, p := range want {
+				if d := math.Abs(got[id]/draws - p/z); d > 0.01 {
+					t.Errorf("token %d drawn %.4f of the time, want %.4f", id, got[id]/draws, p/z)
+				}
+			}
+			for _, p := range []Params{{Temperature: 1, TopK: 1, Seed: &seed}, {Temperature: 1, TopP: 1e-6, Seed: &seed}} {
+				s, _ := NewSampler(p, vocab, nil)
+				best := tc.allowed[0]
+				for _, id := range tc.allowed {
+					if logits[id] > logits[best] {
+						best = id
+					}
+				}
+				for range 50 {
+					if id, err := s.SampleAllowed(logits, mask); err != nil || id != best {
+						t.Fatalf("%+v: drew %d, %v; want %d", p, id, err, best)
+					}
+				}
+			}
+		})
+	}
+}
