@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
 )
 
 // Constraint restricts the token sequences a request may generate, for instance to the
@@ -49,12 +50,23 @@ func (s *Sampler) SampleAllowed(logits []float32, allowed []uint64) (int, error)
 	if len(allowed) < MaskWords(s.vocab) {
 		return -1, fmt.Errorf("%w: mask of %d words for a vocabulary of %d", ErrInvalidLogits, len(allowed), s.vocab)
 	}
+	n := 0
+	for i, w := range allowed[:MaskWords(s.vocab)] {
+		if rest := s.vocab - 64*i; rest < 64 {
+			w &= 1<<rest - 1
+		}
+		n += bits.OnesCount64(w)
+	}
+	if n == 0 {
+		return -1, ErrNoTokenAllowed
+	}
+	if n <= s.vocab/sparseShare {
+		return s.sampleSparse(logits, allowed, n)
+	}
 	if s.masked == nil {
 		s.masked = make([]float32, s.vocab)
 	}
-	if !maskLogits(s.masked, logits, allowed) {
-		return -1, ErrNoTokenAllowed
-	}
+	maskLogits(s.masked, logits, allowed)
 	id, err := s.Sample(s.masked)
 	if errors.Is(err, ErrInvalidLogits) {
 		return -1, fmt.Errorf("%w: every allowed logit is -Inf or NaN", ErrNoTokenAllowed)
@@ -62,11 +74,74 @@ func (s *Sampler) SampleAllowed(logits []float32, allowed []uint64) (int, error)
 	return id, err
 }
 
-// maskLogits writes to dst the logits of the tokens allowed and -Inf for the others, and
-// reports whether any token is allowed.
-func maskLogits(dst, logits []float32, allowed []uint64) bool {
-	negInf := float32(math.Inf(-1))
-	anyAllowed := false
+// sparseShare: a mask that allows at most 1/sparseShare of the vocabulary is sampled over
+// the allowed tokens alone.
+const sparseShare = 16
+
+// sampleSparse is SampleAllowed over the n allowed tokens alone, with the same steps and
+// distribution as Sample over the masked logits: logit bias and penalties, then greedy
+// decoding, or temperature, min-p, top-k and top-p and the draw.
+func (s *Sampler) sampleSparse(logits []float32, allowed []uint64, n int) (int, error) {
+	if cap(s.allowed) < n {
+		s.allowed = make([]cand, 0, max(n, s.vocab/sparseShare))
+	}
+	c := s.allowed[:0]
+	top, at := negInf, -1
+	for i, w := range allowed[:MaskWords(s.vocab)] {
+		for ; w != 0; w &= w - 1 {
+			id := 64*i + bits.TrailingZeros64(w)
+			if id >= s.vocab {
+				break
+			}
+			v := clean(logits[id])
+			if s.flags != nil {
+				v = s.adjust(int32(id), v)
+			}
+			c = append(c, cand{v: v, id: int32(id)})
+			if v > top {
+				top, at = v, id
+			}
+		}
+	}
+	if at < 0 {
+		return -1, fmt.Errorf("%w: every allowed logit is -Inf or NaN", ErrNoTokenAllowed)
+	}
+	if s.greedy {
+		s.record(at)
+		return at, nil
+	}
+	thr := max(minPThreshold(top, s.minP, s.temp), -math.MaxFloat32)
+	if s.topK > 0 && s.topK < len(c) {
+		vs := s.tmp[:0]
+		for _, x := range c {
+			vs = append(vs, x.v)
+		}
+		slices.Sort(vs)
+		thr = max(thr, vs[len(vs)-s.topK])
+	}
+	kept := c[:0]
+	for _, x := range c {
+		if x.v >= thr {
+			kept = append(kept, x)
+		}
+	}
+	mass := expCands(kept, top, float32(1/s.temp), s.tmp)
+	if s.topP < 1 {
+		var k int
+		k, mass = nucleus(kept, s.topP*mass)
+		kept = kept[:k]
+	}
+	i := pick(kept, s.uniform()*mass)
+	if i < 0 {
+		return -1, fmt.Errorf("%w: every allowed logit is -Inf or NaN", ErrNoTokenAllowed)
+	}
+	id := int(kept[i].id)
+	s.record(id)
+	return id, nil
+}
+
+// maskLogits writes to dst the logits of the tokens allowed and -Inf for the others.
+func maskLogits(dst, logits []float32, allowed []uint64) {
 	for i := 0; i < len(logits); i += 64 {
 		n := min(64, len(logits)-i)
 		w := allowed[i/64]
@@ -83,6 +158,14 @@ func maskLogits(dst, logits []float32, allowed []uint64) bool {
 		case ^uint64(0):
 			copy(out, src)
 		default:
+			// Write the fewer entries one by one: the allowed ones or the others.
+			if bits.OnesCount64(w) > n/2 {
+				copy(out, src)
+				for v := ^w & (1<<n - 1); v != 0; v &= v - 1 {
+					out[bits.TrailingZeros64(v)] = negInf
+				}
+				continue
+			}
 			for j := range out {
 				out[j] = negInf
 			}
@@ -91,7 +174,5 @@ func maskLogits(dst, logits []float32, allowed []uint64) bool {
 				out[j] = src[j]
 			}
 		}
-		anyAllowed = true
 	}
-	return anyAllowed
 }

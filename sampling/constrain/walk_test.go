@@ -2,6 +2,7 @@ package constrain
 
 import (
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -32,6 +33,36 @@ func TestRandomWalkSchemas(t *testing.T) {
 				continue
 			}
 			validate(t, val, schema, text)
+		}
+	}
+}
+
+// TestConcurrentMatchers runs matchers of one constraint at once, as the sequences of
+// concurrent requests do, while its masks are being computed.
+func TestConcurrentMatchers(t *testing.T) {
+	v := bundledVocab(t)
+	g, err := JSONSchema([]byte(`{"type":"object","properties":{"a":{"type":"array","items":{"type":"string","maxLength":4}},"b":{"type":"number","maximum":3}}}`), JSONOptions{MaxBlanks: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh constraint, not the cached one, so that the masks are computed concurrently.
+	p, err := g.program()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newConstraint(p, v)
+	var wg sync.WaitGroup
+	texts := make([][]byte, 4)
+	for i := range texts {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(i), 7))
+			texts[i], _ = randomWalk(t, c, rng, 40, 0.2)
+		})
+	}
+	wg.Wait()
+	for _, text := range texts {
+		if err := c.NewMatcherMidText().AdvanceBytes(text); err != nil {
+			t.Errorf("%q: %v", text, err)
 		}
 	}
 }
