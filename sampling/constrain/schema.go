@@ -610,7 +610,7 @@ func (c *schemaCompiler) bounds(s *jv, path string) (lo, hi *bound, err error) {
 		}
 		r, ok := v.rat()
 		if !ok {
-			return nil, schemaErr(path, ErrInvalidSchema, "%s must be a number", k)
+			return nil, schemaErr(path, ErrInvalidSchema, "%s must be a number (exponent within ±1000)", k)
 		}
 		return r, nil
 	}
