@@ -214,12 +214,10 @@ func determinize(n *nfa, start, final int32) (*dfa, error) {
 			bound[e.lo], bound[int(e.hi)+1] = true, true
 		}
 	}
-	var reps []byte // a representative byte of each class
 	c := -1
 	for x := range 256 {
 		if bound[x] {
 			c++
-			reps = append(reps, byte(x))
 		}
 		d.class[x] = uint8(c)
 	}
@@ -228,9 +226,10 @@ func determinize(n *nfa, start, final int32) (*dfa, error) {
 	mark := make([]int32, len(n.eps)) // epsilon-closure marks, by generation
 	gen := int32(0)
 	var stack []int32
+	// closure returns the sorted epsilon closure of set, in a new slice.
 	closure := func(set []int32) []int32 {
 		gen++
-		out := set[:0:0]
+		out := make([]int32, 0, len(set)+4)
 		stack = append(stack[:0], set...)
 		for len(stack) > 0 {
 			s := stack[len(stack)-1]
@@ -247,48 +246,53 @@ func determinize(n *nfa, start, final int32) (*dfa, error) {
 	}
 	index := map[string]int32{}
 	var sets [][]int32
-	key := func(set []int32) string {
-		b := make([]byte, 4*len(set))
-		for i, s := range set {
-			binary.LittleEndian.PutUint32(b[4*i:], uint32(s))
-		}
-		return string(b)
-	}
-	intern := func(set []int32) (int32, error) {
-		if len(set) == 0 {
+	var key []byte
+	intern := func(targets []int32) (int32, error) {
+		if len(targets) == 0 {
 			return -1, nil
 		}
-		k := key(set)
-		if i, ok := index[k]; ok {
+		set := closure(targets)
+		key = key[:0]
+		for _, s := range set {
+			key = binary.LittleEndian.AppendUint32(key, uint32(s))
+		}
+		if i, ok := index[string(key)]; ok {
 			return i, nil
 		}
 		if len(sets) >= maxDFAStates {
 			return 0, fmt.Errorf("%w: more than %d automaton states", ErrTooComplex, maxDFAStates)
 		}
 		i := int32(len(sets))
-		index[k] = i
+		index[string(key)] = i
 		sets = append(sets, set)
 		return i, nil
 	}
-	if _, err := intern(closure([]int32{start})); err != nil {
+	if _, err := intern([]int32{start}); err != nil {
 		return nil, err
 	}
-	var targets []int32
+	targets := make([][]int32, d.nclass) // per class, the NFA states reached
+	var calls []call
 	for i := 0; i < len(sets); i++ {
 		set := sets[i]
-		acc := slices.Contains(set, final)
-		d.accept = append(d.accept, acc)
-		hasBytes := false
-		for _, rep := range reps {
-			targets = targets[:0]
-			for _, s := range set {
-				for _, e := range n.edges[s] {
-					if e.lo <= rep && rep <= e.hi {
-						targets = append(targets, e.to)
+		d.accept = append(d.accept, slices.Contains(set, final))
+		for k := range targets {
+			targets[k] = targets[k][:0]
+		}
+		calls = calls[:0]
+		for _, s := range set {
+			for _, e := range n.edges[s] {
+				for k := d.class[e.lo]; ; k++ {
+					targets[k] = append(targets[k], e.to)
+					if k == d.class[e.hi] {
+						break
 					}
 				}
 			}
-			t, err := intern(closure(targets))
+			calls = append(calls, n.calls[s]...)
+		}
+		hasBytes := false
+		for k := range targets {
+			t, err := intern(targets[k])
 			if err != nil {
 				return nil, err
 			}
@@ -296,26 +300,16 @@ func determinize(n *nfa, start, final int32) (*dfa, error) {
 			hasBytes = hasBytes || t >= 0
 		}
 		d.bytes = append(d.bytes, hasBytes)
+		// One call edge per rule called, to the union of its return states.
+		slices.SortFunc(calls, func(a, b call) int { return int(a.rule - b.rule) })
 		var cs []call
-		var rules []int32
-		for _, s := range set {
-			for _, c := range n.calls[s] {
-				if !slices.Contains(rules, c.rule) {
-					rules = append(rules, c.rule)
-				}
+		for j := 0; j < len(calls); {
+			r := calls[j].rule
+			var rets []int32
+			for ; j < len(calls) && calls[j].rule == r; j++ {
+				rets = append(rets, calls[j].ret)
 			}
-		}
-		slices.Sort(rules)
-		for _, r := range rules {
-			targets = targets[:0]
-			for _, s := range set {
-				for _, c := range n.calls[s] {
-					if c.rule == r {
-						targets = append(targets, c.ret)
-					}
-				}
-			}
-			t, err := intern(closure(targets))
+			t, err := intern(rets)
 			if err != nil {
 				return nil, err
 			}
@@ -410,10 +404,14 @@ func minimize(d *dfa) *dfa {
 	marked := make([]int32, len(start))
 	type work struct{ block, sym int32 }
 	var queue []work
-	inQueue := map[work]bool{}
+	var inQueue []bool // block*nsym + sym
 	push := func(w work) {
-		if !inQueue[w] {
-			inQueue[w] = true
+		k := int(w.block)*nsym + int(w.sym)
+		for len(inQueue) <= k {
+			inQueue = append(inQueue, false)
+		}
+		if !inQueue[k] {
+			inQueue[k] = true
 			queue = append(queue, w)
 		}
 	}
@@ -426,7 +424,7 @@ func minimize(d *dfa) *dfa {
 	for len(queue) > 0 {
 		w := queue[len(queue)-1]
 		queue = queue[:len(queue)-1]
-		delete(inQueue, w)
+		inQueue[int(w.block)*nsym+int(w.sym)] = false
 		// x: the states with a transition on w.sym into block w.block.
 		x = x[:0]
 		for _, t := range elems[start[w.block]:end[w.block]] {
@@ -467,7 +465,7 @@ func minimize(d *dfa) *dfa {
 				small = b
 			}
 			for c := range nsym {
-				if inQueue[work{b, int32(c)}] {
+				if k := int(b)*nsym + c; k < len(inQueue) && inQueue[k] {
 					push(work{nb, int32(c)})
 				} else {
 					push(work{small, int32(c)})

@@ -1,6 +1,7 @@
 package constrain
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -25,6 +26,11 @@ type Constraint struct {
 	first   []atomic.Pointer[entry]
 
 	walkers sync.Pool // *walker
+
+	// The distinct allow bitsets, by hash: frames that allow the same tokens (the positions
+	// of a long string, for instance) share one.
+	mu    sync.Mutex
+	masks map[uint64][][]uint64
 }
 
 // entry is what a frame allows, whatever lies below it: allow holds the tokens the frame
@@ -86,10 +92,31 @@ func (c *Constraint) load(slot *atomic.Pointer[entry], rule, state int32, mode b
 		return e
 	}
 	e := c.compute(rule, state, mode, t)
+	e.allow = c.intern(e.allow)
 	if !slot.CompareAndSwap(nil, e) {
 		return slot.Load()
 	}
 	return e
+}
+
+// intern returns the stored bitset equal to allow, storing allow if there is none.
+func (c *Constraint) intern(allow []uint64) []uint64 {
+	h := uint64(14695981039346656037)
+	for _, w := range allow {
+		h = (h ^ w) * 1099511628211
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.masks == nil {
+		c.masks = map[uint64][][]uint64{}
+	}
+	for _, m := range c.masks[h] {
+		if slices.Equal(m, allow) {
+			return m
+		}
+	}
+	c.masks[h] = append(c.masks[h], allow)
+	return allow
 }
 
 // walker is the scratch space of a mask computation.

@@ -395,3 +395,41 @@ func mustSchema(t testing.TB, s string) *Grammar {
 	}
 	return g
 }
+
+// TestStartForms checks the first token of an output: SentencePiece's decoder drops the
+// leading space of "▁yes" there, so the token writes "yes" at the start and " yes" later.
+func TestStartForms(t *testing.T) {
+	v := bundledVocab(t)
+	tok, _ := bundledTokenizer()
+	spaced, ok := tok.ID("▁yes")
+	if !ok {
+		t.Skip("no ▁yes in the vocabulary")
+	}
+	c, err := v.Compile(Seq(Choice("yes", "no"), Optional(Literal(" yes"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := make([]uint64, (v.Size()+63)/64)
+	allowed := func(m *Matcher) bool {
+		if err := m.Allow(mask); err != nil {
+			t.Fatal(err)
+		}
+		return mask[spaced/64]&(1<<(spaced%64)) != 0
+	}
+	m := c.NewMatcher()
+	if !allowed(m) {
+		t.Error("▁yes refused at the start of the output")
+	}
+	if err := m.Advance(spaced); err != nil {
+		t.Fatal(err)
+	}
+	if !allowed(m) {
+		t.Error("▁yes refused after yes")
+	}
+	if err := m.Advance(spaced); err != nil || !m.Accepting() {
+		t.Errorf("yes yes: %v, accepting %v", err, m.Accepting())
+	}
+	if allowed(c.NewMatcherMidText()) {
+		t.Error("▁yes allowed mid-text, where it writes \" yes\"")
+	}
+}

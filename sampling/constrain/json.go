@@ -1,7 +1,6 @@
 package constrain
 
 import (
-	"fmt"
 	"sync"
 	"unicode/utf8"
 )
@@ -52,18 +51,14 @@ var jsonChars = sync.OnceValue(func() (g struct{ char, keyChar *Grammar }) {
 })
 
 // ByteClass returns the grammar of one byte of a class written as in a regular expression's
-// brackets, without them: "a-z0-9_". A '-' first or last stands for itself. It panics on a
-// malformed class; it is meant for constant classes.
+// brackets, without them: "a-z0-9_". A '-' first or last stands for itself, and so does one
+// between two bytes in descending order.
 func ByteClass(class string) *Grammar {
 	var s byteSet
 	for i := 0; i < len(class); i++ {
 		lo := class[i]
-		if i+2 < len(class) && class[i+1] == '-' {
-			hi := class[i+2]
-			if hi < lo {
-				panic(fmt.Sprintf("constrain: bad byte class %q", class))
-			}
-			s.addRange(lo, hi)
+		if i+2 < len(class) && class[i+1] == '-' && class[i+2] >= lo {
+			s.addRange(lo, class[i+2])
 			i += 2
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/big"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -139,10 +140,16 @@ func (v *jv) with(key string, val *jv) *jv {
 	return out
 }
 
-// rat returns the value of a number.
+// rat returns the value of a number; false for a number whose exponent is beyond ±1000,
+// which would take exact arithmetic too long.
 func (v *jv) rat() (*big.Rat, bool) {
 	if v == nil || v.kind != jNum {
 		return nil, false
+	}
+	if i := strings.IndexAny(v.s, "eE"); i >= 0 {
+		if e, err := strconv.Atoi(strings.TrimPrefix(v.s[i+1:], "+")); err != nil || e > 1000 || e < -1000 {
+			return nil, false
+		}
 	}
 	return new(big.Rat).SetString(v.s)
 }

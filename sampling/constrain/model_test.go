@@ -174,11 +174,14 @@ func genSchema(rng *rand.Rand, depth int, top bool) map[string]any {
 // output that ends is a JSON value the schema accepts (checked by an independent validator)
 // and every output cut by max_tokens is a prefix the grammar accepts.
 func TestGenerateSchemas(t *testing.T) {
-	schemas, seeds := 120, 2
-	if raceEnabled || testing.Short() {
-		schemas, seeds = 12, 1
-	}
-	for _, name := range []string{"tiny-mixtral-bf16", "tiny-code-mixtral"} {
+	for _, tc := range []struct {
+		name           string
+		schemas, seeds int
+	}{{"tiny-mixtral-bf16", 100, 2}, {"tiny-code-mixtral", 50, 2}} {
+		name, schemas, seeds := tc.name, tc.schemas, tc.seeds
+		if raceEnabled || testing.Short() {
+			schemas, seeds = 10, 1
+		}
 		t.Run(name, func(t *testing.T) {
 			m := loadModel(t, name)
 			v := VocabFor(m.Tokenizer())

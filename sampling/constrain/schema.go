@@ -37,7 +37,9 @@ import (
 //     any members.
 //   - Numbers with a minimum or maximum have no exponent; other exponents have at most
 //     three digits. A pattern is matched against the whole string (as if anchored).
-//   - Strings are written as JSON requires; an escape counts as one character.
+//   - Strings are written as JSON requires; an escape counts as one character. A maxLength
+//     above 1024 generates at most 1024 characters, a maxItems above 256 at most 256 items
+//     (a minLength or minItems above these fails with ErrTooComplex).
 func JSONSchema(schema []byte, opts JSONOptions) (*Grammar, error) {
 	key := schemaKey{string(schema), opts.blanks()}
 	schemaCache.Lock()
@@ -608,7 +610,7 @@ func (c *schemaCompiler) bounds(s *jv, path string) (lo, hi *bound, err error) {
 		}
 		r, ok := v.rat()
 		if !ok {
-			return nil, schemaErr(path, ErrInvalidSchema, "%s must be a number", k)
+			return nil, schemaErr(path, ErrInvalidSchema, "%s must be a number (exponent within ±1000)", k)
 		}
 		return r, nil
 	}
@@ -741,19 +743,27 @@ func (c *schemaCompiler) str(s *jv, path string) (*Grammar, error) {
 		}
 		return Seq(Literal(`"`), g, Literal(`"`)), nil
 	}
-	char := jsonChars().char
-	if hi > bigRepeat {
-		char = jsonCharRule()
+	// Characters are expanded in place, one automaton state per count: a nonterminal called
+	// at each count would make every token that ends a character uncertain. Long strings
+	// are cut to maxStringChars characters, which still satisfies maxLength.
+	if lo > maxStringChars {
+		return nil, schemaErr(path, ErrTooComplex, "minLength above %d", maxStringChars)
 	}
-	return Seq(Literal(`"`), Repeat(char, lo, hi), Literal(`"`)), nil
+	if hi > maxStringChars {
+		hi = maxStringChars
+	}
+	return Seq(Literal(`"`), Repeat(jsonChars().char, lo, hi), Literal(`"`)), nil
 }
 
-// bigRepeat is the count beyond which a repeated grammar becomes a nonterminal of its own,
-// so that the automaton grows with the count, not with the count times its size.
-const bigRepeat = 64
+// The longest strings and arrays generated when maxLength or maxItems allow more.
+const (
+	maxStringChars = 1024
+	maxArrayItems  = 256
+)
 
-// jsonCharRule is one JSON string character as a nonterminal.
-var jsonCharRule = sync.OnceValue(func() *Grammar { return Rule(jsonChars().char) })
+// bigRepeat is the count beyond which repeated array items become a nonterminal of their
+// own, so that the automaton grows with the count, not with the count times their size.
+const bigRepeat = 64
 
 // share makes g a nonterminal of its own when it is large.
 func share(g *Grammar) *Grammar {
@@ -812,6 +822,12 @@ func (c *schemaCompiler) array(s *jv, path string) (*Grammar, error) {
 	maxLen := hi
 	if more == nil && (hi < 0 || hi > len(items)) {
 		maxLen = len(items)
+	}
+	if lo > maxArrayItems {
+		return nil, schemaErr(path, ErrTooComplex, "minItems above %d", maxArrayItems)
+	}
+	if maxLen > maxArrayItems {
+		maxLen = maxArrayItems
 	}
 	if lo > maxLen && maxLen >= 0 {
 		return nil, schemaErr(path, ErrEmptyLanguage, "no array of at least %d items", lo)

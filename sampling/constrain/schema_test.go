@@ -30,6 +30,7 @@ func TestSchemaErrors(t *testing.T) {
 		{"unknown type", `{"type":"float"}`, ErrInvalidSchema, `"float"`},
 		{"required", `{"type":"object","required":"a"}`, ErrInvalidSchema, `required`},
 		{"dangling ref", `{"$ref":"#/$defs/missing"}`, ErrInvalidSchema, `missing`},
+		{"huge exponent", `{"type":"number","minimum":1e999999999}`, ErrInvalidSchema, `minimum`},
 		{"bad pattern", `{"type":"string","pattern":"("}`, ErrInvalidRegex, `pattern`},
 		{"self ref", `{"$ref":"#"}`, ErrEmptyLanguage, `#`},
 		{"ref in allOf", `{"anyOf":[{"type":"null"},{"allOf":[{"$ref":"#"}]}]}`, ErrUnsupported, `$ref`},
