@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,7 +80,7 @@ func (m *Model) PromptIDs(req Request) ([]int, error) {
 	var err error
 	switch {
 	case len(req.PromptIDs) > 0:
-		ids = append([]int(nil), req.PromptIDs...)
+		ids = slices.Clone(req.PromptIDs)
 	case m.tok == nil:
 		return nil, ErrNoTokenizer
 	case len(req.Messages) > 0:
@@ -144,11 +145,11 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 
 	st := &step{seq: seq, logits: make([]float32, m.cfg.VocabSize), done: make(chan struct{}, 1)}
 	start := time.Now()
-	for lo := 0; lo < len(prompt); lo += m.s.maxBatch {
+	for lo := 0; lo < len(prompt); lo += m.maxBatch {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		st.pos, st.ids = lo, prompt[lo:min(lo+m.s.maxBatch, len(prompt))]
+		st.pos, st.ids = lo, prompt[lo:min(lo+m.maxBatch, len(prompt))]
 		if err := m.sched.run(st); err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -175,17 +176,7 @@ func (p Params) ForChoice(i int) Params {
 // IsStopToken reports whether generating id ends the request: id is one of StopTokenIDs or
 // one of the model's end-of-sequence ids eos. The finish reason is then FinishStop.
 func (p Params) IsStopToken(id int, eos ...int) bool {
-	for _, s := range p.StopTokenIDs {
-		if s == id {
-			return true
-		}
-	}
-	for _, s := range eos {
-		if s == id {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(p.StopTokenIDs, id) || slices.Contains(eos, id)
 }
 
 // MaxNewTokens returns how many tokens a request with promptLen prompt tokens may generate in

@@ -196,7 +196,7 @@ fi
 
 if [[ -n $BIN ]] && have compute-sanitizer; then
 	step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
-		'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE)$|TestStep$'"
+		'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16$/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE|ResidualNormer|StepRecorder)$|TestStep$'"
 fi
 
 # Hardware counters of the MoE kernels at one token and 2048 tokens, in both activation modes

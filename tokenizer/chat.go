@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
@@ -176,12 +177,7 @@ func contentFromMarkers(tmpl *jinja.Template, marked map[string]jinja.Value, wan
 }
 
 func (t *Tokenizer) hasAddedMatch(s string) bool {
-	for _, seg := range t.splitAdded(s, t.rawTrie, allowAll, nil) {
-		if seg.id >= 0 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.splitAdded(s, t.rawTrie, allowAll, nil), func(seg segment) bool { return seg.id >= 0 })
 }
 
 // renderWith renders tmpl with data, turning a panic of the template engine into an error.

@@ -20,7 +20,7 @@
 // names it, never a silently different encoding. Replace and Split patterns are Oniguruma
 // expressions (Ruby syntax, Unicode classes); they are translated to Go's regexp, including the
 // white-space look-ahead that ends the GPT-4, Llama 3, Qwen 2 and Tekken split patterns, and a
-// construct whose meaning would differ (other look-around, back-references, , nested classes)
+// construct whose meaning would differ (other look-around, back-references, \b, nested classes)
 // is reported the same way.
 //
 // From tokenizer.model the package reads SentencePiece BPE models and encodes as SentencePiece

@@ -38,7 +38,7 @@ type weightFlags struct {
 }
 
 func (w *weightFlags) register(fs *flag.FlagSet) {
-	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored); with --cuda, q8 stores the experts as int8", func(s string) error {
+	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored); the CUDA backend stores q8", func(s string) error {
 		v, err := backend.ParseQuantization(s)
 		w.quant = v
 		return err
@@ -52,18 +52,10 @@ func (w *weightFlags) load(ctx context.Context, dir string, opts mixtral.Options
 	opts.Quantize = w.quant
 	var be backend.Backend
 	if w.cuda >= 0 {
-		co := cuda.Options{Device: w.cuda}
-		switch w.quant {
-		case backend.AsStored:
-		case backend.Q8:
-			co.Int8Experts = true
-		default:
-			return nil, nil, fmt.Errorf("%w: --quantize %s is not available with --cuda (q8 is)", errUsage, w.quant)
-		}
-		if be, err = cuda.New(co); err != nil {
+		if be, err = cuda.New(cuda.Options{Device: w.cuda}); err != nil {
 			return nil, nil, err
 		}
-		opts.Backend, opts.Quantize = be, backend.AsStored
+		opts.Backend = be
 	}
 	m, err = mixtral.Load(ctx, dir, opts)
 	if err != nil {

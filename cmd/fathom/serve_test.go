@@ -176,7 +176,7 @@ func TestServeUsage(t *testing.T) {
 
 // TestServeModel runs the command on the fixture model and talks to it with the SDK.
 func TestServeModel(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	stderr := lineWriter{make(chan string, 100)}
