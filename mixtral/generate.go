@@ -84,7 +84,7 @@ func (m *Model) PromptIDs(req Request) ([]int, error) {
 	case m.tok == nil:
 		return nil, ErrNoTokenizer
 	case len(req.Messages) > 0:
-		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true})
+		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true, Tools: req.Tools})
 	default:
 		ids, err = m.tok.Encode(req.Prompt, tokenizer.EncodeOptions{AddBOS: m.tok.AddsBOS(), ParseSpecial: true})
 	}
@@ -123,6 +123,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		decoder = m.tok.NewDecoder(true)
 	}
 	maxNew := p.MaxNewTokens(len(prompt), m.ctxLen)
+	cons := newConstrained(req.Constraint, m.cfg.VocabSize, p.StopTokenIDs, m.cfg.EOSTokenIDs)
 
 	// The sequence holds the prompt and every generated token but the last.
 	blocks, err := m.sched.reserve(ctx, len(prompt)+maxNew-1)
@@ -185,7 +186,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		id, err := sampler.Sample(st.logits)
+		id, err := cons.sample(sampler, st.logits)
 		if err != nil {
 			return err
 		}
@@ -205,6 +206,9 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 			text, _ := flush()
 			finish(sampling.FinishStop, text)
 			return nil
+		}
+		if err := cons.advance(id); err != nil {
+			return err
 		}
 		if decoder != nil {
 			var stopped bool

@@ -41,6 +41,15 @@
 // yields control tokens: special-token text inside message contents stays plain unless
 // ChatOptions.ParseSpecial is set.
 //
+// Function calling follows the transformers convention: ChatOptions.Tools and the messages'
+// ToolCalls, ToolCallID and Name are given to the template as `tools` and as the messages'
+// tool_calls, tool_call_id and name. When the template takes no tools, a conversation that
+// involves them is rendered in ChatMLTools, the format of ChatML models tuned for tools: the
+// functions described in the system turn, calls written as
+// <tool_call>{"name": ..., "arguments": {...}}</tool_call>, results in "tool" turns.
+// ParseToolCalls reads the calls of a reply in that format, ToolCallParser as it streams.
+// Descriptions, arguments and results are plain text too.
+//
 // # Decoding
 //
 // Decode maps ids back to text through the tokenizer's decoder, optionally leaving special
