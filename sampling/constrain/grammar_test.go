@@ -340,6 +340,7 @@ func TestMaskMatchesTokens(t *testing.T) {
 		"json object": JSONObject(JSONOptions{}),
 		"tool calls":  Seq(Plus(Seq(Literal("<tool_call>\n"), mustSchema(t, `{"type":"object","properties":{"city":{"type":"string","maxLength":5},"n":{"type":"integer"}},"required":["city"]}`), Literal("\n</tool_call>"))), Optional(Literal("\n"))),
 		"regex":       mustRegex(t, `(\d+, )*"[a-zé]{1,3}"`),
+		"long string": mustSchema(t, `{"type":"object","properties":{"s":{"type":"string","minLength":30,"maxLength":60}},"required":["s"]}`),
 		"recursive":   mustSchema(t, `{"$defs":{"t":{"type":"array","items":{"anyOf":[{"type":"integer"},{"$ref":"#/$defs/t"}]},"maxItems":3}},"$ref":"#/$defs/t"}`),
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
