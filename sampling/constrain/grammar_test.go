@@ -434,3 +434,20 @@ func TestStartForms(t *testing.T) {
 		t.Error("▁yes allowed mid-text, where it writes \" yes\"")
 	}
 }
+
+// TestShortMask checks a mask shorter than the vocabulary (a model with fewer ids than its
+// tokenizer): the tokens beyond it are left out.
+func TestShortMask(t *testing.T) {
+	toks := make([][]byte, 100)
+	for i := range toks {
+		toks[i] = []byte{'a'}
+	}
+	c, err := NewVocab(toks).Compile(Literal("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := []uint64{0}
+	if err := c.NewMatcher().Allow(mask); err != nil || mask[0] != ^uint64(0) {
+		t.Errorf("Allow = %v, mask %x", err, mask)
+	}
+}
