@@ -156,7 +156,6 @@ func (d *dfa) step(s int32, c byte) int32 { return d.next[int(s)*d.nclass+int(d.
 type program struct {
 	rules   []*dfa
 	returns [][]frame // rule -> the (rule, state) pairs its calls return to
-	endsTop bool      // rule 0 may be called too (it is recursive)
 }
 
 // frame is a rule and a state of its automaton.
@@ -195,7 +194,6 @@ func compileGrammar(g *Grammar) (*program, error) {
 			}
 		}
 	}
-	p.endsTop = len(p.returns[0]) > 0
 	if err := p.checkLeftRecursion(); err != nil {
 		return nil, err
 	}

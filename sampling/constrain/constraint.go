@@ -1,6 +1,7 @@
 package constrain
 
 import (
+	"encoding/binary"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,9 @@ type Constraint struct {
 	// unknown frames below it (inner), and for rule 0 at the bottom of the stack (bottom).
 	inner  [][]atomic.Pointer[entry]
 	bottom []atomic.Pointer[entry]
+	// The states of a rule that no token can tell apart share their masks: classes[r][s]
+	// is the slot of state s of rule r (nil: its own).
+	classes [][]int32
 	// The masks of the first token of the output, where tokens read as their start forms
 	// (Vocab.start): one per configuration of a new matcher.
 	initial []cfg
@@ -44,10 +48,15 @@ type entry struct {
 func newConstraint(p *program, v *Vocab) *Constraint {
 	c := &Constraint{p: p, v: v, words: (v.size + 63) / 64}
 	c.inner = make([][]atomic.Pointer[entry], len(p.rules))
+	c.classes = make([][]int32, len(p.rules))
 	for r, d := range p.rules {
-		c.inner[r] = make([]atomic.Pointer[entry], d.states())
+		n := d.states()
+		if c.classes[r], n = lookaheadClasses(d, v.trie.maxD); c.classes[r] == nil {
+			n = d.states()
+		}
+		c.inner[r] = make([]atomic.Pointer[entry], n)
 	}
-	c.bottom = make([]atomic.Pointer[entry], p.rules[0].states())
+	c.bottom = make([]atomic.Pointer[entry], len(c.inner[0]))
 	var a arena
 	a.reset()
 	ex := expander{p: p, a: &a, mode: bottomEnd}
@@ -65,10 +74,14 @@ func (c *Constraint) NewState() sampling.ConstraintState { return c.NewMatcher()
 
 // entry returns the mask entry of frame (rule, state), computing it on first use.
 func (c *Constraint) entry(rule, state int32, atBottom bool) *entry {
-	slot := &c.inner[rule][state]
+	k := state
+	if cl := c.classes[rule]; cl != nil {
+		k = cl[state]
+	}
+	slot := &c.inner[rule][k]
 	mode := bottomAny
 	if atBottom && rule == 0 {
-		slot, mode = &c.bottom[state], bottomEnd
+		slot, mode = &c.bottom[k], bottomEnd
 	}
 	return c.load(slot, rule, state, mode, &c.v.trie)
 }
@@ -117,6 +130,61 @@ func (c *Constraint) intern(allow []uint64) []uint64 {
 	}
 	c.masks[h] = append(c.masks[h], allow)
 	return allow
+}
+
+// lookaheadClasses groups the states of d that read alike every string of up to depth bytes
+// (Moore's refinement, stopped after depth rounds): from such states every token, which is
+// at most depth bytes long, is read alike, so they have the same masks. It returns the class
+// of each state and the number of classes, or nil for a rule that calls others (whose
+// states it leaves apart) or whose states are all distinct.
+func lookaheadClasses(d *dfa, depth int) ([]int32, int) {
+	n := d.states()
+	for _, cs := range d.calls {
+		if len(cs) > 0 {
+			return nil, 0
+		}
+	}
+	class := make([]int32, n)
+	for s := range n {
+		if d.accept[s] {
+			class[s] = 1
+		}
+	}
+	count := 0
+	sig := make([]byte, 0, 4*(d.nclass+1))
+	next := make([]int32, n)
+	for range depth {
+		index := map[string]int32{}
+		for s := range n {
+			sig = binary.LittleEndian.AppendUint32(sig[:0], uint32(class[s]))
+			for c := range d.nclass {
+				t := d.next[s*d.nclass+c]
+				if t >= 0 {
+					t = class[t]
+				}
+				sig = binary.LittleEndian.AppendUint32(sig, uint32(t))
+			}
+			k, ok := index[string(sig)]
+			if !ok {
+				k = int32(len(index))
+				index[string(sig)] = k
+			}
+			next[s] = k
+		}
+		class, next = next, class
+		if len(index) == count || len(index) == n {
+			break
+		}
+		count = len(index)
+	}
+	count = 0
+	for _, k := range class {
+		count = max(count, int(k)+1)
+	}
+	if count == n {
+		return nil, 0
+	}
+	return class, count
 }
 
 // walker is the scratch space of a mask computation.

@@ -22,6 +22,4 @@ var (
 	ErrLeftRecursion = errors.New("constrain: left-recursive grammar")
 	// ErrRejected is matched by the error of Advance for a token the grammar does not allow.
 	ErrRejected = errors.New("constrain: token not allowed by the constraint")
-	// ErrMaskSize is matched by the error of Allow for a mask shorter than the vocabulary.
-	ErrMaskSize = errors.New("constrain: mask too short")
 )

@@ -340,6 +340,7 @@ func TestMaskMatchesTokens(t *testing.T) {
 		"json object": JSONObject(JSONOptions{}),
 		"tool calls":  Seq(Plus(Seq(Literal("<tool_call>\n"), mustSchema(t, `{"type":"object","properties":{"city":{"type":"string","maxLength":5},"n":{"type":"integer"}},"required":["city"]}`), Literal("\n</tool_call>"))), Optional(Literal("\n"))),
 		"regex":       mustRegex(t, `(\d+, )*"[a-zé]{1,3}"`),
+		"long string": mustSchema(t, `{"type":"object","properties":{"s":{"type":"string","minLength":30,"maxLength":60}},"required":["s"]}`),
 		"recursive":   mustSchema(t, `{"$defs":{"t":{"type":"array","items":{"anyOf":[{"type":"integer"},{"$ref":"#/$defs/t"}]},"maxItems":3}},"$ref":"#/$defs/t"}`),
 	}
 	rng := rand.New(rand.NewPCG(9, 10))
@@ -431,5 +432,22 @@ func TestStartForms(t *testing.T) {
 	}
 	if allowed(c.NewMatcherMidText()) {
 		t.Error("▁yes allowed mid-text, where it writes \" yes\"")
+	}
+}
+
+// TestShortMask checks a mask shorter than the vocabulary (a model with fewer ids than its
+// tokenizer): the tokens beyond it are left out.
+func TestShortMask(t *testing.T) {
+	toks := make([][]byte, 100)
+	for i := range toks {
+		toks[i] = []byte{'a'}
+	}
+	c, err := NewVocab(toks).Compile(Literal("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mask := []uint64{0}
+	if err := c.NewMatcher().Allow(mask); err != nil || mask[0] != ^uint64(0) {
+		t.Errorf("Allow = %v, mask %x", err, mask)
 	}
 }

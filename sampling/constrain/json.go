@@ -73,21 +73,27 @@ func JSONString(min, max int) *Grammar {
 	return Seq(Literal(`"`), Repeat(jsonChars().char, min, max), Literal(`"`))
 }
 
+// maxIntDigits bounds the integer part of the numbers generated, and exponents have at most
+// two digits, so that every number fits a float64 (parsers that read numbers as doubles
+// fail on larger ones).
+const maxIntDigits = 20
+
 var (
 	digit    = ByteClass("0-9")
 	digit19  = ByteClass("1-9")
-	intPart  = Alt(Literal("0"), Seq(digit19, Star(digit)))
+	intPart  = Alt(Literal("0"), Seq(digit19, Repeat(digit, 0, maxIntDigits-1)))
 	fraction = Seq(Literal("."), Plus(digit))
-	// exponent has at most 3 digits, which keeps the numbers a parser can meet sane.
-	exponent = Seq(ByteClass("eE"), Optional(ByteClass("+-")), Repeat(digit, 1, 3))
+	exponent = Seq(ByteClass("eE"), Optional(ByteClass("+-")), Repeat(digit, 1, 2))
 )
 
-// JSONNumber returns the grammar of a JSON number (exponents of at most three digits).
+// JSONNumber returns the grammar of a JSON number: at most 20 integer digits and two
+// exponent digits, so that it fits a float64.
 func JSONNumber() *Grammar {
 	return Seq(Optional(Literal("-")), intPart, Optional(fraction), Optional(exponent))
 }
 
-// JSONInteger returns the grammar of a JSON integer written without fraction or exponent.
+// JSONInteger returns the grammar of a JSON integer of at most 20 digits, written without
+// fraction or exponent.
 func JSONInteger() *Grammar { return Seq(Optional(Literal("-")), intPart) }
 
 // anyValues memoizes the grammar of any JSON value per whitespace bound, so that equal

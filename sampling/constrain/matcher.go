@@ -51,15 +51,13 @@ func (m *Matcher) Accepting() bool { return m.accepting }
 func (m *Matcher) Done() bool { return len(m.ready) == 0 }
 
 // Allow writes to mask the tokens allowed next: bit id%64 of mask[id/64] is set when token
-// id may be generated. mask holds at least (vocabulary size + 63) / 64 words; the bits of
-// ids beyond the vocabulary, and of the tokens the Vocab never allows (special tokens such
-// as end-of-sequence), are cleared. Generation adds the end-of-sequence tokens itself where
-// Accepting is true.
+// id may be generated. The bits of ids beyond the vocabulary, and of the tokens the Vocab
+// never allows (special tokens such as end-of-sequence), are cleared; tokens beyond the mask
+// (a model with fewer ids than its tokenizer) are left out. Generation adds the
+// end-of-sequence tokens itself where Accepting is true.
 func (m *Matcher) Allow(mask []uint64) error {
-	if len(mask) < m.c.words {
-		return fmt.Errorf("%w: mask of %d words, vocabulary of %d tokens", ErrMaskSize, len(mask), m.c.v.size)
-	}
 	clear(mask)
+	limit := int32(min(64*len(mask), m.c.v.size))
 	v := m.c.v
 	for i, c := range m.ready {
 		var e *entry
@@ -68,11 +66,11 @@ func (m *Matcher) Allow(mask []uint64) error {
 		} else {
 			e = m.c.entry(c.rule, c.state, c.parent < 0)
 		}
-		for i, w := range e.allow {
+		for i, w := range e.allow[:min(len(e.allow), len(mask))] {
 			mask[i] |= w
 		}
 		for _, id := range e.maybe {
-			if mask[id>>6]&(1<<(id&63)) != 0 {
+			if id >= limit || mask[id>>6]&(1<<(id&63)) != 0 {
 				continue
 			}
 			b := v.tokens[id]

@@ -96,9 +96,9 @@ func magnitude(lo, hi *bound, integer bool) (*Grammar, error) {
 	for n := len(li); maxLen < 0 && n == len(li) || n <= maxLen; n++ {
 		alts = append(alts, r.intDigits(n, 0, n == len(li), r.bounded && n == len(r.hi)))
 	}
-	if maxLen < 0 {
-		// Longer than the lower bound: anything.
-		alts = append(alts, Seq(digit19, Repeat(digit, len(li), -1), r.freeFraction()))
+	if maxLen < 0 && len(li) < maxIntDigits {
+		// Longer than the lower bound: anything, up to maxIntDigits digits.
+		alts = append(alts, Seq(digit19, Repeat(digit, len(li), maxIntDigits-1), r.freeFraction()))
 	}
 	return Alt(alts...), nil
 }

@@ -35,8 +35,10 @@ import (
 //     explicitly (true or a schema), after the declared ones, with keys that need no
 //     escapes; an object schema without properties and without additionalProperties takes
 //     any members.
-//   - Numbers with a minimum or maximum have no exponent; other exponents have at most
-//     three digits. A pattern is matched against the whole string (as if anchored).
+//   - Numbers have at most 20 integer digits (more only where a bound requires them) and
+//     exponents at most two digits, so that they fit a float64; numbers with a minimum or
+//     maximum have no exponent. A pattern is matched against the whole string (as if
+//     anchored).
 //   - Strings are written as JSON requires; an escape counts as one character. A maxLength
 //     above 1024 generates at most 1024 characters, a maxItems above 256 at most 256 items
 //     (a minLength or minItems above these fails with ErrTooComplex).
