@@ -79,7 +79,7 @@ func promptIDs(vocab, n int) []int {
 // BenchmarkTinyCodeMixtral measures the fixture model trained on Python source (12M
 // parameters, bf16) on the CPU backend.
 func BenchmarkTinyCodeMixtral(b *testing.B) {
-	m, err := mixtral.Load(context.Background(), fixtures.Model(b, "tiny-code-mixtral"), mixtral.Options{ContextLength: 1024})
+	m, err := mixtral.Load(context.Background(), fixtures.Bundled(b), mixtral.Options{ContextLength: 1024})
 	if err != nil {
 		b.Fatal(err)
 	}

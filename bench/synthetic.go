@@ -3,9 +3,10 @@ package bench
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
-	"sort"
+	"slices"
 
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/safetensors"
@@ -140,12 +141,7 @@ func (s *Synthetic) Tensor(name string) (safetensors.Tensor, error) {
 
 // Names returns every tensor name, sorted.
 func (s *Synthetic) Names() []string {
-	names := make([]string, 0, len(s.tensors))
-	for n := range s.tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(s.tensors))
 }
 
 // Close drops the weights.

@@ -105,6 +105,10 @@ type Request struct {
 	N int
 	// EOS are the model's end-of-sequence ids, which end a choice as Params.StopTokenIDs do.
 	EOS []int
+	// Constraint, when set, restricts the generated tokens: each choice follows its own
+	// state of it, the tokens it does not allow are masked before any other sampling step,
+	// and the stop and end-of-sequence tokens are allowed only where it accepts the end.
+	Constraint sampling.Constraint
 }
 
 // Usage counts the tokens of one choice.

@@ -235,7 +235,7 @@ func (e *Engine) run() {
 
 // sample draws the next token of s from its logits and delivers it.
 func (e *Engine) sample(s *seq, logits []float32) {
-	id, err := s.sampler.Sample(logits)
+	id, err := s.cons.sample(s.sampler, logits)
 	if err != nil {
 		e.fail(s.req, err)
 		return
@@ -269,6 +269,10 @@ func (e *Engine) sample(s *seq, logits []float32) {
 	case s.generated >= s.maxNew:
 		o.Finish = sampling.FinishLength
 	default:
+		if err := s.cons.advance(id); err != nil {
+			e.fail(s.req, err)
+			return
+		}
 		s.tokens = append(s.tokens, id)
 		s.hashes = e.kv.hashes(s.hashes, s.tokens)
 	}

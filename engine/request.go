@@ -54,6 +54,7 @@ type seq struct {
 	computed, registered int
 
 	sampler   *sampling.Sampler
+	cons      *constrained // nil without a constraint
 	params    sampling.Params
 	maxNew    int
 	generated int
@@ -106,7 +107,8 @@ func (e *Engine) newRequest(req Request) (*request, error) {
 		}
 		r.seqs = append(r.seqs, &seq{
 			req: r, choice: i, promptLen: len(prompt), tokens: tokens, hashes: hs,
-			sampler: sampler, params: p, maxNew: maxNew,
+			sampler: sampler, cons: newConstrained(req.Constraint, e.lay.VocabSize, p.StopTokenIDs, req.EOS),
+			params: p, maxNew: maxNew,
 			timing: Timing{Arrival: r.arrival},
 		})
 	}

@@ -78,7 +78,7 @@ func (m *Model) PromptIDs(req Request) ([]int, error) {
 	case m.tok == nil:
 		return nil, ErrNoTokenizer
 	case len(req.Messages) > 0:
-		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true})
+		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true, Tools: req.Tools})
 	default:
 		ids, err = m.tok.Encode(req.Prompt, tokenizer.EncodeOptions{AddBOS: m.tok.AddsBOS(), ParseSpecial: true})
 	}
@@ -105,7 +105,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 	if err != nil {
 		return err
 	}
-	h, err := m.engine.Submit(ctx, engine.Request{Prompt: prompt, Params: p, EOS: m.cfg.EOSTokenIDs})
+	h, err := m.engine.Submit(ctx, engine.Request{Prompt: prompt, Params: p, EOS: m.cfg.EOSTokenIDs, Constraint: req.Constraint})
 	if err != nil {
 		return engineError(err)
 	}

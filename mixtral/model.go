@@ -75,8 +75,9 @@ const (
 	// logitRows is the most rows whose logits one forward step computes at once.
 	logitRows = 64
 	// recordTokens is the most tokens of a step whose layers a backend.StepRecorder records
-	// (decode steps, which repeat with one shape); longer steps run as they are.
-	recordTokens = 8
+	// (decode steps of up to this many sequences, which repeat with one shape; short prompts
+	// too); longer steps run as they are.
+	recordTokens = 64
 )
 
 // Model is a loaded Mixtral model. Its methods are safe for concurrent use; Close it to

@@ -297,7 +297,7 @@ func (r *recorder) Step(key any, f func(be backend.Backend) error) error {
 	return f(r.Backend)
 }
 
-// TestStepRecorder checks that decode steps, and only they, go through a backend's
+// TestStepRecorder checks that steps of at most recordTokens tokens go through a backend's
 // StepRecorder, keyed by the batch size, with the logits of the plain path.
 func TestStepRecorder(t *testing.T) {
 	ids := bundledIDs
@@ -329,7 +329,7 @@ func TestStepRecorder(t *testing.T) {
 			t.Errorf("step %d: logits differ", i)
 		}
 	}
-	wantSteps := map[any]int{stepKey{recorded, 1}: 2, stepKey{recorded, 3}: 1}
+	wantSteps := map[any]int{stepKey{recorded, 20}: 1, stepKey{recorded, 1}: 2, stepKey{recorded, 3}: 1}
 	if !maps.Equal(rec.steps, wantSteps) {
 		t.Errorf("recorded steps %v, want %v", rec.steps, wantSteps)
 	}

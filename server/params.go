@@ -34,6 +34,7 @@ type commonRequest struct {
 	StreamOptions     *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	ResponseFormat *responseFormat `json:"response_format"`
 }
 
 // stopList is the "stop" parameter: null, one string, or an array of strings.
@@ -86,10 +87,32 @@ func (c *commonRequest) includeUsage() bool {
 	return c.StreamOptions != nil && c.StreamOptions.IncludeUsage
 }
 
+// explicitCheck refuses explicit values that the sampling parameters would read as "unset"
+// or that the API's ranges exclude: a seed below 0, top_p 0, repetition_penalty 0, top_k
+// below 0. Absent fields take their defaults.
+func (c *commonRequest) explicitCheck() *apiError {
+	switch {
+	case c.Seed != nil && *c.Seed < 0:
+		return invalid("seed", "Invalid 'seed': %d; it must be at least 0.", *c.Seed)
+	case c.TopP != nil && *c.TopP == 0:
+		return invalid("top_p", "Invalid 'top_p': 0; it must be greater than 0 and at most 1.")
+	case c.RepetitionPenalty != nil && *c.RepetitionPenalty == 0:
+		return invalid("repetition_penalty", "Invalid 'repetition_penalty': 0; it must be between %v and %v.",
+			sampling.MinRepetition, sampling.MaxRepetition)
+	case c.TopK != nil && *c.TopK < 0:
+		return invalid("top_k", "Invalid 'top_k': %d; it must be between 0 (off) and %d.", *c.TopK, sampling.MaxTopK)
+	}
+	return nil
+}
+
 // params builds the sampling parameters from the request over the API's defaults, with the
-// given max tokens (nil: up to the context) and logprobs settings, and validates them.
+// given max tokens (nil: up to the context; 0: the caller generates nothing) and logprobs
+// settings, and validates them.
 func (c *commonRequest) params(maxTokens *int, maxTokensParam string, logprobs bool, topLogprobs int) (sampling.Params, *apiError) {
 	p := sampling.DefaultParams()
+	if e := c.explicitCheck(); e != nil {
+		return p, e
+	}
 	setF := func(dst *float64, src *float64) {
 		if src != nil {
 			*dst = *src
@@ -105,8 +128,8 @@ func (c *commonRequest) params(maxTokens *int, maxTokensParam string, logprobs b
 		p.TopK = *c.TopK
 	}
 	if maxTokens != nil {
-		if *maxTokens < 1 {
-			return p, invalid(maxTokensParam, "Invalid '%s': %d; it must be at least 1.", maxTokensParam, *maxTokens)
+		if *maxTokens < 0 {
+			return p, invalid(maxTokensParam, "Invalid '%s': %d; it must be at least 0.", maxTokensParam, *maxTokens)
 		}
 		p.MaxTokens = *maxTokens
 	}

@@ -50,7 +50,10 @@ type gpu struct {
 	graphs map[any]*graph
 	rope   map[ropeKey]unsafe.Pointer
 	// Scratch memory, grown as operations need.
-	gatherRows, attnPart, moeScratch, gemmA scratch
+	gatherRows, attnPart, moeScratch, gemmA, moeExperts scratch
+	// blas is cuBLASLt's version when loaded (blas.go), blasNote what String says of it.
+	blas     int
+	blasNote string
 }
 
 // unlocked is the backend without its lock: the operations themselves, for a caller that
@@ -105,6 +108,7 @@ func newGPU(opts Options) (*gpu, error) {
 	if code := C.fc_create(C.int(opts.Device), &g.ctx); code != 0 {
 		return nil, fmt.Errorf("%w: device %d: %s", ErrNoDevice, opts.Device, errorString(code))
 	}
+	g.openBLAS()
 	return g, nil
 }
 
@@ -126,7 +130,7 @@ func (u *unlocked) Name() string { return "cuda" }
 
 // String describes the device.
 func (g *gpu) String() string {
-	return fmt.Sprintf("cuda device %d: %s (sm_%d%d, %d SMs, %.1f GiB)", g.opts.Device, g.device, g.major, g.minor, g.sms, float64(g.totalMem)/(1<<30))
+	return fmt.Sprintf("cuda device %d: %s (sm_%d%d, %d SMs, %.1f GiB, %s)", g.opts.Device, g.device, g.major, g.minor, g.sms, float64(g.totalMem)/(1<<30), g.blasNote)
 }
 
 // lock takes the backend's lock and returns the unlocked view, failing when the backend is

@@ -14,6 +14,12 @@
 // and tests without CUDA. Tests that need a device skip without one, or fail when the
 // environment variable FATHOM_REQUIRE_CUDA is set.
 //
+// Dense products of more than a few rows and the expert products of larger MoE blocks run
+// through cuBLASLt when the machine has it: the library is loaded at run time, from the file
+// that the environment variable FATHOM_CUBLASLT names, else as libcublasLt.so or a versioned
+// name the dynamic loader finds; FATHOM_CUBLASLT=off keeps the package's own kernels, which
+// also run float16 and int8 weights. The backend's String says which is in use.
+//
 // The kernels also build against a CPU emulation of CUDA (emu/build.sh, then the build tags
 // cuda and cudaemu), which runs the backend's tests slowly on a machine without a GPU.
 //

@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/half"
 	"github.com/fathom-llm/fathom/safetensors"
 	"github.com/x448/float16"
 )
@@ -25,15 +26,6 @@ const (
 	convertChunk      = 1 << 22
 	attentionWaves    = 2 // attention aims for this many blocks per multiprocessor
 )
-
-// bf16Bits rounds f to bfloat16 (round to nearest even), keeping NaNs NaN.
-func bf16Bits(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
 
 // rowsOf returns rows lo..hi of a 2-D (or 1-D, one row) tensor as a tensor of their own.
 func rowsOf(t safetensors.Tensor, cols, lo, hi int) safetensors.Tensor {
@@ -57,7 +49,7 @@ func toBF16(dst []uint16, t safetensors.Tensor, scratch []float32) ([]float32, e
 		return f, backend.Shapef("convert %q: %d values into %d", t.Name, len(f), len(dst))
 	}
 	for i, v := range f {
-		dst[i] = bf16Bits(v)
+		dst[i] = half.F32ToBF16(v)
 	}
 	return f, nil
 }

@@ -12,36 +12,6 @@ import (
 	"github.com/x448/float16"
 )
 
-func TestBF16Bits(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		in   float32
-		want uint16
-	}{
-		{"one", 1, 0x3f80},
-		{"minus-two", -2, 0xc000},
-		{"zero", 0, 0},
-		{"infinity", float32(math.Inf(1)), 0x7f80},
-		{"tie-to-even-down", math.Float32frombits(0x3f808000), 0x3f80},
-		{"tie-to-even-up", math.Float32frombits(0x3f818000), 0x3f82},
-		{"above-tie", math.Float32frombits(0x3f808001), 0x3f81},
-		{"largest-to-infinity", math.Float32frombits(0x7f7fffff), 0x7f80},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := bf16Bits(tc.in); got != tc.want {
-				t.Errorf("bf16Bits(%g) = %#04x, want %#04x", tc.in, got, tc.want)
-			}
-		})
-	}
-	if got := bf16Bits(float32(math.NaN())); got&0x7f80 != 0x7f80 || got&0x7f == 0 {
-		t.Errorf("bf16Bits(NaN) = %#04x, not a NaN", got)
-	}
-	// A NaN whose payload lies only in the low half stays a NaN.
-	if got := bf16Bits(math.Float32frombits(0x7f800001)); got&0x7f == 0 {
-		t.Errorf("bf16Bits(signalling NaN) = %#04x, not a NaN", got)
-	}
-}
-
 func TestToBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 1))
 	for _, dt := range []safetensors.DType{safetensors.BF16, safetensors.F16, safetensors.F32} {

@@ -248,7 +248,12 @@ func (u *unlocked) MoE(dst, x backend.Tensor, e backend.Experts, topK int, route
 		return nil
 	}
 	l := moeScratchLayout(n, topK, ex.count, ex.hidden, ex.inner)
-	if err := u.grow(&u.moeScratch, l.bytes, "moe scratch"); err != nil {
+	blas := u.blasExperts(ex, n)
+	bytes := l.bytes
+	if blas {
+		bytes = l.xa // the routing's arrays; moeBLAS places the experts' buffers
+	}
+	if err := u.grow(&u.moeScratch, bytes, "moe scratch"); err != nil {
 		return err
 	}
 	at := func(off int) unsafe.Pointer { return unsafe.Add(u.moeScratch.p, off) }
@@ -264,6 +269,9 @@ func (u *unlocked) MoE(dst, x backend.Tensor, e backend.Experts, topK int, route
 		a.gemv = 1
 	}
 	a.exact = u.exact()
+	if blas {
+		return u.moeBLAS(&a)
+	}
 	a.xa = at(l.xa)
 	return check(C.fc_moe(u.ctx, &a), "moe")
 }

@@ -38,7 +38,7 @@ func TestCUDAFlag(t *testing.T) {
 	if cuda.Available() {
 		t.Skip("this build has a CUDA device")
 	}
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	for _, args := range [][]string{{}, {"--quantize", "q8"}} {
 		t.Run(strings.Join(append([]string{"cuda"}, args...), " "), func(t *testing.T) {
 			args := append([]string{"run", "--model", dir, "--cuda", "0", "--max-tokens", "2"}, append(args, "def")...)
