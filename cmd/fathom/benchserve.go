@@ -42,10 +42,15 @@ type serveBench struct {
 	// systemWords, firstWords and userWords size the system message, the first user
 	// message and each later one, in words of a fixed list drawn with seed.
 	systemWords, firstWords, userWords int
-	maxTokens                          int
+	maxTokens                          int // 0: none sent
 	temperature                        float64
-	seed                               uint64
-	client                             *http.Client
+	// duration, when positive, ends the run after that long.
+	duration time.Duration
+	// probeWords, when positive, sends one prompt of that many words once every user has
+	// its first token, and measures the longest gap of the other streams while it is read.
+	probeWords int
+	seed       uint64
+	client     *http.Client
 }
 
 func runBenchServe(ctx context.Context, e *env, args []string) error {
@@ -59,7 +64,9 @@ func runBenchServe(ctx context.Context, e *env, args []string) error {
 	fs.IntVar(&b.systemWords, "system-words", 50, "words of the system message")
 	fs.IntVar(&b.firstWords, "first-words", 200, "words of each conversation's first user message")
 	fs.IntVar(&b.userWords, "user-words", 40, "words of each later user message")
-	fs.IntVar(&b.maxTokens, "max-tokens", 64, "max_tokens of each reply")
+	fs.IntVar(&b.maxTokens, "max-tokens", 64, "max_tokens of each reply (0: send none, replies run to the end of text or context)")
+	fs.DurationVar(&b.duration, "duration", 0, "end the run after this long (0: when every conversation ends)")
+	fs.IntVar(&b.probeWords, "probe-words", 0, "once every user streams, send one prompt of this many `WORDS` and report the streams' longest gap while it is read")
 	fs.Float64Var(&b.temperature, "temperature", 0, "sampling temperature")
 	fs.Uint64Var(&b.seed, "seed", 1, "seed of the texts (and of sampling)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
@@ -69,9 +76,9 @@ func runBenchServe(ctx context.Context, e *env, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if b.url == "" || fs.NArg() != 0 || b.users < 1 || b.turns < 1 || b.maxTokens < 1 ||
-		b.systemWords < 0 || b.firstWords < 1 || b.userWords < 1 {
-		return fmt.Errorf("%w: --url is required; --users, --turns, --max-tokens and the word counts must be positive", errUsage)
+	if b.url == "" || fs.NArg() != 0 || b.users < 1 || b.turns < 1 || b.maxTokens < 0 || b.duration < 0 ||
+		b.systemWords < 0 || b.firstWords < 1 || b.userWords < 1 || b.probeWords < 0 {
+		return fmt.Errorf("%w: --url is required; --users, --turns and the word counts must be positive, the other numbers not negative", errUsage)
 	}
 	b.url = strings.TrimSuffix(b.url, "/")
 	if b.model == "" {
@@ -134,6 +141,9 @@ type turnResult struct {
 	turn                                         int
 	ttft                                         time.Duration
 	gaps                                         []time.Duration // between content chunks
+	arrivals                                     []time.Time     // of content chunks
+	sent, end                                    time.Time
+	cut                                          bool // ended by the run's end
 	promptTokens, cachedTokens, completionTokens int
 	err                                          error
 }
@@ -141,12 +151,22 @@ type turnResult struct {
 // run runs the workload and reports it.
 func (b *serveBench) run(ctx context.Context, progress func(done, total int)) (*benchReport, error) {
 	total := b.users * b.turns
+	if b.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, b.duration)
+		defer cancel()
+	}
 	var mu sync.Mutex
 	var results []turnResult
+	// streaming counts down as each user's first reply starts streaming; then the probe goes.
+	var streaming sync.WaitGroup
+	streaming.Add(b.users)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for u := range b.users {
 		wg.Go(func() {
+			first := sync.OnceFunc(streaming.Done)
+			defer first()
 			r := rand.New(rand.NewPCG(b.seed, uint64(u)))
 			msgs := []chatMsg{{"system", words(r, b.systemWords)}}
 			for turn := range b.turns {
@@ -155,7 +175,7 @@ func (b *serveBench) run(ctx context.Context, progress func(done, total int)) (*
 					n = b.firstWords
 				}
 				msgs = append(msgs, chatMsg{"user", words(r, n)})
-				reply, res := b.turn(ctx, msgs, u)
+				reply, res := b.turn(ctx, msgs, u, b.maxTokens, first)
 				res.turn = turn
 				msgs = append(msgs, chatMsg{"assistant", reply})
 				mu.Lock()
@@ -171,16 +191,77 @@ func (b *serveBench) run(ctx context.Context, progress func(done, total int)) (*
 			}
 		})
 	}
+	var probe *turnResult
+	if b.probeWords > 0 {
+		streaming.Wait()
+		r := rand.New(rand.NewPCG(b.seed, uint64(b.users)))
+		_, res := b.turn(ctx, []chatMsg{{"user", words(r, b.probeWords)}}, b.users, 1, func() {})
+		probe = &res
+	}
 	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return nil, err
 	}
 	rep := report(results, b.turns, time.Since(start))
 	rep.URL, rep.Model, rep.Users = b.url, b.model, b.users
+	rep.PeakStreaming = peakStreaming(results)
+	if probe != nil {
+		rep.Probe = probeReport(*probe, results)
+	}
 	if rep.Requests == rep.Failed {
 		return rep, fmt.Errorf("bench serve: every request failed; the first: %v", rep.firstErr)
 	}
 	return rep, nil
+}
+
+// peakStreaming returns the most replies that streamed at once: between their first content
+// and their end.
+func peakStreaming(results []turnResult) int {
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, r := range results {
+		if len(r.arrivals) > 0 {
+			edges = append(edges, edge{r.arrivals[0], 1}, edge{r.end, -1})
+		}
+	}
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta // an end before a start at the same time
+	})
+	peak, now := 0, 0
+	for _, e := range edges {
+		now += e.delta
+		peak = max(peak, now)
+	}
+	return peak
+}
+
+// probeReport measures the probe: its time to first token (the time its prompt took to be
+// read) and the longest gap between two tokens of any other stream that overlaps it.
+func probeReport(p turnResult, results []turnResult) *probeStats {
+	st := &probeStats{PromptTokens: p.promptTokens, TTFT: float64(p.ttft) / float64(time.Millisecond)}
+	if p.err != nil {
+		st.Error = p.err.Error()
+		return st
+	}
+	from, to := p.sent, p.sent.Add(p.ttft)
+	for _, r := range results {
+		for i := 1; i < len(r.arrivals); i++ {
+			a, b := r.arrivals[i-1], r.arrivals[i]
+			if b.After(from) && a.Before(to) {
+				st.LongestGap = max(st.LongestGap, float64(b.Sub(a))/float64(time.Millisecond))
+			}
+		}
+	}
+	if st.TTFT > 0 {
+		st.GapShare = st.LongestGap / st.TTFT
+	}
+	return st
 }
 
 type chatMsg struct {
@@ -189,12 +270,23 @@ type chatMsg struct {
 }
 
 // turn sends one streamed chat request and measures it; it returns the reply's text.
-func (b *serveBench) turn(ctx context.Context, msgs []chatMsg, user int) (string, turnResult) {
-	body, _ := json.Marshal(map[string]any{
-		"model": b.model, "messages": msgs, "max_tokens": b.maxTokens, "temperature": b.temperature,
+// streaming is called once its first content arrives.
+func (b *serveBench) turn(ctx context.Context, msgs []chatMsg, user, maxTokens int, streaming func()) (_ string, res turnResult) {
+	fields := map[string]any{
+		"model": b.model, "messages": msgs, "temperature": b.temperature,
 		"seed": int64(b.seed) + int64(user), "stream": true, "stream_options": map[string]bool{"include_usage": true},
-	})
-	var res turnResult
+	}
+	if maxTokens > 0 {
+		fields["max_tokens"] = maxTokens
+	}
+	body, _ := json.Marshal(fields)
+	defer func() {
+		res.end = time.Now()
+		if res.err != nil && ctx.Err() != nil {
+			// The run ended (--duration) while this reply streamed: what it measured counts.
+			res.err, res.cut = nil, true
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, b.url+"/chat/completions", bytes.NewReader(body))
 	if err != nil {
 		res.err = err
@@ -203,6 +295,7 @@ func (b *serveBench) turn(ctx context.Context, msgs []chatMsg, user int) (string
 	req.Header.Set("Content-Type", "application/json")
 	b.authorize(req)
 	sent := time.Now()
+	res.sent = sent
 	resp, err := b.client.Do(req)
 	if err != nil {
 		res.err = err
@@ -258,10 +351,12 @@ func (b *serveBench) turn(ctx context.Context, msgs []chatMsg, user int) (string
 			}
 			if last.IsZero() {
 				res.ttft = now.Sub(sent)
+				streaming()
 			} else {
 				res.gaps = append(res.gaps, now.Sub(last))
 			}
 			last = now
+			res.arrivals = append(res.arrivals, now)
 			reply.WriteString(c.Delta.Content)
 		}
 		if u := chunk.Usage; u != nil {
@@ -287,6 +382,7 @@ type benchReport struct {
 	Turns    int     `json:"turns"`
 	Requests int     `json:"requests"`
 	Failed   int     `json:"failed"`
+	Cut      int     `json:"cut"` // ended by --duration
 	Seconds  float64 `json:"seconds"`
 	// TTFT and ITL are the time to first token and the inter-token latency.
 	TTFT quantiles `json:"ttft_ms"`
@@ -297,8 +393,23 @@ type benchReport struct {
 	CachedTokens          int     `json:"cached_tokens"`
 	CachedShare           float64 `json:"cached_share"`
 	// ByTurn has one entry per turn index.
-	ByTurn   []turnStats `json:"by_turn"`
+	ByTurn []turnStats `json:"by_turn"`
+	// PeakStreaming is the most replies that streamed at once.
+	PeakStreaming int `json:"peak_streaming"`
+	// Probe is the long prompt's measurement, with --probe-words.
+	Probe    *probeStats `json:"probe,omitempty"`
 	firstErr error
+}
+
+// probeStats measure a long prompt sent while the users stream: the time to its first token
+// (how long it took to read) and the longest gap the streams saw meanwhile, also as a share
+// of that time.
+type probeStats struct {
+	PromptTokens int     `json:"prompt_tokens"`
+	TTFT         float64 `json:"ttft_ms"`
+	LongestGap   float64 `json:"longest_gap_ms"`
+	GapShare     float64 `json:"gap_share"`
+	Error        string  `json:"error,omitempty"`
 }
 
 type quantiles struct {
@@ -327,7 +438,12 @@ func report(results []turnResult, turns int, elapsed time.Duration) *benchReport
 			}
 			continue
 		}
-		ttfts = append(ttfts, r.ttft)
+		if r.cut {
+			rep.Cut++
+		}
+		if r.ttft > 0 {
+			ttfts = append(ttfts, r.ttft)
+		}
 		gaps = append(gaps, r.gaps...)
 		rep.PromptTokens += r.promptTokens
 		rep.CachedTokens += r.cachedTokens
@@ -349,7 +465,9 @@ func report(results []turnResult, turns int, elapsed time.Duration) *benchReport
 		var ts []time.Duration
 		prompt, cached := 0, 0
 		for _, r := range rs {
-			ts = append(ts, r.ttft)
+			if r.ttft > 0 {
+				ts = append(ts, r.ttft)
+			}
 			prompt += r.promptTokens
 			cached += r.cachedTokens
 		}
@@ -379,8 +497,8 @@ func quantilesOf(d []time.Duration) quantiles {
 
 // write prints the report as tables.
 func (r *benchReport) write(w io.Writer) {
-	fmt.Fprintf(w, "%s, model %s: %d users × %d turns, %d requests (%d failed) in %.1f s\n\n",
-		r.URL, r.Model, r.Users, r.Turns, r.Requests, r.Failed, r.Seconds)
+	fmt.Fprintf(w, "%s, model %s: %d users × %d turns, %d requests (%d failed, %d cut by the run's end) in %.1f s\n\n",
+		r.URL, r.Model, r.Users, r.Turns, r.Requests, r.Failed, r.Cut, r.Seconds)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "TTFT p50 ms\tTTFT p99 ms\tITL p50 ms\tITL p99 ms\toutput tok/s\tprompt tokens\tcached\t")
 	fmt.Fprintf(tw, "%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%.1f%%\t\n", r.TTFT.P50, r.TTFT.P99, r.ITL.P50, r.ITL.P99,
@@ -393,6 +511,14 @@ func (r *benchReport) write(w io.Writer) {
 		fmt.Fprintf(tw, "%d\t%.0f\t%.1f%%\t%.1f\t\n", t.Turn, t.PromptTokens, 100*t.CachedShare, t.TTFTP50)
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "\nat most %d replies streamed at once\n", r.PeakStreaming)
+	if p := r.Probe; p != nil {
+		fmt.Fprintf(w, "probe of %d prompt tokens: read in %.0f ms; the streams' longest gap meanwhile %.0f ms (%.2f of it)\n",
+			p.PromptTokens, p.TTFT, p.LongestGap, p.GapShare)
+		if p.Error != "" {
+			fmt.Fprintf(w, "probe failed: %s\n", p.Error)
+		}
+	}
 	if r.firstErr != nil {
 		fmt.Fprintf(w, "\nfirst failure: %v\n", r.firstErr)
 	}

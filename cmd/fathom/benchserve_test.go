@@ -49,6 +49,25 @@ func TestBenchServe(t *testing.T) {
 		t.Errorf("the history did not grow: %+v", rep.ByTurn)
 	}
 
+	if rep.PeakStreaming < 1 || rep.PeakStreaming > 2 {
+		t.Errorf("peak streaming %d", rep.PeakStreaming)
+	}
+
+	// Replies without max_tokens, a run cut short, and a long prompt sent while they stream.
+	out.Reset()
+	probeArgs := []string{"serve", "--url", ts.URL + "/v1", "--users", "2", "--turns", "1", "--first-words", "5",
+		"--max-tokens", "0", "--duration", "3s", "--probe-words", "300", "--json"}
+	if err := runBench(context.Background(), e, probeArgs); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	rep = benchReport{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if p := rep.Probe; p == nil || p.Error != "" || p.PromptTokens < 300 || p.TTFT <= 0 || p.GapShare < 0 {
+		t.Errorf("probe %+v", rep.Probe)
+	}
+
 	// The table.
 	out.Reset()
 	if err := runBench(context.Background(), e, args[:len(args)-1]); err != nil {
