@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 
@@ -175,4 +178,35 @@ func TokenFLOPs(cfg mixtral.Config) float64 {
 	kv := float64(cfg.NumKeyValueHeads * cfg.HeadDim)
 	layer := h*q + 2*h*kv + q*h + float64(cfg.NumLocalExperts)*h + float64(cfg.NumExpertsPerTok)*3*h*inner
 	return 2 * (float64(cfg.NumHiddenLayers)*layer + float64(cfg.VocabSize)*h)
+}
+
+// WriteDir writes the checkpoint to dir, which must exist, as a Hugging Face checkpoint of
+// configuration cfg (the one it was made with): config.json and model.safetensors. The caller
+// adds a tokenizer.
+func (s *Synthetic) WriteDir(dir string, cfg mixtral.Config) error {
+	if s.tensors == nil {
+		return safetensors.ErrClosed
+	}
+	c, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(c, &fields); err != nil {
+		return err
+	}
+	fields["model_type"] = "mixtral"
+	fields["architectures"] = []string{"MixtralForCausalLM"}
+	fields["torch_dtype"] = "bfloat16"
+	if c, err = json.MarshalIndent(fields, "", "  "); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), c, 0o644); err != nil {
+		return err
+	}
+	tensors := make([]safetensors.Tensor, 0, len(s.tensors))
+	for _, name := range s.Names() {
+		tensors = append(tensors, s.tensors[name])
+	}
+	return safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"})
 }

@@ -21,16 +21,19 @@ import (
 func init() {
 	register(&command{
 		name:    "bench",
-		summary: "measure an OpenAI-compatible endpoint under load (bench serve)",
+		summary: "measure an OpenAI-compatible endpoint under load (bench serve), or write a synthetic checkpoint (bench synthetic)",
 		run:     runBench,
 	})
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	if len(args) == 0 || args[0] != "serve" {
-		return fmt.Errorf("%w: usage: fathom bench serve --url URL [flags]", errUsage)
+	switch {
+	case len(args) > 0 && args[0] == "serve":
+		return runBenchServe(ctx, e, args[1:])
+	case len(args) > 0 && args[0] == "synthetic":
+		return runBenchSynthetic(ctx, e, args[1:])
 	}
-	return runBenchServe(ctx, e, args[1:])
+	return fmt.Errorf("%w: usage: fathom bench serve --url URL [flags], or fathom bench synthetic --out DIR [flags]", errUsage)
 }
 
 // serveBench is a multi-turn chat workload: users chatting at once, each turn resending the
