@@ -450,7 +450,8 @@ func report(results []turnResult, turns int, elapsed time.Duration) *benchReport
 		gaps = append(gaps, r.gaps...)
 		rep.PromptTokens += r.promptTokens
 		rep.CachedTokens += r.cachedTokens
-		completion += r.completionTokens
+		// A reply the run's end cut has no usage: its content chunks count its tokens.
+		completion += max(r.completionTokens, len(r.arrivals))
 		byTurn[r.turn] = append(byTurn[r.turn], r)
 	}
 	rep.TTFT, rep.ITL = quantilesOf(ttfts), quantilesOf(gaps)
