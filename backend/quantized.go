@@ -15,9 +15,13 @@ import (
 // rows quantized as Quant one after another: row r of the panel of n columns from column c0
 // takes QuantizedRowBytes(Quant, n) bytes, in the row format of the quantization (groups of
 // QuantGroup values with float16 scales, interleaved for VNNI dot products).
+//
+// A weight that the quantization leaves as stored (its rows do not split into groups) has
+// Quant AsStored and Data in its stored element type, Rows×Cols values as Bind takes them;
+// Panel does not apply to it.
 type QuantizedWeight struct {
 	Name string
-	// Quant is Q8 or Q4.
+	// Quant is Q8 or Q4, or AsStored for a weight as stored.
 	Quant Quantization
 	// DType is the element type the weight was quantized from; the bound weight reports it.
 	DType      safetensors.DType
@@ -25,6 +29,11 @@ type QuantizedWeight struct {
 	// Panel is the width of the column panels: Cols, or a multiple of QuantPanelAlign.
 	Panel int
 	Data  []byte
+}
+
+// Tensor returns w as a stored tensor, for a weight with Quant AsStored.
+func (w QuantizedWeight) Tensor() safetensors.Tensor {
+	return safetensors.Tensor{Name: w.Name, DType: w.DType, Shape: []int{w.Rows, w.Cols}, Data: w.Data}
 }
 
 // QuantPanelAlign is the granularity of column panels: a whole number of the formats'
@@ -50,10 +59,15 @@ func (w QuantizedWeight) Check() error {
 		return fmt.Errorf("%w: quantized weight %q: %s", ErrQuantization, w.Name, fmt.Sprintf(format, args...))
 	}
 	switch {
-	case w.Quant != Q8 && w.Quant != Q4:
+	case w.Quant != Q8 && w.Quant != Q4 && w.Quant != AsStored:
 		return fail("quantization %q", string(w.Quant))
 	case w.DType != safetensors.BF16 && w.DType != safetensors.F16 && w.DType != safetensors.F32:
 		return fail("quantized from %q", string(w.DType))
+	case w.Quant == AsStored:
+		if w.Rows <= 0 || w.Cols <= 0 || len(w.Data)/w.DType.Size()/w.Cols != w.Rows || len(w.Data)%(w.DType.Size()*w.Cols) != 0 {
+			return fail("%d bytes for %dx%d %s", len(w.Data), w.Rows, w.Cols, w.DType)
+		}
+		return nil
 	case w.Rows <= 0 || w.Cols <= 0 || w.Cols%QuantGroup != 0:
 		return fail("shape %dx%d", w.Rows, w.Cols)
 	case w.Panel != w.Cols && (w.Panel <= 0 || w.Panel > w.Cols || w.Panel%QuantPanelAlign != 0):
@@ -71,10 +85,11 @@ func (w QuantizedWeight) Check() error {
 // quantizing them again. A backend may keep a reference to the data (the CPU backend does:
 // the memory map stays the storage), so it must stay valid while the weight is in use.
 type QuantizedBinder interface {
-	// BindQuantizedWeight binds w, which must pass w.Check (an error wraps ErrQuantization).
+	// BindQuantizedWeight binds w, which must pass w.Check (an error wraps ErrQuantization);
+	// one with Quant AsStored as Bind binds w.Tensor().
 	BindQuantizedWeight(w QuantizedWeight) (Weight, error)
 	// BindQuantizedExperts binds a mixture-of-experts block whose router, gate, is stored as
 	// BindExperts takes it and whose expert weights w1, w2 and w3 (in the layout of
-	// ExpertTensors) are quantized.
+	// ExpertTensors) are quantized, or as stored where the quantization leaves them so.
 	BindQuantizedExperts(gate safetensors.Tensor, w1, w2, w3 []QuantizedWeight) (Experts, error)
 }

@@ -83,8 +83,15 @@ func (b *Backend) QuantizeWeight(t safetensors.Tensor, q backend.Quantization) (
 	return qw, nil
 }
 
+// QuantizedPanel returns the width of the column panels in which QuantizeWeight and
+// BindQuantized store a quantized weight of rows×cols values on this CPU: cols for whole rows.
+func (b *Backend) QuantizedPanel(rows, cols int) int {
+	return (&weight{rows: rows, cols: cols}).panelWidth(true)
+}
+
 // BindQuantizedWeight binds a weight already quantized, such as QuantizeWeight returns, as a
-// view of w.Data: nothing is copied or quantized.
+// view of w.Data: nothing is copied or quantized. A weight as stored (w.Quant AsStored) is
+// bound as Bind binds it.
 func (b *Backend) BindQuantizedWeight(w backend.QuantizedWeight) (backend.Weight, error) {
 	qw, err := b.bindQuantizedWeight(w)
 	if err != nil {
@@ -106,6 +113,9 @@ func (b *Backend) BindQuantizedExperts(gate safetensors.Tensor, w1, w2, w3 []bac
 func (b *Backend) bindQuantizedWeight(qw backend.QuantizedWeight) (*weight, error) {
 	if err := qw.Check(); err != nil {
 		return nil, err
+	}
+	if qw.Quant == backend.AsStored {
+		return b.bind(qw.Tensor())
 	}
 	w := &weight{owner: b, dtype: qw.DType, rows: qw.Rows, cols: qw.Cols}
 	w.adopt(w.panels(qw.Panel, qw.Quant, qw.Data), qw.Panel, qw.Quant)

@@ -359,6 +359,18 @@ func TestQuantizedWeight(t *testing.T) {
 		}
 	}
 	odd, _ := backendtest.Weight(r, "odd", safetensors.BF16, 0.3, 4, 33)
+	asStored := backend.QuantizedWeight{Name: "odd", DType: odd.DType, Rows: 4, Cols: 33, Data: odd.Data}
+	sw, err := be.BindQuantizedWeight(asStored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bw, err := be.Bind(odd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if xv := random(r, 3*33); !slices.Equal(product(sw, xv, 3), product(bw, xv, 3)) {
+		t.Error("a weight as stored bound by BindQuantizedWeight multiplies differently")
+	}
 	if _, err := be.QuantizeWeight(odd, backend.Q4); !errors.Is(err, backend.ErrQuantization) {
 		t.Errorf("quantizing rows of 33: %v", err)
 	}
