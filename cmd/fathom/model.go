@@ -38,7 +38,7 @@ type weightFlags struct {
 }
 
 func (w *weightFlags) register(fs *flag.FlagSet) {
-	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored); with --cuda, q8 stores the experts as int8", func(s string) error {
+	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored, which for a checkpoint written by fathom quantize is its quantization); with --cuda, q8 stores the experts as int8", func(s string) error {
 		v, err := backend.ParseQuantization(s)
 		w.quant = v
 		return err

@@ -55,3 +55,42 @@ func TestQuantizeFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestQuantizeCommand quantizes the bundled model with the quantize command and scores
+// tokens with the result: the perplexity is the one of --quantize on the original. Bad
+// arguments are usage errors.
+func TestQuantizeCommand(t *testing.T) {
+	dir := fixtures.Model(t, "tiny-code-mixtral")
+	ids := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens[:65]
+	file := filepath.Join(t.TempDir(), "ids.json")
+	data, _ := json.Marshal(ids)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
+		dst := filepath.Join(t.TempDir(), "out")
+		code, stdout, stderr := runCLI(t, "", "quantize", "--"+string(q), dir, dst)
+		if code != 0 || !strings.Contains(stdout, "as "+string(q)) {
+			t.Fatalf("%s: exit %d: %s%s", q, code, stdout, stderr)
+		}
+		var ppl [2]string
+		for i, args := range [][]string{{"--model", dst}, {"--model", dir, "--quantize", string(q)}} {
+			code, stdout, stderr := runCLI(t, "", append([]string{"perplexity", "--ids-file", file, "--window", "64"}, args...)...)
+			if code != 0 {
+				t.Fatalf("%s %v: exit %d: %s", q, args, code, stderr)
+			}
+			ppl[i] = stdout
+		}
+		if ppl[0] != ppl[1] {
+			t.Errorf("%s: perplexity %s of the quantized checkpoint, %s quantizing at load", q, ppl[0], ppl[1])
+		}
+		if code, _, stderr := runCLI(t, "", "quantize", "--"+string(q), dir, dst); code != 1 || !strings.Contains(stderr, "not empty") {
+			t.Errorf("%s into a full directory: exit %d, %q", q, code, stderr)
+		}
+	}
+	for _, args := range [][]string{{dir, "x"}, {"--q8", "--q4", dir, "x"}, {"--q8", dir}, {"--q4", dir, "x", "y"}} {
+		if code, _, _ := runCLI(t, "", append([]string{"quantize"}, args...)...); code != 2 {
+			t.Errorf("quantize %v: exit %d, want 2", args, code)
+		}
+	}
+}
