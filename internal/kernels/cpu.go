@@ -38,6 +38,7 @@ type table struct {
 	packBF16, packF16 func(dst *float32, src *uint16, stride, kc int)
 	packF32           func(dst *float32, src *float32, stride, kc int)
 	gemmBF16          *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: generic loops
+	matMulAdd         func(out, a, b []float32, m, k, n int)
 	// siluMul and softmaxExp are vector forms of the helpers' exponentials; nil: Go code.
 	siluMul    func(dst, g, u []float32)
 	softmaxExp func(x []float32, m float32) float32
@@ -79,6 +80,7 @@ func genericTable() table {
 		qDot:         qDotGeneric,
 		expSum:       expSumGeneric,
 		indexAtLeast: indexAtLeastGeneric,
+		matMulAdd:    matMulAddGeneric,
 	}
 }
 
