@@ -52,3 +52,26 @@ func TestMatMulAddShapePanics(t *testing.T) {
 	}()
 	MatMulAdd(nil, nil, nil, -1, 1, 1)
 }
+
+// BenchmarkMatMulAdd times MatMulAdd at the shapes of attention's products for a tile of 64
+// query rows and 256 keys, with heads of 32 and of 128: scores (k = head width, n = keys) and
+// the weighted values (k = keys, n = head width).
+func BenchmarkMatMulAdd(b *testing.B) {
+	for _, s := range [][3]int{{64, 32, 256}, {64, 256, 32}, {64, 128, 256}, {64, 256, 128}} {
+		m, k, n := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 2))
+			a, w, out := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+			for i := range a {
+				a[i] = float32(r.NormFloat64())
+			}
+			for i := range w {
+				w[i] = float32(r.NormFloat64())
+			}
+			for b.Loop() {
+				MatMulAdd(out, a, w, m, k, n)
+			}
+			b.ReportMetric(2*float64(m*k*n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}

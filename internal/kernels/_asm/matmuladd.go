@@ -9,8 +9,8 @@ import (
 )
 
 // matMulAddRows is the most rows of A that one matMulAdd tile takes: as many as leave room
-// in the vector registers for two accumulators per row and the two vectors of a row of B
-// (and, for AVX2, a broadcast).
+// in the vector registers for two accumulators per row, the two vectors of a row of B and a
+// broadcast.
 var matMulAddRows = map[int]int{8: 6, 16: 12}
 
 // matMulAddTiles emits the tiles of kernels.MatMulAdd for every row count up to
@@ -26,8 +26,10 @@ func matMulAddTiles() {
 // matMulAdd emits matMulAdd<R><ISA>(a *float32, lda int, b *float32, ldb int, k int, c
 // *float32, ldc int): c[r*ldc+j] += Σ_{l<k} a[r*lda+l]·b[l*ldb+j] for r < R and j < 2·lanes,
 // the product of R rows of a row-major A with a panel of a row-major B two vectors wide, each
-// sum accumulated in float32 from zero and then added to C. Neither operand is packed: A's
-// elements are broadcast from memory, B's rows loaded as vectors.
+// sum accumulated in float32 from zero and then added to C. Neither operand is packed: each
+// element of A is broadcast to a register once for both vectors of B's row, B's rows are
+// loaded as they are. (A broadcast operand of each FMA instead loads every element twice,
+// which measured slower on Zen 5.)
 func matMulAdd(s isa, rows int) {
 	const nv = 2 // vectors of B per row
 	name := fmt.Sprintf("matMulAdd%d%s", rows, s.suffix)
@@ -78,12 +80,6 @@ func matMulAdd(s isa, rows int) {
 		VMOVUPS(Mem{Base: b, Disp: v * s.lanes * 4}, bv[v])
 	}
 	for r := range rows {
-		if s.lanes == 16 {
-			for v := range nv {
-				VFMADD231PS_BCST(row(r), bv[v], acc[r][v])
-			}
-			continue
-		}
 		av := s.vec()
 		VBROADCASTSS(row(r), av)
 		for v := range nv {
