@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -77,14 +78,18 @@ func promptIDs(vocab, n int) []int {
 }
 
 // BenchmarkTinyCodeMixtral measures the fixture model trained on Python source (12M
-// parameters, bf16) on the CPU backend.
+// parameters, bf16) on the CPU backend: prompts of 256 to 4,096 tokens (in steps of
+// mixtral.DefaultMaxBatch tokens, the later ones attending to the earlier ones in the cache)
+// and decoding.
 func BenchmarkTinyCodeMixtral(b *testing.B) {
-	m, err := mixtral.Load(context.Background(), fixtures.Model(b, "tiny-code-mixtral"), mixtral.Options{ContextLength: 1024})
+	m, err := mixtral.Load(context.Background(), fixtures.Model(b, "tiny-code-mixtral"), mixtral.Options{ContextLength: 4096 + 16})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer m.Close()
-	b.Run("prefill-128", func(b *testing.B) { benchmarkPrefill(b, m, 128) })
+	for _, n := range []int{256, 1024, 4096} {
+		b.Run(fmt.Sprintf("prefill-%d", n), func(b *testing.B) { benchmarkPrefill(b, m, n) })
+	}
 	b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
 }
 
