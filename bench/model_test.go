@@ -13,11 +13,14 @@ import (
 // bandwidth is the machine's memory read bandwidth, measured once per benchmark run.
 var bandwidth = sync.OnceValue(MeasureBandwidth)
 
-// benchmarkPrefill times evaluating a prompt of n tokens in a fresh sequence.
+// benchmarkPrefill times evaluating a prompt of n tokens in a fresh sequence. Besides
+// tokens/s it reports tokens per second of processor time (tokens/cpu-s, all workers
+// together), which other work on the machine moves less.
 func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int) {
 	ids := promptIDs(m.Config().VocabSize, n)
 	ctx := context.Background()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		seq, err := m.NewSequence()
 		if err != nil {
@@ -31,6 +34,9 @@ func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int) {
 	tps := float64(n*b.N) / b.Elapsed().Seconds()
 	b.ReportMetric(tps, "tokens/s")
 	b.ReportMetric(tps*TokenFLOPs(m.Config())/1e9, "GFLOP/s")
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(n*b.N)/cpu.Seconds(), "tokens/cpu-s")
+	}
 }
 
 // benchmarkDecode times appending one token at a time after a short prompt, starting a new
