@@ -43,7 +43,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ctxLen := fs.Int("context", 0, "context length in tokens (0: the model's default)")
 	cache := fs.Int("cache-tokens", 0, "KV cache positions shared by all requests (0: one context's worth; concurrent requests wait for space)")
 	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
-	var weights weightFlags
+	weights := weightFlags{preload: true} // the first request then waits for no disk
 	weights.register(fs)
 	setUsage(fs, "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]",
 		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.",
@@ -66,7 +66,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		queueLen = -1 // Options: negative means no queue
 	}
 
-	m, done, err := weights.load(ctx, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache})
+	m, done, err := weights.load(ctx, e, *dir, mixtral.Options{ContextLength: *ctxLen, CacheTokens: *cache})
 	if err != nil {
 		return err
 	}
