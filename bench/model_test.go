@@ -3,11 +3,14 @@ package bench
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
+	"github.com/fathom-llm/fathom/safetensors"
 )
 
 // bandwidth is the machine's memory read bandwidth, measured once per benchmark run.
@@ -158,5 +161,55 @@ func TestSyntheticModelRuns(t *testing.T) {
 	c, _ := again.Tensor("model.layers.0.block_sparse_moe.experts.5.w2.weight")
 	if string(a.Data) != string(c.Data) {
 		t.Fatal("synthetic weights differ between runs with the same seed")
+	}
+}
+
+// TestWriteSynthetic writes a small synthetic checkpoint in bf16 and in f16: loaded, the bf16
+// one computes the logits of the in-memory checkpoint bit for bit, and the f16 one holds the
+// same values.
+func TestWriteSynthetic(t *testing.T) {
+	cfg := Mixtral8x7B(2)
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
+	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	mem, err := NewSynthetic(cfg, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := mixtral.New(cfg, mem, mixtral.Options{ContextLength: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer want.Close()
+	ctx := context.Background()
+	ids := promptIDs(cfg.VocabSize, 10)
+	ew, err := want.Eval(ctx, ids, mixtral.EvalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dtype := range []safetensors.DType{safetensors.BF16, safetensors.F16} {
+		dir := t.TempDir()
+		if err := WriteSynthetic(dir, cfg, dtype, 5); err != nil {
+			t.Fatal(err)
+		}
+		m, err := mixtral.Load(ctx, dir, mixtral.Options{ContextLength: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Config().NumHiddenLayers != 2 || m.Config().HeadDim != 16 {
+			t.Errorf("%s: config %+v", dtype, m.Config())
+		}
+		eg, err := m.Eval(ctx, ids, mixtral.EvalOptions{})
+		m.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The same values: bit for bit through the same kernels, to rounding through the
+		// float16 ones.
+		if dtype == safetensors.BF16 && !slices.Equal(eg.Logits[0], ew.Logits[0]) {
+			t.Errorf("%s: the written checkpoint's logits differ from the in-memory one's", dtype)
+		}
+		if e := reference.RelErr(eg.Logits[0], ew.Logits[0]); !(e < 1e-5) {
+			t.Errorf("%s: the written checkpoint's logits differ from the in-memory one's by %.3g", dtype, e)
+		}
 	}
 }

@@ -1,14 +1,21 @@
 package bench
 
 import (
+	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 
+	"github.com/fathom-llm/fathom/internal/kernels"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/safetensors"
+	"github.com/x448/float16"
 )
 
 // Mixtral8x7B returns the configuration of Mixtral 8x7B (the shape of Dolphin 2.6 Mixtral
@@ -179,4 +186,65 @@ func TokenFLOPs(cfg mixtral.Config) float64 {
 	kv := float64(cfg.NumKeyValueHeads * cfg.HeadDim)
 	layer := h*q + 2*h*kv + q*h + float64(cfg.NumLocalExperts)*h + float64(cfg.NumExpertsPerTok)*3*h*inner
 	return 2 * (float64(cfg.NumHiddenLayers)*layer + float64(cfg.VocabSize)*h)
+}
+
+// WriteSynthetic writes the synthetic checkpoint NewSynthetic(cfg, seed) makes to dir as a
+// checkpoint directory that mixtral.Load reads: config.json and model.safetensors, its
+// weights stored as dtype (BF16, or F16: the same values, which float16 represents exactly).
+// The weights are generated tensor by tensor as the file is written, so a checkpoint larger
+// than memory can be written.
+func WriteSynthetic(dir string, cfg mixtral.Config, dtype safetensors.DType, seed uint64) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if dtype != safetensors.BF16 && dtype != safetensors.F16 {
+		return fmt.Errorf("bench: synthetic weights as %s (want BF16 or F16)", dtype)
+	}
+	config := map[string]any{
+		"architectures": []string{"MixtralForCausalLM"}, "model_type": "mixtral",
+		"vocab_size": cfg.VocabSize, "hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
+		"num_hidden_layers": cfg.NumHiddenLayers, "num_attention_heads": cfg.NumAttentionHeads,
+		"num_key_value_heads": cfg.NumKeyValueHeads, "head_dim": cfg.HeadDim,
+		"max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
+		"rope_theta": cfg.RopeTheta, "sliding_window": nil, "num_local_experts": cfg.NumLocalExperts,
+		"num_experts_per_tok": cfg.NumExpertsPerTok, "tie_word_embeddings": cfg.TieWordEmbeddings,
+		"hidden_act": cfg.HiddenAct, "bos_token_id": cfg.BOSTokenID, "eos_token_id": cfg.EOSTokenIDs,
+		"torch_dtype": map[safetensors.DType]string{safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dtype],
+	}
+	if cfg.SlidingWindow > 0 {
+		config["sliding_window"] = cfg.SlidingWindow
+	}
+	raw, err := json.MarshalIndent(config, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
+		return err
+	}
+	shapes := TensorShapes(cfg)
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	stream := map[string]uint64{}
+	var tensors []safetensors.Tensor
+	for i, n := range names {
+		stream[n] = uint64(i)
+		tensors = append(tensors, safetensors.Tensor{Name: n, DType: dtype, Shape: shapes[n]})
+	}
+	var buf []byte
+	data := func(t safetensors.Tensor) ([]byte, error) {
+		buf = slices.Grow(buf[:0], t.ByteLen())[:t.ByteLen()]
+		fillBF16(buf, seed, stream[t.Name])
+		if dtype == safetensors.F16 {
+			for i := 0; i < len(buf); i += 2 {
+				h := float16.Fromfloat32(kernels.BF16ToF32(binary.LittleEndian.Uint16(buf[i:])))
+				binary.LittleEndian.PutUint16(buf[i:], h.Bits())
+			}
+		}
+		return buf, nil
+	}
+	return safetensors.WriteDirWith(dir, [][]safetensors.Tensor{tensors}, map[string]string{"format": "pt"},
+		safetensors.WriteOptions{Data: data})
 }
