@@ -1,9 +1,19 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/internal/fixtures"
+	"github.com/fathom-llm/fathom/internal/reference"
+	"github.com/fathom-llm/fathom/mixtral"
 )
 
 // TestPreloadFlag generates with and without --preload: the same text.
@@ -19,5 +29,45 @@ func TestPreloadFlag(t *testing.T) {
 	}
 	if out[0] != out[1] || out[0] == "" {
 		t.Errorf("--preload changes the text: %q vs %q", out[0], out[1])
+	}
+}
+
+// TestBF16ActivationsFlag scores tokens with --bf16-activations: the perplexity of the
+// library on a CPU backend with bfloat16 activations, a little off the exact one.
+func TestBF16ActivationsFlag(t *testing.T) {
+	dir := fixtures.Model(t, "tiny-code-mixtral")
+	ids := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens[:129]
+	file := filepath.Join(t.TempDir(), "ids.json")
+	data, _ := json.Marshal(ids)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var ppl [2]float64
+	for i, flags := range [][]string{nil, {"--bf16-activations"}} {
+		code, stdout, stderr := runCLI(t, "", append([]string{"perplexity", "--model", dir, "--ids-file", file, "--window", "128"}, flags...)...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", flags, code, stderr)
+		}
+		var err error
+		if ppl[i], err = strconv.ParseFloat(strings.TrimSpace(stdout), 64); err != nil {
+			t.Fatal(err)
+		}
+	}
+	be := cpu.NewWithOptions(cpu.Options{BF16Activations: true})
+	defer be.Close()
+	m, err := mixtral.Load(context.Background(), dir, mixtral.Options{Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := m.Perplexity(context.Background(), ids, 128)
+	m.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(ppl[1]-want) > 1e-5*want {
+		t.Errorf("--bf16-activations: perplexity %v, want %v", ppl[1], want)
+	}
+	if d := math.Abs(ppl[1]-ppl[0]) / ppl[0]; d == 0 || d > 0.01 {
+		t.Errorf("--bf16-activations moves the perplexity from %v to %v", ppl[0], ppl[1])
 	}
 }
