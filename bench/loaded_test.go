@@ -13,6 +13,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/safetensors"
 )
@@ -198,5 +199,36 @@ func BenchmarkLoadedFirstToken(b *testing.B) {
 			b.ReportMetric(first.Seconds()/n, "first-s")
 			b.ReportMetric(next.Seconds()/n, "next-s")
 		})
+	}
+}
+
+// BenchmarkLoadQuantized times mixtral.Load of the bf16 checkpoint of
+// BenchmarkLoadedMixtral8x7B quantized at load ("at-load") and of the same checkpoint written
+// quantized by mixtral.Quantize ("stored", written once per run), as q8 and q4: load-s per
+// load, the page cache warm.
+func BenchmarkLoadQuantized(b *testing.B) {
+	src := syntheticDir(b, safetensors.BF16)
+	ctx := context.Background()
+	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
+		stored := filepath.Join(b.TempDir(), string(q))
+		if err := mixtral.Quantize(ctx, src, stored, q, mixtral.QuantizeOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range []struct {
+			name string
+			dir  string
+			q    backend.Quantization
+		}{{"at-load", src, q}, {"stored", stored, backend.AsStored}} {
+			b.Run(string(q)+"/"+c.name, func(b *testing.B) {
+				for b.Loop() {
+					m, err := mixtral.Load(ctx, c.dir, mixtral.Options{ContextLength: 64, Quantize: c.q})
+					if err != nil {
+						b.Fatal(err)
+					}
+					m.Close()
+				}
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "load-s")
+			})
+		}
 	}
 }
