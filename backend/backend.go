@@ -29,7 +29,8 @@ func Shapef(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrShape, fmt.Sprintf(format, args...))
 }
 
-// Buffer is device memory that a backend allocated for activations: a backend-defined handle.
+// Buffer is device memory that a backend allocated for activations: a backend-defined handle,
+// of a comparable type (a pointer), since tensors that share a buffer are told by ==.
 type Buffer interface {
 	// Len is the buffer's size in float32 elements.
 	Len() int
@@ -129,8 +130,9 @@ type AttentionParams struct {
 // stay on the device between operations; only Read brings values back to the host.
 //
 // Operations take their operands' row counts from the tensors (usually the batch length) and
-// report a mismatch as an error wrapping ErrShape, without doing anything. Output tensors
-// must not alias inputs unless an operation says so. A Backend's methods are safe for
+// report a mismatch as an error wrapping ErrShape, without doing anything: the Check
+// functions of this package (CheckMatMul, ...) hold every backend's operand checks. Output
+// tensors must not alias inputs unless an operation says so. A Backend's methods are safe for
 // concurrent use; operations run one after another, in the order they were called.
 type Backend interface {
 	// Name identifies the backend ("cpu", "cuda").
@@ -196,10 +198,13 @@ type ResidualNormer interface {
 // shape, as decoding does: the backend may record the operations of such a step and replay
 // the record for later steps (on a GPU, a CUDA graph: one launch instead of hundreds).
 type StepRecorder interface {
-	// Step runs f, which issues the operations of one step, or replays what an earlier call
-	// with an equal key recorded. The key (comparable) must determine every operation f
-	// issues and its arguments (the tensors, weights, cache and batch size), so that only the
-	// contents of device memory, such as the batch that Prepare wrote, differ between calls.
-	// f must not Read or Write, and no other goroutine may use the backend while Step runs.
-	Step(key any, f func() error) error
+	// Step runs f, or replays what an earlier call with an equal key recorded. f issues the
+	// step's operations on the backend it is given; the recorder holds the backend for
+	// itself while f runs, so operations from other goroutines wait (and so do f's own
+	// calls on the recorder itself: f uses only be). The key (comparable) must determine
+	// every operation f issues and its arguments (the tensors, weights, cache and batch
+	// size), so that only the contents of device memory, such as the batch that Prepare
+	// wrote, differ between calls. f must not Read or Write. Step returns f's error, or the
+	// backend's.
+	Step(key any, f func(be Backend) error) error
 }

@@ -2,6 +2,7 @@ package backend_test
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log"
 	"math"
@@ -64,4 +65,27 @@ func Example() {
 	// Output:
 	// [0.849 1.131 0.000 1.414 1.414 0.000]
 	// 2 1
+}
+
+// A backend's operation starts with the check of its operands, shared by every backend: a
+// mismatch is an error wrapping ErrShape, and nothing runs.
+func ExampleCheckMatMul() {
+	be := cpu.New(1)
+	defer be.Close()
+	w, err := be.Bind(f32Tensor("w", []int{3, 2}, 1, 2, 3, 4, 5, 6))
+	if err != nil {
+		log.Fatal(err)
+	}
+	x, _ := be.NewTensor(4, 2)
+	y, _ := be.NewTensor(4, 3)
+	fmt.Println(backend.CheckMatMul(y, x, w))
+	err = backend.CheckMatMul(y.Head(3), x, w)
+	fmt.Println(errors.Is(err, backend.ErrShape))
+	fmt.Println(err)
+	fmt.Println(errors.Is(be.MatMul(y.Head(3), x, w), backend.ErrShape))
+	// Output:
+	// <nil>
+	// true
+	// backend: shape mismatch: matmul of 4x2 by (3x2)ᵀ into 3x3
+	// true
 }

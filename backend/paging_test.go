@@ -28,14 +28,19 @@ func newSeq(t *testing.T, p *backend.Pages) int {
 }
 
 func TestPagesConfig(t *testing.T) {
-	for _, c := range []backend.CacheConfig{
-		{},
-		{Layers: 1, KVHeads: 1, HeadDim: 1, BlockSize: 0, Blocks: 1},
-		{Layers: 1, KVHeads: 1, HeadDim: 1, BlockSize: 1, Blocks: -1},
+	for _, tc := range []struct {
+		name string
+		c    backend.CacheConfig
+	}{
+		{"zero", backend.CacheConfig{}},
+		{"no-block-size", backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 1, BlockSize: 0, Blocks: 1}},
+		{"negative-blocks", backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 1, BlockSize: 1, Blocks: -1}},
 	} {
-		if _, err := backend.NewPages(c); !errors.Is(err, backend.ErrShape) {
-			t.Errorf("NewPages(%+v) error %v, want ErrShape", c, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := backend.NewPages(tc.c); !errors.Is(err, backend.ErrShape) {
+				t.Errorf("NewPages(%+v) error %v, want ErrShape", tc.c, err)
+			}
+		})
 	}
 }
 
@@ -67,10 +72,19 @@ func TestPagesExtend(t *testing.T) {
 	if err := p.Extend([]backend.Token{{Seq: b, Pos: 1}}, nil); err != nil {
 		t.Error(err)
 	}
-	for _, bad := range [][]backend.Token{{{Seq: 7, Pos: 0}}, {{Seq: a, Pos: 4}}, {{Seq: a, Pos: 3}, {Seq: a, Pos: 3}}} {
-		if err := p.Extend(bad, nil); !errors.Is(err, backend.ErrSequence) {
-			t.Errorf("Extend(%v): %v, want ErrSequence", bad, err)
-		}
+	for _, bad := range []struct {
+		name string
+		toks []backend.Token
+	}{
+		{"unknown-sequence", []backend.Token{{Seq: 7, Pos: 0}}},
+		{"gap", []backend.Token{{Seq: a, Pos: 4}}},
+		{"repeated-position", []backend.Token{{Seq: a, Pos: 3}, {Seq: a, Pos: 3}}},
+	} {
+		t.Run(bad.name, func(t *testing.T) {
+			if err := p.Extend(bad.toks, nil); !errors.Is(err, backend.ErrSequence) {
+				t.Errorf("Extend(%v): %v, want ErrSequence", bad.toks, err)
+			}
+		})
 	}
 	if p.Len(a) != 3 || p.Len(b) != 2 {
 		t.Errorf("failed Extends changed lengths to %d, %d", p.Len(a), p.Len(b))

@@ -57,14 +57,18 @@ func (q Quantization) String() string {
 
 // Quantizer is implemented by backends that can store weights quantized. The quantized copy
 // is made once, when the weight is bound, and replaces the stored data: the backend keeps no
-// reference to t.Data afterwards. A quantized weight's DType stays the stored tensor's.
+// reference to t.Data afterwards. A quantized weight's DType stays the stored tensor's. A
+// backend may store only some of the quantizations (the CPU stores Q8 and Q4, CUDA Q8); the
+// others give an error wrapping ErrQuantization.
 type Quantizer interface {
 	// BindQuantized is Bind storing t as q (AsStored: exactly Bind). A weight whose rows are
 	// not a multiple of QuantGroup long stays as stored. Values that do not quantize (NaN,
 	// infinities, magnitudes beyond float16) give an error wrapping ErrQuantization.
 	BindQuantized(t safetensors.Tensor, q Quantization) (Weight, error)
 	// BindExpertsQuantized is BindExperts storing the expert weights (W1, W2, W3) as q, as
-	// BindQuantized does; the router stays as stored.
+	// BindQuantized does; the router stays as stored. A backend that keeps a block's experts
+	// in one format may keep the whole block as stored when some of its rows do not split
+	// into groups.
 	BindExpertsQuantized(e ExpertTensors, q Quantization) (Experts, error)
 }
 

@@ -91,7 +91,7 @@ func promptIDs(vocab, n int) []int {
 // mixtral.DefaultMaxBatch tokens, the later ones attending to the earlier ones in the cache)
 // and decoding.
 func BenchmarkTinyCodeMixtral(b *testing.B) {
-	m, err := mixtral.Load(context.Background(), fixtures.Model(b, "tiny-code-mixtral"), mixtral.Options{ContextLength: 4096 + 16})
+	m, err := mixtral.Load(context.Background(), fixtures.Bundled(b), mixtral.Options{ContextLength: 4096 + 16})
 	if err != nil {
 		b.Fatal(err)
 	}

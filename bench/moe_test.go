@@ -9,6 +9,7 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
+	"github.com/fathom-llm/fathom/internal/half"
 	"github.com/fathom-llm/fathom/internal/kernels"
 	"github.com/fathom-llm/fathom/safetensors"
 )
@@ -76,7 +77,7 @@ func layerExperts(b testing.TB, src *Synthetic, experts int, f16 bool) backend.E
 func toF16(t safetensors.Tensor) safetensors.Tensor {
 	out := safetensors.Tensor{Name: t.Name, DType: safetensors.F16, Shape: t.Shape, Data: make([]byte, len(t.Data))}
 	for i := 0; i+1 < len(t.Data); i += 2 {
-		v := kernels.BF16ToF32(binary.LittleEndian.Uint16(t.Data[i:]))
+		v := half.BF16ToF32(binary.LittleEndian.Uint16(t.Data[i:]))
 		binary.LittleEndian.PutUint16(out.Data[i:], f32ToF16(v))
 	}
 	return out

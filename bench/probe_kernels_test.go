@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fathom-llm/fathom/internal/half"
 	"github.com/fathom-llm/fathom/internal/kernels"
 )
 
@@ -133,7 +134,7 @@ var expertWeights = sync.OnceValue(func() expert {
 		for c := range row {
 			s = s*1664525 + 1013904223
 			row[c] = float32(int32(s>>8)-1<<23) / (1 << 23) * 0.05
-			e.bf16[r*expertCols+c] = kernels.F32ToBF16(row[c])
+			e.bf16[r*expertCols+c] = half.F32ToBF16(row[c])
 			e.f16[r*expertCols+c] = f32ToF16(row[c])
 		}
 		if err := kernels.QuantizeQ8(e.q8[r*kernels.Q8RowBytes(expertCols):][:kernels.Q8RowBytes(expertCols)], row, expertCols); err != nil {

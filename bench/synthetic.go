@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 
 	"github.com/fathom-llm/fathom/internal/kernels"
 	"github.com/fathom-llm/fathom/mixtral"
@@ -147,12 +147,7 @@ func (s *Synthetic) Tensor(name string) (safetensors.Tensor, error) {
 
 // Names returns every tensor name, sorted.
 func (s *Synthetic) Names() []string {
-	names := make([]string, 0, len(s.tensors))
-	for n := range s.tensors {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(s.tensors))
 }
 
 // Close drops the weights.
@@ -226,7 +221,7 @@ func WriteSynthetic(dir string, cfg mixtral.Config, dtype safetensors.DType, see
 	for n := range shapes {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	stream := map[string]uint64{}
 	var tensors []safetensors.Tensor
 	for i, n := range names {

@@ -42,25 +42,27 @@ func configEqual(a, b Config) bool {
 }
 
 func TestParseConfigErrors(t *testing.T) {
-	for _, doc := range []string{
-		`{"num_attention_heads": 6, "num_key_value_heads": 4}`,
-		`{"num_experts_per_tok": 9}`,
-		`{"hidden_size": 0}`,
-		`{"rms_norm_eps": -1}`,
-		`{"hidden_act": "gelu"}`,
-		`{"rope_scaling": {"type": "yarn", "factor": 4}}`,
-		`{"sliding_window": -3}`,
-		`{"eos_token_id": [2, 99999]}`,
-		`{"eos_token_id": "x"}`,
-		`{"head_dim": 7}`,
-		`{"vocab_size": "big"}`,
-		`[1, 2]`,
+	for _, tc := range []struct{ name, doc string }{
+		{"kv heads not dividing heads", `{"num_attention_heads": 6, "num_key_value_heads": 4}`},
+		{"more experts per token than experts", `{"num_experts_per_tok": 9}`},
+		{"zero hidden size", `{"hidden_size": 0}`},
+		{"negative eps", `{"rms_norm_eps": -1}`},
+		{"gelu", `{"hidden_act": "gelu"}`},
+		{"rope scaling", `{"rope_scaling": {"type": "yarn", "factor": 4}}`},
+		{"negative sliding window", `{"sliding_window": -3}`},
+		{"eos outside the vocabulary", `{"eos_token_id": [2, 99999]}`},
+		{"eos a string", `{"eos_token_id": "x"}`},
+		{"odd head dim", `{"head_dim": 7}`},
+		{"vocab size a string", `{"vocab_size": "big"}`},
+		{"not an object", `[1, 2]`},
 	} {
-		_, err := ParseConfig([]byte(doc))
-		var ce *ConfigError
-		if !errors.Is(err, ErrConfig) || !errors.As(err, &ce) {
-			t.Errorf("ParseConfig(%s): %v, want a *ConfigError", doc, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig([]byte(tc.doc))
+			var ce *ConfigError
+			if !errors.Is(err, ErrConfig) || !errors.As(err, &ce) {
+				t.Errorf("ParseConfig(%s): %v, want a *ConfigError", tc.doc, err)
+			}
+		})
 	}
 }
 
@@ -74,7 +76,7 @@ func TestLoadConfigFixtures(t *testing.T) {
 	}
 	// generation_config.json's eos ids replace config.json's.
 	dir := t.TempDir()
-	cfg, err := os.ReadFile(filepath.Join(fixtures.Model(t, "tiny-code-mixtral"), "config.json"))
+	cfg, err := os.ReadFile(filepath.Join(modelDir(t, "tiny-code-mixtral"), "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

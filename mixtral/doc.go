@@ -8,8 +8,8 @@
 //
 // The forward pass (forward.go) is written once over the coarse operations of
 // backend.Backend: embed, then per layer RMSNorm → attention with the paged KV cache →
-// residual → RMSNorm → mixture of experts → residual, then the final norm and lm_head for the
-// positions whose logits are wanted. A step is a batch of tokens, each with its sequence and
+// residual → RMSNorm → mixture of experts → residual, then the final norm, and the lm_head
+// for the positions whose logits are wanted. A step is a batch of tokens, each with its sequence and
 // position, so a prompt's prefill and the decoding of many sequences share one path.
 //
 // Generate and Stream run requests (chat messages, text or token ids, with sampling

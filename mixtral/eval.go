@@ -6,6 +6,7 @@ import (
 	"math"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/sampling"
 )
 
 // EvalOptions choose what Sequence.Append and Model.Eval return.
@@ -100,11 +101,11 @@ func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Ev
 		tr = &trace{hidden: make([][]float32, m.cfg.NumHiddenLayers+1), router: make([][]float32, m.cfg.NumHiddenLayers)}
 	}
 	V := m.cfg.VocabSize
-	for lo := 0; lo < len(ids); lo += m.s.maxBatch {
+	for lo := 0; lo < len(ids); lo += m.maxBatch {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		chunk := ids[lo:min(lo+m.s.maxBatch, len(ids))]
+		chunk := ids[lo:min(lo+m.maxBatch, len(ids))]
 		tokens := make([]backend.Token, len(chunk))
 		for i, id := range chunk {
 			tokens[i] = backend.Token{Seq: s.id, Pos: s.n + i, ID: id}
@@ -194,24 +195,16 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, window int) (float64,
 				return 0, err
 			}
 			for i, logits := range ev.Logits {
-				nll -= logSoftmax(logits, w[lo+i+1])
+				lp, err := sampling.LogSoftmax(logits, w[lo+i+1], 0)
+				if err != nil {
+					s.Close()
+					return 0, err
+				}
+				nll -= lp.Chosen.Logprob
 				count++
 			}
 		}
 		s.Close()
 	}
 	return math.Exp(nll / float64(count)), nil
-}
-
-// logSoftmax returns log softmax(logits)[id], computed in float64.
-func logSoftmax(logits []float32, id int) float64 {
-	peak := math.Inf(-1)
-	for _, v := range logits {
-		peak = max(peak, float64(v))
-	}
-	var sum float64
-	for _, v := range logits {
-		sum += math.Exp(float64(v) - peak)
-	}
-	return float64(logits[id]) - peak - math.Log(sum)
 }

@@ -1,228 +1,182 @@
 package mixtral
 
 import (
-	"errors"
 	"math"
 
 	"github.com/fathom-llm/fathom/backend"
 )
 
-// scratch holds the activations of one forward step, allocated once for the largest batch.
-type scratch struct {
-	x      backend.Tensor // the residual stream [batch, hidden]
-	xb     backend.Tensor // normalised input of a sublayer [batch, hidden]
-	q      backend.Tensor // queries [batch, heads·headDim]
-	k, v   backend.Tensor // keys and values [batch, kvHeads·headDim]
-	att    backend.Tensor // attention output [batch, heads·headDim]
-	out    backend.Tensor // a sublayer's output [batch, hidden]
-	router backend.Tensor // router logits [batch, experts]
-	last   backend.Tensor // rows whose logits are wanted [logitRows, hidden]
-	norm   backend.Tensor // their final norm [logitRows, hidden]
-	logits backend.Tensor // their logits [logitRows, vocab]
-
-	maxBatch int
-
-	// step is the step in progress; layers (m.layers, bound once) and keys (the stepKeys of
-	// the batch sizes that are recorded) let a step be recorded without allocating.
-	step   stepState
-	layers func() error
-	keys   [recordTokens + 1]any
-}
-
-func (s *scratch) init(be backend.Backend, c Config, maxBatch int) error {
-	H, Q, KV := c.HiddenSize, c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
-	s.maxBatch = maxBatch
-	var errs [10]error
-	s.x, errs[0] = be.NewTensor(maxBatch, H)
-	s.xb, errs[1] = be.NewTensor(maxBatch, H)
-	s.q, errs[2] = be.NewTensor(maxBatch, Q)
-	s.k, errs[3] = be.NewTensor(maxBatch, KV)
-	s.v, errs[4] = be.NewTensor(maxBatch, KV)
-	s.att, errs[5] = be.NewTensor(maxBatch, Q)
-	s.out, errs[6] = be.NewTensor(maxBatch, H)
-	s.router, errs[7] = be.NewTensor(maxBatch, c.NumLocalExperts)
-	s.last, errs[8] = be.NewTensor(logitRows, H)
-	s.norm, errs[9] = be.NewTensor(logitRows, H)
-	var err error
-	s.logits, err = be.NewTensor(logitRows, c.VocabSize)
-	return errors.Join(append(errs[:], err)...)
-}
-
-// trace receives intermediate values of a forward step, for tests and analysis: hidden[L]
-// and router[l] get the step's rows appended ([tokens, hidden] and [tokens, experts]).
-type trace struct {
-	hidden [][]float32 // L = 0: embeddings; 0 < L < layers: after layer L-1; L = layers: final norm
-	router [][]float32
-}
-
-// forward runs one step of the model over tokens (each continuing its sequence in the KV
-// cache) and writes the logits of the batch rows rows into out (len(rows)·vocab values).
-// The caller holds m.mu.
+// forward runs one step of the model: tokens, each continuing its sequence in the KV cache,
+// go through the layers, and the logits of the batch rows listed in rows are written to out
+// (len(rows)·vocab values). tr, when not nil, collects the step's hidden states and router
+// logits. The caller holds m.mu.
 func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *trace) error {
-	c, be, w, s := &m.cfg, m.be, m.w, &m.s
 	n := len(tokens)
-	if n == 0 || n > s.maxBatch || len(out) != len(rows)*c.VocabSize {
-		return backend.Shapef("forward of %d tokens (at most %d), %d logit rows into %d values", n, s.maxBatch, len(rows), len(out))
-	}
-	if m.steps != nil {
-		m.steps.Lock()
-		defer m.steps.Unlock()
+	if n == 0 || n > m.maxBatch || len(out) != len(rows)*m.cfg.VocabSize {
+		return backend.Shapef("forward of %d tokens (at most %d), %d logit rows into %d values", n, m.maxBatch, len(rows), len(out))
 	}
 	batch, err := m.cache.Prepare(tokens)
 	if err != nil {
 		return err
 	}
-	// The embedding and the decoder layers: recorded and replayed as one unit for decode
-	// steps on a backend that records them.
-	s.step = stepState{batch: batch, n: n, tr: tr}
-	if rec, ok := be.(backend.StepRecorder); ok && m.steps != nil && tr == nil && n <= recordTokens {
-		err = rec.Step(s.keys[n], s.layers)
+	if rec, ok := m.be.(backend.StepRecorder); ok && tr == nil && n <= recordTokens {
+		err = m.recorded.run(rec, batch, n)
 	} else {
-		err = m.layers()
+		err = m.layers(m.be, batch, n, tr)
 	}
 	if err != nil {
 		return err
 	}
-	x, xb := s.x.Head(n), s.xb.Head(n)
-	eps := float32(c.RMSNormEps)
+	return m.logits(out, rows, n)
+}
+
+// layers runs the embedding and the decoder layers over a batch of n tokens on be, leaving
+// the final norm of the residual stream in m.act.xb.
+func (m *Model) layers(be backend.Backend, batch backend.Batch, n int, tr *trace) error {
+	c, w, a := &m.cfg, m.w, &m.act
+	x, xb, q, k, v, att, y := a.x.Head(n), a.xb.Head(n), a.q.Head(n), a.k.Head(n), a.v.Head(n), a.att.Head(n), a.y.Head(n)
+	var router backend.Tensor // MoE fills it only when it is a valid tensor: when traced
 	if tr != nil {
-		if err := be.RMSNorm(xb, x, w.norm, eps); err != nil {
-			return err
-		}
-		if err := m.record(tr, len(w.layers), xb); err != nil {
-			return err
-		}
-	}
-	// Final norm and lm_head, for the wanted rows only, a few rows at a time.
-	V := c.VocabSize
-	for lo := 0; lo < len(rows); lo += logitRows {
-		part := rows[lo:min(lo+logitRows, len(rows))]
-		last, norm, logits := s.last.Head(len(part)), s.norm.Head(len(part)), s.logits.Head(len(part))
-		err := errors.Join(
-			be.Gather(last, x, part),
-			be.RMSNorm(norm, last, w.norm, eps),
-			be.MatMul(logits, norm, w.lmHead),
-			be.Read(out[lo*V:(lo+len(part))*V], logits),
-		)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// stepState is what the layers of the step in progress work on.
-type stepState struct {
-	batch backend.Batch
-	n     int
-	tr    *trace
-}
-
-// stepKey identifies a recorded step: the model's scratch tensors, weights and cache, and the
-// batch size.
-type stepKey struct {
-	m *Model
-	n int
-}
-
-// layers runs the embedding and the decoder layers of the step in m.s.step, leaving the
-// residual stream in m.s.x.
-func (m *Model) layers() error {
-	c, be, w, s := &m.cfg, m.be, m.w, &m.s
-	batch, n, tr := s.step.batch, s.step.n, s.step.tr
-	x, xb, q, k, v := s.x.Head(n), s.xb.Head(n), s.q.Head(n), s.k.Head(n), s.v.Head(n)
-	att, y := s.att.Head(n), s.out.Head(n) // y: a sublayer's output
-	var router backend.Tensor
-	if tr != nil {
-		router = s.router.Head(n)
+		router = a.router.Head(n)
 	}
 	eps := float32(c.RMSNormEps)
 	attn := backend.AttentionParams{
 		Heads: c.NumAttentionHeads, KVHeads: c.NumKeyValueHeads, HeadDim: c.HeadDim,
 		Scale: float32(1 / math.Sqrt(float64(c.HeadDim))), SlidingWindow: c.SlidingWindow,
 	}
-	if err := be.Embed(x, w.embed, batch); err != nil {
-		return err
-	}
-	if err := m.record(tr, 0, x); err != nil {
-		return err
-	}
-	// y holds a sublayer's output until the next norm adds it to x (in one pass where the
-	// backend is a backend.ResidualNormer); pending says whether it is still to be added.
-	pending := false
-	rn, fused := be.(backend.ResidualNormer)
-	norm := func(w backend.Weight) error {
-		if !pending {
-			return be.RMSNorm(xb, x, w, eps)
-		}
-		pending = false
-		if fused {
-			return rn.AddRMSNorm(xb, x, y, w, eps)
-		}
-		if err := be.Add(x, y); err != nil {
-			return err
-		}
-		return be.RMSNorm(xb, x, w, eps)
-	}
+	op := newOps(be)
+
+	op.Embed(x, w.embed, batch)
+	tr.hiddenState(&op, 0, x)
+	op.RMSNorm(xb, x, w.layers[0].attnNorm, eps)
 	for l, ly := range w.layers {
+		// Attention over each token's sequence in the KV cache.
 		attn.Layer = l
-		// Attention: x += wo · attention(rope(wq·norm(x)), rope(wk·norm(x)), wv·norm(x)).
-		// MoE: x += experts(norm(x)).
-		if err := norm(ly.attnNorm); err != nil {
-			return err
-		}
-		err := errors.Join(
-			be.MatMul(q, xb, ly.wq),
-			be.MatMul(k, xb, ly.wk),
-			be.MatMul(v, xb, ly.wv),
-			be.RoPE(q, batch, c.HeadDim, c.RopeTheta),
-			be.RoPE(k, batch, c.HeadDim, c.RopeTheta),
-			be.Attention(att, q, k, v, batch, attn),
-			be.MatMul(y, att, ly.wo),
-		)
-		if err != nil {
-			return err
-		}
-		pending = true
-		if err := norm(ly.mlpNorm); err != nil {
-			return err
-		}
-		if err := be.MoE(y, xb, ly.experts, c.NumExpertsPerTok, router); err != nil {
-			return err
-		}
-		if tr == nil {
-			pending = true
-			continue
-		}
-		// The trace records the residual stream after each layer.
-		if err := be.Add(x, y); err != nil {
-			return err
-		}
-		if err := m.readRows(&tr.router[l], router); err != nil {
-			return err
-		}
+		op.MatMul(q, xb, ly.wq)
+		op.MatMul(k, xb, ly.wk)
+		op.MatMul(v, xb, ly.wv)
+		op.RoPE(q, batch, c.HeadDim, c.RopeTheta)
+		op.RoPE(k, batch, c.HeadDim, c.RopeTheta)
+		op.Attention(att, q, k, v, batch, attn)
+		op.MatMul(y, att, ly.wo)
+		// The residual: x += y, and xb = rmsnorm(x), the input of the mixture of experts.
+		op.AddRMSNorm(xb, x, y, ly.mlpNorm, eps)
+
+		// The mixture of experts.
+		op.MoE(y, xb, ly.experts, c.NumExpertsPerTok, router)
+		tr.routerLogits(&op, l, router)
+		// The residual: x += y, and xb = rmsnorm(x), the input of the next layer or, after
+		// the last, the model's final norm.
 		if l+1 < len(w.layers) {
-			if err := m.record(tr, l+1, x); err != nil {
-				return err
-			}
+			op.AddRMSNorm(xb, x, y, w.layers[l+1].attnNorm, eps)
+			tr.hiddenState(&op, l+1, x)
+		} else {
+			op.AddRMSNorm(xb, x, y, w.norm, eps)
+			tr.hiddenState(&op, l+1, xb)
 		}
 	}
-	if pending {
-		return be.Add(x, y)
-	}
-	return nil
+	return op.err
 }
 
-// record appends t's rows to the trace's hidden state L.
-func (m *Model) record(tr *trace, L int, t backend.Tensor) error {
-	if tr == nil {
-		return nil
+// logits writes to out the logits of the listed rows of the final norm (m.act.xb, n rows),
+// a few rows at a time.
+func (m *Model) logits(out []float32, rows []int, n int) error {
+	a, V := &m.act, m.cfg.VocabSize
+	op := newOps(m.be)
+	for lo := 0; lo < len(rows); lo += logitRows {
+		part := rows[lo:min(lo+logitRows, len(rows))]
+		final, logits := a.final.Head(len(part)), a.logits.Head(len(part))
+		op.Gather(final, a.xb.Head(n), part)
+		op.MatMul(logits, final, m.w.lmHead)
+		op.Read(out[lo*V:(lo+len(part))*V], logits)
 	}
-	return m.readRows(&tr.hidden[L], t)
+	return op.err
 }
 
-func (m *Model) readRows(dst *[]float32, t backend.Tensor) error {
-	n := len(*dst)
-	*dst = append(*dst, make([]float32, t.Rows*t.Cols)...)
-	return m.be.Read((*dst)[n:], t)
+// activations are the device tensors of a forward step, allocated once for the largest
+// batch; a step of n tokens uses their first n rows.
+type activations struct {
+	x      backend.Tensor // the residual stream [batch, hidden]
+	xb     backend.Tensor // x normalised, the input of a sublayer [batch, hidden]
+	q      backend.Tensor // queries [batch, heads·headDim]
+	k, v   backend.Tensor // keys and values [batch, kvHeads·headDim]
+	att    backend.Tensor // attention output [batch, heads·headDim]
+	y      backend.Tensor // a sublayer's output, before it is added to x [batch, hidden]
+	router backend.Tensor // router logits, for a trace [batch, experts]
+	final  backend.Tensor // the final norm's rows whose logits are wanted [logitRows, hidden]
+	logits backend.Tensor // their logits [logitRows, vocab]
+}
+
+func newActivations(be backend.Backend, c Config, maxBatch int) (activations, error) {
+	var err error
+	alloc := func(rows, cols int) backend.Tensor {
+		t, e := be.NewTensor(rows, cols)
+		if err == nil {
+			err = e
+		}
+		return t
+	}
+	H, Q, KV := c.HiddenSize, c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
+	a := activations{
+		x: alloc(maxBatch, H), xb: alloc(maxBatch, H),
+		q: alloc(maxBatch, Q), k: alloc(maxBatch, KV), v: alloc(maxBatch, KV), att: alloc(maxBatch, Q),
+		y: alloc(maxBatch, H), router: alloc(maxBatch, c.NumLocalExperts),
+		final: alloc(logitRows, H), logits: alloc(logitRows, c.VocabSize),
+	}
+	return a, err
+}
+
+// trace collects the intermediate values of forward steps, for tests and analysis: each
+// step appends its rows to hidden[L] ([tokens, hidden]) and router[l] ([tokens, experts]).
+// Its methods do nothing on a nil trace.
+type trace struct {
+	// hidden[0] is the embedding output, hidden[L] for 0 < L < layers the residual stream
+	// after layer L-1, and hidden[layers] the final norm's output.
+	hidden [][]float32
+	router [][]float32 // router[l] is layer l's router logits
+}
+
+// hiddenState appends t's rows to hidden state L.
+func (tr *trace) hiddenState(op *ops, L int, t backend.Tensor) {
+	if tr != nil {
+		op.appendRead(&tr.hidden[L], t)
+	}
+}
+
+// routerLogits appends t's rows to layer l's router logits.
+func (tr *trace) routerLogits(op *ops, l int, t backend.Tensor) {
+	if tr != nil {
+		op.appendRead(&tr.router[l], t)
+	}
+}
+
+// recordedLayers hands the layers of decode steps to a backend.StepRecorder. A function
+// made for each step would be allocated, so the function the recorder runs (layers) and the
+// boxed keys are made once, and layers takes the step's batch and size from the fields run
+// sets.
+type recordedLayers struct {
+	keys   [recordTokens + 1]any // keys[n] is the stepKey of an n-token step
+	layers func(be backend.Backend) error
+	batch  backend.Batch
+	n      int
+}
+
+// stepKey identifies a recorded step: the model (its activations, weights and cache) and
+// the batch size.
+type stepKey struct {
+	m *Model
+	n int
+}
+
+func (r *recordedLayers) init(m *Model) {
+	for n := range r.keys {
+		r.keys[n] = stepKey{m, n}
+	}
+	r.layers = func(be backend.Backend) error { return m.layers(be, r.batch, r.n, nil) }
+}
+
+// run runs the layers of a step of n tokens through rec.
+func (r *recordedLayers) run(rec backend.StepRecorder, batch backend.Batch, n int) error {
+	r.batch, r.n = batch, n
+	return rec.Step(r.keys[n], r.layers)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"slices"
 	"strings"
 	"time"
 
@@ -79,11 +80,11 @@ func (m *Model) PromptIDs(req Request) ([]int, error) {
 	var err error
 	switch {
 	case len(req.PromptIDs) > 0:
-		ids = append([]int(nil), req.PromptIDs...)
+		ids = slices.Clone(req.PromptIDs)
 	case m.tok == nil:
 		return nil, ErrNoTokenizer
 	case len(req.Messages) > 0:
-		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true})
+		ids, _, err = m.tok.EncodeChat(req.Messages, tokenizer.ChatOptions{AddGenerationPrompt: true, Tools: req.Tools})
 	default:
 		ids, err = m.tok.Encode(req.Prompt, tokenizer.EncodeOptions{AddBOS: m.tok.AddsBOS(), ParseSpecial: true})
 	}
@@ -122,6 +123,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		decoder = m.tok.NewDecoder(true)
 	}
 	maxNew := p.MaxNewTokens(len(prompt), m.ctxLen)
+	cons := newConstrained(req.Constraint, m.cfg.VocabSize, p.StopTokenIDs, m.cfg.EOSTokenIDs)
 
 	// The sequence holds the prompt and every generated token but the last.
 	blocks, err := m.sched.reserve(ctx, len(prompt)+maxNew-1)
@@ -143,11 +145,11 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 
 	st := &step{seq: seq, logits: make([]float32, m.cfg.VocabSize), done: make(chan struct{}, 1)}
 	start := time.Now()
-	for lo := 0; lo < len(prompt); lo += m.s.maxBatch {
+	for lo := 0; lo < len(prompt); lo += m.maxBatch {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		st.pos, st.ids = lo, prompt[lo:min(lo+m.s.maxBatch, len(prompt))]
+		st.pos, st.ids = lo, prompt[lo:min(lo+m.maxBatch, len(prompt))]
 		if err := m.sched.run(st); err != nil {
 			return err
 		}
@@ -184,7 +186,7 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		id, err := sampler.Sample(st.logits)
+		id, err := cons.sample(sampler, st.logits)
 		if err != nil {
 			return err
 		}
@@ -204,6 +206,9 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 			text, _ := flush()
 			finish(sampling.FinishStop, text)
 			return nil
+		}
+		if err := cons.advance(id); err != nil {
+			return err
 		}
 		if decoder != nil {
 			var stopped bool

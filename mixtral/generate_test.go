@@ -132,12 +132,31 @@ func TestGenerateChatPrompt(t *testing.T) {
 	}
 }
 
+// codePrompts are prompts for the bundled model; the first continues greedily with
+// "    import argparse\n\n    parser = ...".
+var codePrompts = []string{
+	"import os\nimport sys\n\n\ndef main():\n",
+	"def fibonacci(n):\n",
+	"class Stack:\n    def __init__(self):\n",
+	"# Read a CSV file and print the sum of its second column.\nimport csv\n",
+	"for i in range(10):\n",
+}
+
+// promptIDs returns the ids of a text prompt for m.
+func promptIDs(t *testing.T, m *Model, text string) []int {
+	t.Helper()
+	ids, err := m.PromptIDs(Request{Prompt: text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
 func TestGenerateStops(t *testing.T) {
-	ref := reference.Load(t, "tiny-code-mixtral")
 	m := sharedModel(t, "tiny-code-mixtral")
-	p := ref.Prompts[1] // continues with "   import argparse\n\n    parser = ..."
+	ids := promptIDs(t, m, codePrompts[0])
 	ctx := context.Background()
-	full, err := m.Generate(ctx, Request{PromptIDs: p.IDs, Params: sampling.Params{MaxTokens: 20}})
+	full, err := m.Generate(ctx, Request{PromptIDs: ids, Params: sampling.Params{MaxTokens: 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +164,7 @@ func TestGenerateStops(t *testing.T) {
 	if i < 0 {
 		t.Fatalf("generated %q, expected it to contain argparse", full.Text)
 	}
-	resp, err := m.Generate(ctx, Request{PromptIDs: p.IDs, Params: sampling.Params{MaxTokens: 20, Stop: []string{"parse"}}})
+	resp, err := m.Generate(ctx, Request{PromptIDs: ids, Params: sampling.Params{MaxTokens: 20, Stop: []string{"parse"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +172,7 @@ func TestGenerateStops(t *testing.T) {
 		t.Errorf("stop string: %q (%s), want %q", resp.Text, resp.FinishReason, full.Text[:i+3])
 	}
 	// A stop token: the token is returned, its text is not.
-	resp, err = m.Generate(ctx, Request{PromptIDs: p.IDs, Params: sampling.Params{MaxTokens: 20, StopTokenIDs: []int{full.IDs[2]}}})
+	resp, err = m.Generate(ctx, Request{PromptIDs: ids, Params: sampling.Params{MaxTokens: 20, StopTokenIDs: []int{full.IDs[2]}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,18 +183,22 @@ func TestGenerateStops(t *testing.T) {
 }
 
 func TestGenerateContextLength(t *testing.T) {
-	ref := reference.Load(t, "tiny-code-mixtral")
-	p := ref.Prompts[0]
-	m := loadFixture(t, "tiny-code-mixtral", Options{ContextLength: len(p.IDs) + 3})
+	roomy := sharedModel(t, "tiny-code-mixtral")
+	ids := promptIDs(t, roomy, codePrompts[0])
 	ctx := context.Background()
-	resp, err := m.Generate(ctx, Request{PromptIDs: p.IDs})
+	greedy, err := roomy.Generate(ctx, Request{PromptIDs: ids, Params: sampling.Params{MaxTokens: 3}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.IDs) != 3 || resp.FinishReason != sampling.FinishLength || !slices.Equal(resp.IDs, p.Greedy[:3]) {
-		t.Errorf("context full: %v (%s), want %v", resp.IDs, resp.FinishReason, p.Greedy[:3])
+	m := loadFixture(t, "tiny-code-mixtral", Options{ContextLength: len(ids) + 3})
+	resp, err := m.Generate(ctx, Request{PromptIDs: ids})
+	if err != nil {
+		t.Fatal(err)
 	}
-	long := append(slices.Clone(p.IDs), p.Greedy[:3]...)
+	if len(resp.IDs) != 3 || resp.FinishReason != sampling.FinishLength || !slices.Equal(resp.IDs, greedy.IDs) {
+		t.Errorf("context full: %v (%s), want %v", resp.IDs, resp.FinishReason, greedy.IDs)
+	}
+	long := append(slices.Clone(ids), greedy.IDs...)
 	if _, err := m.Generate(ctx, Request{PromptIDs: long}); !errors.Is(err, ErrContextLength) {
 		t.Errorf("prompt filling the context: %v, want ErrContextLength", err)
 	}
@@ -187,15 +210,20 @@ func TestGenerateContextLength(t *testing.T) {
 func TestGenerateErrors(t *testing.T) {
 	m := sharedModel(t, "tiny-code-mixtral")
 	ctx := context.Background()
-	for _, req := range []Request{
-		{},
-		{Prompt: "x", PromptIDs: []int{1}},
-		{PromptIDs: []int{1, 40000}},
-		{PromptIDs: []int{-1}},
+	for _, tc := range []struct {
+		name string
+		req  Request
+	}{
+		{"no prompt", Request{}},
+		{"two prompts", Request{Prompt: "x", PromptIDs: []int{1}}},
+		{"id past the vocabulary", Request{PromptIDs: []int{1, 40000}}},
+		{"negative id", Request{PromptIDs: []int{-1}}},
 	} {
-		if _, err := m.Generate(ctx, req); !errors.Is(err, ErrRequest) {
-			t.Errorf("Generate(%+v): %v, want ErrRequest", req, err)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := m.Generate(ctx, tc.req); !errors.Is(err, ErrRequest) {
+				t.Errorf("Generate(%+v): %v, want ErrRequest", tc.req, err)
+			}
+		})
 	}
 	if _, err := m.Generate(ctx, Request{PromptIDs: []int{1}, Params: sampling.Params{Temperature: 3}}); !errors.Is(err, sampling.ErrInvalidParam) {
 		t.Errorf("bad temperature: %v", err)
@@ -237,17 +265,16 @@ func TestGenerateCancel(t *testing.T) {
 // TestGenerateConcurrent runs requests at once (the scheduler batches their steps) and
 // checks each against the same request run alone.
 func TestGenerateConcurrent(t *testing.T) {
-	ref := reference.Load(t, "tiny-code-mixtral")
 	m := sharedModel(t, "tiny-code-mixtral")
 	ctx := context.Background()
 	seed := int64(7)
 	var reqs []Request
-	for i, p := range ref.Prompts {
+	for i, text := range codePrompts {
 		params := sampling.Params{MaxTokens: 12 + i}
 		if i%2 == 1 {
 			params = sampling.Params{Temperature: 0.8, TopP: 0.95, Seed: &seed, MaxTokens: 12, Logprobs: true, TopLogprobs: 2}
 		}
-		reqs = append(reqs, Request{PromptIDs: p.IDs, Params: params})
+		reqs = append(reqs, Request{PromptIDs: promptIDs(t, m, text), Params: params})
 	}
 	want := make([]Response, len(reqs))
 	for i, req := range reqs {
@@ -287,7 +314,11 @@ func TestGenerateLogprobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := logSoftmax(ref.Tensor(t, "prompt0.last_logits"), p.Greedy[0])
+	lp, err := sampling.LogSoftmax(ref.Tensor(t, "prompt0.last_logits"), p.Greedy[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := lp.Chosen.Logprob
 	if len(resp.Logprobs) != 1 || math.Abs(resp.Logprobs[0].Chosen.Logprob-want) > 1e-4 || resp.Logprobs[0].Top[0].ID != p.Greedy[0] {
 		t.Errorf("logprobs %+v, want chosen %d at %.5f", resp.Logprobs, p.Greedy[0], want)
 	}

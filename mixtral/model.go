@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -22,8 +22,10 @@ var ErrClosed = errors.New("mixtral: model closed")
 
 // Options configure Load. The zero value runs on the CPU with the default context.
 type Options struct {
-	// Backend runs the model; nil makes a CPU backend with one worker per GOMAXPROCS, which
-	// the Model closes. A given backend stays the caller's to close.
+	// Backend runs the model; nil makes a CPU backend (cpu.New(0): one worker per
+	// GOMAXPROCS, exact float32 activations), which the Model closes. A given backend stays
+	// the caller's to close; pass one to choose the CUDA backend or the CPU backend's
+	// options, such as cpu.Options.BF16Activations.
 	Backend backend.Backend
 	// Progress, when set, is called while weights are bound with the bytes bound so far
 	// and the total.
@@ -46,11 +48,6 @@ type Options struct {
 	// accuracy. The backend must be a backend.Quantizer (the CPU backend is). The zero value
 	// keeps every weight as stored.
 	Quantize backend.Quantization
-	// BF16Activations rounds the activations of products with bfloat16 weights to bfloat16
-	// on the CPU backend the model makes (see cpu.Options): faster prefill where the CPU
-	// has AVX512_BF16, at a small cost in accuracy. It applies only when Backend is nil;
-	// with a given backend, configure that backend.
-	BF16Activations bool
 }
 
 // Defaults of Options.
@@ -61,9 +58,10 @@ const (
 	blockSize = 16
 	// logitRows is the most rows whose logits one forward step computes at once.
 	logitRows = 64
-	// recordTokens is the most tokens of a step that a backend.StepRecorder records (decode
-	// steps, which repeat with one shape); longer steps run as they are.
-	recordTokens = 8
+	// recordTokens is the most tokens of a step whose layers a backend.StepRecorder records
+	// (decode steps of up to this many sequences, which repeat with one shape; short prompts
+	// too); longer steps run as they are.
+	recordTokens = 64
 )
 
 // Model is a loaded Mixtral model. Its methods are safe for concurrent use; Close it to
@@ -77,16 +75,15 @@ type Model struct {
 	w      *weights
 	cache  backend.Cache
 	ctxLen int
+	// maxBatch is the most tokens of one forward step.
+	maxBatch int
 
-	// steps serialises the forward steps of the models that share a backend.StepRecorder
-	// (nil for other backends): a step being recorded must have the backend to itself.
-	steps *sync.Mutex
-
-	mu      sync.Mutex // guards the forward pass's state below and closed
-	closed  bool
-	s       scratch
-	sched   *scheduler
-	closing sync.Once
+	mu       sync.Mutex // guards the forward pass's state below and closed
+	closed   bool
+	act      activations
+	recorded recordedLayers
+	sched    *scheduler
+	closing  sync.Once
 }
 
 // Load opens the checkpoint in dir: config.json (and generation_config.json), the
@@ -132,14 +129,10 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if !opts.Quantize.Valid() {
 		return nil, fmt.Errorf("mixtral: Options.Quantize: %w: %q", backend.ErrQuantization, string(opts.Quantize))
 	}
-	if opts.BF16Activations && opts.Backend != nil {
-		return nil, fmt.Errorf("%w: Options.BF16Activations applies to the CPU backend the model makes; set it on the given %s backend instead", ErrConfig, opts.Backend.Name())
-	}
 	m := &Model{cfg: cfg, be: opts.Backend}
 	if m.be == nil {
-		m.be, m.ownBE = cpu.NewWithOptions(cpu.Options{BF16Activations: opts.BF16Activations}), true
+		m.be, m.ownBE = cpu.New(0), true
 	}
-	m.steps = stepLock(m.be)
 	m.ctxLen = opts.ContextLength
 	if m.ctxLen <= 0 {
 		m.ctxLen = min(cfg.MaxPositionEmbeddings, DefaultContextLength)
@@ -148,9 +141,9 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if cacheTokens <= 0 {
 		cacheTokens = 4 * m.ctxLen
 	}
-	maxBatch := opts.MaxBatch
-	if maxBatch <= 0 {
-		maxBatch = DefaultMaxBatch
+	m.maxBatch = opts.MaxBatch
+	if m.maxBatch <= 0 {
+		m.maxBatch = DefaultMaxBatch
 	}
 	var err error
 	fail := func(err error) (*Model, error) {
@@ -172,28 +165,12 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if err != nil {
 		return fail(err)
 	}
-	if err := m.s.init(m.be, cfg, maxBatch); err != nil {
+	if m.act, err = newActivations(m.be, cfg, m.maxBatch); err != nil {
 		return fail(err)
 	}
-	m.s.layers = m.layers
-	for n := range m.s.keys {
-		m.s.keys[n] = stepKey{m, n}
-	}
+	m.recorded.init(m)
 	m.sched = newScheduler(m, (cacheTokens+blockSize-1)/blockSize)
 	return m, nil
-}
-
-// stepLocks holds one mutex per backend.StepRecorder in use.
-var stepLocks sync.Map
-
-// stepLock returns the mutex of the models on be when be records steps (and can be a map
-// key), else nil: without it the model does not record steps.
-func stepLock(be backend.Backend) *sync.Mutex {
-	if _, ok := be.(backend.StepRecorder); !ok || !reflect.ValueOf(be).Comparable() {
-		return nil
-	}
-	l, _ := stepLocks.LoadOrStore(be, new(sync.Mutex))
-	return l.(*sync.Mutex)
 }
 
 // Config returns the model's configuration.
@@ -204,7 +181,7 @@ func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
 
 // EOSTokenIDs returns the ids that end generation: the config's (generation_config.json's
 // when present).
-func (m *Model) EOSTokenIDs() []int { return append([]int(nil), m.cfg.EOSTokenIDs...) }
+func (m *Model) EOSTokenIDs() []int { return slices.Clone(m.cfg.EOSTokenIDs) }
 
 // ContextLength returns the most positions one sequence may hold.
 func (m *Model) ContextLength() int { return m.ctxLen }

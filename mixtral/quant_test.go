@@ -5,11 +5,11 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
-	"github.com/fathom-llm/fathom/internal/fixtures"
 	"github.com/fathom-llm/fathom/internal/reference"
 )
 
@@ -35,23 +35,24 @@ func TestQuantizedPerplexity(t *testing.T) {
 		q   backend.Quantization
 		tol float64
 	}{{backend.Q8, 0.005}, {backend.Q4, 0.05}} {
-		m := loadFixture(t, name, Options{Quantize: tc.q})
-		got, err := m.Perplexity(ctx, ids, window)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e := math.Abs(got-base) / base
-		t.Logf("%s: perplexity %.4f, %+.3f%% from as stored", tc.q, got, 100*(got-base)/base)
-		if !(e < tc.tol) {
-			t.Errorf("%s: perplexity %.4f, %.3g from %.4f (tolerance %g)", tc.q, got, e, base, tc.tol)
-		}
-		m.Close()
+		t.Run(string(tc.q), func(t *testing.T) {
+			m := loadFixture(t, name, Options{Quantize: tc.q})
+			got, err := m.Perplexity(ctx, ids, window)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := math.Abs(got-base) / base
+			t.Logf("perplexity %.4f, %+.3f%% from as stored", got, 100*(got-base)/base)
+			if !(e < tc.tol) {
+				t.Errorf("perplexity %.4f, %.3g from %.4f (tolerance %g)", got, e, base, tc.tol)
+			}
+		})
 	}
 }
 
-// TestQuantizeOptions checks the errors of the quantization and bfloat16-activation options.
+// TestQuantizeOptions checks the errors of the quantization option.
 func TestQuantizeOptions(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := modelDir(t, "tiny-code-mixtral")
 	ctx := context.Background()
 	if _, err := Load(ctx, dir, Options{Quantize: "q3"}); !errors.Is(err, backend.ErrQuantization) {
 		t.Errorf("an unknown quantization: %v", err)
@@ -60,9 +61,6 @@ func TestQuantizeOptions(t *testing.T) {
 	defer be.Close()
 	if _, err := Load(ctx, dir, Options{Quantize: backend.Q4, Backend: plainBackend{be}}); !errors.Is(err, backend.ErrQuantization) {
 		t.Errorf("a backend that does not quantize: %v", err)
-	}
-	if _, err := Load(ctx, dir, Options{BF16Activations: true, Backend: be}); !errors.Is(err, ErrConfig) {
-		t.Errorf("BF16Activations with a given backend: %v", err)
 	}
 }
 
@@ -75,13 +73,17 @@ type plainBackend struct{ backend.Backend }
 // router's choice to another expert differs more, so the median is held to it.)
 func TestBF16Activations(t *testing.T) {
 	const name = "tiny-code-mixtral"
-	ids := reference.LoadPerplexity(t, name).Tokens[:100]
+	plain := sharedModel(t, name)
+	ids := promptIDs(t, plain, strings.Join(codePrompts, "\n    pass\n\n"))
+	t.Logf("%d tokens", len(ids))
 	ctx := context.Background()
-	want, err := sharedModel(t, name).Eval(ctx, ids, EvalOptions{AllLogits: true})
+	want, err := plain.Eval(ctx, ids, EvalOptions{AllLogits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := loadFixture(t, name, Options{BF16Activations: true})
+	be := cpu.NewWithOptions(cpu.Options{BF16Activations: true})
+	t.Cleanup(func() { be.Close() }) // after the model's cleanup
+	m := loadFixture(t, name, Options{Backend: be})
 	got, err := m.Eval(ctx, ids, EvalOptions{AllLogits: true})
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +107,7 @@ func TestLoadCancelled(t *testing.T) {
 	defer cancel()
 	calls := 0
 	opts := Options{Quantize: backend.Q8, Progress: func(done, total int64) { calls++; cancel() }}
-	if _, err := Load(ctx, fixtures.Model(t, "tiny-code-mixtral"), opts); !errors.Is(err, context.Canceled) {
+	if _, err := Load(ctx, modelDir(t, "tiny-code-mixtral"), opts); !errors.Is(err, context.Canceled) {
 		t.Errorf("Load cancelled while binding: %v", err)
 	}
 	if calls == 0 {

@@ -149,7 +149,7 @@ func (s *scheduler) batch(steps []*step) int {
 	s.tokens, s.rows = s.tokens[:0], s.rows[:0]
 	n := 0
 	for _, st := range steps {
-		if n > 0 && len(s.tokens)+len(st.ids) > m.s.maxBatch {
+		if n > 0 && len(s.tokens)+len(st.ids) > m.maxBatch {
 			break
 		}
 		for i, id := range st.ids {

@@ -60,11 +60,11 @@ type weights struct {
 	layers              []layer
 }
 
-// plan finds and checks every tensor the model needs, in either layout: the original
-// Mixtral names (block_sparse_moe.experts.E.w1 ...) or the fused one
-// (mlp.experts.gate_up_proj [E, 2I, H] with the gate projection first, mlp.experts.down_proj
-// [E, H, I]).
-type plan struct {
+// tensorFinder finds and checks the tensors the model needs in a checkpoint, noting the
+// used ones and the problems, in either layout: the original Mixtral names
+// (block_sparse_moe.experts.E.w1 ...) or the fused one (mlp.experts.gate_up_proj [E, 2I, H]
+// with the gate projection first, mlp.experts.down_proj [E, H, I]).
+type tensorFinder struct {
 	c    Config
 	src  safetensors.Source
 	used map[string]bool
@@ -72,39 +72,39 @@ type plan struct {
 }
 
 // get returns the named tensor after checking its shape, noting problems.
-func (p *plan) get(name string, shape ...int) safetensors.Tensor {
-	t, err := p.src.Tensor(name)
+func (f *tensorFinder) get(name string, shape ...int) safetensors.Tensor {
+	t, err := f.src.Tensor(name)
 	if err != nil {
-		p.errs.Missing = append(p.errs.Missing, name)
+		f.errs.Missing = append(f.errs.Missing, name)
 		return safetensors.Tensor{}
 	}
-	p.used[name] = true
+	f.used[name] = true
 	if !slices.Equal(t.Shape, shape) {
-		p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (shape %v, want %v)", name, t.Shape, shape))
+		f.errs.Mismatched = append(f.errs.Mismatched, fmt.Sprintf("%s (shape %v, want %v)", name, t.Shape, shape))
 	}
 	switch t.DType {
 	case safetensors.BF16, safetensors.F16, safetensors.F32:
 	default:
-		p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (dtype %s)", name, t.DType))
+		f.errs.Mismatched = append(f.errs.Mismatched, fmt.Sprintf("%s (dtype %s)", name, t.DType))
 	}
 	return t
 }
 
-func (p *plan) has(name string) bool {
-	_, err := p.src.Tensor(name)
+func (f *tensorFinder) has(name string) bool {
+	_, err := f.src.Tensor(name)
 	return err == nil
 }
 
 // experts returns the MoE block of layer l, split into per-expert views in either layout.
-func (p *plan) experts(l int) backend.ExpertTensors {
-	c := p.c
+func (f *tensorFinder) experts(l int) backend.ExpertTensors {
+	c := f.c
 	E, H, I := c.NumLocalExperts, c.HiddenSize, c.IntermediateSize
 	pre := fmt.Sprintf("model.layers.%d.", l)
 	var e backend.ExpertTensors
-	if !p.has(pre+"block_sparse_moe.gate.weight") && p.has(pre+"mlp.gate.weight") {
-		e.Gate = p.get(pre+"mlp.gate.weight", E, H)
-		gateUp := p.get(pre+"mlp.experts.gate_up_proj", E, 2*I, H)
-		down := p.get(pre+"mlp.experts.down_proj", E, H, I)
+	if !f.has(pre+"block_sparse_moe.gate.weight") && f.has(pre+"mlp.gate.weight") {
+		e.Gate = f.get(pre+"mlp.gate.weight", E, H)
+		gateUp := f.get(pre+"mlp.experts.gate_up_proj", E, 2*I, H)
+		down := f.get(pre+"mlp.experts.down_proj", E, H, I)
 		if len(gateUp.Data) == 0 || len(down.Data) == 0 || !slices.Equal(gateUp.Shape, []int{E, 2 * I, H}) ||
 			!slices.Equal(down.Shape, []int{E, H, I}) {
 			return e
@@ -118,12 +118,12 @@ func (p *plan) experts(l int) backend.ExpertTensors {
 		}
 		return e
 	}
-	e.Gate = p.get(pre+"block_sparse_moe.gate.weight", E, H)
+	e.Gate = f.get(pre+"block_sparse_moe.gate.weight", E, H)
 	for x := range E {
 		ex := fmt.Sprintf("%sblock_sparse_moe.experts.%d.", pre, x)
-		e.W1 = append(e.W1, p.get(ex+"w1.weight", I, H))
-		e.W2 = append(e.W2, p.get(ex+"w2.weight", H, I))
-		e.W3 = append(e.W3, p.get(ex+"w3.weight", I, H))
+		e.W1 = append(e.W1, f.get(ex+"w1.weight", I, H))
+		e.W2 = append(e.W2, f.get(ex+"w2.weight", H, I))
+		e.W3 = append(e.W3, f.get(ex+"w3.weight", I, H))
 	}
 	return e
 }
@@ -152,40 +152,40 @@ func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backe
 	} else if _, ok := be.(backend.Quantizer); q != backend.AsStored && !ok {
 		return nil, fmt.Errorf("%w: the %s backend cannot store %s weights", backend.ErrQuantization, be.Name(), q)
 	}
-	p := &plan{c: c, src: src, used: map[string]bool{}}
+	f := &tensorFinder{c: c, src: src, used: map[string]bool{}}
 	H, V := c.HiddenSize, c.VocabSize
 	qDim, kvDim := c.NumAttentionHeads*c.HeadDim, c.NumKeyValueHeads*c.HeadDim
-	embed := p.get("model.embed_tokens.weight", V, H)
-	norm := p.get("model.norm.weight", H)
+	embed := f.get("model.embed_tokens.weight", V, H)
+	norm := f.get("model.norm.weight", H)
 	lmHead := embed
-	if !c.TieWordEmbeddings || p.has("lm_head.weight") {
-		lmHead = p.get("lm_head.weight", V, H)
+	if !c.TieWordEmbeddings || f.has("lm_head.weight") {
+		lmHead = f.get("lm_head.weight", V, H)
 	}
 	stored := make([]layerTensors, c.NumHiddenLayers)
 	for l := range stored {
 		pre := fmt.Sprintf("model.layers.%d.", l)
 		stored[l] = layerTensors{
-			attnNorm: p.get(pre+"input_layernorm.weight", H),
-			wq:       p.get(pre+"self_attn.q_proj.weight", qDim, H),
-			wk:       p.get(pre+"self_attn.k_proj.weight", kvDim, H),
-			wv:       p.get(pre+"self_attn.v_proj.weight", kvDim, H),
-			wo:       p.get(pre+"self_attn.o_proj.weight", H, qDim),
-			mlpNorm:  p.get(pre+"post_attention_layernorm.weight", H),
-			experts:  p.experts(l),
+			attnNorm: f.get(pre+"input_layernorm.weight", H),
+			wq:       f.get(pre+"self_attn.q_proj.weight", qDim, H),
+			wk:       f.get(pre+"self_attn.k_proj.weight", kvDim, H),
+			wv:       f.get(pre+"self_attn.v_proj.weight", kvDim, H),
+			wo:       f.get(pre+"self_attn.o_proj.weight", H, qDim),
+			mlpNorm:  f.get(pre+"post_attention_layernorm.weight", H),
+			experts:  f.experts(l),
 		}
 	}
 	for _, name := range src.Names() {
-		if !p.used[name] && !ignored(name) {
-			p.errs.Unexpected = append(p.errs.Unexpected, name)
+		if !f.used[name] && !ignored(name) {
+			f.errs.Unexpected = append(f.errs.Unexpected, name)
 		}
 	}
-	if len(p.errs.Missing)+len(p.errs.Unexpected)+len(p.errs.Mismatched) > 0 {
-		return nil, &p.errs
+	if len(f.errs.Missing)+len(f.errs.Unexpected)+len(f.errs.Mismatched) > 0 {
+		return nil, &f.errs
 	}
 
 	// Bind, reporting progress in bytes.
 	var total, done int64
-	for name := range p.used {
+	for name := range f.used {
 		t, _ := src.Tensor(name)
 		total += int64(len(t.Data))
 	}
@@ -196,7 +196,7 @@ func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backe
 			quantErr = err
 		}
 		if err != nil {
-			p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("%s (%v)", t.Name, err))
+			f.errs.Mismatched = append(f.errs.Mismatched, fmt.Sprintf("%s (%v)", t.Name, err))
 			return nil
 		}
 		done += int64(len(t.Data))
@@ -227,7 +227,7 @@ func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backe
 			quantErr = err
 		}
 		if err != nil {
-			p.errs.Mismatched = append(p.errs.Mismatched, fmt.Sprintf("layer %d experts (%v)", l, err))
+			f.errs.Mismatched = append(f.errs.Mismatched, fmt.Sprintf("layer %d experts (%v)", l, err))
 		}
 		ly.experts = e
 		done += int64(len(st.experts.Gate.Data))
@@ -242,8 +242,8 @@ func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backe
 		// The checkpoint matches; the backend cannot store it as asked.
 		return nil, quantErr
 	}
-	if len(p.errs.Mismatched) > 0 {
-		return nil, &p.errs
+	if len(f.errs.Mismatched) > 0 {
+		return nil, &f.errs
 	}
 	return w, nil
 }

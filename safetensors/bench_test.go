@@ -49,7 +49,7 @@ func BenchmarkFloat32sF64(b *testing.B)  { benchmarkFloat32s(b, F64) }
 
 // BenchmarkOpenDir measures opening a sharded checkpoint: headers only.
 func BenchmarkOpenDir(b *testing.B) {
-	dir := fixtures.Model(b, "tiny-code-mixtral")
+	dir := fixtures.Bundled(b)
 	for b.Loop() {
 		c, err := OpenDir(dir)
 		if err != nil {

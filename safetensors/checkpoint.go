@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 )
 
 // File names of a Hugging Face checkpoint directory.
@@ -127,7 +126,7 @@ func (c *Checkpoint) index() {
 			}
 		}
 	}
-	sort.Strings(c.names)
+	slices.Sort(c.names)
 }
 
 // Dir returns the checkpoint directory.

@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 	"unsafe"
+
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // littleEndian reports whether the host stores numbers little-endian, as the format does.
@@ -30,9 +31,9 @@ func (t Tensor) Float32s(dst []float32) ([]float32, error) {
 	out := dst[len(dst) : len(dst)+n]
 	switch t.DType {
 	case BF16:
-		bf16ToF32(out, t.Data)
+		half.DecodeBF16(out, t.Data)
 	case F16:
-		f16ToF32(out, t.Data)
+		half.DecodeF16(out, t.Data)
 	case F32:
 		f32ToF32(out, t.Data)
 	case F64:
@@ -50,77 +51,6 @@ func (t Tensor) errorf(err error, format string, args ...any) error {
 // bytesOf returns the memory of s as bytes.
 func bytesOf(s []float32) []byte {
 	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), 4*len(s))
-}
-
-// bf16ToF32 converts the little-endian bfloat16 values in src to out; len(src) = 2*len(out).
-// A bfloat16 is the top half of a float32, so each conversion is a shift.
-func bf16ToF32(out []float32, src []byte) {
-	i := 0
-	if littleEndian {
-		// Eight values per iteration: two 8-byte loads, four 8-byte stores.
-		ob := bytesOf(out)
-		for ; len(src)-2*i >= 16; i += 8 {
-			s, o := src[2*i:2*i+16], ob[4*i:4*i+32]
-			x, y := binary.LittleEndian.Uint64(s), binary.LittleEndian.Uint64(s[8:])
-			binary.LittleEndian.PutUint64(o, x&0xffff<<16|x&0xffff0000<<32)
-			binary.LittleEndian.PutUint64(o[8:], x>>16&0xffff0000|x&0xffff000000000000)
-			binary.LittleEndian.PutUint64(o[16:], y&0xffff<<16|y&0xffff0000<<32)
-			binary.LittleEndian.PutUint64(o[24:], y>>16&0xffff0000|y&0xffff000000000000)
-		}
-	}
-	for ; i < len(out); i++ {
-		out[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
-	}
-}
-
-// f16Table maps each half-precision bit pattern to its float32 value: 256 KiB, built on the
-// first F16 conversion. A lookup is several times faster than converting each value.
-var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
-	var t [1 << 16]float32
-	for h := range t {
-		t[h] = f16(uint16(h))
-	}
-	return &t
-})
-
-// f16ToF32 converts the little-endian IEEE half-precision values in src to out;
-// len(src) = 2*len(out).
-func f16ToF32(out []float32, src []byte) {
-	t := f16Table()
-	i := 0
-	for ; len(out)-i >= 8; i += 8 {
-		s, o := src[2*i:2*i+16], out[i:i+8]
-		o[0] = t[binary.LittleEndian.Uint16(s[0:])]
-		o[1] = t[binary.LittleEndian.Uint16(s[2:])]
-		o[2] = t[binary.LittleEndian.Uint16(s[4:])]
-		o[3] = t[binary.LittleEndian.Uint16(s[6:])]
-		o[4] = t[binary.LittleEndian.Uint16(s[8:])]
-		o[5] = t[binary.LittleEndian.Uint16(s[10:])]
-		o[6] = t[binary.LittleEndian.Uint16(s[12:])]
-		o[7] = t[binary.LittleEndian.Uint16(s[14:])]
-	}
-	for ; i < len(out); i++ {
-		out[i] = t[binary.LittleEndian.Uint16(src[2*i:])]
-	}
-}
-
-// f16 converts one IEEE half-precision value exactly, without branching on its class: a
-// normal value rebiases its exponent (15 → 127); infinities and NaNs get the all-ones
-// exponent (NaNs quieted, payload kept, as hardware conversion does); zeros and subnormals
-// are their 10-bit mantissa × 2⁻²⁴, computed in float32, where that is exact and normal.
-func f16(h uint16) float32 {
-	mag := uint32(h & 0x7fff)
-	bits := mag<<13 + (127-15)<<23
-	if mag >= 0x7c00 {
-		bits += (128 - 16) << 23
-	}
-	if mag > 0x7c00 {
-		bits |= 1 << 22
-	}
-	if mag < 0x0400 {
-		bits = math.Float32bits(float32(mag) * 0x1p-24)
-	}
-	return math.Float32frombits(bits | uint32(h&0x8000)<<16)
 }
 
 // f32ToF32 copies the little-endian float32 values in src to out; len(src) = 4*len(out).

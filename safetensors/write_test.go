@@ -90,9 +90,11 @@ func TestWriteRejects(t *testing.T) {
 		{"half a byte", []Tensor{{Name: "a", DType: F4, Shape: []int{1}, Data: []byte{1}}}, ErrShapeMismatch},
 	}
 	for _, tc := range cases {
-		if err := Write(&bytes.Buffer{}, tc.tensors, nil); !errors.Is(err, tc.want) {
-			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if err := Write(&bytes.Buffer{}, tc.tensors, nil); !errors.Is(err, tc.want) {
+				t.Errorf("%v, want %v", err, tc.want)
+			}
+		})
 	}
 	path := filepath.Join(t.TempDir(), "bad.safetensors")
 	if err := WriteFile(path, cases[0].tensors, nil); !errors.Is(err, ErrDuplicateName) {

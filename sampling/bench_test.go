@@ -74,3 +74,37 @@ func BenchmarkLogprobs(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSampleAllowed draws from the whole vocabulary under a mask: dense, allowing all
+// but one token in 64 (as inside a JSON string), and sparse, allowing 20 tokens (as between
+// JSON values). Compare with BenchmarkSampleTemperature for the cost of masking.
+func BenchmarkSampleAllowed(b *testing.B) {
+	logits := benchLogits()
+	dense := make([]uint64, MaskWords(len(logits)))
+	for i := range dense {
+		dense[i] = ^uint64(0) &^ (1 << (i * 37 % 64))
+	}
+	sparse := make([]uint64, MaskWords(len(logits)))
+	for i := range 20 {
+		id := (i * 1543) % len(logits)
+		sparse[id/64] |= 1 << (id % 64)
+	}
+	for _, tc := range []struct {
+		name string
+		mask []uint64
+	}{{"dense", dense}, {"sparse", sparse}} {
+		b.Run(tc.name, func(b *testing.B) {
+			s, err := NewSampler(Params{Temperature: 1, Seed: seed(1)}, len(logits), nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.SampleAllowed(logits, tc.mask); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}

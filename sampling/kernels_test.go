@@ -2,6 +2,7 @@ package sampling
 
 import (
 	"cmp"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -138,9 +139,11 @@ func TestPick(t *testing.T) {
 		{0, 1}, {0.49, 1}, {0.5, 2}, {1.0, 4}, {127.9, 383}, {128, 385}, {199.99, 599},
 		{200, 599}, {1e9, 599}, // rounding past the end falls back to the last weighted one
 	} {
-		if got := pick(c, tc.r); got != tc.want {
-			t.Errorf("pick(%v) = %d, want %d", tc.r, got, tc.want)
-		}
+		t.Run(fmt.Sprint(tc.r), func(t *testing.T) {
+			if got := pick(c, tc.r); got != tc.want {
+				t.Errorf("pick(%v) = %d, want %d", tc.r, got, tc.want)
+			}
+		})
 	}
 	// Trailing blocks without weight fall back to the last weighted candidate.
 	d := slices.Clone(c)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unicode/utf8"
 )
 
@@ -158,11 +159,15 @@ func validStops(stops []string) error {
 func ClampBias(b float64) float64 { return max(-MaxLogitBias, min(MaxLogitBias, b)) }
 
 // ForChoice returns the parameters of choice i of a request with several choices (n > 1):
-// choice i is seeded with Seed + i, so every choice draws its own reproducible stream. Without
-// a seed every choice draws an independent random seed, and p is returned unchanged.
+// choice i is seeded with Seed + i, so every choice draws its own reproducible stream; a
+// non-negative seed stays non-negative (the sum wraps past math.MaxInt64 to 0). Without a
+// seed every choice draws an independent random seed, and p is returned unchanged.
 func (p Params) ForChoice(i int) Params {
 	if p.Seed != nil && i != 0 {
 		s := *p.Seed + int64(i)
+		if *p.Seed >= 0 {
+			s &= math.MaxInt64
+		}
 		p.Seed = &s
 	}
 	return p
@@ -171,17 +176,7 @@ func (p Params) ForChoice(i int) Params {
 // IsStopToken reports whether generating id ends the request: id is one of StopTokenIDs or
 // one of the model's end-of-sequence ids eos. The finish reason is then FinishStop.
 func (p Params) IsStopToken(id int, eos ...int) bool {
-	for _, s := range p.StopTokenIDs {
-		if s == id {
-			return true
-		}
-	}
-	for _, s := range eos {
-		if s == id {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(p.StopTokenIDs, id) || slices.Contains(eos, id)
 }
 
 // MaxNewTokens returns how many tokens a request with promptLen prompt tokens may generate in

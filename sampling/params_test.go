@@ -84,3 +84,25 @@ func TestClampBias(t *testing.T) {
 		}
 	}
 }
+
+// TestForChoiceSeedRange: per-choice seeds of a non-negative seed stay non-negative, wrapping
+// past the largest int64 to 0.
+func TestForChoiceSeedRange(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		seed, want int64
+		i          int
+	}{
+		{"plain", 7, 10, 3},
+		{"at the top", math.MaxInt64, 0, 1},
+		{"past the top", math.MaxInt64 - 1, 2, 4},
+		{"choice 0", math.MaxInt64, math.MaxInt64, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := tc.seed
+			if got := *(Params{Seed: &seed}).ForChoice(tc.i).Seed; got != tc.want {
+				t.Errorf("ForChoice(%d) of seed %d: %d, want %d", tc.i, tc.seed, got, tc.want)
+			}
+		})
+	}
+}

@@ -57,6 +57,8 @@ type Sampler struct {
 	exps      []float32       // the exponentials of the vocabulary for top-p alone; else nil
 	ids       []int32         // with exps: the tokens that top-p may keep
 	heap      kHeap           // top-k selection; nil when top-k is off or decoding is greedy
+	masked    []float32       // SampleAllowed's masked logits; nil until it is first called
+	allowed   []cand          // SampleAllowed's allowed tokens, for a sparse mask
 	bucketN   [nBuckets]int32 // drawUnfiltered's bucket counts
 }
 

@@ -270,8 +270,12 @@ func TestDeterminism(t *testing.T) {
 			if slices.Equal(a, run(t, tc.p.ForChoice(1), 50)) {
 				t.Errorf("choice 1 drew the same 50 tokens as choice 0")
 			}
-			if got := tc.p.ForChoice(3); *got.Seed != *tc.p.Seed+3 {
-				t.Errorf("ForChoice(3) seed %d, want %d", *got.Seed, *tc.p.Seed+3)
+			want := *tc.p.Seed + 3
+			if *tc.p.Seed >= 0 {
+				want &= math.MaxInt64 // non-negative seeds stay non-negative
+			}
+			if got := tc.p.ForChoice(3); *got.Seed != want {
+				t.Errorf("ForChoice(3) seed %d, want %d", *got.Seed, want)
 			}
 		})
 	}
@@ -457,18 +461,20 @@ func TestNoAllocations(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
 	logits := randomLogits(rng, 32002, 3)
 	for _, tc := range filterCases {
-		p := tc.p
-		p.Logprobs = true
-		s, err := NewSampler(p, len(logits), []int{1, 2, 3, 4})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := testing.AllocsPerRun(20, func() { _, _ = s.Sample(logits) }); n != 0 {
-			t.Errorf("%s: Sample allocates %v times per step", tc.name, n)
-		}
-		if n := testing.AllocsPerRun(5, func() { _, _ = s.Logprobs(logits, 7) }); n != 0 {
-			t.Errorf("%s: Logprobs without top logprobs allocates %v times", tc.name, n)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			p := tc.p
+			p.Logprobs = true
+			s, err := NewSampler(p, len(logits), []int{1, 2, 3, 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := testing.AllocsPerRun(20, func() { _, _ = s.Sample(logits) }); n != 0 {
+				t.Errorf("Sample allocates %v times per step", n)
+			}
+			if n := testing.AllocsPerRun(5, func() { _, _ = s.Logprobs(logits, 7) }); n != 0 {
+				t.Errorf("Logprobs without top logprobs allocates %v times", n)
+			}
+		})
 	}
 	s, _ := NewSampler(Params{Logprobs: true, TopLogprobs: 20}, len(logits), nil)
 	if n := testing.AllocsPerRun(5, func() { _, _ = s.Logprobs(logits, 7) }); n != 1 {
@@ -479,24 +485,38 @@ func TestNoAllocations(t *testing.T) {
 func TestStopTokensAndLength(t *testing.T) {
 	p := Params{StopTokenIDs: []int{7, 9}}
 	for _, tc := range []struct {
+		name string
 		id   int
 		eos  []int
 		want bool
 	}{
-		{7, nil, true}, {9, []int{2}, true}, {2, []int{2}, true}, {2, nil, false}, {8, []int{2, 32000}, false},
+		{"stop token", 7, nil, true},
+		{"stop token beside EOS", 9, []int{2}, true},
+		{"EOS", 2, []int{2}, true},
+		{"no EOS given", 2, nil, false},
+		{"neither", 8, []int{2, 32000}, false},
 	} {
-		if got := p.IsStopToken(tc.id, tc.eos...); got != tc.want {
-			t.Errorf("IsStopToken(%d, %v) = %v, want %v", tc.id, tc.eos, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.IsStopToken(tc.id, tc.eos...); got != tc.want {
+				t.Errorf("IsStopToken(%d, %v) = %v, want %v", tc.id, tc.eos, got, tc.want)
+			}
+		})
 	}
 	for _, tc := range []struct {
+		name                   string
 		max, prompt, ctx, want int
 	}{
-		{0, 10, 100, 90}, {20, 10, 100, 20}, {200, 10, 100, 90}, {5, 100, 100, 0}, {0, 120, 100, 0},
+		{"no limit: the context's room", 0, 10, 100, 90},
+		{"limit", 20, 10, 100, 20},
+		{"limit past the context", 200, 10, 100, 90},
+		{"full context", 5, 100, 100, 0},
+		{"prompt past the context", 0, 120, 100, 0},
 	} {
-		if got := (Params{MaxTokens: tc.max}).MaxNewTokens(tc.prompt, tc.ctx); got != tc.want {
-			t.Errorf("MaxNewTokens(max %d, prompt %d, context %d) = %d, want %d", tc.max, tc.prompt, tc.ctx, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (Params{MaxTokens: tc.max}).MaxNewTokens(tc.prompt, tc.ctx); got != tc.want {
+				t.Errorf("MaxNewTokens(max %d, prompt %d, context %d) = %d, want %d", tc.max, tc.prompt, tc.ctx, got, tc.want)
+			}
+		})
 	}
 }
 
@@ -508,33 +528,35 @@ func TestSampleOddInputs(t *testing.T) {
 	odd := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), math.MaxFloat32,
 		-math.MaxFloat32, 1e-45, 0, 88, -88, 1e30, -1e30}
 	for _, tc := range filterCases {
-		s, err := NewSampler(tc.p, 64, []int{1, 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for range 300 {
-			logits := make([]float32, 64)
-			for i := range logits {
-				logits[i] = odd[rng.IntN(len(odd))]
-			}
-			id, err := s.Sample(logits)
-			finite := slices.ContainsFunc(logits, func(v float32) bool { return v == v && !math.IsInf(float64(v), -1) })
-			if !finite {
-				if !errors.Is(err, ErrInvalidLogits) {
-					t.Fatalf("%s: no usable logit, got %d, %v", tc.name, id, err)
-				}
-				continue
-			}
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewSampler(tc.p, 64, []int{1, 2})
 			if err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
+				t.Fatal(err)
 			}
-			if v := logits[id]; v != v || math.IsInf(float64(v), -1) {
-				t.Fatalf("%s: drew token %d with logit %v from %v", tc.name, id, v, logits)
+			for range 300 {
+				logits := make([]float32, 64)
+				for i := range logits {
+					logits[i] = odd[rng.IntN(len(odd))]
+				}
+				id, err := s.Sample(logits)
+				finite := slices.ContainsFunc(logits, func(v float32) bool { return v == v && !math.IsInf(float64(v), -1) })
+				if !finite {
+					if !errors.Is(err, ErrInvalidLogits) {
+						t.Fatalf("no usable logit, got %d, %v", id, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if v := logits[id]; v != v || math.IsInf(float64(v), -1) {
+					t.Fatalf("drew token %d with logit %v from %v", id, v, logits)
+				}
+				if _, err := s.Logprobs(logits, id); err != nil {
+					t.Fatalf("Logprobs: %v", err)
+				}
 			}
-			if _, err := s.Logprobs(logits, id); err != nil {
-				t.Fatalf("%s: Logprobs: %v", tc.name, err)
-			}
-		}
+		})
 	}
 }
 

@@ -2,7 +2,7 @@
 # gpu-check.sh: the CUDA backend's check on a GPU machine, one run of under about 8 minutes:
 # the device, the build (make cuda with the machine's nvcc; go build/vet -tags cuda when Go is
 # there), the conformance suite and host-side tests, fixture parity through package mixtral,
-# benchmarks, PyTorch peer figures, compute-sanitizer's memcheck over the kernels, and the
+# compute-sanitizer's memcheck over the kernels, benchmarks (multi-sequence decode too), PyTorch peer figures, and the
 # hardware counters of the MoE kernels (ncu). Each step's outcome is recorded and the script
 # goes on. The summary (markdown) goes to
 # $OUT/summary.md when OUT is set, else to stdout; the full log to $OUT/gpu-check.log (or a
@@ -14,7 +14,10 @@
 #                                  # backend/cuda/lib/gpucheck.tar.xz (test binary + fixtures)
 #   scripts/gpu-check.sh           # there, with backend/cuda/lib/gpucheck.tar.xz carried along
 #
-# Environment: GPU_CHECK_BUDGET (seconds for all steps, default 470), FATHOM_FIXTURES.
+# The backend loads cuBLASLt at run time: the check finds the newest libcublasLt.so on the machine
+# (the toolkit's, or PyTorch's wheels') and requires it (FATHOM_CUBLASLT, FATHOM_REQUIRE_CUBLASLT).
+#
+# Environment: GPU_CHECK_BUDGET (seconds for all steps, default 500), FATHOM_FIXTURES.
 set -u
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -50,7 +53,7 @@ if [[ ${1:-} == prepare ]]; then
 	exit 0
 fi
 
-BUDGET=${GPU_CHECK_BUDGET:-470}
+BUDGET=${GPU_CHECK_BUDGET:-500}
 T0=$(date +%s)
 WORK=$(mktemp -d /tmp/gpucheck.XXXXXX)
 DEST=${OUT:-$WORK}
@@ -91,7 +94,27 @@ step() {
 have() { command -v "$1" >/dev/null 2>&1; }
 export -f have
 
+# find_cublaslt prints the libcublasLt.so of the highest version found, if any.
+find_cublaslt() {
+	{
+		ls -1 /usr/local/cuda/lib64/libcublasLt.so.* /usr/local/cuda/targets/*/lib/libcublasLt.so.* \
+			/usr/lib/x86_64-linux-gnu/libcublasLt.so.* 2>/dev/null
+		if have python3; then
+			python3 -c 'import glob, os, site
+for d in site.getsitepackages():
+    print("\n".join(glob.glob(os.path.join(d, "nvidia", "**", "libcublasLt.so*"), recursive=True)))' 2>/dev/null
+		fi
+	} | awk -F'libcublasLt[.]so[.]' 'NF == 2 && $2 != "" { print $2 " " $0 }' | sort -V | tail -1 | cut -d' ' -f2-
+}
+if [[ -z ${FATHOM_CUBLASLT:-} ]]; then
+	FATHOM_CUBLASLT=$(find_cublaslt)
+fi
+if [[ -n $FATHOM_CUBLASLT ]]; then
+	export FATHOM_CUBLASLT FATHOM_REQUIRE_CUBLASLT=1
+fi
+
 env_report() {
+	echo "cuBLASLt: ${FATHOM_CUBLASLT:-none found}"
 	nvidia-smi || echo "nvidia-smi: not available"
 	echo
 	if have nvcc; then nvcc --version; else echo "nvcc: not found"; fi
@@ -179,8 +202,14 @@ if [[ -n $BIN ]]; then
 	else
 		STEPS+=("| tests: fixture parity | skipped: no fixtures (set FATHOM_FIXTURES or carry $PACK) | 0 s |")
 	fi
+	if have compute-sanitizer; then
+		step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
+			'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16$/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE|ResidualNormer|StepRecorder)$|TestStep$|TestBLASPaths/exact$'"
+	fi
 	finish_make
-	step "benchmarks" 180 run_tests -test.run '^$' -test.bench . -test.benchtime 300ms
+	step "benchmarks" 180 run_tests -test.run '^$' -test.bench . -test.skip 'BenchmarkDecodeSequences' -test.benchtime 300ms
+	# 16 decode tokens per sequence after each request's 512-token prompt.
+	step "multi-sequence decode" 100 run_tests -test.run '^$' -test.bench 'BenchmarkDecodeSequences' -test.benchtime 1x
 else
 	STEPS+=("| tests and benchmarks | skipped: no test binary (no Go here and no $PACK) | 0 s |")
 fi
@@ -189,14 +218,9 @@ if have python3; then
 	peer() { PYTHONUNBUFFERED=1 python3 scripts/gpu_peer.py | tee "$WORK/peer.md"; }
 	export -f peer
 	export WORK
-	step "PyTorch peer" 150 peer
+	step "PyTorch peer" 200 peer
 else
 	STEPS+=("| PyTorch peer | skipped: no python3 | 0 s |")
-fi
-
-if [[ -n $BIN ]] && have compute-sanitizer; then
-	step "compute-sanitizer memcheck" 90 bash -c "cd backend/cuda && compute-sanitizer --tool memcheck --error-exitcode 9 \
-		'$BIN' -test.count=1 -test.v -test.run 'TestConformance/bf16/(Embed|RMSNorm|MatMul|AddGather|RoPE|MoE)$|TestStep$'"
 fi
 
 # Hardware counters of the MoE kernels at one token and 2048 tokens, in both activation modes
@@ -204,7 +228,7 @@ fi
 if [[ -n $BIN ]] && have ncu; then
 	profile() {
 		cd backend/cuda && ncu --clock-control none --section SpeedOfLight --section Occupancy \
-			-k 'regex:moe_|gemm_kernel|convert_rows' --launch-count 24 \
+			-k 'regex:moe_|gemm|convert_rows|nvjet|xmma|cutlass' --launch-count 24 \
 			"$BIN" -test.run '^$' -test.bench 'BenchmarkMoE/bf16(-bf16act)?/tokens=(1|2048)$' -test.benchtime 1x
 	}
 	export -f profile
@@ -220,6 +244,7 @@ summary() {
 	echo "- device: $DEVICE"
 	echo "- test binary: ${BIN_NOTE:-none}"
 	echo "- fixtures: ${FX:-none}"
+	echo "- cuBLASLt: ${FATHOM_CUBLASLT:-none found}; the backend says: $(grep -m1 -o 'cuda device 0: .*' "$LOG" || echo '?')"
 	echo "- total: $(($(date +%s) - T0)) s; full log: $LOG"
 	echo
 	echo "| step | result | time |"
@@ -251,7 +276,10 @@ summary() {
 	echo "| benchmark | time/op | figures |"
 	echo "| --- | --- | --- |"
 	# Only the benchmarks step's lines (the profiler's runs print benchmark lines too).
-	sed -n '/^===== benchmarks (/,/^===== benchmarks: /p' "$LOG" | grep -E '^Benchmark.* ns/op' | awk '{
+	{
+		sed -n '/^===== benchmarks (/,/^===== benchmarks: /p' "$LOG"
+		sed -n '/^===== multi-sequence decode (/,/^===== multi-sequence decode: /p' "$LOG"
+	} | grep -E '^Benchmark.* ns/op' | awk '{
 		name = $1; sub(/-[0-9]+$/, "", name); t = $3 " " $4; f = "";
 		for (i = 5; i + 1 <= NF; i += 2) f = f $i " " $(i + 1) "; ";
 		print "| " name " | " t " | " f " |" }'

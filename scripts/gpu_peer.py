@@ -2,7 +2,8 @@
 """Peer figures for the CUDA backend's benchmarks, from PyTorch and transformers on the same
 GPU: device copy bandwidth, cuBLAS bf16 GEMM and GEMV, and the Mixtral MoE block
 (transformers' MixtralSparseMoeBlock with its eager and grouped_mm experts backends) at
-Mixtral 8x7B shapes. Prints a markdown table; every measurement that fails is reported as a
+Mixtral 8x7B shapes, and transformers' generate loop on the whole Mixtral 8x7B (random bf16
+weights) at batch 1 and 16, the peer of the multi-sequence decode benchmark. Prints a markdown table; every measurement that fails is reported as a
 row and the script goes on. No network access is needed."""
 
 import sys
@@ -122,7 +123,60 @@ def main():
         except Exception as err:  # noqa: BLE001
             fail(f"MixtralSparseMoeBlock {impl}", err)
             traceback.print_exc(file=sys.stderr)
+    generate_peer(dev, timeit)
     return 0
+
+
+def generate_peer(dev, timeit):
+    """transformers' generate on Mixtral 8x7B (32 layers, random bf16 weights): batches of
+    512-token prompts, greedy; decode tokens/s from the difference between generating 1 and
+    1+D tokens, as BenchmarkDecodeSequences times decode once the prompts are read."""
+    import torch
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    prompt, extra = 512, 16
+    try:
+        cfg = MixtralConfig(hidden_size=H, intermediate_size=I, num_local_experts=E, num_experts_per_tok=TOP_K,
+                            num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, vocab_size=32002,
+                            max_position_embeddings=4096, rope_theta=1e6, sliding_window=None)
+        for attr in ("_experts_implementation", "experts_implementation"):
+            try:
+                setattr(cfg, attr, "grouped_mm")
+            except Exception:  # noqa: BLE001 - not settable in this version
+                pass
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(torch.bfloat16)
+        try:
+            with torch.device(dev):
+                model = MixtralForCausalLM(cfg)
+        finally:
+            torch.set_default_dtype(default)
+        model = model.eval()
+    except Exception as err:  # noqa: BLE001
+        fail("MixtralForCausalLM 8x7B (32 layers)", err)
+        traceback.print_exc(file=sys.stderr)
+        return
+    try:
+        for batch in [1, 16]:
+            ids = torch.randint(0, 32000, (batch, prompt), device=dev)
+            mask = torch.ones_like(ids)
+
+            def gen(new):
+                with torch.no_grad():
+                    return model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=new, min_new_tokens=new,
+                                          do_sample=False, pad_token_id=0)
+
+            s1 = timeit(lambda: gen(1), 1, 2)
+            s2 = timeit(lambda: gen(1 + extra), 0, 2)
+            rate = batch * extra / (s2 - s1)
+            row(f"transformers generate, Mixtral 8x7B, batch={batch}, prompt {prompt}", f"{rate:.1f}", "tokens/s",
+                f"decode, aggregate; prefill+1 token {s1 * 1e3:.0f} ms, +{extra} tokens {s2 * 1e3:.0f} ms")
+    except Exception as err:  # noqa: BLE001
+        fail("transformers generate", err)
+        traceback.print_exc(file=sys.stderr)
+    finally:
+        del model
+        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -66,7 +66,7 @@ func (p *promptInput) UnmarshalJSON(b []byte) error {
 
 // requests validates the request and returns one generation request per prompt, the number
 // of choices per prompt, and the texts to echo (nil without echo).
-func (c *completionRequest) requests() ([]mixtral.Request, int, []string, *apiError) {
+func (c *completionRequest) requests(s *Server) ([]mixtral.Request, int, []string, *apiError) {
 	n, e := c.choices()
 	if e != nil {
 		return nil, 0, nil, e
@@ -107,15 +107,19 @@ func (c *completionRequest) requests() ([]mixtral.Request, int, []string, *apiEr
 	if e != nil {
 		return nil, 0, nil, e
 	}
+	cons, e := s.constraint(c.ResponseFormat, nil)
+	if e != nil {
+		return nil, 0, nil, e
+	}
 	var reqs []mixtral.Request
 	for _, t := range c.Prompt.texts {
-		reqs = append(reqs, mixtral.Request{Prompt: t, Params: p})
+		reqs = append(reqs, mixtral.Request{Prompt: t, Params: p, Constraint: cons})
 	}
 	for _, ids := range c.Prompt.ids {
 		if len(ids) == 0 {
 			return nil, 0, nil, invalid("prompt", "A token-id prompt must not be empty.")
 		}
-		reqs = append(reqs, mixtral.Request{PromptIDs: ids, Params: p})
+		reqs = append(reqs, mixtral.Request{PromptIDs: ids, Params: p, Constraint: cons})
 	}
 	var echo []string
 	if c.Echo {
@@ -172,21 +176,24 @@ func (f *textStream) begin(i int) any {
 	return f.chunk(textChoice{Index: i, Text: text})
 }
 
-func (f *textStream) token(i int, text string, lp *sampling.Logprobs) any {
+func (f *textStream) token(i int, text string, lp *sampling.Logprobs) []any {
+	if text == "" && lp == nil {
+		return nil
+	}
 	c := textChoice{Index: i, Text: text}
 	if lp != nil {
 		c.Logprobs, f.offsets[i] = textLogprobsOf(f.m, []sampling.Logprobs{*lp}, f.offsets[i])
 	}
-	return f.chunk(c)
+	return []any{f.chunk(c)}
 }
 
-func (f *textStream) finish(i int, reason sampling.FinishReason) any {
-	return f.chunk(textChoice{Index: i, FinishReason: &reason})
+func (f *textStream) finish(i int, text string, lp *sampling.Logprobs, reason sampling.FinishReason) []any {
+	return append(f.token(i, text, lp), f.chunk(textChoice{Index: i, FinishReason: &reason}))
 }
 
-func (f *textStream) usage(u mixtral.Usage) any {
+func (f *textStream) usage(u *usage) any {
 	return textCompletion{ID: f.id, Object: "text_completion", Created: f.created, Model: f.model,
-		Choices: []textChoice{}, Usage: &u}
+		Choices: []textChoice{}, Usage: u}
 }
 
 // completions serves POST /v1/completions. Choice p*n+i is choice i of prompt p.
@@ -198,26 +205,17 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 	if e := s.checkModel(body.Model); e != nil {
 		return e
 	}
-	prompts, n, echo, e := body.requests()
+	prompts, n, echo, e := body.requests(s)
 	if e != nil {
 		return e
 	}
-	for _, req := range prompts {
-		if _, e := contextCheck(s.model, req, "prompt"); e != nil {
-			return e
-		}
-	}
-	release, e := s.admit(r.Context(), w)
+	g, promptOf, e := s.begin(w, r, prompts, n, body.MaxTokens != nil && *body.MaxTokens == 0, "prompt")
 	if e != nil {
 		return e
 	}
-	defer release()
-
-	reqs, promptOf := choices(prompts, n)
-	total := len(reqs)
-	id, created := newID("cmpl-"), time.Now().Unix()
-	g := start(r.Context(), s.model, reqs)
 	defer g.stop()
+	total := len(promptOf)
+	id, created := newID("cmpl-"), time.Now().Unix()
 
 	if body.Stream {
 		f := &textStream{m: s.model, id: id, model: body.Model, created: created,
@@ -244,8 +242,7 @@ func (s *Server) completions(w http.ResponseWriter, r *http.Request) *apiError {
 		resp.Choices[i] = tc
 		usages[i] = c.usage
 	}
-	u := totalUsage(usages, promptOf)
-	resp.Usage = &u
+	resp.Usage = s.totalUsage(usages, promptOf)
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -2,10 +2,10 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 )
@@ -102,56 +102,19 @@ func errInternal() *apiError {
 		Message: "The server had an error while processing your request."}
 }
 
-// errCanceled answers a request whose context ended (the client went away or the server is
-// shutting down); the client rarely sees it.
-func errCanceled(err error) *apiError {
-	return &apiError{Status: 499, Type: typeInvalidRequest, Message: "Request cancelled: " + err.Error()}
+// errStopping answers a request that Server.Stop ended or refused.
+func errStopping() *apiError {
+	return &apiError{Status: http.StatusServiceUnavailable, Type: typeServer,
+		Message: "The server is shutting down; the request was stopped before it finished."}
 }
 
-// fieldError is a JSON decoding error tied to one parameter.
-type fieldError struct {
-	param string
-	msg   string
-}
-
-func (e *fieldError) Error() string { return e.msg }
-
-// decodeJSON reads the request body into v, mapping failures to 400 (malformed JSON, a value
-// of the wrong type) or 413 (body over the limit).
-func decodeJSON(r *http.Request, v any) *apiError {
-	dec := json.NewDecoder(r.Body)
-	err := dec.Decode(v)
-	if err == nil {
-		if _, terr := dec.Token(); terr != io.EOF {
-			err = errors.New("unexpected data after the JSON object")
-		}
+// errCanceled answers a request whose context ended: 503 when Server.Stop ended it, else
+// (the client went away) a status the client rarely sees.
+func errCanceled(ctx context.Context) *apiError {
+	if errors.Is(context.Cause(ctx), errStopped) {
+		return errStopping()
 	}
-	if err == nil {
-		return nil
-	}
-	var (
-		maxErr  *http.MaxBytesError
-		typeErr *json.UnmarshalTypeError
-		fErr    *fieldError
-	)
-	switch {
-	case errors.As(err, &maxErr):
-		return errBodyTooLarge(maxErr.Limit)
-	case errors.As(err, &fErr):
-		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: fErr.param,
-			Code: "invalid_type", Message: fErr.msg}
-	case errors.As(err, &typeErr) && typeErr.Field != "":
-		// Fields of the embedded commonRequest carry its name in the path.
-		typeErr.Field = strings.ReplaceAll(typeErr.Field, "commonRequest.", "")
-		return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: typeErr.Field,
-			Code: "invalid_type", Message: fmt.Sprintf("Invalid type for '%s': expected %s, got a JSON %s.",
-				typeErr.Field, jsonTypeName(typeErr.Type.Kind().String()), typeErr.Value)}
-	case errors.Is(err, io.EOF):
-		err = errors.New("the body is empty")
-	}
-	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest,
-		Message: "We could not parse the JSON body of your request: " + err.Error() +
-			". The API expects a JSON object."}
+	return &apiError{Status: 499, Type: typeInvalidRequest, Message: "Request cancelled: " + context.Cause(ctx).Error()}
 }
 
 // jsonTypeName names a Go kind as a JSON type.

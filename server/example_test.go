@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"time"
 
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/sampling"
@@ -68,4 +69,32 @@ func ExampleNew() {
 	// data: {..."choices":[{"index":0,"delta":{"content":" there"},"logprobs":null,"finish_reason":null}]}
 	// data: {..."choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}]}
 	// data: [DONE]
+}
+
+// A graceful shutdown: Shutdown lets requests finish; when its wait runs out, Stop ends the
+// ones still running (a stream gets an error event, not a silent cut) before Close.
+func ExampleServer_Stop() {
+	srv, err := server.New(echoModel{}, server.Options{ModelNames: []string{"m"}})
+	if err != nil {
+		panic(err)
+	}
+	hs := &http.Server{Handler: srv}
+	// ... go hs.Serve(listener); then, on SIGTERM:
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if hs.Shutdown(ctx) != nil {
+		srv.Stop()
+		grace, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if hs.Shutdown(grace) != nil {
+			hs.Close()
+		}
+	}
+	// Once stopped, the server answers 503.
+	srv.Stop()
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/chat/completions",
+		strings.NewReader(`{"model": "m", "messages": [{"role": "user", "content": "hi"}]}`)))
+	fmt.Println(rec.Code)
+	// Output: 503
 }

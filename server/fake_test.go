@@ -7,12 +7,14 @@ import (
 	"hash/fnv"
 	"iter"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/sampling"
+	"github.com/fathom-llm/fathom/sampling/constrain"
 )
 
 // fakeVocab is the fake model's vocabulary: id 0 is bos, 1 is eos, 2 and 3 are the two
@@ -21,6 +23,31 @@ var fakeVocab = []string{"", "", "\xc3", "\xa9", " alpha", " beta", " gamma", " 
 	" one", " two", " three", " four", " five", " six", " seven", " eight", " nine", " ten"}
 
 const fakeEOS = 1
+
+// fakeExtra extends the vocabulary for constrained generation: printable ASCII, a newline
+// and a few longer pieces of tool calls. Unconstrained generation never draws them.
+var fakeExtra = func() []string {
+	out := []string{"\n", "<tool_call>", "</tool_call>", `{"`, `": `, `", "`, `"name"`, `"arguments"`,
+		"get_weather", "city", "Paris", "sunny"}
+	for c := byte(0x20); c < 0x7f; c++ {
+		out = append(out, string(c))
+	}
+	return out
+}()
+
+// fakeAll is the whole vocabulary of the fake model.
+var fakeAll = append(append([]string(nil), fakeVocab...), fakeExtra...)
+
+// fakeVocabulary is the fake model's vocabulary for constraints: bos and eos left out.
+var fakeVocabulary = sync.OnceValue(func() *constrain.Vocab {
+	tokens := make([][]byte, len(fakeAll))
+	for id, t := range fakeAll {
+		if id != 0 && id != fakeEOS {
+			tokens[id] = []byte(t)
+		}
+	}
+	return constrain.NewVocab(tokens)
+})
 
 // fakeModel is a deterministic Model for tests. Its output is a function of the prompt's
 // token count, the seed and the step (or a fixed script); it honours MaxTokens, Stop and
@@ -38,6 +65,12 @@ type fakeModel struct {
 	// panicText makes TokenText panic (it runs in the request's own goroutine).
 	panicText bool
 
+	// want, when set, is the reply the model writes, as far as a constraint allows; where it
+	// does not, the model writes the first allowed of fakePreferred.
+	want string
+
+	last atomic.Pointer[mixtral.Request] // the last request streamed
+
 	unseeded  atomic.Int64 // varies the output of requests without a seed
 	started   atomic.Int64
 	active    atomic.Int64
@@ -54,10 +87,60 @@ func (f *fakeModel) TokenText(id int) string {
 	if f.panicText {
 		panic("fake: TokenText")
 	}
-	if id < 0 || id >= len(fakeVocab) {
+	if id < 0 || id >= len(fakeAll) {
 		return ""
 	}
-	return fakeVocab[id]
+	return fakeAll[id]
+}
+
+// Vocab makes the fake model support constrained decoding.
+func (f *fakeModel) Vocab() *constrain.Vocab { return fakeVocabulary() }
+
+// fakePreferred is the order in which the fake model picks tokens that its wanted reply
+// does not give: whatever closes JSON values first, so that constrained replies end soon.
+const fakePreferred = "\"}],:{[0a<\n "
+
+// pickAllowed returns the token the fake model writes next under a constraint (st, nil for
+// none), given what it wrote so far: the longest allowed token that continues f.want, else
+// eos where the constraint accepts the end, else the first allowed of fakePreferred, else the
+// first allowed token.
+func (f *fakeModel) pickAllowed(st sampling.ConstraintState, mask []uint64, written string) (int, error) {
+	allowed := func(id int) bool { return id != 0 && id != fakeEOS }
+	if st != nil {
+		if err := st.Allow(mask); err != nil {
+			return -1, err
+		}
+		allowed = func(id int) bool { return id != 0 && id != fakeEOS && mask[id/64]&(1<<(id%64)) != 0 }
+	}
+	rest := ""
+	if strings.HasPrefix(f.want, written) {
+		rest = f.want[len(written):]
+	}
+	best := -1
+	for id, t := range fakeAll {
+		if allowed(id) && t != "" && strings.HasPrefix(rest, t) && (best < 0 || len(t) > len(fakeAll[best])) {
+			best = id
+		}
+	}
+	switch {
+	case best >= 0:
+		return best, nil
+	case st == nil || st.Accepting():
+		return fakeEOS, nil
+	}
+	for _, c := range fakePreferred {
+		for id, t := range fakeAll {
+			if t == string(c) && allowed(id) {
+				return id, nil
+			}
+		}
+	}
+	for id := range fakeAll {
+		if allowed(id) {
+			return id, nil
+		}
+	}
+	return -1, errors.New("fake: the constraint allows no token")
 }
 
 // promptText returns the text a request's prompt is made of.
@@ -126,6 +209,7 @@ func (f *fakeModel) next(seed int64, prompt, k int) int {
 
 func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[mixtral.Event, error] {
 	return func(yield func(mixtral.Event, error) bool) {
+		f.last.Store(&req)
 		f.started.Add(1)
 		f.active.Add(1)
 		defer f.active.Add(-1)
@@ -165,6 +249,11 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 		}
 		var out strings.Builder
 		emitted, prev := 0, -1
+		var cons sampling.ConstraintState
+		var mask []uint64
+		if req.Constraint != nil {
+			cons, mask = req.Constraint.NewState(), make([]uint64, sampling.MaskWords(len(fakeAll)))
+		}
 		// cancelled counts a generation stopped by its context.
 		cancelled := func() {
 			f.cancelled.Add(1)
@@ -200,6 +289,16 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 			if prev == 2 && f.script == nil {
 				id = 3
 			}
+			if cons != nil || f.want != "" {
+				var err error
+				if id, err = f.pickAllowed(cons, mask, out.String()); err == nil && id != fakeEOS && cons != nil {
+					err = cons.Advance(id)
+				}
+				if err != nil {
+					yield(mixtral.Event{}, err)
+					return
+				}
+			}
 			prev = id
 			ev := mixtral.Event{ID: id}
 			if p.Logprobs {
@@ -214,7 +313,7 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 				done(sampling.FinishStop, k+1, ev)
 				return
 			}
-			out.WriteString(fakeVocab[id])
+			out.WriteString(fakeAll[id])
 			full := out.String()
 			for _, s := range p.Stop {
 				if i := strings.Index(full[emitted:], s); i >= 0 {

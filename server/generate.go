@@ -53,6 +53,9 @@ func generate(ctx context.Context, m Model, reqs []mixtral.Request) <-chan choic
 				}
 			}()
 			for ev, err := range m.Stream(ctx, req) {
+				if err != nil && ctx.Err() != nil {
+					err = context.Cause(ctx) // errStopped rather than context.Canceled
+				}
 				if !send(choiceEvent{index: i, ev: ev, err: err}) || err != nil || ev.Done {
 					return
 				}
@@ -71,8 +74,11 @@ func generate(ctx context.Context, m Model, reqs []mixtral.Request) <-chan choic
 
 // generation is a started set of choices: their events, and the means to stop them.
 type generation struct {
+	ctx    context.Context
 	events <-chan choiceEvent
 	cancel context.CancelFunc
+	// release, when set, frees the generation's turn once it has stopped.
+	release func()
 }
 
 // choices expands each prompt's request into n choices, each with its own sampling seed
@@ -91,16 +97,67 @@ func choices(prompts []mixtral.Request, n int) (reqs []mixtral.Request, promptOf
 	return reqs, promptOf
 }
 
+// begin checks that each prompt fits the context, waits for a turn and starts n choices of
+// each prompt (promptOf as for choices); with empty (max_tokens 0) it generates nothing and
+// takes no turn. param names the prompt parameter. The caller must stop the generation.
+func (s *Server) begin(w http.ResponseWriter, r *http.Request, prompts []mixtral.Request, n int, empty bool, param string) (*generation, []int, *apiError) {
+	promptTokens := make([]int, len(prompts))
+	for i, req := range prompts {
+		k, e := contextCheck(s.model, req, param, empty)
+		if e != nil {
+			return nil, nil, e
+		}
+		promptTokens[i] = k
+	}
+	reqs, promptOf := choices(prompts, n)
+	if empty {
+		return startEmpty(r.Context(), promptTokens, promptOf), promptOf, nil
+	}
+	release, e := s.admit(r.Context(), w)
+	if e != nil {
+		return nil, nil, e
+	}
+	g := start(r.Context(), s.model, reqs)
+	g.release = release
+	return g, promptOf, nil
+}
+
 // start runs reqs under a context derived from ctx.
 func start(ctx context.Context, m Model, reqs []mixtral.Request) *generation {
 	ctx, cancel := context.WithCancel(ctx)
-	return &generation{events: generate(ctx, m, reqs), cancel: cancel}
+	return &generation{ctx: ctx, events: generate(ctx, m, reqs), cancel: cancel}
+}
+
+// startEmpty returns a generation of no tokens (max_tokens 0): each choice ends at once
+// with finish reason "length" and the usage of its prompt, promptTokens[promptOf[i]].
+func startEmpty(ctx context.Context, promptTokens, promptOf []int) *generation {
+	ctx, cancel := context.WithCancel(ctx)
+	events := make(chan choiceEvent, len(promptOf))
+	for i, p := range promptOf {
+		n := promptTokens[p]
+		events <- choiceEvent{index: i, ev: mixtral.Event{ID: -1, Done: true, FinishReason: sampling.FinishLength,
+			Usage: mixtral.Usage{PromptTokens: n, TotalTokens: n}}}
+	}
+	close(events)
+	return &generation{ctx: ctx, events: events, cancel: cancel}
+}
+
+// ended returns the error for a generation whose events ended before every choice was done:
+// the cause of its context's end, or errNoFinalEvent.
+func (g *generation) ended() error {
+	if g.ctx.Err() != nil {
+		return context.Cause(g.ctx)
+	}
+	return errNoFinalEvent
 }
 
 // stop cancels the generations and waits until all have ended.
 func (g *generation) stop() {
 	g.cancel()
 	for range g.events {
+	}
+	if g.release != nil {
+		g.release()
 	}
 }
 
@@ -115,6 +172,7 @@ type choiceResult struct {
 // collect gathers every choice's output, or returns the first error.
 func (g *generation) collect(n int) ([]choiceResult, error) {
 	res := make([]choiceResult, n)
+	done := 0
 	for ce := range g.events {
 		if ce.err != nil {
 			return nil, ce.err
@@ -126,7 +184,11 @@ func (g *generation) collect(n int) ([]choiceResult, error) {
 		}
 		if ce.ev.Done {
 			c.finish, c.usage = ce.ev.FinishReason, ce.ev.Usage
+			done++
 		}
+	}
+	if done < n {
+		return nil, g.ended()
 	}
 	return res, nil
 }
@@ -139,8 +201,10 @@ func (s *Server) generationError(err error) *apiError {
 	case errors.As(err, &pe):
 		s.log.Error("panic in generation", "panic", fmt.Sprint(pe.value), "stack", string(pe.stack))
 		return errInternal()
+	case errors.Is(err, errStopped):
+		return errStopping()
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return errCanceled(err)
+		return &apiError{Status: 499, Type: typeInvalidRequest, Message: "Request cancelled: " + err.Error()}
 	case errors.Is(err, sampling.ErrInvalidParam):
 		return paramError(err)
 	case errors.Is(err, mixtral.ErrContextLength):
@@ -155,10 +219,18 @@ func (s *Server) generationError(err error) *apiError {
 	return errInternal()
 }
 
-// totalUsage sums the usage of choices; promptOf[i] names choice i's prompt, whose tokens
-// count once however many choices share it.
-func totalUsage(usages []mixtral.Usage, promptOf []int) mixtral.Usage {
-	var u mixtral.Usage
+// usage is the API's usage object: token counts and their estimated cost in US dollars.
+type usage struct {
+	PromptTokens     int     `json:"prompt_tokens"`
+	CompletionTokens int     `json:"completion_tokens"`
+	TotalTokens      int     `json:"total_tokens"`
+	EstimatedCost    float64 `json:"estimated_cost"`
+}
+
+// totalUsage sums the usage of choices, priced with the server's prices; promptOf[i] names
+// choice i's prompt, whose tokens count once however many choices share it.
+func (s *Server) totalUsage(usages []mixtral.Usage, promptOf []int) *usage {
+	var u usage
 	seen := map[int]bool{}
 	for i, cu := range usages {
 		if !seen[promptOf[i]] {
@@ -168,19 +240,20 @@ func totalUsage(usages []mixtral.Usage, promptOf []int) mixtral.Usage {
 		u.CompletionTokens += cu.CompletionTokens
 	}
 	u.TotalTokens = u.PromptTokens + u.CompletionTokens
-	return u
+	u.EstimatedCost = (float64(u.PromptTokens)*s.opts.PriceInput + float64(u.CompletionTokens)*s.opts.PriceOutput) / 1e6
+	return &u
 }
 
 // streamFormat renders the chunks of one endpoint's event stream.
 type streamFormat interface {
 	// begin returns the chunk that opens choice i, or nil.
 	begin(i int) any
-	// token returns the chunk for text and logprobs that choice i produced.
-	token(i int, text string, lp *sampling.Logprobs) any
-	// finish returns the chunk that ends choice i.
-	finish(i int, reason sampling.FinishReason) any
+	// token returns the chunks for text and logprobs that choice i produced.
+	token(i int, text string, lp *sampling.Logprobs) []any
+	// finish returns the chunks of choice i's last event, the one that ends it.
+	finish(i int, text string, lp *sampling.Logprobs, reason sampling.FinishReason) []any
 	// usage returns the final usage chunk.
-	usage(u mixtral.Usage) any
+	usage(u *usage) any
 }
 
 // stream answers a started generation as server-sent events. Until the first event arrives
@@ -189,7 +262,7 @@ type streamFormat interface {
 func (s *Server) stream(w http.ResponseWriter, g *generation, n int, promptOf []int, f streamFormat, withUsage bool) *apiError {
 	first, ok := <-g.events
 	if !ok {
-		return s.generationError(errNoFinalEvent)
+		return s.generationError(g.ended())
 	}
 	if first.err != nil {
 		return s.generationError(first.err)
@@ -206,18 +279,23 @@ func (s *Server) stream(w http.ResponseWriter, g *generation, n int, promptOf []
 		}
 	}
 	usages := make([]mixtral.Usage, n)
+	done := 0
 	handle := func(ce choiceEvent) {
 		if ce.err != nil {
 			e := s.generationError(ce.err)
 			sse.data(e.envelope())
 			return
 		}
-		if ce.ev.Text != "" || ce.ev.Logprobs != nil {
-			sse.data(f.token(ce.index, ce.ev.Text, ce.ev.Logprobs))
-		}
+		chunks := f.token
 		if ce.ev.Done {
 			usages[ce.index] = ce.ev.Usage
-			sse.data(f.finish(ce.index, ce.ev.FinishReason))
+			done++
+			chunks = func(i int, text string, lp *sampling.Logprobs) []any {
+				return f.finish(i, text, lp, ce.ev.FinishReason)
+			}
+		}
+		for _, c := range chunks(ce.index, ce.ev.Text, ce.ev.Logprobs) {
+			sse.data(c)
 		}
 	}
 	handle(first)
@@ -229,11 +307,16 @@ func (s *Server) stream(w http.ResponseWriter, g *generation, n int, promptOf []
 		handle(ce)
 		failed = ce.err != nil
 	}
+	if !failed && sse.err == nil && done < n {
+		// Cancelled (Server.Stop) or broken: say so rather than end as if complete.
+		handle(choiceEvent{err: g.ended()})
+		failed = true
+	}
 	if sse.err != nil {
 		return nil // the client went away; the caller stops the generation
 	}
 	if withUsage && !failed {
-		sse.data(f.usage(totalUsage(usages, promptOf)))
+		sse.data(f.usage(s.totalUsage(usages, promptOf)))
 	}
 	sse.raw("[DONE]")
 	return nil

@@ -36,6 +36,7 @@ type commonRequest struct {
 	StreamOptions     *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	ResponseFormat *responseFormat `json:"response_format"`
 }
 
 // stopList is the "stop" parameter: null, one string, or an array of strings.
@@ -88,10 +89,32 @@ func (c *commonRequest) includeUsage() bool {
 	return c.StreamOptions != nil && c.StreamOptions.IncludeUsage
 }
 
+// explicitCheck refuses explicit values that the sampling parameters would read as "unset"
+// or that the API's ranges exclude: a seed below 0, top_p 0, repetition_penalty 0, top_k
+// below 0. Absent fields take their defaults.
+func (c *commonRequest) explicitCheck() *apiError {
+	switch {
+	case c.Seed != nil && *c.Seed < 0:
+		return invalid("seed", "Invalid 'seed': %d; it must be at least 0.", *c.Seed)
+	case c.TopP != nil && *c.TopP == 0:
+		return invalid("top_p", "Invalid 'top_p': 0; it must be greater than 0 and at most 1.")
+	case c.RepetitionPenalty != nil && *c.RepetitionPenalty == 0:
+		return invalid("repetition_penalty", "Invalid 'repetition_penalty': 0; it must be between %v and %v.",
+			sampling.MinRepetition, sampling.MaxRepetition)
+	case c.TopK != nil && *c.TopK < 0:
+		return invalid("top_k", "Invalid 'top_k': %d; it must be between 0 (off) and %d.", *c.TopK, sampling.MaxTopK)
+	}
+	return nil
+}
+
 // params builds the sampling parameters from the request over the API's defaults, with the
-// given max tokens (nil: up to the context) and logprobs settings, and validates them.
+// given max tokens (nil: up to the context; 0: the caller generates nothing) and logprobs
+// settings, and validates them.
 func (c *commonRequest) params(maxTokens *int, maxTokensParam string, logprobs bool, topLogprobs int) (sampling.Params, *apiError) {
 	p := sampling.DefaultParams()
+	if e := c.explicitCheck(); e != nil {
+		return p, e
+	}
 	setF := func(dst *float64, src *float64) {
 		if src != nil {
 			*dst = *src
@@ -107,8 +130,8 @@ func (c *commonRequest) params(maxTokens *int, maxTokensParam string, logprobs b
 		p.TopK = *c.TopK
 	}
 	if maxTokens != nil {
-		if *maxTokens < 1 {
-			return p, invalid(maxTokensParam, "Invalid '%s': %d; it must be at least 1.", maxTokensParam, *maxTokens)
+		if *maxTokens < 0 {
+			return p, invalid(maxTokensParam, "Invalid '%s': %d; it must be at least 0.", maxTokensParam, *maxTokens)
 		}
 		p.MaxTokens = *maxTokens
 	}
@@ -146,8 +169,9 @@ func paramError(err error) *apiError {
 }
 
 // contextCheck counts req's prompt tokens and checks that prompt and completion fit the
-// context. param names the prompt parameter ("messages" or "prompt").
-func contextCheck(m Model, req mixtral.Request, param string) (int, *apiError) {
+// context; empty says that nothing is to be generated (max_tokens 0). param names the
+// prompt parameter ("messages" or "prompt").
+func contextCheck(m Model, req mixtral.Request, param string, empty bool) (int, *apiError) {
 	ids, err := m.PromptIDs(req)
 	n := len(ids)
 	if err != nil {
@@ -157,6 +181,11 @@ func contextCheck(m Model, req mixtral.Request, param string) (int, *apiError) {
 	maxTokens := req.Params.MaxTokens
 	e := &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param, Code: "context_length_exceeded"}
 	switch {
+	case empty && n > ctxLen:
+		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, your %s resulted in %d tokens. "+
+			"Please reduce the length of the %s.", ctxLen, param, n, param)
+		return 0, e
+	case empty:
 	case maxTokens == 0 && n+1 > ctxLen: // no room for a single generated token
 		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, your %s resulted in %d tokens, "+
 			"leaving no room for the completion. Please reduce the length of the %s.", ctxLen, param, n, param)

@@ -1,12 +1,15 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"iter"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"runtime/debug"
@@ -40,6 +43,7 @@ const (
 	DefaultMaxConcurrent = 8
 	DefaultQueueLength   = 64
 	DefaultRetryAfter    = time.Second
+	DefaultBodyTimeout   = 30 * time.Second
 )
 
 // Options configure a Server. The zero value of each numeric field selects its default.
@@ -60,6 +64,13 @@ type Options struct {
 	// RetryAfter is the wait suggested to refused clients (default DefaultRetryAfter; whole
 	// seconds, at least 1).
 	RetryAfter time.Duration
+	// BodyTimeout bounds the time a request body takes to arrive once its headers are read
+	// (default DefaultBodyTimeout); a slower body gets 408. It needs a server connection
+	// that supports read deadlines (net/http's own do).
+	BodyTimeout time.Duration
+	// PriceInput and PriceOutput are the prices, in US dollars per million prompt and
+	// completion tokens, from which usage.estimated_cost is computed (0: free).
+	PriceInput, PriceOutput float64
 	// Logger receives one line per server fault (5xx) and per recovered panic (default: none).
 	Logger *slog.Logger
 }
@@ -73,7 +84,15 @@ type Server struct {
 	limit   *limiter
 	log     *slog.Logger
 	routes  map[string]route
+
+	// stopped ends, with cause errStopped, once Stop is called; every request's context
+	// ends with it.
+	stopped context.Context
+	stop    context.CancelCauseFunc
 }
+
+// errStopped is the cause of the contexts of requests that Stop ended.
+var errStopped = errors.New("server: stopped")
 
 // route is one path's method and handler.
 type route struct {
@@ -90,8 +109,11 @@ func New(m Model, opts Options) (*Server, error) {
 	if len(opts.ModelNames) == 0 {
 		return nil, errors.New("server: Options.ModelNames is empty")
 	}
-	if opts.MaxBodyBytes < 0 || opts.MaxConcurrent < 0 || opts.RetryAfter < 0 {
+	if opts.MaxBodyBytes < 0 || opts.MaxConcurrent < 0 || opts.RetryAfter < 0 || opts.BodyTimeout < 0 {
 		return nil, errors.New("server: negative limit in Options")
+	}
+	if !(opts.PriceInput >= 0) || !(opts.PriceOutput >= 0) || math.IsInf(opts.PriceInput+opts.PriceOutput, 0) {
+		return nil, errors.New("server: prices in Options must be finite and not negative")
 	}
 	if opts.MaxBodyBytes == 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -108,6 +130,9 @@ func New(m Model, opts Options) (*Server, error) {
 	if opts.RetryAfter == 0 {
 		opts.RetryAfter = DefaultRetryAfter
 	}
+	if opts.BodyTimeout == 0 {
+		opts.BodyTimeout = DefaultBodyTimeout
+	}
 	s := &Server{
 		model:   m,
 		opts:    opts,
@@ -119,6 +144,7 @@ func New(m Model, opts Options) (*Server, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.stopped, s.stop = context.WithCancelCause(context.Background())
 	for _, n := range opts.ModelNames {
 		if n == "" {
 			return nil, errors.New("server: empty model name")
@@ -133,6 +159,12 @@ func New(m Model, opts Options) (*Server, error) {
 	}
 	return s, nil
 }
+
+// Stop ends every request still running and refuses new ones with 503: a streamed response
+// receives an error event and ends, a plain one is answered 503. Call it when the wait of
+// http.Server.Shutdown for in-flight requests runs out, then Shutdown again briefly (the
+// handlers return within a token) before Close, so that no stream is cut silently.
+func (s *Server) Stop() { s.stop(errStopped) }
 
 // ServeHTTP answers one request: routing, authentication, method and content-type checks,
 // the body size limit, and recovery from a panic, then the endpoint itself.
@@ -164,9 +196,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// hostedPrefix is the hosted API's path prefix for its OpenAI-compatible endpoints;
+// /v1/openai/chat/completions is served as /v1/chat/completions.
+const hostedPrefix = "/v1/openai/"
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) *apiError {
-	rt, ok := s.routes[r.URL.Path]
-	if !ok && strings.HasPrefix(r.URL.Path, "/v1/models/") {
+	path := r.URL.Path
+	if rest, ok := strings.CutPrefix(path, hostedPrefix); ok {
+		path = "/v1/" + rest
+	}
+	rt, ok := s.routes[path]
+	if !ok && strings.HasPrefix(path, "/v1/models/") {
 		rt, ok = route{http.MethodGet, true, s.getModel}, true
 	}
 	if !ok {
@@ -194,9 +234,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) *apiError {
 		if r.ContentLength > s.opts.MaxBodyBytes {
 			return errBodyTooLarge(s.opts.MaxBodyBytes)
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		// The header deadline of http.Server does not cover the body: bound it here, then lift
+		// the deadline so that it cannot end a long generation.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(s.opts.BodyTimeout))
+		body, e := readBody(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+		if e != nil {
+			// Leave the rest of the body unread and the connection to close.
+			w.Header().Set("Connection", "close")
+			return e
+		}
+		_ = rc.SetReadDeadline(time.Time{})
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
-	return rt.h(w, r)
+	if s.stopped.Err() != nil {
+		return errStopping()
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	defer context.AfterFunc(s.stopped, func() { cancel(errStopped) })()
+	return rt.h(w, r.WithContext(ctx))
 }
 
 // authorize checks the bearer token against the configured API key.
@@ -229,7 +286,7 @@ func (s *Server) admit(ctx context.Context, w http.ResponseWriter) (release func
 		return nil, &apiError{Status: http.StatusTooManyRequests, Type: "requests", Code: "rate_limit_exceeded",
 			Message: "The server is busy: too many requests are waiting. Retry after a short wait."}
 	default:
-		return nil, errCanceled(err)
+		return nil, errCanceled(ctx)
 	}
 }
 
@@ -258,7 +315,7 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) *apiError {
 }
 
 func (s *Server) getModel(w http.ResponseWriter, r *http.Request) *apiError {
-	name := strings.TrimPrefix(r.URL.Path, "/v1/models/")
+	name := r.URL.Path[strings.Index(r.URL.Path, "/models/")+len("/models/"):]
 	if !s.names[name] {
 		return errModelNotFound(name)
 	}

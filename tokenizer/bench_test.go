@@ -38,7 +38,7 @@ func BenchmarkEncode(b *testing.B) {
 	text := mixedText(10 << 20)
 	for _, name := range []string{"tokenizer.json", "tokenizer.metaspace.json", "tokenizer.model"} {
 		b.Run(name, func(b *testing.B) {
-			tok := loadFile(b, name)
+			tok := bundledFile(b, name)
 			b.SetBytes(int64(len(text)))
 			var n int
 			for b.Loop() {
@@ -53,7 +53,7 @@ func BenchmarkEncode(b *testing.B) {
 		if err != nil {
 			b.Skip("spm_encode not installed (Debian package sentencepiece)")
 		}
-		model := fixtures.Path(b, "tokenizer", "tokenizer.model")
+		model := fixtures.Bundled(b, "tokenizer.model")
 		in := filepath.Join(b.TempDir(), "text")
 		if err := os.WriteFile(in, []byte(text), 0o644); err != nil {
 			b.Fatal(err)
@@ -78,7 +78,7 @@ func BenchmarkEncodeDegenerate(b *testing.B) {
 	for _, file := range []string{"tokenizer.json", "tokenizer.model"} {
 		for kind, text := range inputs {
 			b.Run(file+"/"+kind, func(b *testing.B) {
-				tok := loadFile(b, file)
+				tok := bundledFile(b, file)
 				b.SetBytes(int64(len(text)))
 				for b.Loop() {
 					tok.Encode(text, EncodeOptions{})
@@ -90,7 +90,7 @@ func BenchmarkEncodeDegenerate(b *testing.B) {
 
 // BenchmarkDecodeStream detokenizes the ids of 1 MB of mixed text one id at a time.
 func BenchmarkDecodeStream(b *testing.B) {
-	tok := loadFile(b, "tokenizer.json")
+	tok := bundledFile(b, "tokenizer.json")
 	ids, _ := tok.Encode(mixedText(1<<20), EncodeOptions{})
 	b.ResetTimer()
 	for b.Loop() {

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
@@ -17,6 +18,11 @@ type ChatOptions struct {
 	ParseSpecial bool
 	// Template, when set, replaces the checkpoint's chat template.
 	Template string
+	// Tools are the functions the model may call. They are given to the template as
+	// `tools`, the transformers convention; when the template takes no tools (it never
+	// names them) a conversation with tools, tool calls or tool turns is rendered with
+	// ChatMLTools instead.
+	Tools []Tool
 }
 
 // Content markers wrap each message content during rendering so that the spans of content in
@@ -64,49 +70,67 @@ func (t *Tokenizer) EncodeChat(msgs []Message, opts ChatOptions) (ids []int, tex
 	return t.encode(text, allow, false), text, nil
 }
 
-// renderChat renders the conversation and locates each message content in the result.
+// renderChat renders the conversation and locates each message content (and every other
+// string the caller supplied: tool descriptions, arguments, results) in the result.
 func (t *Tokenizer) renderChat(msgs []Message, opts ChatOptions) (string, []span, error) {
 	src := opts.Template
 	if src == "" {
 		src = t.chatTemplate
+		if src != "" && usesTools(msgs, opts.Tools) && !takesTools(src) {
+			src = ChatMLTools
+		}
 	}
 	if src == "" {
 		src = ChatML
+		if usesTools(msgs, opts.Tools) {
+			src = ChatMLTools
+		}
 	}
 	tmpl, err := t.compileTemplate(src)
 	if err != nil {
 		if opts.Template != "" {
 			return "", nil, err
 		}
-		if tmpl, err = t.compileTemplate(ChatML); err != nil {
+		fallback := ChatML
+		if usesTools(msgs, opts.Tools) {
+			fallback = ChatMLTools
+		}
+		if tmpl, err = t.compileTemplate(fallback); err != nil {
 			return "", nil, err
 		}
 	}
-	clean := make([]Message, len(msgs))
-	marked := make([]Message, len(msgs))
-	for i, m := range msgs {
-		clean[i] = Message{Role: validUTF8(m.Role), Content: validUTF8(m.Content)}
-		marked[i] = Message{Role: clean[i].Role, Content: markOpen + clean[i].Content + markClose}
-	}
-	text, err := t.renderWith(tmpl, clean, opts.AddGenerationPrompt)
+	plain := chatContext{tok: t, mark: func(s string) string { return validUTF8(s) }}
+	data, err := plain.data(msgs, opts)
 	if err != nil {
 		return "", nil, err
 	}
-	if spans, ok := contentFromMarkers(t, tmpl, marked, opts.AddGenerationPrompt, text); ok {
-		return text, spans, nil
+	text, err := renderWith(tmpl, data)
+	if err != nil {
+		return "", nil, err
 	}
-	// The template transforms contents; find each one in order instead.
+	marked := chatContext{tok: t, mark: func(s string) string { return markOpen + validUTF8(s) + markClose }}
+	if mdata, err := marked.data(msgs, opts); err == nil {
+		if spans, ok := contentFromMarkers(tmpl, mdata, text); ok {
+			return text, spans, nil
+		}
+	}
+	// The template transforms the strings; find each message content in order instead.
+	// Other strings cannot be found reliably: they must hold no special token.
+	if plain.risky {
+		return "", nil, fmt.Errorf("%w: the template transforms tool definitions or calls that contain special tokens", ErrTemplate)
+	}
 	var spans []span
 	from := 0
-	for _, m := range clean {
-		c := m.Content
+	for _, m := range msgs {
+		c := validUTF8(m.Content)
+		full := c
 		i := strings.Index(text[from:], c)
 		if i < 0 {
 			c = strings.TrimSpace(c)
 			i = strings.Index(text[from:], c)
 		}
 		if i < 0 {
-			if t.hasAddedMatch(m.Content) {
+			if t.hasAddedMatch(full) {
 				return "", nil, fmt.Errorf("%w: cannot locate a message content in the rendered prompt", ErrTemplate)
 			}
 			continue
@@ -117,10 +141,10 @@ func (t *Tokenizer) renderChat(msgs []Message, opts ChatOptions) (string, []span
 	return text, spans, nil
 }
 
-// contentFromMarkers renders with marked contents and returns the content spans when the
-// marked rendering is the plain one with markers added.
-func contentFromMarkers(t *Tokenizer, tmpl *jinja.Template, marked []Message, gen bool, want string) ([]span, bool) {
-	got, err := t.renderWith(tmpl, marked, gen)
+// contentFromMarkers renders with marked strings and returns their spans when the marked
+// rendering is the plain one, want, with markers added.
+func contentFromMarkers(tmpl *jinja.Template, marked map[string]jinja.Value, want string) ([]span, bool) {
+	got, err := renderWith(tmpl, marked)
 	if err != nil {
 		return nil, false
 	}
@@ -153,31 +177,17 @@ func contentFromMarkers(t *Tokenizer, tmpl *jinja.Template, marked []Message, ge
 }
 
 func (t *Tokenizer) hasAddedMatch(s string) bool {
-	for _, seg := range t.splitAdded(s, t.rawTrie, allowAll, nil) {
-		if seg.id >= 0 {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.splitAdded(s, t.rawTrie, allowAll, nil), func(seg segment) bool { return seg.id >= 0 })
 }
 
-func (t *Tokenizer) renderWith(tmpl *jinja.Template, msgs []Message, gen bool) (out string, err error) {
-	list := make([]any, len(msgs))
-	for i, m := range msgs {
-		list[i] = map[string]any{"role": m.Role, "content": m.Content}
-	}
-	data := map[string]any{
-		"messages":              list,
-		"add_generation_prompt": gen,
-		"bos_token":             t.tokenOrEmpty(t.bos),
-		"eos_token":             t.tokenOrEmpty(t.eos),
-	}
+// renderWith renders tmpl with data, turning a panic of the template engine into an error.
+func renderWith(tmpl *jinja.Template, data map[string]jinja.Value) (out string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: render: %v", ErrTemplate, r)
 		}
 	}()
-	out, err = tmpl.Render(data)
+	out, err = tmpl.RenderValues(data)
 	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrTemplate, err)
 	}

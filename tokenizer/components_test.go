@@ -3,6 +3,7 @@ package tokenizer
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -117,18 +118,20 @@ func TestMetaspacePrependSchemes(t *testing.T) {
 		{"never", true, "hello  world", []string{"hello", "▁", "▁world"}},
 	}
 	for _, tc := range tests {
-		s := base
-		s.pre = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": tc.scheme, "split": tc.split}
-		// Whole words are vocabulary entries; the model sees pieces, so give it merges.
-		// "o▁" merges first, which only an unsplit piece can show.
-		s.merges = [][2]string{{"o", "▁"}, {"▁", "h"}, {"▁h", "e"}, {"▁he", "l"}, {"▁hel", "l"}, {"▁hell", "o"},
-			{"h", "e"}, {"he", "l"}, {"hel", "l"}, {"hell", "o"},
-			{"▁", "w"}, {"▁w", "o"}, {"▁wo", "r"}, {"▁wor", "l"}, {"▁worl", "d"}}
-		s.vocab = append(s.vocab[:len(base.vocab):len(base.vocab)], "▁h", "▁he", "▁hel", "▁hell", "he", "hel", "hell", "▁w", "▁wo", "▁wor", "▁worl", "o▁")
-		tok := s.load(t)
-		if got := tokens(t, tok, tc.text, true); !slices.Equal(got, tc.want) {
-			t.Errorf("%s split=%v %q: %q, want %q", tc.scheme, tc.split, tc.text, got, tc.want)
-		}
+		t.Run(fmt.Sprintf("%s split=%v %q", tc.scheme, tc.split, tc.text), func(t *testing.T) {
+			s := base
+			s.pre = map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": tc.scheme, "split": tc.split}
+			// Whole words are vocabulary entries; the model sees pieces, so give it merges.
+			// "o▁" merges first, which only an unsplit piece can show.
+			s.merges = [][2]string{{"o", "▁"}, {"▁", "h"}, {"▁h", "e"}, {"▁he", "l"}, {"▁hel", "l"}, {"▁hell", "o"},
+				{"h", "e"}, {"he", "l"}, {"hel", "l"}, {"hell", "o"},
+				{"▁", "w"}, {"▁w", "o"}, {"▁wo", "r"}, {"▁wor", "l"}, {"▁worl", "d"}}
+			s.vocab = append(s.vocab[:len(base.vocab):len(base.vocab)], "▁h", "▁he", "▁hel", "▁hell", "he", "hel", "hell", "▁w", "▁wo", "▁wor", "▁worl", "o▁")
+			tok := s.load(t)
+			if got := tokens(t, tok, tc.text, true); !slices.Equal(got, tc.want) {
+				t.Errorf("%q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 
@@ -147,10 +150,12 @@ func TestBPEOptions(t *testing.T) {
 		{"no unk drops", nil, "axyb", []string{"ab"}}, // then "a" and "b" merge
 	}
 	for _, tc := range tests {
-		tok := synth{vocab: vocab, merges: [][2]string{{"a", "b"}}, model: tc.model}.load(t)
-		if got := tokens(t, tok, tc.text, false); !slices.Equal(got, tc.want) {
-			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			tok := synth{vocab: vocab, merges: [][2]string{{"a", "b"}}, model: tc.model}.load(t)
+			if got := tokens(t, tok, tc.text, false); !slices.Equal(got, tc.want) {
+				t.Errorf("%q, want %q", got, tc.want)
+			}
+		})
 	}
 	// Byte fallback: a missing character becomes its UTF-8 bytes.
 	v := []string{"a"}
@@ -173,20 +178,23 @@ func TestAddedTokenFlags(t *testing.T) {
 		{"id": 104, "content": "<|a|>", "normalized": false},
 	}}.load(t)
 	tests := []struct {
+		name string
 		text string
 		want []string
 	}{
-		{"a  <l> b", []string{"a", "<l>", " ", "b"}},
-		{"a  <r>  b", []string{"a", " ", " ", "<r>", "b"}},
-		{"a xy b", []string{"a", " ", "xy", " ", "b"}},
-		{"axy b", []string{"a", "x", "y", " ", "b"}},
-		{"xyb", []string{"x", "y", "b"}},
-		{"<|a|>b<|c", []string{"<|a|>", "b", "<|", "c"}}, // leftmost-longest
+		{"lstrip", "a  <l> b", []string{"a", "<l>", " ", "b"}},
+		{"rstrip", "a  <r>  b", []string{"a", " ", " ", "<r>", "b"}},
+		{"single word", "a xy b", []string{"a", " ", "xy", " ", "b"}},
+		{"single word inside a word", "axy b", []string{"a", "x", "y", " ", "b"}},
+		{"single word at a word's start", "xyb", []string{"x", "y", "b"}},
+		{"leftmost longest", "<|a|>b<|c", []string{"<|a|>", "b", "<|", "c"}},
 	}
 	for _, tc := range tests {
-		if got := tokens(t, tok, tc.text, true); !slices.Equal(got, tc.want) {
-			t.Errorf("%q: %q, want %q", tc.text, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tokens(t, tok, tc.text, true); !slices.Equal(got, tc.want) {
+				t.Errorf("%q: %q, want %q", tc.text, got, tc.want)
+			}
+		})
 	}
 	// Without ParseSpecial the token is text ("l" is not in the vocabulary and has no unk).
 	if got := tokens(t, tok, "a<l>", false); !slices.Equal(got, []string{"a", "<", ">"}) {
@@ -237,20 +245,23 @@ func TestByteLevel(t *testing.T) {
 
 func TestDecoderSteps(t *testing.T) {
 	tests := []struct {
+		name string
 		dec  decodeStep
 		in   []string
 		want string
 	}{
-		{decMetaspace{replacement: '▁', prepend: true}, []string{"▁▁Hey", "▁there"}, "Hey there"},
-		{decMetaspace{replacement: '▁', prepend: false}, []string{"▁Hey", "▁there"}, " Hey there"},
-		{decStrip{content: ' ', start: 1, stop: 1}, []string{" a ", "  b  "}, "a b "},
-		{decByteFallback{}, []string{"<0xE6>", "<0x97>", "<0xA5>", "x", "<0xFF>", "<0x41>"}, "日x\uFFFD\uFFFD"},
-		{decSeq{decFuse{}, decStrip{content: ' ', start: 1}}, []string{" a", " b"}, "a b"},
+		{"metaspace with prepend", decMetaspace{replacement: '▁', prepend: true}, []string{"▁▁Hey", "▁there"}, "Hey there"},
+		{"metaspace", decMetaspace{replacement: '▁', prepend: false}, []string{"▁Hey", "▁there"}, " Hey there"},
+		{"strip", decStrip{content: ' ', start: 1, stop: 1}, []string{" a ", "  b  "}, "a b "},
+		{"byte fallback", decByteFallback{}, []string{"<0xE6>", "<0x97>", "<0xA5>", "x", "<0xFF>", "<0x41>"}, "日x\uFFFD\uFFFD"},
+		{"fuse then strip", decSeq{decFuse{}, decStrip{content: ' ', start: 1}}, []string{" a", " b"}, "a b"},
 	}
 	for _, tc := range tests {
-		if got := strings.Join(tc.dec.decodeChain(tc.in), ""); got != tc.want {
-			t.Errorf("%T %q: %q, want %q", tc.dec, tc.in, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := strings.Join(tc.dec.decodeChain(tc.in), ""); got != tc.want {
+				t.Errorf("%T %q: %q, want %q", tc.dec, tc.in, got, tc.want)
+			}
+		})
 	}
 }
 

@@ -3,9 +3,10 @@ package tokenizer
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 )
 
@@ -151,22 +152,12 @@ func chatTemplateField(raw json.RawMessage) string {
 // of the model: added_tokens_decoder, added_tokens.json and the named special tokens. All are
 // matched in the raw text.
 func (t *Tokenizer) addConfigTokens(cfg *config) error {
-	ids := make([]int, 0, len(cfg.decoderTokens))
-	for id := range cfg.decoderTokens {
-		ids = append(ids, id)
-	}
-	sort.Ints(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(cfg.decoderTokens)) {
 		v := cfg.decoderTokens[id]
 		t.addAdded(addedToken{id: id, content: v.Content, special: v.Special || cfg.special[v.Content],
 			lstrip: v.Lstrip, rstrip: v.Rstrip, singleWord: v.SingleWord}, v.Content)
 	}
-	names := make([]string, 0, len(cfg.addedTokens))
-	for name := range cfg.addedTokens {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(cfg.addedTokens)) {
 		id := cfg.addedTokens[name]
 		if id < 0 || id >= maxVocab || name == "" {
 			return formatErr("added_tokens.json: bad entry %q: %d", name, id)
@@ -188,12 +179,7 @@ func (t *Tokenizer) addConfigTokens(cfg *config) error {
 }
 
 func (t *Tokenizer) isAdded(content string) bool {
-	for _, a := range t.added {
-		if a.content == content {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(t.added, func(a addedToken) bool { return a.content == content })
 }
 
 // applyConfig sets BOS, EOS, add_bos_token and the chat template from the configuration.

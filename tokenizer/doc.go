@@ -20,7 +20,7 @@
 // names it, never a silently different encoding. Replace and Split patterns are Oniguruma
 // expressions (Ruby syntax, Unicode classes); they are translated to Go's regexp, including the
 // white-space look-ahead that ends the GPT-4, Llama 3, Qwen 2 and Tekken split patterns, and a
-// construct whose meaning would differ (other look-around, back-references, , nested classes)
+// construct whose meaning would differ (other look-around, back-references, \b, nested classes)
 // is reported the same way.
 //
 // From tokenizer.model the package reads SentencePiece BPE models and encodes as SentencePiece
@@ -40,6 +40,15 @@
 // Dolphin, when there is none) and tokenizes the result so that only the template's own markup
 // yields control tokens: special-token text inside message contents stays plain unless
 // ChatOptions.ParseSpecial is set.
+//
+// Function calling follows the transformers convention: ChatOptions.Tools and the messages'
+// ToolCalls, ToolCallID and Name are given to the template as `tools` and as the messages'
+// tool_calls, tool_call_id and name. When the template takes no tools, a conversation that
+// involves them is rendered in ChatMLTools, the format of ChatML models tuned for tools: the
+// functions described in the system turn, calls written as
+// <tool_call>{"name": ..., "arguments": {...}}</tool_call>, results in "tool" turns.
+// ParseToolCalls reads the calls of a reply in that format, ToolCallParser as it streams.
+// Descriptions, arguments and results are plain text too.
 //
 // # Decoding
 //

@@ -71,3 +71,46 @@ func ExampleDecoder() {
 	// ["" "Hi" " " "🎉" "!" ""]
 	// "Hi 🎉!"
 }
+
+func ExampleParseToolCalls() {
+	reply := "Checking.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"
+	text, calls := tokenizer.ParseToolCalls(reply)
+	fmt.Printf("%q\n", text)
+	for _, c := range calls {
+		fmt.Println(c.Name, c.Arguments)
+	}
+	// Output:
+	// "Checking."
+	// get_weather {"city": "Paris"}
+}
+
+func ExampleTokenizer_RenderChat_tools() {
+	tok, err := tokenizer.Load(modelDir) // no chat template: ChatML, and ChatMLTools with tools
+	if err != nil {
+		log.Fatal(err)
+	}
+	msgs := []tokenizer.Message{
+		{Role: "user", Content: "Weather in Paris?"},
+		{Role: "assistant", ToolCalls: []tokenizer.ToolCall{{ID: "call_1", Name: "get_weather", Arguments: `{"city": "Paris"}`}}},
+		{Role: "tool", ToolCallID: "call_1", Content: "22 C, sunny"},
+	}
+	text, err := tok.RenderChat(msgs, tokenizer.ChatOptions{AddGenerationPrompt: true,
+		Tools: []tokenizer.Tool{{Name: "get_weather", Parameters: []byte(`{"type": "object"}`)}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, turns, _ := strings.Cut(text, "</tool_call><|im_end|>\n") // after the system turn
+	fmt.Print(turns)
+	// Output:
+	// <|im_start|>user
+	// Weather in Paris?<|im_end|>
+	// <|im_start|>assistant
+	// <tool_call>
+	// {"name": "get_weather", "arguments": {"city": "Paris"}}
+	// </tool_call><|im_end|>
+	// <|im_start|>tool
+	// <tool_response>
+	// 22 C, sunny
+	// </tool_response><|im_end|>
+	// <|im_start|>assistant
+}

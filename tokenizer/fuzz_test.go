@@ -15,9 +15,9 @@ func FuzzEncode(f *testing.F) {
 	for _, s := range []string{"", " ", "Hello world", "<|im_start|>user\n<s>", "\xff\x00▁▁", "日本語 🎉", "  a  "} {
 		f.Add(s, true)
 	}
-	json := loadFile(f, "tokenizer.json")
-	meta := loadFile(f, "tokenizer.metaspace.json")
-	model := loadFile(f, "tokenizer.model")
+	json := bundledFile(f, "tokenizer.json")
+	meta := bundledFile(f, "tokenizer.metaspace.json")
+	model := bundledFile(f, "tokenizer.model")
 	f.Fuzz(func(t *testing.T, text string, parse bool) {
 		for _, tok := range []*Tokenizer{json, meta, model} {
 			ids, err := tok.Encode(text, EncodeOptions{AddBOS: true, ParseSpecial: parse})
@@ -43,7 +43,7 @@ func FuzzEncode(f *testing.F) {
 
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte{1, 0, 3, 0, 0xE3, 0x7D, 0x81, 0})
-	tok := loadFile(f, "tokenizer.json")
+	tok := bundledFile(f, "tokenizer.json")
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		// Two bytes per id, biased towards byte tokens by the high bit of the first.
 		var ids []int

@@ -13,7 +13,8 @@ import (
 
 // hfReference is testdata/hf-reference.json: tokenizer.json variants, each the fixture's
 // Mixtral tokenizer.json with some components replaced (or, without Base, a whole small file),
-// and the ids and texts Hugging Face tokenizers gives for them.
+// and the ids and texts Hugging Face tokenizers gives for them. The fixture's tokenizer.json is
+// the bundled model's.
 type hfReference struct {
 	Generator string      `json:"generator"`
 	Texts     []string    `json:"texts"`
@@ -88,7 +89,7 @@ func TestHFReferenceVariants(t *testing.T) {
 	if err := json.Unmarshal(data, &ref); err != nil {
 		t.Fatal(err)
 	}
-	base, err := os.ReadFile(fixtures.Path(t, "tokenizer", "tokenizer.json"))
+	base, err := os.ReadFile(fixtures.Bundled(t, "tokenizer.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestChatTemplatesReference(t *testing.T) {
 	if err := json.Unmarshal(data, &ref); err != nil {
 		t.Fatal(err)
 	}
-	tok := loadFile(t, "tokenizer.json") // bos_token "<s>", eos_token "</s>"
+	tok := bundledFile(t, "tokenizer.json") // bos_token "<s>", eos_token "</s>"
 	for _, r := range ref.Renders {
 		msgs := ref.Conversations[r.Conversation]
 		opts := ChatOptions{Template: ref.Templates[r.Template], AddGenerationPrompt: r.Generation}

@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -71,8 +72,7 @@ func splitBy(p piece, spans []span, behavior string, out []piece) []piece {
 			prevMatch = s.match
 		}
 	case "MergedWithNext":
-		for i := len(spans) - 1; i >= 0; i-- {
-			s := spans[i]
+		for _, s := range slices.Backward(spans) {
 			if s.match && !prevMatch && len(cuts) > 0 {
 				cuts[len(cuts)-1].start = s.start
 			} else {
@@ -80,9 +80,7 @@ func splitBy(p piece, spans []span, behavior string, out []piece) []piece {
 			}
 			prevMatch = s.match
 		}
-		for i, j := 0, len(cuts)-1; i < j; i, j = i+1, j-1 {
-			cuts[i], cuts[j] = cuts[j], cuts[i]
-		}
+		slices.Reverse(cuts)
 	}
 	for _, c := range cuts {
 		if c.remove || c.start == c.end {

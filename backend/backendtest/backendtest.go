@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/safetensors"
 	"github.com/x448/float16"
 )
@@ -189,22 +190,6 @@ func newBatch(t *testing.T, b backend.Backend, ids []int) backend.Batch {
 	return must(c.Prepare(toks))(t)
 }
 
-// matmulRef returns x·wᵀ for x [n, in] and w [out, in].
-func matmulRef(x []float64, n int, w []float64, out int) []float64 {
-	in := len(x) / max(n, 1)
-	y := make([]float64, n*out)
-	for i := range n {
-		for r := range out {
-			var s float64
-			for k := range in {
-				s += x[i*in+k] * w[r*in+k]
-			}
-			y[i*out+r] = s
-		}
-	}
-	return y
-}
-
 func testAddGather(t *testing.T, b backend.Backend) {
 	r := rand.New(rand.NewPCG(1, 6))
 	av, bv := random(r, 15, 1), random(r, 15, 1)
@@ -228,17 +213,6 @@ func testAddGather(t *testing.T, b backend.Backend) {
 	}
 	if err := b.Add(a, x.Head(4)); !errors.Is(err, backend.ErrShape) {
 		t.Errorf("add of different shapes: %v", err)
-	}
-}
-
-// ropeRef rotates one head in float64.
-func ropeRef(x []float64, pos int, theta float64) {
-	half := len(x) / 2
-	for i := range half {
-		angle := float64(pos) * math.Pow(theta, -float64(2*i)/float64(len(x)))
-		c, s := math.Cos(angle), math.Sin(angle)
-		a, d := x[i], x[i+half]
-		x[i], x[i+half] = a*c-d*s, d*c+a*s
 	}
 }
 
@@ -278,42 +252,13 @@ func testRoPE(t *testing.T, b backend.Backend) {
 // position.
 type refCache map[[2]int][][2][]float64
 
-// attentionRef attends one token's query heads over its sequence's history.
-func attentionRef(q []float64, hist [][2][]float64, pos int, p backend.AttentionParams) []float64 {
-	hd := p.HeadDim
-	out := make([]float64, p.Heads*hd)
-	first := 0
-	if p.SlidingWindow > 0 {
-		first = max(0, pos-p.SlidingWindow+1)
-	}
-	for h := range p.Heads {
-		kvh := h / (p.Heads / p.KVHeads)
-		qh := q[h*hd : (h+1)*hd]
-		scores := make([]float64, pos+1-first)
-		peak := math.Inf(-1)
-		for j := range scores {
-			k := hist[first+j][0][kvh*hd : (kvh+1)*hd]
-			var s float64
-			for i := range hd {
-				s += qh[i] * k[i]
-			}
-			scores[j] = s * float64(p.Scale)
-			peak = max(peak, scores[j])
-		}
-		var sum float64
-		for j := range scores {
-			scores[j] = math.Exp(scores[j] - peak)
-			sum += scores[j]
-		}
-		for j, e := range scores {
-			v := hist[first+j][1][kvh*hd : (kvh+1)*hd]
-			for i := range hd {
-				out[h*hd+i] += e / sum * v[i]
-			}
-		}
-	}
-	return out
-}
+// The float64 references of the operations, shared with the reference forward pass.
+var (
+	matmulRef    = reference.MatMul
+	ropeRef      = reference.RoPE
+	attentionRef = reference.Attention
+	moeRef       = reference.MoE
+)
 
 // interleave reorders tokens so that different sequences alternate, keeping each
 // sequence's own order.
@@ -375,50 +320,4 @@ func testCache(t *testing.T, b backend.Backend) {
 	if _, err := c.Prepare(toks2); err != nil {
 		t.Errorf("the freed blocks are not reused: %v", err)
 	}
-}
-
-// moeRef is the float64 mixture-of-experts block with float64 routing.
-func moeRef(x []float64, n, hidden, inner, experts, topK int, gate []float64, w1, w2, w3 [][]float64) (out, logits []float64) {
-	logits = matmulRef(x, n, gate, experts)
-	out = make([]float64, n*hidden)
-	for i := range n {
-		l := logits[i*experts : (i+1)*experts]
-		peak := math.Inf(-1)
-		for _, v := range l {
-			peak = max(peak, v)
-		}
-		p := make([]float64, experts)
-		var sum float64
-		for e, v := range l {
-			p[e] = math.Exp(v - peak)
-			sum += p[e]
-		}
-		chosen := map[int]bool{}
-		var total float64
-		var picks []int
-		for range topK {
-			best := -1
-			for e := range experts {
-				if !chosen[e] && (best < 0 || p[e] > p[best]) {
-					best = e
-				}
-			}
-			chosen[best] = true
-			picks = append(picks, best)
-			total += p[best] / sum
-		}
-		xi := x[i*hidden : (i+1)*hidden]
-		for _, e := range picks {
-			g, u := matmulRef(xi, 1, w1[e], inner), matmulRef(xi, 1, w3[e], inner)
-			h := make([]float64, inner)
-			for j := range h {
-				h[j] = g[j] / (1 + math.Exp(-g[j])) * u[j]
-			}
-			y := matmulRef(h, 1, w2[e], hidden)
-			for j := range y {
-				out[i*hidden+j] += p[e] / sum / total * y[j]
-			}
-		}
-	}
-	return out, logits
 }

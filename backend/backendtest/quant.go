@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -18,8 +19,9 @@ import (
 // heavier-tailed inner activations of an expert).
 const QuantTolerance = 3e-2
 
-// quantized checks, on a backend.Quantizer, MatMul and MoE with weights stored as Q8 and Q4
-// against the reference over the weights as the format dequantizes them; a backend that is
+// quantized checks, on a backend.Quantizer, MatMul and MoE with weights stored in each
+// quantization the backend stores against the reference over the weights as the format
+// dequantizes them, and that the others fail with backend.ErrQuantization; a backend that is
 // no Quantizer skips it.
 func (s suite) quantized(t *testing.T, b backend.Backend) {
 	bq, isQ := b.(backend.Quantizer)
@@ -37,25 +39,41 @@ func (s suite) quantized(t *testing.T, b backend.Backend) {
 		shapes = append(shapes, [3]int{1, 1024, 200}, [3]int{40, 512, 70}, [3]int{130, 1056, 48}, [3]int{1, Wide, 24}, [3]int{40, Wide, 24})
 	}
 	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
+		if !slices.Contains(s.quants, q) {
+			t.Run(string(q)+"/unsupported", func(t *testing.T) {
+				if _, err := bq.BindQuantized(zeroWeight(), q); !errors.Is(err, backend.ErrQuantization) {
+					t.Errorf("BindQuantized as %s: %v", q, err)
+				}
+				et := backend.ExpertTensors{Gate: zeroWeight(), W1: []safetensors.Tensor{zeroWeight()},
+					W2: []safetensors.Tensor{zeroWeight()}, W3: []safetensors.Tensor{zeroWeight()}}
+				et.W2[0].Shape = []int{32, 1}
+				if _, err := bq.BindExpertsQuantized(et, q); !errors.Is(err, backend.ErrQuantization) {
+					t.Errorf("BindExpertsQuantized as %s: %v", q, err)
+				}
+			})
+			continue
+		}
 		for _, dt := range dtypes {
 			for _, shape := range shapes {
 				n, in, out := shape[0], shape[1], shape[2]
-				st, wv := Weight(r, "w", dt, 0.2, out, in)
-				w := must(bq.BindQuantized(st, q))(t)
-				if w.Rows() != out || w.Cols() != in {
-					t.Errorf("%s %s: a weight of %dx%d has shape %dx%d", q, dt, out, in, w.Rows(), w.Cols())
-				}
-				tol := QuantTolerance
-				if in%backend.QuantGroup == 0 {
-					wv = dequantRef(q, wv, in)
-				} else {
-					tol = s.tol
-				}
-				xv := random(r, n*in, 1)
-				x := upload(t, b, n, in, xv)
-				dst := must(b.NewTensor(n, out))(t)
-				ok(t, b.MatMul(dst, x, w))
-				checkTol(t, fmt.Sprintf("matmul %s %s %v", q, dt, shape), download(t, b, dst), matmulRef(f64(xv), n, wv, out), tol)
+				t.Run(fmt.Sprintf("%s/%s/n=%d,in=%d,out=%d", q, dt, n, in, out), func(t *testing.T) {
+					st, wv := Weight(r, "w", dt, 0.2, out, in)
+					w := must(bq.BindQuantized(st, q))(t)
+					if w.Rows() != out || w.Cols() != in || w.DType() != dt {
+						t.Errorf("a %s weight of %dx%d is a %s weight of %dx%d", dt, out, in, w.DType(), w.Rows(), w.Cols())
+					}
+					tol := QuantTolerance
+					if in%backend.QuantGroup == 0 {
+						wv = dequantRef(q, wv, in)
+					} else {
+						tol = s.tol
+					}
+					xv := random(r, n*in, 1)
+					x := upload(t, b, n, in, xv)
+					dst := must(b.NewTensor(n, out))(t)
+					ok(t, b.MatMul(dst, x, w))
+					checkTol(t, "matmul", download(t, b, dst), matmulRef(f64(xv), n, wv, out), tol)
+				})
 			}
 		}
 		s.quantizedMoE(t, bq, b, q, r)
@@ -71,44 +89,42 @@ func (s suite) quantized(t *testing.T, b backend.Backend) {
 }
 
 func (s suite) quantizedMoE(t *testing.T, bq backend.Quantizer, b backend.Backend, q backend.Quantization, r *rand.Rand) {
-	type moeCase struct {
-		dtype                           safetensors.DType
-		n, hidden, inner, experts, topK int
-	}
 	cases := []moeCase{{safetensors.BF16, 1, 64, 96, 8, 2}, {safetensors.F16, 9, 32, 64, 4, 2}, {safetensors.F32, 3, 40, 64, 4, 1}}
 	if s.large {
 		cases = append(cases, moeCase{safetensors.BF16, 1, 512, 1056, 8, 2}, moeCase{safetensors.BF16, 70, 512, 544, 8, 2},
 			moeCase{safetensors.BF16, 1, 64, Wide, 4, 2}, moeCase{safetensors.F16, 20, 64, Wide, 4, 2})
 	}
-	for ci, tc := range cases {
-		var et backend.ExpertTensors
-		var gate []float64
-		w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
-		et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
-		deq := func(w []float64, cols int) []float64 {
-			if cols%backend.QuantGroup != 0 {
-				return w
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("%s/moe/%s", q, tc), func(t *testing.T) {
+			var et backend.ExpertTensors
+			var gate []float64
+			w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
+			et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
+			deq := func(w []float64, cols int) []float64 {
+				if cols%backend.QuantGroup != 0 {
+					return w
+				}
+				return dequantRef(q, w, cols)
 			}
-			return dequantRef(q, w, cols)
-		}
-		for e := range tc.experts {
-			var s1, s2, s3 safetensors.Tensor
-			s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
-			s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
-			s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
-			w1[e], w2[e], w3[e] = deq(w1[e], tc.hidden), deq(w2[e], tc.inner), deq(w3[e], tc.hidden)
-			et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
-		}
-		ex := must(bq.BindExpertsQuantized(et, q))(t)
-		xv := random(r, tc.n*tc.hidden, 1)
-		x := upload(t, b, tc.n, tc.hidden, xv)
-		dst := must(b.NewTensor(tc.n, tc.hidden))(t)
-		router := must(b.NewTensor(tc.n, tc.experts))(t)
-		ok(t, b.MoE(dst, x, ex, tc.topK, router))
-		want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
-		// The router stays as stored: its logits carry the backend's own precision.
-		checkTol(t, fmt.Sprintf("moe %s case %d router logits", q, ci), download(t, b, router), logits, s.tol)
-		checkTol(t, fmt.Sprintf("moe %s case %d output", q, ci), download(t, b, dst), want, QuantTolerance)
+			for e := range tc.experts {
+				var s1, s2, s3 safetensors.Tensor
+				s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
+				s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
+				s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
+				w1[e], w2[e], w3[e] = deq(w1[e], tc.hidden), deq(w2[e], tc.inner), deq(w3[e], tc.hidden)
+				et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
+			}
+			ex := must(bq.BindExpertsQuantized(et, q))(t)
+			xv := random(r, tc.n*tc.hidden, 1)
+			x := upload(t, b, tc.n, tc.hidden, xv)
+			dst := must(b.NewTensor(tc.n, tc.hidden))(t)
+			router := must(b.NewTensor(tc.n, tc.experts))(t)
+			ok(t, b.MoE(dst, x, ex, tc.topK, router))
+			want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
+			// The router stays as stored: its logits carry the backend's own precision.
+			checkTol(t, "router logits", download(t, b, router), logits, s.tol)
+			checkTol(t, "output", download(t, b, dst), want, QuantTolerance)
+		})
 	}
 }
 

@@ -12,16 +12,17 @@ import (
 // The angles follow the reference exactly: inverse frequencies theta^(-2i/headDim) and the
 // products position·frequency are float32, their cosine and sine rounded to float32.
 func (b *Backend) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta float64) error {
-	xs, err := b.data(x, "rope x")
-	if err != nil {
+	o := operands{b: b, op: "rope"}
+	batch := o.batch(bt)
+	if o.err != nil {
+		return o.err
+	}
+	if err := backend.CheckRoPE(x, len(batch.tokens), headDim, theta); err != nil {
 		return err
 	}
-	batch, err := b.batch(bt)
-	if err != nil {
-		return err
-	}
-	if headDim <= 0 || headDim%2 != 0 || x.Cols%headDim != 0 || x.Rows != len(batch.tokens) || !(theta > 0) {
-		return backend.Shapef("rope of %dx%d with head dim %d, theta %g, %d tokens", x.Rows, x.Cols, headDim, theta, len(batch.tokens))
+	xs := o.data(x)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
@@ -74,39 +75,21 @@ func grow(s []float32, n int) []float32 {
 
 // Attention stores k and v in the cache, then attends each query head over its sequence.
 func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p backend.AttentionParams) error {
-	d, err := b.data(dst, "attention dst")
-	if err != nil {
-		return err
-	}
-	qs, err := b.data(q, "attention q")
-	if err != nil {
-		return err
-	}
-	ks, err := b.data(k, "attention k")
-	if err != nil {
-		return err
-	}
-	vs, err := b.data(v, "attention v")
-	if err != nil {
-		return err
-	}
-	batch, err := b.batch(bt)
-	if err != nil {
-		return err
+	o := operands{b: b, op: "attention"}
+	batch := o.batch(bt)
+	if o.err != nil {
+		return o.err
 	}
 	c := batch.cache
 	n := len(batch.tokens)
-	qDim, kvDim := p.Heads*p.HeadDim, p.KVHeads*p.HeadDim
-	switch {
-	case p.Heads <= 0 || p.KVHeads <= 0 || p.Heads%p.KVHeads != 0 || p.HeadDim != c.cfg.HeadDim ||
-		p.KVHeads != c.cfg.KVHeads || p.Layer < 0 || p.Layer >= c.cfg.Layers || p.SlidingWindow < 0:
-		return backend.Shapef("attention %+v with cache %+v", p, c.cfg)
-	case q.Rows != n || k.Rows != n || v.Rows != n || dst.Rows != n:
-		return backend.Shapef("attention rows q %d, k %d, v %d, dst %d for %d tokens", q.Rows, k.Rows, v.Rows, dst.Rows, n)
-	case q.Cols != qDim || dst.Cols != qDim || k.Cols != kvDim || v.Cols != kvDim:
-		return backend.Shapef("attention columns q %d, k %d, v %d, dst %d for %d/%d heads of %d",
-			q.Cols, k.Cols, v.Cols, dst.Cols, p.Heads, p.KVHeads, p.HeadDim)
+	if err := backend.CheckAttention(dst, q, k, v, n, c.cfg, p); err != nil {
+		return err
 	}
+	d, qs, ks, vs := o.data(dst), o.data(q), o.data(k), o.data(v)
+	if o.err != nil {
+		return o.err
+	}
+	kvDim := p.KVHeads * p.HeadDim
 	if err := b.lock(); err != nil {
 		return err
 	}

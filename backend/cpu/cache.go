@@ -1,7 +1,6 @@
 package cpu
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -84,14 +83,6 @@ type batch struct {
 
 // Len is the number of tokens in the batch.
 func (bt *batch) Len() int { return len(bt.tokens) }
-
-func (b *Backend) batch(bt backend.Batch) (*batch, error) {
-	cb, ok := bt.(*batch)
-	if !ok || cb.cache.owner != b {
-		return nil, fmt.Errorf("%w: batch", backend.ErrForeign)
-	}
-	return cb, nil
-}
 
 // at returns the offset in k and v of the key of layer l, KV head h and cache slot
 // (block·blockSize + offset).

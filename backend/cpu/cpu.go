@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"fmt"
-	"math"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -65,7 +64,10 @@ func NewWithOptions(o Options) *Backend {
 	return &Backend{pool: newPool(workers), scratch: make([]workerScratch, workers), bf16Acts: o.BF16Activations}
 }
 
-var _ backend.Backend = (*Backend)(nil)
+var (
+	_ backend.Backend        = (*Backend)(nil)
+	_ backend.ResidualNormer = (*Backend)(nil)
+)
 
 // Name returns "cpu".
 func (b *Backend) Name() string { return "cpu" }
@@ -152,40 +154,72 @@ func (b *Backend) BindExperts(t backend.ExpertTensors) (backend.Experts, error) 
 
 // NewTensor allocates a zeroed rows×cols tensor.
 func (b *Backend) NewTensor(rows, cols int) (backend.Tensor, error) {
-	if rows < 0 || cols < 0 || (cols > 0 && rows > math.MaxInt32/cols) {
-		return backend.Tensor{}, backend.Shapef("tensor %dx%d", rows, cols)
+	if err := backend.CheckNewTensor(rows, cols); err != nil {
+		return backend.Tensor{}, err
 	}
 	return backend.Tensor{Buf: &buffer{owner: b, data: alignedFloats(rows * cols)}, Rows: rows, Cols: cols}, nil
 }
 
-// data returns a tensor's elements.
-func (b *Backend) data(t backend.Tensor, what string) ([]float32, error) {
-	buf, ok := t.Buf.(*buffer)
-	if !ok || buf.owner != b {
-		return nil, fmt.Errorf("%w: %s", backend.ErrForeign, what)
-	}
-	if !t.Valid() {
-		return nil, backend.Shapef("%s: %dx%d in a buffer of %d", what, t.Rows, t.Cols, buf.Len())
-	}
-	return buf.data[:t.Rows*t.Cols], nil
+// operands resolves the handles of an operation, which its backend.Check function has
+// checked, to the backend's own, keeping the first foreign one as err.
+type operands struct {
+	b   *Backend
+	op  string
+	err error
 }
 
-func (b *Backend) weight(w backend.Weight, what string) (*weight, error) {
-	cw, ok := w.(*weight)
-	if !ok || cw.owner != b {
-		return nil, fmt.Errorf("%w: %s", backend.ErrForeign, what)
+func (o *operands) foreign(what string) {
+	if o.err == nil {
+		o.err = fmt.Errorf("%w: %s %s", backend.ErrForeign, o.op, what)
 	}
-	return cw, nil
+}
+
+// data returns a tensor's elements.
+func (o *operands) data(t backend.Tensor) []float32 {
+	buf, ok := t.Buf.(*buffer)
+	if !ok || buf.owner != o.b {
+		o.foreign("tensor")
+		return nil
+	}
+	return buf.data[:t.Rows*t.Cols]
+}
+
+func (o *operands) weight(w backend.Weight) *weight {
+	cw, ok := w.(*weight)
+	if !ok || cw.owner != o.b {
+		o.foreign("weight")
+		return nil
+	}
+	return cw
+}
+
+func (o *operands) experts(e backend.Experts) *experts {
+	ex, ok := e.(*experts)
+	if !ok || ex.owner != o.b {
+		o.foreign("experts")
+		return nil
+	}
+	return ex
+}
+
+func (o *operands) batch(bt backend.Batch) *batch {
+	cb, ok := bt.(*batch)
+	if !ok || cb.cache.owner != o.b {
+		o.foreign("batch")
+		return nil
+	}
+	return cb
 }
 
 // Write copies src into t.
 func (b *Backend) Write(t backend.Tensor, src []float32) error {
-	d, err := b.data(t, "write")
-	if err != nil {
+	if err := backend.CheckWrite(t, len(src)); err != nil {
 		return err
 	}
-	if len(src) != len(d) {
-		return backend.Shapef("write %d values into %dx%d", len(src), t.Rows, t.Cols)
+	o := operands{b: b, op: "write"}
+	d := o.data(t)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
@@ -197,12 +231,13 @@ func (b *Backend) Write(t backend.Tensor, src []float32) error {
 
 // Read copies t into dst.
 func (b *Backend) Read(dst []float32, t backend.Tensor) error {
-	d, err := b.data(t, "read")
-	if err != nil {
+	if err := backend.CheckRead(t, len(dst)); err != nil {
 		return err
 	}
-	if len(dst) != len(d) {
-		return backend.Shapef("read %dx%d into %d values", t.Rows, t.Cols, len(dst))
+	o := operands{b: b, op: "read"}
+	d := o.data(t)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
@@ -214,25 +249,17 @@ func (b *Backend) Read(dst []float32, t backend.Tensor) error {
 
 // Embed copies the embedding rows of the batch's tokens into dst.
 func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, bt backend.Batch) error {
-	d, err := b.data(dst, "embed dst")
-	if err != nil {
+	o := operands{b: b, op: "embed"}
+	batch := o.batch(bt)
+	if o.err != nil {
+		return o.err
+	}
+	if err := backend.CheckEmbed(dst, table, batch.tokens); err != nil {
 		return err
 	}
-	w, err := b.weight(table, "embed table")
-	if err != nil {
-		return err
-	}
-	batch, err := b.batch(bt)
-	if err != nil {
-		return err
-	}
-	if dst.Rows != len(batch.tokens) || dst.Cols != w.cols {
-		return backend.Shapef("embed %d tokens of width %d into %dx%d", len(batch.tokens), w.cols, dst.Rows, dst.Cols)
-	}
-	for _, tok := range batch.tokens {
-		if tok.ID < 0 || tok.ID >= w.rows {
-			return backend.Shapef("token id %d outside the vocabulary of %d", tok.ID, w.rows)
-		}
+	d, w := o.data(dst), o.weight(table)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
@@ -246,47 +273,65 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, bt backend.Bat
 
 // RMSNorm normalises each row of x into dst, in float32.
 func (b *Backend) RMSNorm(dst, x backend.Tensor, w backend.Weight, eps float32) error {
-	d, err := b.data(dst, "rmsnorm dst")
-	if err != nil {
+	if err := backend.CheckRMSNorm(dst, x, w); err != nil {
 		return err
 	}
-	xs, err := b.data(x, "rmsnorm x")
-	if err != nil {
+	o := operands{b: b, op: "rmsnorm"}
+	d, xs, cw := o.data(dst), o.data(x), o.weight(w)
+	if o.err != nil {
+		return o.err
+	}
+	if err := b.lock(); err != nil {
 		return err
 	}
-	cw, err := b.weight(w, "rmsnorm weight")
-	if err != nil {
+	defer b.mu.Unlock()
+	b.rmsNorm(d, xs, cw, x.Rows, eps)
+	return nil
+}
+
+// AddRMSNorm sets x += r, then dst to RMSNorm(x)·w, a row at a time while the row is in
+// cache (backend.ResidualNormer).
+func (b *Backend) AddRMSNorm(dst, x, r backend.Tensor, w backend.Weight, eps float32) error {
+	if err := backend.CheckAddRMSNorm(dst, x, r, w); err != nil {
 		return err
 	}
-	if cw.rows != 1 || x.Cols != cw.cols || dst.Cols != cw.cols || dst.Rows != x.Rows {
-		return backend.Shapef("rmsnorm %dx%d by %dx%d into %dx%d", x.Rows, x.Cols, cw.rows, cw.cols, dst.Rows, dst.Cols)
+	o := operands{b: b, op: "add-rmsnorm"}
+	d, xs, rs, cw := o.data(dst), o.data(x), o.data(r), o.weight(w)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
 	}
 	defer b.mu.Unlock()
 	n := cw.cols
+	for i := range x.Rows {
+		kernels.Axpy(1, rs[i*n:(i+1)*n], xs[i*n:(i+1)*n])
+	}
+	b.rmsNorm(d, xs, cw, x.Rows, eps)
+	return nil
+}
+
+// rmsNorm normalises the rows rows of x into dst with gain w; the caller holds b.mu.
+func (b *Backend) rmsNorm(dst, x []float32, w *weight, rows int, eps float32) {
+	n := w.cols
 	growAligned(&b.gain, n)
 	gain := b.gain[:n]
-	cw.row(gain, 0)
-	for r := range x.Rows {
-		kernels.RMSNorm(d[r*n:(r+1)*n], xs[r*n:(r+1)*n], gain, eps)
+	w.row(gain, 0)
+	for r := range rows {
+		kernels.RMSNorm(dst[r*n:(r+1)*n], x[r*n:(r+1)*n], gain, eps)
 	}
-	return nil
 }
 
 // Add adds x to dst.
 func (b *Backend) Add(dst, x backend.Tensor) error {
-	d, err := b.data(dst, "add dst")
-	if err != nil {
+	if err := backend.CheckAdd(dst, x); err != nil {
 		return err
 	}
-	xs, err := b.data(x, "add x")
-	if err != nil {
-		return err
-	}
-	if dst.Rows != x.Rows || dst.Cols != x.Cols {
-		return backend.Shapef("add %dx%d to %dx%d", x.Rows, x.Cols, dst.Rows, dst.Cols)
+	o := operands{b: b, op: "add"}
+	d, xs := o.data(dst), o.data(x)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
@@ -298,21 +343,13 @@ func (b *Backend) Add(dst, x backend.Tensor) error {
 
 // Gather copies the given rows of src into dst.
 func (b *Backend) Gather(dst, src backend.Tensor, rows []int) error {
-	d, err := b.data(dst, "gather dst")
-	if err != nil {
+	if err := backend.CheckGather(dst, src, rows); err != nil {
 		return err
 	}
-	s, err := b.data(src, "gather src")
-	if err != nil {
-		return err
-	}
-	if dst.Rows != len(rows) || dst.Cols != src.Cols {
-		return backend.Shapef("gather %d rows of width %d into %dx%d", len(rows), src.Cols, dst.Rows, dst.Cols)
-	}
-	for _, r := range rows {
-		if r < 0 || r >= src.Rows {
-			return backend.Shapef("gather row %d of %d", r, src.Rows)
-		}
+	o := operands{b: b, op: "gather"}
+	d, s := o.data(dst), o.data(src)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err
@@ -328,20 +365,13 @@ func (b *Backend) Gather(dst, src backend.Tensor, rows []int) error {
 // MatMul sets dst = x·wᵀ, splitting w's rows over the workers so that each weight row is
 // read once per batch.
 func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) error {
-	d, err := b.data(dst, "matmul dst")
-	if err != nil {
+	if err := backend.CheckMatMul(dst, x, w); err != nil {
 		return err
 	}
-	xs, err := b.data(x, "matmul x")
-	if err != nil {
-		return err
-	}
-	cw, err := b.weight(w, "matmul weight")
-	if err != nil {
-		return err
-	}
-	if x.Cols != cw.cols || dst.Cols != cw.rows || dst.Rows != x.Rows {
-		return backend.Shapef("matmul %dx%d by (%dx%d)ᵀ into %dx%d", x.Rows, x.Cols, cw.rows, cw.cols, dst.Rows, dst.Cols)
+	o := operands{b: b, op: "matmul"}
+	d, xs, cw := o.data(dst), o.data(x), o.weight(w)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err

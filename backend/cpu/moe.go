@@ -1,8 +1,6 @@
 package cpu
 
 import (
-	"fmt"
-
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
 )
@@ -10,30 +8,17 @@ import (
 // MoE runs a whole mixture-of-experts block. The batch's tokens are grouped by expert, so
 // each chosen expert's weights are read once per batch.
 func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router backend.Tensor) error {
-	d, err := b.data(dst, "moe dst")
-	if err != nil {
+	if err := backend.CheckMoE(dst, x, e, topK, router); err != nil {
 		return err
 	}
-	xs, err := b.data(x, "moe x")
-	if err != nil {
-		return err
-	}
-	ex, ok := e.(*experts)
-	if !ok || ex.owner != b {
-		return fmt.Errorf("%w: moe experts", backend.ErrForeign)
-	}
+	o := operands{b: b, op: "moe"}
+	d, xs, ex := o.data(dst), o.data(x), o.experts(e)
 	var rl []float32
 	if router.Buf != nil {
-		if rl, err = b.data(router, "moe router"); err != nil {
-			return err
-		}
-		if router.Rows != x.Rows || router.Cols != ex.count {
-			return backend.Shapef("router logits %dx%d for %d tokens and %d experts", router.Rows, router.Cols, x.Rows, ex.count)
-		}
+		rl = o.data(router)
 	}
-	if x.Cols != ex.hidden || dst.Cols != ex.hidden || dst.Rows != x.Rows || topK <= 0 || topK > ex.count {
-		return backend.Shapef("moe of %dx%d into %dx%d with %d experts of %dx%d, top %d",
-			x.Rows, x.Cols, dst.Rows, dst.Cols, ex.count, ex.hidden, ex.inner, topK)
+	if o.err != nil {
+		return o.err
 	}
 	if err := b.lock(); err != nil {
 		return err

@@ -30,7 +30,7 @@ func (b *Backend) BindExpertsQuantized(t backend.ExpertTensors, q backend.Quanti
 	if !q.Valid() {
 		return nil, fmt.Errorf("%w: %q", backend.ErrQuantization, string(q))
 	}
-	e, err := bindExpertsWith(b, t.Gate, t.W1, t.W2, t.W3, func(t safetensors.Tensor) (*weight, error) { return b.bindQuantized(t, q) })
+	e, err := b.bindExpertsWith(t, func(t safetensors.Tensor) (*weight, error) { return b.bindQuantized(t, q) })
 	if err != nil {
 		return nil, err
 	}
@@ -103,7 +103,28 @@ func (b *Backend) BindQuantizedWeight(w backend.QuantizedWeight) (backend.Weight
 // BindQuantizedExperts binds a mixture-of-experts block whose expert weights are already
 // quantized, as views of their data, and the router as stored.
 func (b *Backend) BindQuantizedExperts(gate safetensors.Tensor, w1, w2, w3 []backend.QuantizedWeight) (backend.Experts, error) {
-	e, err := bindExpertsWith(b, gate, w1, w2, w3, b.bindQuantizedWeight)
+	count, hidden, err := backend.CheckWeight(gate)
+	if err != nil {
+		return nil, err
+	}
+	if len(w1) != count || len(w2) != count || len(w3) != count {
+		return nil, backend.Shapef("%d experts in the router, %d/%d/%d expert weights", count, len(w1), len(w2), len(w3))
+	}
+	inner := 0
+	if count > 0 {
+		inner = w1[0].Rows
+	}
+	for x := range count {
+		for _, m := range []struct {
+			w          backend.QuantizedWeight
+			rows, cols int
+		}{{w1[x], inner, hidden}, {w3[x], inner, hidden}, {w2[x], hidden, inner}} {
+			if m.w.Rows != m.rows || m.w.Cols != m.cols {
+				return nil, backend.Shapef("expert %d: %q is %dx%d, want %dx%d", x, m.w.Name, m.w.Rows, m.w.Cols, m.rows, m.cols)
+			}
+		}
+	}
+	e, err := assembleExperts(b, gate, count, hidden, inner, w1, w2, w3, b.bindQuantizedWeight)
 	if err != nil {
 		return nil, err
 	}

@@ -88,81 +88,83 @@ func TestQuantizedCopy(t *testing.T) {
 	const rows, cols = 40, 96
 	st, _ := backendtest.Weight(r, "w", safetensors.BF16, 0.5, rows, cols)
 	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
-		data := slices.Clone(st.Data)
-		stored := st
-		stored.Data = data
-		w, err := be.BindQuantized(stored, q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x, _ := be.NewTensor(3, cols)
-		xv := make([]float32, 3*cols)
-		for i := range xv {
-			xv[i] = float32(r.NormFloat64())
-		}
-		if err := be.Write(x, xv); err != nil {
-			t.Fatal(err)
-		}
-		y, _ := be.NewTensor(3, rows)
-		run := func() []float32 {
-			if err := be.MatMul(y, x, w); err != nil {
+		t.Run(string(q), func(t *testing.T) {
+			data := slices.Clone(st.Data)
+			stored := st
+			stored.Data = data
+			w, err := be.BindQuantized(stored, q)
+			if err != nil {
 				t.Fatal(err)
 			}
-			out := make([]float32, 3*rows)
-			if err := be.Read(out, y); err != nil {
+			x, _ := be.NewTensor(3, cols)
+			xv := make([]float32, 3*cols)
+			for i := range xv {
+				xv[i] = float32(r.NormFloat64())
+			}
+			if err := be.Write(x, xv); err != nil {
 				t.Fatal(err)
 			}
-			return out
-		}
-		before := run()
-		clear(data)
-		if after := run(); !slices.Equal(before, after) {
-			t.Errorf("%s: the product changed with the stored data", q)
-		}
-		// The embedding of row 7 is the dequantized row: the product with one-hot
-		// activations (which quantize exactly) gives it too.
-		c, err := be.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seq, _ := c.NewSequence()
-		bt, err := c.Prepare([]backend.Token{{Seq: seq, Pos: 0, ID: 7}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		e, _ := be.NewTensor(1, cols)
-		if err := be.Embed(e, w, bt); err != nil {
-			t.Fatal(err)
-		}
-		row := make([]float32, cols)
-		if err := be.Read(row, e); err != nil {
-			t.Fatal(err)
-		}
-		c.Close()
-		eye, _ := be.NewTensor(cols, cols)
-		ev := make([]float32, cols*cols)
-		for i := range cols {
-			ev[i*cols+i] = 1
-		}
-		if err := be.Write(eye, ev); err != nil {
-			t.Fatal(err)
-		}
-		col, _ := be.NewTensor(cols, rows)
-		if err := be.MatMul(col, eye, w); err != nil {
-			t.Fatal(err)
-		}
-		cv := make([]float32, cols*rows)
-		if err := be.Read(cv, col); err != nil {
-			t.Fatal(err)
-		}
-		for j, v := range row {
-			if d := v - cv[j*rows+7]; d > 1e-6*abs(v) || -d > 1e-6*abs(v) {
-				t.Fatalf("%s: embedded row 7 has %g at %d, the product %g", q, v, j, cv[j*rows+7])
+			y, _ := be.NewTensor(3, rows)
+			run := func() []float32 {
+				if err := be.MatMul(y, x, w); err != nil {
+					t.Fatal(err)
+				}
+				out := make([]float32, 3*rows)
+				if err := be.Read(out, y); err != nil {
+					t.Fatal(err)
+				}
+				return out
 			}
-		}
-		if slices.Equal(row, make([]float32, cols)) {
-			t.Errorf("%s: embedding row 7 is zero", q)
-		}
+			before := run()
+			clear(data)
+			if after := run(); !slices.Equal(before, after) {
+				t.Errorf("%s: the product changed with the stored data", q)
+			}
+			// The embedding of row 7 is the dequantized row: the product with one-hot
+			// activations (which quantize exactly) gives it too.
+			c, err := be.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq, _ := c.NewSequence()
+			bt, err := c.Prepare([]backend.Token{{Seq: seq, Pos: 0, ID: 7}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e, _ := be.NewTensor(1, cols)
+			if err := be.Embed(e, w, bt); err != nil {
+				t.Fatal(err)
+			}
+			row := make([]float32, cols)
+			if err := be.Read(row, e); err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			eye, _ := be.NewTensor(cols, cols)
+			ev := make([]float32, cols*cols)
+			for i := range cols {
+				ev[i*cols+i] = 1
+			}
+			if err := be.Write(eye, ev); err != nil {
+				t.Fatal(err)
+			}
+			col, _ := be.NewTensor(cols, rows)
+			if err := be.MatMul(col, eye, w); err != nil {
+				t.Fatal(err)
+			}
+			cv := make([]float32, cols*rows)
+			if err := be.Read(cv, col); err != nil {
+				t.Fatal(err)
+			}
+			for j, v := range row {
+				if d := v - cv[j*rows+7]; d > 1e-6*abs(v) || -d > 1e-6*abs(v) {
+					t.Fatalf("%s: embedded row 7 has %g at %d, the product %g", q, v, j, cv[j*rows+7])
+				}
+			}
+			if slices.Equal(row, make([]float32, cols)) {
+				t.Errorf("%s: embedding row 7 is zero", q)
+			}
+		})
 	}
 }
 
@@ -196,41 +198,43 @@ func TestProductAllocs(t *testing.T) {
 		q        backend.Quantization
 		bf16Acts bool
 	}{{backend.AsStored, false}, {backend.AsStored, true}, {backend.Q8, false}, {backend.Q4, false}} {
-		be := cpu.NewWithOptions(cpu.Options{Workers: 2, BF16Activations: c.bf16Acts})
-		ex, err := be.BindExpertsQuantized(et, c.q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := be.BindQuantized(et.W1[0], c.q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		xv := make([]float32, most*hidden)
-		for i := range xv {
-			xv[i] = float32(r.NormFloat64())
-		}
-		// Grow the working memory at the largest size first.
-		for _, n := range []int{most, 1, 8} {
-			x, _ := be.NewTensor(n, hidden)
-			mm, _ := be.NewTensor(n, inner)
-			moe, _ := be.NewTensor(n, hidden)
-			if err := be.Write(x, xv[:n*hidden]); err != nil {
+		t.Run(fmt.Sprintf("%s/bf16-activations=%v", c.q, c.bf16Acts), func(t *testing.T) {
+			be := cpu.NewWithOptions(cpu.Options{Workers: 2, BF16Activations: c.bf16Acts})
+			ex, err := be.BindExpertsQuantized(et, c.q)
+			if err != nil {
 				t.Fatal(err)
 			}
-			run := func() {
-				if err := be.MatMul(mm, x, w); err != nil {
+			w, err := be.BindQuantized(et.W1[0], c.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			xv := make([]float32, most*hidden)
+			for i := range xv {
+				xv[i] = float32(r.NormFloat64())
+			}
+			// Grow the working memory at the largest size first.
+			for _, n := range []int{most, 1, 8} {
+				x, _ := be.NewTensor(n, hidden)
+				mm, _ := be.NewTensor(n, inner)
+				moe, _ := be.NewTensor(n, hidden)
+				if err := be.Write(x, xv[:n*hidden]); err != nil {
 					t.Fatal(err)
 				}
-				if err := be.MoE(moe, x, ex, 2, backend.Tensor{}); err != nil {
-					t.Fatal(err)
+				run := func() {
+					if err := be.MatMul(mm, x, w); err != nil {
+						t.Fatal(err)
+					}
+					if err := be.MoE(moe, x, ex, 2, backend.Tensor{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				run()
+				if a := testing.AllocsPerRun(5, run); a != 0 {
+					t.Errorf("%q (bfloat16 activations %v), %d tokens: %v allocations", c.q, c.bf16Acts, n, a)
 				}
 			}
-			run()
-			if a := testing.AllocsPerRun(5, run); a != 0 {
-				t.Errorf("%q (bfloat16 activations %v), %d tokens: %v allocations", c.q, c.bf16Acts, n, a)
-			}
-		}
-		be.Close()
+			be.Close()
+		})
 	}
 }
 

@@ -3,7 +3,6 @@ package cpu
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -53,35 +52,15 @@ func (b *Backend) bind(t safetensors.Tensor) (*weight, error) {
 // bindStored checks a stored tensor and makes a weight of it that views (or, where it
 // cannot, copies) its data.
 func (b *Backend) bindStored(t safetensors.Tensor) (*weight, error) {
-	w := &weight{owner: b, dtype: t.DType}
-	switch len(t.Shape) {
-	case 1:
-		w.rows, w.cols = 1, t.Shape[0]
-	case 2:
-		w.rows, w.cols = t.Shape[0], t.Shape[1]
-	default:
-		return nil, backend.Shapef("weight %q has shape %v, want 1 or 2 dimensions", t.Name, t.Shape)
+	rows, cols, err := backend.CheckWeight(t)
+	if err != nil {
+		return nil, err
 	}
-	if w.rows <= 0 || w.cols <= 0 {
-		return nil, backend.Shapef("weight %q has shape %v", t.Name, t.Shape)
-	}
-	n := w.rows * w.cols
-	size := 0
-	switch t.DType {
-	case safetensors.BF16, safetensors.F16:
-		size = 2
-	case safetensors.F32:
-		size = 4
-	default:
-		return nil, fmt.Errorf("%w: weight %q is %s", backend.ErrDType, t.Name, t.DType)
-	}
-	if len(t.Data) != n*size {
-		return nil, backend.Shapef("weight %q: %d bytes for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)
-	}
+	w := &weight{owner: b, dtype: t.DType, rows: rows, cols: cols}
+	n := rows * cols
 	// Alias the data; copy it only where it cannot be viewed (a big-endian host, an
 	// unaligned tensor).
-	var err error
-	if size == 2 {
+	if t.DType.Size() == 2 {
 		if w.u16, err = safetensors.View[uint16](t); err != nil {
 			w.u16 = make([]uint16, n)
 			for i := range w.u16 {
@@ -341,33 +320,32 @@ type experts struct {
 func (e *experts) Shape() (count, hidden, inner int) { return e.count, e.hidden, e.inner }
 
 func (b *Backend) bindExperts(t backend.ExpertTensors) (*experts, error) {
-	return bindExpertsWith(b, t.Gate, t.W1, t.W2, t.W3, b.bind)
+	return b.bindExpertsWith(t, b.bind)
 }
 
-// bindExpertsWith binds the router gate as stored and the expert weights W1, W2, W3 by bind.
-func bindExpertsWith[T any](b *Backend, gate safetensors.Tensor, W1, W2, W3 []T, bind func(T) (*weight, error)) (*experts, error) {
+// bindExpertsWith binds the router as stored and the expert weights by bind.
+func (b *Backend) bindExpertsWith(t backend.ExpertTensors, bind func(safetensors.Tensor) (*weight, error)) (*experts, error) {
+	count, hidden, inner, err := backend.CheckExperts(t)
+	if err != nil {
+		return nil, err
+	}
+	return assembleExperts(b, t.Gate, count, hidden, inner, t.W1, t.W2, t.W3, bind)
+}
+
+// assembleExperts binds the router gate as stored and the count expert weights of W1, W2 and
+// W3, whose shapes fit hidden and inner, by bind.
+func assembleExperts[T any](b *Backend, gate safetensors.Tensor, count, hidden, inner int, W1, W2, W3 []T, bind func(T) (*weight, error)) (*experts, error) {
 	g, err := b.bind(gate)
 	if err != nil {
 		return nil, err
 	}
-	e := &experts{owner: b, gate: g, count: g.rows, hidden: g.cols}
-	if len(W1) != e.count || len(W2) != e.count || len(W3) != e.count {
-		return nil, backend.Shapef("router has %d experts, weights for %d/%d/%d", e.count, len(W1), len(W2), len(W3))
-	}
-	for i := range e.count {
+	e := &experts{owner: b, gate: g, count: count, hidden: hidden, inner: inner}
+	for i := range count {
 		w1, err1 := bind(W1[i])
 		w2, err2 := bind(W2[i])
 		w3, err3 := bind(W3[i])
 		if err := firstErr(err1, err2, err3); err != nil {
 			return nil, err
-		}
-		if i == 0 {
-			e.inner = w1.rows
-		}
-		if w1.rows != e.inner || w1.cols != e.hidden || w3.rows != e.inner || w3.cols != e.hidden ||
-			w2.rows != e.hidden || w2.cols != e.inner {
-			return nil, backend.Shapef("expert %d: w1 %dx%d, w2 %dx%d, w3 %dx%d for hidden %d, inner %d",
-				i, w1.rows, w1.cols, w2.rows, w2.cols, w3.rows, w3.cols, e.hidden, e.inner)
 		}
 		e.w1, e.w2, e.w3 = append(e.w1, w1), append(e.w2, w2), append(e.w3, w3)
 	}

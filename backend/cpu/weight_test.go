@@ -24,67 +24,69 @@ func TestPanels(t *testing.T) {
 	const rows, cols = 40, 3*kernels.PanelAlign + backend.QuantGroup
 	for _, q := range []backend.Quantization{backend.AsStored, backend.Q8, backend.Q4} {
 		for _, dt := range []safetensors.DType{safetensors.BF16, safetensors.F16, safetensors.F32} {
-			st, _ := backendtest.Weight(r, "w", dt, 0.2, rows, cols)
-			bound := func(p int) *weight {
-				w, err := b.bindStored(st)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := w.store(p, q); err != nil {
-					t.Fatal(err)
-				}
-				return w
-			}
-			whole := bound(cols)
-			for _, p := range []int{kernels.PanelAlign, 2 * kernels.PanelAlign} {
-				panels := bound(p)
-				what := fmt.Sprintf("%s %s panels of %d", q, dt, p)
-				if len(panels.parts) != (cols+p-1)/p || whole.parts != nil {
-					t.Fatalf("%s: %d panels, whole %d", what, len(panels.parts), len(whole.parts))
-				}
-				got, want := make([]float32, cols), make([]float32, cols)
-				for _, i := range []int{0, 17, rows - 1} {
-					panels.row(got, i)
-					whole.row(want, i)
-					closeTo(t, what+fmt.Sprint(" row ", i), got, want, 0)
-				}
-				for _, tokens := range []int{0, 1, 3, 40} {
-					x := make([]float32, tokens*cols)
-					for i := range x {
-						x[i] = float32(r.NormFloat64())
+			t.Run(fmt.Sprintf("%s/%s", q, dt), func(t *testing.T) {
+				st, _ := backendtest.Weight(r, "w", dt, 0.2, rows, cols)
+				bound := func(p int) *weight {
+					w, err := b.bindStored(st)
+					if err != nil {
+						t.Fatal(err)
 					}
-					var xq *kernels.QuantActs
-					if q != backend.AsStored {
-						xq = new(kernels.QuantActs)
-						xq.Quantize(x, tokens, cols)
+					if err := w.store(p, q); err != nil {
+						t.Fatal(err)
 					}
-					for _, span := range [][2]int{{0, rows}, {16, 32}} {
-						for _, rounded := range []bool{false, true} {
-							if rounded && (!whole.roundable() || tokens < roundedTokens) {
-								continue
-							}
-							xr := x
-							if rounded {
-								xr = make([]float32, len(x))
-								roundBF16(xr, x)
-							}
-							for _, qa := range []*kernels.QuantActs{nil, xq} {
-								if qa == nil && xq != nil && tokens == 1 {
-									continue // the same as with xq, quantized inside
+					return w
+				}
+				whole := bound(cols)
+				for _, p := range []int{kernels.PanelAlign, 2 * kernels.PanelAlign} {
+					panels := bound(p)
+					what := fmt.Sprintf("%s %s panels of %d", q, dt, p)
+					if len(panels.parts) != (cols+p-1)/p || whole.parts != nil {
+						t.Fatalf("%s: %d panels, whole %d", what, len(panels.parts), len(whole.parts))
+					}
+					got, want := make([]float32, cols), make([]float32, cols)
+					for _, i := range []int{0, 17, rows - 1} {
+						panels.row(got, i)
+						whole.row(want, i)
+						closeTo(t, what+fmt.Sprint(" row ", i), got, want, 0)
+					}
+					for _, tokens := range []int{0, 1, 3, 40} {
+						x := make([]float32, tokens*cols)
+						for i := range x {
+							x[i] = float32(r.NormFloat64())
+						}
+						var xq *kernels.QuantActs
+						if q != backend.AsStored {
+							xq = new(kernels.QuantActs)
+							xq.Quantize(x, tokens, cols)
+						}
+						for _, span := range [][2]int{{0, rows}, {16, 32}} {
+							for _, rounded := range []bool{false, true} {
+								if rounded && (!whole.roundable() || tokens < roundedTokens) {
+									continue
 								}
-								got, want := make([]float32, tokens*rows), make([]float32, tokens*rows)
-								panels.mulRows(&b.scratch[0], got, xr, qa, tokens, span[0], span[1], rounded)
-								whole.mulRows(&b.scratch[1], want, xr, qa, tokens, span[0], span[1], rounded)
-								tol := 1e-5
+								xr := x
 								if rounded {
-									tol = 1e-3 // the GEMMs round sums of panels differently
+									xr = make([]float32, len(x))
+									roundBF16(xr, x)
 								}
-								closeTo(t, fmt.Sprintf("%s, %d tokens, rows %v, rounded %v, pre-quantized %v", what, tokens, span, rounded, qa != nil), got, want, tol)
+								for _, qa := range []*kernels.QuantActs{nil, xq} {
+									if qa == nil && xq != nil && tokens == 1 {
+										continue // the same as with xq, quantized inside
+									}
+									got, want := make([]float32, tokens*rows), make([]float32, tokens*rows)
+									panels.mulRows(&b.scratch[0], got, xr, qa, tokens, span[0], span[1], rounded)
+									whole.mulRows(&b.scratch[1], want, xr, qa, tokens, span[0], span[1], rounded)
+									tol := 1e-5
+									if rounded {
+										tol = 1e-3 // the GEMMs round sums of panels differently
+									}
+									closeTo(t, fmt.Sprintf("%s, %d tokens, rows %v, rounded %v, pre-quantized %v", what, tokens, span, rounded, qa != nil), got, want, tol)
+								}
 							}
 						}
 					}
 				}
-			}
+			})
 		}
 	}
 }

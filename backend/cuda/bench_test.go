@@ -68,16 +68,21 @@ func BenchmarkCopy(b *testing.B) {
 	})
 }
 
-// Modes of the benchmarks: the default (exact activations), bfloat16 activations, int8
-// experts.
+// Modes of the benchmarks: the default (exact activations), bfloat16 activations, weights
+// in int8 (backend.Q8).
 var benchModes = []struct {
 	name string
 	opts Options
+	int8 bool
 }{
-	{"bf16", Options{}},
-	{"bf16-bf16act", Options{BF16Activations: true}},
-	{"int8", Options{Int8Experts: true}},
+	{"bf16", Options{}, false},
+	{"bf16-bf16act", Options{BF16Activations: true}, false},
+	{"int8", Options{}, true},
 }
+
+// int8Bytes is the device size of an int8 weight: one byte per value and a float32 scale per
+// group.
+const int8Bytes = 1 + 4.0/backend.QuantGroup
 
 func BenchmarkMatMul(b *testing.B) {
 	for _, mode := range benchModes {
@@ -89,16 +94,15 @@ func BenchmarkMatMul(b *testing.B) {
 				{512, mixHidden, mixHidden}, {2048, mixHidden, mixInner}, {2048, mixInner, mixHidden},
 			} {
 				b.Run(fmt.Sprintf("n=%d/%dx%d", s.n, s.out, s.in), func(b *testing.B) {
-					int8 := mode.opts.Int8Experts
-					w, err := g.randomWeight(s.out, s.in, int8, 1, 0.02)
+					w, err := g.randomWeight(s.out, s.in, mode.int8, 1, 0.02)
 					must(b, err)
 					x, y := mustTensor(b, g, s.n, s.in), mustTensor(b, g, s.n, s.out)
 					must(b, g.fillTensor(x, 2, 1))
 					sec := timed(b, g, func() error { return g.MatMul(y, x, w) })
 					if s.n <= gemvMaxRows {
 						bytes := float64(s.out * s.in * 2)
-						if int8 {
-							bytes = float64(s.out*s.in) * (1 + 4.0/float64(g.group))
+						if mode.int8 {
+							bytes = float64(s.out*s.in) * int8Bytes
 						}
 						b.ReportMetric(bytes/sec/1e9, "GB/s")
 					}
@@ -114,7 +118,7 @@ func BenchmarkMoE(b *testing.B) {
 		b.Run(mode.name, func(b *testing.B) {
 			g := open(b, mode.opts)
 			defer g.Close()
-			ex, err := g.randomExperts(mixExperts, mixHidden, mixInner, 7)
+			ex, err := g.randomExperts(mixExperts, mixHidden, mixInner, mode.int8, 7)
 			must(b, err)
 			for _, n := range []int{1, 4, 16, 128, 2048} {
 				b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
@@ -126,8 +130,8 @@ func BenchmarkMoE(b *testing.B) {
 					// few tokens), and the FLOPs of the chosen experts.
 					used := math.Min(float64(n*mixTopK), mixExperts)
 					per := float64(3 * mixHidden * mixInner)
-					if mode.opts.Int8Experts {
-						per *= 1 + 4.0/float64(g.group)
+					if mode.int8 {
+						per *= int8Bytes
 					} else {
 						per *= 2
 					}

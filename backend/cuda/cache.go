@@ -8,7 +8,6 @@ package cuda
 import "C"
 
 import (
-	"fmt"
 	"math"
 	"unsafe"
 
@@ -43,16 +42,8 @@ func (b *batch) dev(off int) *C.int32_t {
 	return (*C.int32_t)(unsafe.Add(b.mem.p, 4*off))
 }
 
-func (g *gpu) batch(bt backend.Batch) (*batch, error) {
-	b, ok := bt.(*batch)
-	if !ok || b.cache.owner != g {
-		return nil, fmt.Errorf("%w: batch", backend.ErrForeign)
-	}
-	return b, nil
-}
-
 // NewCache allocates a KV cache of cfg.Blocks blocks of cfg.BlockSize positions.
-func (g *gpu) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
+func (u *unlocked) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 	pages, err := backend.NewPages(cfg)
 	if err != nil {
 		return nil, err
@@ -66,16 +57,12 @@ func (g *gpu) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 	if slots > math.MaxInt32 || size > math.MaxInt64/4 {
 		return nil, backend.Shapef("cache config %+v: %g values", cfg, size)
 	}
-	if err := g.lock(); err != nil {
+	c := &cache{Pages: pages, owner: (*gpu)(u), cfg: cfg, kvDim: kvDim}
+	if c.k, err = u.alloc(2*int(size), "key cache"); err != nil {
 		return nil, err
 	}
-	defer g.mu.Unlock()
-	c := &cache{Pages: pages, owner: g, cfg: cfg, kvDim: kvDim}
-	if c.k, err = g.alloc(2*int(size), "key cache"); err != nil {
-		return nil, err
-	}
-	if c.v, err = g.alloc(2*int(size), "value cache"); err != nil {
-		g.free(c.k)
+	if c.v, err = u.alloc(2*int(size), "value cache"); err != nil {
+		u.free(c.k)
 		return nil, err
 	}
 	c.batch.cache = c
@@ -88,9 +75,10 @@ func (c *cache) Close() error {
 		g := c.owner
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		g.free(c.k)
-		g.free(c.v)
-		g.free(c.batch.mem.p)
+		u := (*unlocked)(g)
+		u.free(c.k)
+		u.free(c.v)
+		u.free(c.batch.mem.p)
 		c.batch.mem = scratch{}
 	})
 }
@@ -99,16 +87,17 @@ func (c *cache) Prepare(tokens []backend.Token) (backend.Batch, error) {
 	// Pack against the extended block tables and upload; a failure undoes the extension.
 	g, bt := c.owner, &c.batch
 	err := c.Extend(tokens, func() error {
-		if err := g.lock(); err != nil {
+		u, err := g.lock()
+		if err != nil {
 			return err
 		}
 		defer g.mu.Unlock()
 		packed, layout := packBatch(bt.packed, tokens, c.BlockSize(), c.Blocks)
-		if err := g.grow(&bt.mem, 4*max(1, len(packed)), "batch"); err != nil {
+		if err := u.grow(&bt.mem, 4*max(1, len(packed)), "batch"); err != nil {
 			return err
 		}
 		if len(packed) > 0 {
-			if err := g.upload(bt.mem.p, unsafe.Pointer(&packed[0]), 4*len(packed), "batch"); err != nil {
+			if err := u.upload(bt.mem.p, unsafe.Pointer(&packed[0]), 4*len(packed), "batch"); err != nil {
 				return err
 			}
 		}

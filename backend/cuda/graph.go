@@ -13,8 +13,6 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 )
 
-var _ backend.StepRecorder = (*gpu)(nil)
-
 // maxGraphs bounds the keys a backend keeps records for (a model records one per decode
 // batch size it meets).
 const maxGraphs = 256
@@ -22,81 +20,79 @@ const maxGraphs = 256
 // graph is the record of the steps of one key (backend.StepRecorder).
 type graph struct {
 	exec  *C.fc_graph // nil until recorded
-	epoch uint64      // g.epoch when recorded
-	// warm is g.epoch+1 after a step ran unrecorded, so that its scratch memory is in
+	epoch uint64      // the backend's epoch when recorded
+	// warm is the epoch+1 after a step ran unrecorded, so that its scratch memory is in
 	// place: the next step of the key records.
 	warm uint64
 }
 
-// Step implements backend.StepRecorder with CUDA graphs. The first step of a key runs as
-// usual (allocating what it needs), the second is recorded and launched as a graph, later
-// ones launch the graph. A record holds device addresses, so any release of device memory
-// (g.epoch) makes the records stale: they are made again.
-func (g *gpu) Step(key any, f func() error) error {
-	if err := g.lock(); err != nil {
+// Step implements backend.StepRecorder with CUDA graphs. It holds the backend's lock while f
+// runs, on the unlocked view, so that no other goroutine's operation enters the record. The
+// first step of a key runs as usual (allocating what it needs), the second is recorded and
+// launched as a graph, later ones launch the graph. A record holds device addresses, so any
+// release of device memory (the epoch) makes the records stale: they are made again.
+func (g *gpu) Step(key any, f func(be backend.Backend) error) error {
+	u, err := g.lock()
+	if err != nil {
 		return err
 	}
-	e := g.graphs[key]
+	defer g.mu.Unlock()
+	return u.step(key, f)
+}
+
+func (u *unlocked) step(key any, f func(be backend.Backend) error) error {
+	e := u.graphs[key]
 	if e == nil {
-		if len(g.graphs) >= maxGraphs {
+		if len(u.graphs) >= maxGraphs {
 			// Keys of models long closed would otherwise pile up: start afresh.
-			g.dropGraphs()
-			g.graphs = map[any]*graph{}
+			u.dropGraphs()
+			u.graphs = map[any]*graph{}
 		}
 		e = &graph{}
-		g.graphs[key] = e
+		u.graphs[key] = e
 	}
-	if e.exec != nil && e.epoch == g.epoch {
-		defer g.mu.Unlock()
-		return check(C.fc_graph_launch(g.ctx, e.exec), "graph launch")
+	if e.exec != nil && e.epoch == u.epoch {
+		return check(C.fc_graph_launch(u.ctx, e.exec), "graph launch")
 	}
 	if e.exec != nil {
 		C.fc_graph_destroy(e.exec)
 		e.exec = nil
 	}
-	epoch, record := g.epoch, e.warm == g.epoch+1
-	g.mu.Unlock()
-	if !record {
-		err := f()
-		g.mu.Lock()
-		if err == nil && g.epoch == epoch {
+	epoch := u.epoch
+	if e.warm != epoch+1 {
+		err := f(u)
+		if err == nil && u.epoch == epoch {
 			e.warm = epoch + 1
 		}
-		g.mu.Unlock()
 		return err
 	}
 
+	// Capture follows the launching thread.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	g.mu.Lock()
-	code := C.fc_capture_begin(g.ctx)
-	g.mu.Unlock()
-	if code != 0 {
-		return f()
+	if C.fc_capture_begin(u.ctx) != 0 {
+		return f(u)
 	}
-	err := f()
-	g.mu.Lock()
+	err := f(u)
 	var exec *C.fc_graph
-	code = C.fc_capture_end(g.ctx, &exec)
-	if err == nil && code == 0 && exec != nil && g.epoch == epoch {
+	code := C.fc_capture_end(u.ctx, &exec)
+	if err == nil && code == 0 && exec != nil && u.epoch == epoch {
 		e.exec, e.epoch = exec, epoch
-		defer g.mu.Unlock()
-		return check(C.fc_graph_launch(g.ctx, exec), "graph launch")
+		return check(C.fc_graph_launch(u.ctx, exec), "graph launch")
 	}
 	if exec != nil {
 		C.fc_graph_destroy(exec)
 	}
-	g.mu.Unlock()
 	// Recorded operations do not run: run the step as usual.
-	return f()
+	return f(u)
 }
 
-// dropGraphs destroys every record; the caller holds g.mu.
-func (g *gpu) dropGraphs() {
-	for _, e := range g.graphs {
+// dropGraphs destroys every record.
+func (u *unlocked) dropGraphs() {
+	for _, e := range u.graphs {
 		if e.exec != nil {
 			C.fc_graph_destroy(e.exec)
 		}
 	}
-	g.graphs = nil
+	u.graphs = nil
 }

@@ -41,31 +41,41 @@ func (s shapeSource) Names() []string {
 
 func (s shapeSource) Close() error { return nil }
 
-// randomBinder is the backend with Bind and BindExperts replaced: norm gains are ones,
-// matrices and experts random on the device.
+// randomBinder is the backend with its binding replaced: norm gains are ones, matrices and
+// experts random on the device, int8 where they are bound quantized.
 type randomBinder struct {
 	*gpu
 	seed uint64
 }
 
 func (r *randomBinder) Bind(t safetensors.Tensor) (backend.Weight, error) {
+	return r.BindQuantized(t, backend.AsStored)
+}
+
+func (r *randomBinder) BindQuantized(t safetensors.Tensor, q backend.Quantization) (backend.Weight, error) {
 	r.seed++
 	if len(t.Shape) == 1 {
 		return r.onesWeight(t.Shape[0])
 	}
-	return r.randomWeight(t.Shape[0], t.Shape[1], false, r.seed, 0.02)
+	return r.randomWeight(t.Shape[0], t.Shape[1], q == backend.Q8, r.seed, 0.02)
 }
 
 func (r *randomBinder) BindExperts(t backend.ExpertTensors) (backend.Experts, error) {
-	r.seed++
-	return r.randomExperts(len(t.W1), t.W1[0].Shape[1], t.W1[0].Shape[0], r.seed)
+	return r.BindExpertsQuantized(t, backend.AsStored)
 }
 
-// randomModel returns a model of configuration cfg on device-side random weights.
-func randomModel(tb testing.TB, g *gpu, cfg mixtral.Config, contextLength int) *mixtral.Model {
+func (r *randomBinder) BindExpertsQuantized(t backend.ExpertTensors, q backend.Quantization) (backend.Experts, error) {
+	r.seed++
+	return r.randomExperts(len(t.W1), t.W1[0].Shape[1], t.W1[0].Shape[0], q == backend.Q8, r.seed)
+}
+
+// randomModel returns a model of configuration cfg on device-side random weights, those that
+// mixtral.Options.Quantize names stored as q.
+func randomModel(tb testing.TB, g *gpu, cfg mixtral.Config, contextLength int, q backend.Quantization) *mixtral.Model {
 	tb.Helper()
 	m, err := mixtral.New(cfg, shapeSource(bench.TensorShapes(cfg)), mixtral.Options{
 		Backend: &randomBinder{gpu: g}, ContextLength: contextLength, CacheTokens: contextLength, MaxBatch: 512,
+		Quantize: q,
 	})
 	if err != nil {
 		tb.Fatal(err)
@@ -79,7 +89,7 @@ func TestRandomModel(t *testing.T) {
 	cfg := bench.Mixtral8x7B(2)
 	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
 	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
-	m := randomModel(t, g, cfg, 64)
+	m := randomModel(t, g, cfg, 64, backend.AsStored)
 	defer m.Close()
 	s, err := m.NewSequence()
 	if err != nil {
@@ -103,26 +113,30 @@ func TestRandomModel(t *testing.T) {
 
 // BenchmarkDecode runs Mixtral 8x7B (all 32 layers) on random weights: prefill of 512
 // tokens, and decode at batch 1 with a context of about 512 tokens. GB/s counts the weight
-// bytes one token reads (bench.DecodeWeightBytes, with int8 experts at their stored size).
+// bytes one token reads (bench.DecodeWeightBytes, with int8 weights at their stored size: in
+// the int8 mode the model quantizes the experts and attention projections as backend.Q8).
 func BenchmarkDecode(b *testing.B) {
 	cfg := bench.Mixtral8x7B(32)
 	for _, mode := range benchModes {
 		b.Run(mode.name, func(b *testing.B) {
 			g := open(b, mode.opts)
 			defer g.Close()
-			int8 := mode.opts.Int8Experts
 			bytes := float64(bench.DecodeWeightBytes(cfg))
-			expertBytes := float64(2 * cfg.NumHiddenLayers * cfg.NumExpertsPerTok * 3 * cfg.HiddenSize * cfg.IntermediateSize)
-			total := float64(cfg.NumHiddenLayers*cfg.NumLocalExperts*3*cfg.HiddenSize*cfg.IntermediateSize) * 2
-			if int8 {
-				bytes -= expertBytes * (1 - (1+4.0/float64(g.group))/2)
-				total *= (1 + 4.0/float64(g.group)) / 2
+			h, qDim, kvDim := cfg.HiddenSize, cfg.NumAttentionHeads*cfg.HeadDim, cfg.NumKeyValueHeads*cfg.HeadDim
+			attnBytes := float64(2 * cfg.NumHiddenLayers * (2*h*qDim + 2*h*kvDim))
+			expertBytes := float64(2 * cfg.NumHiddenLayers * cfg.NumExpertsPerTok * 3 * h * cfg.IntermediateSize)
+			total := float64(cfg.NumHiddenLayers*cfg.NumLocalExperts*3*h*cfg.IntermediateSize) * 2
+			quant := backend.AsStored
+			if mode.int8 {
+				quant = backend.Q8
+				bytes -= (attnBytes + expertBytes) * (1 - int8Bytes/2)
+				total *= int8Bytes / 2
 			}
 			if total > 0.9*float64(g.totalMem) {
 				b.Skipf("%.0f GB of expert weights do not fit %s", total/1e9, g)
 			}
 			const contextLen = 2048
-			m := randomModel(b, g, cfg, contextLen)
+			m := randomModel(b, g, cfg, contextLen, quant)
 			defer m.Close()
 			ctx := context.Background()
 			prompt := make([]int, 512)

@@ -1,10 +1,6 @@
 package cuda
 
-import (
-	"errors"
-
-	"github.com/fathom-llm/fathom/backend"
-)
+import "errors"
 
 // Errors of the CUDA backend; test them with errors.Is.
 var (
@@ -16,19 +12,12 @@ var (
 	ErrDevice = errors.New("cuda: device error")
 )
 
-// DefaultGroupSize is the number of consecutive inputs of a row that share one int8 scale.
-const DefaultGroupSize = 128
-
-// Options configure New. The zero value uses device 0 and bfloat16 weights.
+// Options configure New. The zero value uses device 0 and exact activations. How weights are
+// stored is chosen per weight when it is bound: as stored (Bind), or quantized as
+// backend.Q8 (backend.Quantizer, which mixtral.Options.Quantize uses).
 type Options struct {
 	// Device is the CUDA device ordinal.
 	Device int
-	// Int8Experts stores the expert weights of mixture-of-experts blocks as int8 with one
-	// float32 scale per GroupSize inputs of a row (symmetric, round to nearest), so that
-	// Mixtral 8x7B fits one 80 GB card. Other weights stay bfloat16.
-	Int8Experts bool
-	// GroupSize is the int8 group size, a positive multiple of 8; 0 means DefaultGroupSize.
-	GroupSize int
 	// BF16Activations rounds the activations of the tensor-core products (prefill, and MoE
 	// blocks of more than a few tokens) to bfloat16. By default each activation is split into
 	// two bfloat16 parts that are both multiplied, which keeps about 16 significant bits
@@ -36,15 +25,4 @@ type Options struct {
 	// reference) at twice the tensor-core work. Decode-sized products always use float32
 	// activations.
 	BF16Activations bool
-}
-
-// groupSize returns the effective group size, or an error for an invalid one.
-func (o Options) groupSize() (int, error) {
-	switch {
-	case o.GroupSize == 0:
-		return DefaultGroupSize, nil
-	case o.GroupSize < 0 || o.GroupSize%8 != 0:
-		return 0, backend.Shapef("int8 group size %d: want a positive multiple of 8", o.GroupSize)
-	}
-	return o.GroupSize, nil
 }

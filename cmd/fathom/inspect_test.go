@@ -2,6 +2,8 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,7 +13,20 @@ import (
 )
 
 func TestInspectModel(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-mixtral-bf16")
+	dir := fixtures.Bundled(t)
+	raw, err := os.ReadFile(filepath.Join(dir, "model.safetensors.index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		Metadata struct {
+			TotalSize int `json:"total_size"`
+		} `json:"metadata"`
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(raw, &index); err != nil {
+		t.Fatal(err)
+	}
 	code, stdout, stderr := runCLI(t, "", "inspect", dir)
 	if code != 0 {
 		t.Fatalf("code %d, stderr %q", code, stderr)
@@ -30,14 +45,16 @@ func TestInspectModel(t *testing.T) {
 			embed = l
 		}
 	}
-	if f := strings.Fields(embed); len(f) != 5 || f[1] != "BF16" || f[2]+f[3] != "[32002,64]" || f[4] != "4096256" {
+	// vocabulary 32002, hidden 128: 4096256 parameters of two bytes.
+	if f := strings.Fields(embed); len(f) != 5 || f[1] != "BF16" || f[2]+f[3] != "[32002,128]" || f[4] != "8192512" {
 		t.Errorf("embed_tokens line %q", embed)
 	}
-	// 65 tensors, 9030784 bytes (the index's total_size), 4515392 parameters.
-	want := []string{"BF16", "65", "9030784", "4515392"}
+	// The tensors of the index, its total_size in bytes, and half as many parameters.
+	size := index.Metadata.TotalSize
+	want := fmt.Sprint(len(index.WeightMap), size, size/2)
 	for _, l := range lines[len(lines)-2:] {
-		if f := strings.Fields(l); len(f) != 4 || strings.Join(f[1:], " ") != strings.Join(want[1:], " ") {
-			t.Errorf("totals line %q, want counts %v", l, want[1:])
+		if f := strings.Fields(l); len(f) != 4 || strings.Join(f[1:], " ") != want {
+			t.Errorf("totals line %q, want counts %v", l, want)
 		}
 	}
 	if !strings.HasPrefix(lines[len(lines)-1], "total ") || !strings.HasPrefix(lines[len(lines)-2], "BF16 ") {
@@ -46,9 +63,10 @@ func TestInspectModel(t *testing.T) {
 }
 
 func TestInspectFile(t *testing.T) {
-	path := filepath.Join(fixtures.Model(t, "tiny-mixtral-swa-f16"), "model.safetensors")
+	path := fixtures.Bundled(t, "model-00002-of-00002.safetensors")
 	code, stdout, stderr := runCLI(t, "", "inspect", path)
-	if code != 0 || !strings.Contains(stdout, "lm_head.weight") || !strings.Contains(stdout, "\nF16 ") {
+	if code != 0 || !strings.Contains(stdout, "lm_head.weight") || !strings.Contains(stdout, "\nBF16 ") ||
+		strings.Contains(stdout, "model.embed_tokens.weight") {
 		t.Fatalf("code %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }

@@ -42,7 +42,7 @@ type weightFlags struct {
 }
 
 func (w *weightFlags) register(fs *flag.FlagSet) {
-	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored, which for a checkpoint written by fathom quantize is its quantization); with --cuda, q8 stores the experts as int8", func(s string) error {
+	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored, which for a checkpoint written by fathom quantize is its quantization); the CUDA backend stores q8", func(s string) error {
 		v, err := backend.ParseQuantization(s)
 		w.quant = v
 		return err
@@ -63,18 +63,10 @@ func (w *weightFlags) load(ctx context.Context, e *env, dir string, opts mixtral
 		opts.Backend = be
 	}
 	if w.cuda >= 0 {
-		co := cuda.Options{Device: w.cuda, BF16Activations: w.bf16Acts}
-		switch w.quant {
-		case backend.AsStored:
-		case backend.Q8:
-			co.Int8Experts = true
-		default:
-			return nil, nil, fmt.Errorf("%w: --quantize %s is not available with --cuda (q8 is)", errUsage, w.quant)
-		}
-		if be, err = cuda.New(co); err != nil {
+		if be, err = cuda.New(cuda.Options{Device: w.cuda, BF16Activations: w.bf16Acts}); err != nil {
 			return nil, nil, err
 		}
-		opts.Backend, opts.Quantize = be, backend.AsStored
+		opts.Backend = be
 	}
 	if isTerminal(e.stderr) && opts.Progress == nil {
 		bar := &progressBar{w: e.stderr, label: "loading " + dir}

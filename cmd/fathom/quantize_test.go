@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,21 +10,14 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/fixtures"
-	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
 // TestQuantizeFlag scores tokens with --quantize q8 and q4: the perplexity is the one the
 // library computes with the same quantization, and an unknown format is a usage error.
 func TestQuantizeFlag(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
-	tokens := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens
-	ids := tokens[:65]
-	file := filepath.Join(t.TempDir(), "ids.json")
-	data, _ := json.Marshal(ids)
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := fixtures.Bundled(t)
+	ids, file := idsFile(t, 65)
 	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
 		code, stdout, stderr := runCLI(t, "", "perplexity", "--model", dir, "--quantize", string(q), "--ids-file", file, "--window", "64")
 		if code != 0 {
@@ -60,13 +51,8 @@ func TestQuantizeFlag(t *testing.T) {
 // tokens with the result: the perplexity is the one of --quantize on the original. Bad
 // arguments are usage errors.
 func TestQuantizeCommand(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
-	ids := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens[:65]
-	file := filepath.Join(t.TempDir(), "ids.json")
-	data, _ := json.Marshal(ids)
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := fixtures.Bundled(t)
+	_, file := idsFile(t, 65)
 	for _, q := range []backend.Quantization{backend.Q8, backend.Q4} {
 		dst := filepath.Join(t.TempDir(), "out")
 		code, stdout, stderr := runCLI(t, "", "quantize", "--"+string(q), dir, dst)

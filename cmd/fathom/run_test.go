@@ -13,7 +13,56 @@ import (
 	"github.com/fathom-llm/fathom/internal/fixtures"
 	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
+	"github.com/fathom-llm/fathom/tokenizer"
 )
+
+// pythonSource is text of the kind the bundled model was trained on.
+const pythonSource = `def fibonacci(n):
+    """Return the first n Fibonacci numbers."""
+    result = []
+    a, b = 0, 1
+    while len(result) < n:
+        result.append(a)
+        a, b = b, a + b
+    return result
+
+
+class Stack:
+    def __init__(self):
+        self._items = []
+
+    def push(self, item):
+        self._items.append(item)
+
+    def pop(self):
+        if not self._items:
+            raise IndexError("pop from an empty stack")
+        return self._items.pop()
+`
+
+// idsFile writes the first n ids of pythonSource, as the bundled tokenizer encodes it with
+// BOS, to a JSON file for --ids-file, and returns the ids and the file's path.
+func idsFile(t *testing.T, n int) ([]int, string) {
+	t.Helper()
+	tok, err := tokenizer.Load(fixtures.Bundled(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := tok.Encode(pythonSource, tokenizer.EncodeOptions{AddBOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) < n {
+		t.Fatalf("%d ids, want %d", len(ids), n)
+	}
+	ids = ids[:n]
+	file := filepath.Join(t.TempDir(), "ids.json")
+	data, _ := json.Marshal(ids)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return ids, file
+}
 
 func joinIDs(ids []int) string {
 	s := make([]string, len(ids))
@@ -54,7 +103,7 @@ func TestRunGreedyMatchesReference(t *testing.T) {
 }
 
 func TestRunStreamsText(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	code, stdout, stderr := runCLI(t, "", "run", "--model", dir, "--seed", "7", "--max-tokens", "12", "def add(a, b):")
 	if code != 0 || strings.TrimSpace(stdout) == "" || !strings.Contains(stderr, "12 generated tokens") {
 		t.Fatalf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
@@ -85,7 +134,7 @@ func TestRunUsageErrors(t *testing.T) {
 }
 
 func TestChatKeepsConversation(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	code, stdout, stderr := runCLI(t, "first\n\n/reset\nsecond\n", "chat", "--model", dir, "--max-tokens", "5", "--temperature", "0")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -96,14 +145,8 @@ func TestChatKeepsConversation(t *testing.T) {
 }
 
 func TestPerplexityCommand(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
-	tokens := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens
-	ids := tokens[:129]
-	file := filepath.Join(t.TempDir(), "ids.json")
-	data, _ := json.Marshal(ids)
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := fixtures.Bundled(t)
+	ids, file := idsFile(t, 129)
 	code, stdout, stderr := runCLI(t, "", "perplexity", "--model", dir, "--ids-file", file, "--window", "64")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -43,10 +44,13 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	ctxLen := fs.Int("context", 0, "context length in tokens (0: the model's default)")
 	cache := fs.Int("cache-tokens", 0, "KV cache positions shared by all requests (0: one context's worth; concurrent requests wait for space)")
 	drain := fs.Duration("shutdown-timeout", time.Minute, "on SIGTERM, how long to let in-flight requests finish")
+	bodyTimeout := fs.Duration("body-timeout", server.DefaultBodyTimeout, "how long a request body may take to arrive")
+	priceIn := fs.Float64("price-input", 0, "price in `USD` per million prompt tokens, for usage.estimated_cost")
+	priceOut := fs.Float64("price-output", 0, "price in `USD` per million completion tokens, for usage.estimated_cost")
 	weights := weightFlags{preload: true} // the first request then waits for no disk
 	weights.register(fs)
 	setUsage(fs, "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]",
-		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models and GET /health.",
+		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models (also under /v1/openai/) and GET /health.",
 		"SIGINT or SIGTERM stops accepting connections and drains in-flight requests.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -54,8 +58,9 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	if *dir == "" || fs.NArg() != 0 {
 		return fmt.Errorf("%w: --model DIR is required and there are no arguments", errUsage)
 	}
-	if *maxConc < 1 || *queue < 0 || *maxBody < 1 || *ctxLen < 0 || *cache < 0 || *drain < 0 {
-		return fmt.Errorf("%w: --max-concurrent and --max-body must be positive, the other numbers not negative", errUsage)
+	if *maxConc < 1 || *queue < 0 || *maxBody < 1 || *ctxLen < 0 || *cache < 0 || *drain < 0 || *bodyTimeout <= 0 ||
+		!(*priceIn >= 0) || !(*priceOut >= 0) || math.IsInf(*priceIn+*priceOut, 0) {
+		return fmt.Errorf("%w: --max-concurrent, --max-body and --body-timeout must be positive, the other numbers not negative", errUsage)
 	}
 	modelNames := splitNames(*names)
 	if len(modelNames) == 0 {
@@ -77,7 +82,8 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	}
 	cfg := serveConfig{
 		opts: server.Options{ModelNames: modelNames, APIKey: *apiKey, MaxBodyBytes: *maxBody,
-			MaxConcurrent: *maxConc, QueueLength: queueLen},
+			MaxConcurrent: *maxConc, QueueLength: queueLen, BodyTimeout: *bodyTimeout,
+			PriceInput: *priceIn, PriceOutput: *priceOut},
 		drain: *drain,
 	}
 	return serveModel(ctx, e, m, ln, cfg)
@@ -94,8 +100,12 @@ func splitNames(s string) []string {
 	return out
 }
 
+// stopGrace is how long requests that Server.Stop ended get to write their last event.
+const stopGrace = 5 * time.Second
+
 // serveModel serves m on ln until ctx is done, then stops accepting connections and waits
-// up to cfg.drain for in-flight requests before closing the rest.
+// up to cfg.drain for in-flight requests; those still running are then stopped, streams
+// with an error event, before the connections close.
 func serveModel(ctx context.Context, e *env, m server.Model, ln net.Listener, cfg serveConfig) error {
 	logger := slog.New(slog.NewTextHandler(e.stderr, nil))
 	cfg.opts.Logger = logger
@@ -123,8 +133,13 @@ func serveModel(ctx context.Context, e *env, m server.Model, ln net.Listener, cf
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if err != nil {
-		srv.Close() // cancels the requests still running
-		err = fmt.Errorf("requests still running after %v were cancelled: %w", cfg.drain, err)
+		h.Stop() // ends the requests still running, each with an error for its client
+		gctx, gcancel := context.WithTimeout(context.Background(), stopGrace)
+		if srv.Shutdown(gctx) != nil {
+			srv.Close()
+		}
+		gcancel()
+		err = fmt.Errorf("requests still running after %v were stopped: %w", cfg.drain, err)
 	}
 	if serr := <-served; !errors.Is(serr, http.ErrServerClosed) && err == nil {
 		err = serr

@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"iter"
+	"math"
 	"net"
 	"net/http"
 	"regexp"
@@ -111,12 +113,61 @@ func TestServeDrains(t *testing.T) {
 	}
 }
 
+// TestServeStopsAtTimeout: a stream still running when the shutdown timeout ends receives an
+// error event and [DONE] rather than a silent cut, and the command reports the stop.
+func TestServeStopsAtTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+	done := make(chan error, 1)
+	go func() {
+		done <- serveModel(ctx, e, slowModel{delay: 20 * time.Millisecond}, ln, serveConfig{
+			opts: server.Options{ModelNames: []string{"m"}}, drain: 100 * time.Millisecond})
+	}()
+	resp, err := http.Post("http://"+ln.Addr().String()+"/v1/chat/completions", "application/json", strings.NewReader(
+		`{"model":"m","stream":true,"max_tokens":900,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var events []string
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			events = append(events, d)
+			if len(events) == 2 {
+				stop()
+			}
+		}
+	}
+	n := len(events)
+	if sc.Err() != nil || n < 4 || events[n-1] != "[DONE]" || !strings.Contains(events[n-2], `"error"`) ||
+		!strings.Contains(events[n-2], "shutting down") {
+		t.Errorf("stream ended with %q (%v), want an error event and [DONE]", events[max(0, n-2):], sc.Err())
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "stopped") {
+			t.Errorf("serve: %v, want the stopped requests reported", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not return")
+	}
+}
+
 func TestServeUsage(t *testing.T) {
 	if code, _, stderr := runCLI(t, "", "serve"); code != 2 || !strings.Contains(stderr, "--model") {
 		t.Errorf("no --model: code %d, stderr %q", code, stderr)
 	}
 	if code, _, _ := runCLI(t, "", "serve", "--model", "x", "--max-concurrent", "0"); code != 2 {
 		t.Errorf("--max-concurrent 0: code %d", code)
+	}
+	if code, _, _ := runCLI(t, "", "serve", "--model", "x", "--price-input", "-1"); code != 2 {
+		t.Errorf("--price-input -1: code %d", code)
 	}
 	if code, _, stderr := runCLI(t, "", "serve", "--model", t.TempDir()); code != 1 || stderr == "" {
 		t.Errorf("not a checkpoint: code %d, stderr %q", code, stderr)
@@ -125,7 +176,7 @@ func TestServeUsage(t *testing.T) {
 
 // TestServeModel runs the command on the fixture model and talks to it with the SDK.
 func TestServeModel(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	stderr := lineWriter{make(chan string, 100)}
@@ -133,7 +184,7 @@ func TestServeModel(t *testing.T) {
 	code := make(chan int, 1)
 	go func() {
 		code <- run(ctx, e, []string{"serve", "--model", dir, "--addr", "127.0.0.1:0", "--api-key", "k",
-			"--name", "tiny,alias", "--context", "256"})
+			"--name", "tiny,alias", "--context", "256", "--price-input", "2", "--price-output", "6"})
 	}()
 	addrRE := regexp.MustCompile(`on (http://[^ ]+/v1)`)
 	var base string
@@ -161,6 +212,13 @@ func TestServeModel(t *testing.T) {
 	}
 	if len(res.Choices) != 1 || res.Choices[0].Text == "" || res.Usage.CompletionTokens == 0 {
 		t.Errorf("completion %+v", res)
+	}
+	var u struct {
+		EstimatedCost float64 `json:"estimated_cost"`
+	}
+	wantCost := float64(2*res.Usage.PromptTokens+6*res.Usage.CompletionTokens) / 1e6
+	if err := json.Unmarshal([]byte(res.Usage.RawJSON()), &u); err != nil || math.Abs(u.EstimatedCost-wantCost) > 1e-12 {
+		t.Errorf("estimated_cost in %s, want %g", res.Usage.RawJSON(), wantCost)
 	}
 	stop()
 	select {

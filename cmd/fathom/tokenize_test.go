@@ -11,28 +11,31 @@ import (
 )
 
 func TestTokenizeCLI(t *testing.T) {
-	file := fixtures.Path(t, "tokenizer", "tokenizer.json")
-	dir := filepath.Dir(file)
+	dir := fixtures.Bundled(t)
+	file := filepath.Join(dir, "tokenizer.json")
 	tests := []struct {
+		name  string
 		args  []string
 		stdin string
 		want  []int
 	}{
-		{[]string{"--tokenizer", file}, "Hello world", []int{1, 22557, 1526}},
-		{[]string{"--model", dir, "--no-bos"}, "Hello world", []int{22557, 1526}},
-		{[]string{"--model", dir, "--allow-special"}, "<|im_start|>user\nHi<|im_end|>\n", []int{1, 32001, 2188, 13, 23809, 32000, 28705, 13}},
-		{[]string{"--tokenizer", filepath.Join(dir, "tokenizer.model")}, " Hello", []int{1, 28705, 22557}},
-		{[]string{"--tokenizer", file, "--no-bos"}, "", []int{}},
+		{"tokenizer.json", []string{"--tokenizer", file}, "Hello world", []int{1, 22557, 1526}},
+		{"model without BOS", []string{"--model", dir, "--no-bos"}, "Hello world", []int{22557, 1526}},
+		{"special tokens allowed", []string{"--model", dir, "--allow-special"}, "<|im_start|>user\nHi<|im_end|>\n", []int{1, 32001, 2188, 13, 23809, 32000, 28705, 13}},
+		{"tokenizer.model", []string{"--tokenizer", filepath.Join(dir, "tokenizer.model")}, " Hello", []int{1, 28705, 22557}},
+		{"empty", []string{"--tokenizer", file, "--no-bos"}, "", []int{}},
 	}
 	for _, tc := range tests {
-		code, stdout, stderr := runCLI(t, tc.stdin, append([]string{"tokenize"}, tc.args...)...)
-		if code != 0 {
-			t.Fatalf("%v: code %d, stderr %q", tc.args, code, stderr)
-		}
-		var got []int
-		if err := json.Unmarshal([]byte(stdout), &got); err != nil || !slices.Equal(got, tc.want) {
-			t.Errorf("%v %q: stdout %q, want %v", tc.args, tc.stdin, stdout, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.stdin, append([]string{"tokenize"}, tc.args...)...)
+			if code != 0 {
+				t.Fatalf("%v: code %d, stderr %q", tc.args, code, stderr)
+			}
+			var got []int
+			if err := json.Unmarshal([]byte(stdout), &got); err != nil || !slices.Equal(got, tc.want) {
+				t.Errorf("%v %q: stdout %q, want %v", tc.args, tc.stdin, stdout, tc.want)
+			}
+		})
 	}
 	// Without --allow-special the markers are plain text.
 	_, stdout, _ := runCLI(t, "<|im_start|>", "tokenize", "--model", dir)
@@ -42,7 +45,7 @@ func TestTokenizeCLI(t *testing.T) {
 }
 
 func TestDetokenizeCLI(t *testing.T) {
-	dir := filepath.Dir(fixtures.Path(t, "tokenizer", "tokenizer.json"))
+	dir := fixtures.Bundled(t)
 	code, stdout, stderr := runCLI(t, "[1, 32001, 2188, 13, 23809, 32000]\n", "detokenize", "--model", dir)
 	if code != 0 || stdout != "<s><|im_start|> user\nHi<|im_end|>" {
 		t.Fatalf("code %d, stdout %q, stderr %q", code, stdout, stderr)
@@ -59,7 +62,7 @@ func TestDetokenizeCLI(t *testing.T) {
 }
 
 func TestTokenizeCLIUsage(t *testing.T) {
-	file := fixtures.Path(t, "tokenizer", "tokenizer.json")
+	file := fixtures.Bundled(t, "tokenizer.json")
 	for _, args := range [][]string{
 		{"tokenize", "--model", "x", "--tokenizer", file},
 		{"tokenize", "--bogus"},

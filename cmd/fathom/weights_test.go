@@ -2,23 +2,19 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/internal/fixtures"
-	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
 // TestPreloadFlag generates with and without --preload: the same text.
 func TestPreloadFlag(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
+	dir := fixtures.Bundled(t)
 	var out [2]string
 	for i, flag := range []string{"--preload", "--preload=false"} {
 		code, stdout, stderr := runCLI(t, "", "run", "--model", dir, flag, "--temperature", "0", "--max-tokens", "8", "def add(a, b):")
@@ -35,13 +31,8 @@ func TestPreloadFlag(t *testing.T) {
 // TestBF16ActivationsFlag scores tokens with --bf16-activations: the perplexity of the
 // library on a CPU backend with bfloat16 activations, a little off the exact one.
 func TestBF16ActivationsFlag(t *testing.T) {
-	dir := fixtures.Model(t, "tiny-code-mixtral")
-	ids := reference.LoadPerplexity(t, "tiny-code-mixtral").Tokens[:129]
-	file := filepath.Join(t.TempDir(), "ids.json")
-	data, _ := json.Marshal(ids)
-	if err := os.WriteFile(file, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := fixtures.Bundled(t)
+	ids, file := idsFile(t, 129)
 	var ppl [2]float64
 	for i, flags := range [][]string{nil, {"--bf16-activations"}} {
 		code, stdout, stderr := runCLI(t, "", append([]string{"perplexity", "--model", dir, "--ids-file", file, "--window", "128"}, flags...)...)

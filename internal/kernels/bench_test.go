@@ -1,6 +1,10 @@
 package kernels
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/fathom-llm/fathom/internal/half"
+)
 
 // The benchmarks pair every implementation this CPU supports on the same data, at sizes that
 // stay in cache so that they compare the code rather than the memory.
@@ -18,8 +22,8 @@ func BenchmarkMatVec(b *testing.B) {
 	w := make([]uint16, rows*cols)
 	wf := make([]float32, rows*cols)
 	for i := range w {
-		w[i] = F32ToBF16(float32(i%7) - 3)
-		wf[i] = BF16ToF32(w[i])
+		w[i] = half.F32ToBF16(float32(i%7) - 3)
+		wf[i] = half.BF16ToF32(w[i])
 	}
 	x := make([]float32, cols)
 	for i := range x {
@@ -59,7 +63,7 @@ func BenchmarkMatMul(b *testing.B) {
 	const tokens, rows, cols = 96, 512, 1024
 	w := make([]uint16, rows*cols)
 	for i := range w {
-		w[i] = F32ToBF16(float32(i%7) - 3)
+		w[i] = half.F32ToBF16(float32(i%7) - 3)
 	}
 	x := make([]float32, tokens*cols)
 	out := make([]float32, tokens*rows)
@@ -130,7 +134,7 @@ func BenchmarkStream(b *testing.B) {
 	}
 	w := make([]uint16, rows*cols)
 	for i := range w {
-		w[i] = F32ToBF16(wf[i%len(wf)])
+		w[i] = half.F32ToBF16(wf[i%len(wf)])
 	}
 	r8, r4 := Q8RowBytes(cols), Q4RowBytes(cols)
 	q8, q4 := make([]byte, rows*r8), make([]byte, rows*r4)
@@ -179,7 +183,7 @@ func BenchmarkWideRows(b *testing.B) {
 	p := PanelCols(cols, false)
 	w := make([]uint16, rows*cols)
 	for i := range w {
-		w[i] = F32ToBF16(float32(i%7) - 3)
+		w[i] = half.F32ToBF16(float32(i%7) - 3)
 	}
 	panels := make([]uint16, 0, rows*cols) // the panels one after another
 	for c := 0; c < cols; c += p {

@@ -1,6 +1,10 @@
 package kernels
 
-import "github.com/klauspost/cpuid/v2"
+import (
+	"github.com/klauspost/cpuid/v2"
+
+	"github.com/fathom-llm/fathom/internal/half"
+)
 
 // features are the instruction set extensions the vector implementations use.
 type features struct {
@@ -20,8 +24,9 @@ func detectFeatures() features {
 	return f
 }
 
-// table is one complete set of kernel implementations. Every entry has the full semantics of
-// the exported function it serves: vector code for the bulk, generic code for tails.
+// table is one complete set of kernel implementations. Every entry is set, in every table, and
+// has the full semantics of the exported function it serves: vector code for the bulk, generic
+// code for tails and for what the CPU lacks (TestTablesComplete).
 type table struct {
 	name       string
 	cvtBF16    func(dst []float32, src []uint16)
@@ -33,36 +38,90 @@ type table struct {
 	matVecBF16 func(out []float32, w []uint16, x []float32, cols int)
 	matVecF16  func(out []float32, w []uint16, x []float32, cols int)
 	matVecF32  func(out []float32, w, x []float32, cols int)
-	gemm       *gemmF32Kernel // packed float32 GEMM micro-kernel; nil: generic loops
-	// pack* pack a 32-row weight panel for the AVX-512 micro-kernel; nil: Go code.
-	packBF16, packF16 func(dst *float32, src *uint16, stride, kc int)
-	packF32           func(dst *float32, src *float32, stride, kc int)
-	gemmBF16          *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: generic loops
-	matMulAdd         func(out, a, b []float32, m, k, n int)
-	// siluMul and softmaxExp are vector forms of the helpers' exponentials; nil: Go code.
+	// matMul* are the Scratch methods MatMul*Rows, built by setProducts.
+	matMulBF16, matMulF16, matMulBF16Rounded func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
+	matMulF32                                func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int)
+	matMulAdd                                func(out, a, b []float32, m, k, n int) // MatMulAdd, its arguments checked
+	// siluMul and softmaxExp serve SiLUMul and Softmax (softmaxExp: x[i] = exp(x[i]-m),
+	// returning the sum).
 	siluMul    func(dst, g, u []float32)
 	softmaxExp func(x []float32, m float32) float32
 	expSum     func(dst, x []float32, shift, scale float32) float64 // ExpSum; dst nil or len(x)
 	// indexAtLeast is IndexAtLeast; len(dst) = len(x).
 	indexAtLeast func(dst []int32, x []float32, t float32) int
+	maxF32       func(x []float32) float32 // the largest, NaN if any is NaN; len(x) > 0
+	scale        func(x []float32, a float32)
+	peakFMA      func(n int) int64
+	peakBF16     func(n int) int64 // 0 operations, doing nothing, without AVX512_BF16
+	xorWords     func(p []uint64) uint64
+	qDot         qDot
+	// quantizeQ8 and quantizeQ4 are QuantizeQ8 and QuantizeQ4, and quantizeActs is
+	// QuantizeRows once its arguments are checked; setProducts builds them.
+	quantizeQ8, quantizeQ4 func(dst []byte, src []float32, cols int) error
+	quantizeActs           func(a *QuantActs, x []float32, lo, hi int)
+}
+
+// accel holds the optional vector kernels from which setProducts builds a table's matrix
+// products and quantizations; each nil one leaves its part to the generic algorithm.
+type accel struct {
+	gemm *gemmF32Kernel // packed float32 GEMM micro-kernel; nil: unpacked loops
+	// pack* pack a 32-row weight panel for the AVX-512 micro-kernel; nil: Go code.
+	packBF16, packF16 func(dst *float32, src *uint16, stride, kc int)
+	packF32           func(dst *float32, src *float32, stride, kc int)
+	gemmBF16          *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: rounded float32 products
 	// fewBF16 and fewF16 multiply a few tokens, each weight row read once per four of
 	// them; nil: row-group matrix-vector products.
 	fewBF16, fewF16 func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
-	maxF32          func(x []float32) float32 // the largest, NaN if any is NaN; len(x) > 0
-	scale           func(x []float32, a float32)
-	peakFMA         func(n int) int64
-	peakBF16        func(n int) int64 // nil without AVX512_BF16
-	xorWords        func(p []uint64) uint64
-	qDot            qDot
 	// quantActs quantizes nsb whole super-blocks of activations x to q, group scales d and
-	// group sums; nil: generic code only.
+	// group sums; nil: group by group in Go.
 	quantActs func(x []float32, q []int8, d []float32, sum []int32, nsb int)
-	quantW    *quantWeights // QuantizeQ8 and QuantizeQ4 in vectors; nil: generic code
+	quantW    *quantWeights // the weight quantization's vector kernels; nil: Go code
+}
+
+// setProducts sets the matrix products and the quantizations of t, from t's own kernels and
+// the optional ones in a.
+func (t *table) setProducts(a accel) {
+	cvtBF16, cvtF16 := t.cvtBF16, t.cvtF16
+	matVecBF16, matVecF16, matVecF32 := t.matVecBF16, t.matVecF16, t.matVecF32
+	dotBF16, dotF16, dotF32 := t.dotBF16, t.dotF16, t.dotF32
+	t.matMulBF16 = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+		matMul(s, out, w, x, tokens, rows, cols, lo, hi, a.gemm, cvtBF16, a.packBF16, matVecBF16, dotBF16, a.fewBF16)
+	}
+	t.matMulF16 = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+		matMul(s, out, w, x, tokens, rows, cols, lo, hi, a.gemm, cvtF16, a.packF16, matVecF16, dotF16, a.fewF16)
+	}
+	t.matMulF32 = func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int) {
+		matMul(s, out, w, x, tokens, rows, cols, lo, hi, a.gemm, cvtF32Generic, a.packF32, matVecF32, dotF32, nil)
+	}
+	matMulBF16 := t.matMulBF16
+	t.matMulBF16Rounded = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
+		// Few tokens go the float32 way: rounded activations make the same exact products.
+		limit := smallTokens
+		if a.fewBF16 != nil {
+			limit = fewTokens
+		}
+		if k := a.gemmBF16; k != nil && cols > 0 && tokens > limit {
+			matMulBF16Rounded(s, k, out, w, x, tokens, rows, cols, lo, hi)
+			return
+		}
+		xr := s.floats(scratchRound, len(x))
+		for i, v := range x {
+			xr[i] = half.BF16ToF32(half.F32ToBF16(v))
+		}
+		matMulBF16(s, out, w, xr, tokens, rows, cols, lo, hi)
+	}
+	t.quantizeQ8 = func(dst []byte, src []float32, cols int) error {
+		return quantize(a.quantW, dst, src, cols, Q8RowBytes(cols), quantizeQ8Super, (*quantScratch).q8)
+	}
+	t.quantizeQ4 = func(dst []byte, src []float32, cols int) error {
+		return quantize(a.quantW, dst, src, cols, Q4RowBytes(cols), quantizeQ4Super, (*quantScratch).q4)
+	}
+	t.quantizeActs = func(q *QuantActs, x []float32, lo, hi int) { q.quantizeRows(x, lo, hi, a.quantActs) }
 }
 
 // genericTable is the table of generic implementations.
 func genericTable() table {
-	return table{
+	t := table{
 		name:         "generic",
 		cvtBF16:      cvtBF16Generic,
 		cvtF16:       cvtF16Generic,
@@ -80,15 +139,22 @@ func genericTable() table {
 		qDot:         qDotGeneric,
 		expSum:       expSumGeneric,
 		indexAtLeast: indexAtLeastGeneric,
+		siluMul:      siluMulGeneric,
+		softmaxExp:   softmaxExpGeneric,
+		peakBF16:     func(int) int64 { return 0 },
 		matMulAdd:    matMulAddGeneric,
 	}
+	t.setProducts(accel{})
+	return t
 }
 
 // newTable returns the fastest implementations that the features f allow.
 func newTable(f features) table {
 	t := genericTable()
 	if haveAsm {
-		vectorTable(f, &t)
+		var a accel
+		vectorTable(f, &t, &a)
+		t.setProducts(a)
 	}
 	return t
 }

@@ -10,8 +10,9 @@ import (
 // haveAsm reports whether this build has vector implementations.
 const haveAsm = true
 
-// vectorTable replaces the entries of t by the assembly implementations that f allows.
-func vectorTable(f features, t *table) {
+// vectorTable replaces the entries of t by the assembly implementations that f allows, and
+// sets in a the optional kernels they bring to the matrix products and quantizations.
+func vectorTable(f features, t *table, a *accel) {
 	if !f.avx2 {
 		return
 	}
@@ -38,7 +39,7 @@ func vectorTable(f features, t *table) {
 		t.dotF16 = rowsDot(dotRowsF16XAVX512, dotF16Generic)
 		t.matVecBF16 = rowsMatVec(dotRowsBF16XAVX512, dotBF16Generic)
 		t.matVecF16 = rowsMatVec(dotRowsF16XAVX512, dotF16Generic)
-		t.packBF16, t.packF16, t.packF32 = packBF16AVX512, packF16AVX512, packF32AVX512
+		a.packBF16, a.packF16, a.packF32 = packBF16AVX512, packF16AVX512, packF32AVX512
 		t.maxF32 = func(x []float32) float32 {
 			n := len(x) &^ 15
 			if n == 0 {
@@ -59,8 +60,8 @@ func vectorTable(f features, t *table) {
 			}
 			scaleGeneric(x[n:], a)
 		}
-		t.fewBF16 = matMulFew(dot1x4BF16AVX512, dot2x4BF16AVX512, true, t.dotBF16, dotBF16Generic)
-		t.fewF16 = matMulFew(dot1x4F16AVX512, dot2x4F16AVX512, false, t.dotF16, dotF16Generic)
+		a.fewBF16 = matMulFew(dot1x4BF16AVX512, dot2x4BF16AVX512, true, t.dotBF16, dotBF16Generic)
+		a.fewF16 = matMulFew(dot1x4F16AVX512, dot2x4F16AVX512, false, t.dotF16, dotF16Generic)
 	}
 	t.dotF32 = vecDot(l.lanes, l.dotF32, dotF32Generic)
 	t.matVecF32 = vecMatVec(l.lanes, l.dot4F32, t.dotF32)
@@ -75,7 +76,7 @@ func vectorTable(f features, t *table) {
 		}
 		axpyGeneric(a, x[n:], y[n:])
 	}
-	t.gemm = l.gemm
+	a.gemm = l.gemm
 	if f.avx512 {
 		t.matMulAdd = vecMatMulAdd(32, []matMulAddTile{matMulAdd1AVX512, matMulAdd2AVX512, matMulAdd3AVX512,
 			matMulAdd4AVX512, matMulAdd5AVX512, matMulAdd6AVX512, matMulAdd7AVX512, matMulAdd8AVX512,
@@ -106,14 +107,14 @@ func vectorTable(f features, t *table) {
 		return s + softmaxExpGeneric(x[n:], m)
 	}
 	if f.avx512 {
-		t.quantActs = func(x []float32, q []int8, d []float32, sum []int32, nsb int) {
+		a.quantActs = func(x []float32, q []int8, d []float32, sum []int32, nsb int) {
 			n := nsb * superGroups
 			_, _, _, _ = x[n*GroupSize-1], q[n*GroupSize-1], d[n-1], sum[n-1]
 			quantActsAVX512(&x[0], &q[0], &d[0], &sum[0], nsb)
 		}
 	}
 	if f.avx512 {
-		t.quantW = &quantWeights{
+		a.quantW = &quantWeights{
 			bounds: func(x []float32, lo, hi []float32) bool {
 				n := len(lo)
 				_, _ = x[n*GroupSize-1], hi[n-1]
@@ -187,7 +188,7 @@ func vectorTable(f features, t *table) {
 		t.peakFMA = func(n int) int64 { peakFMAAVX512(n); return int64(n) * 24 * 16 * 2 }
 	}
 	if f.bf16 {
-		t.gemmBF16 = &gemmBF16Kernel{mr: 32, nr: 12, kern: gemmBF16DPAVX512, pack: packF32AVX512}
+		a.gemmBF16 = &gemmBF16Kernel{mr: 32, nr: 12, kern: gemmBF16DPAVX512, pack: packF32AVX512}
 		t.peakBF16 = func(n int) int64 { peakBF16AVX512(n); return int64(n) * 24 * 16 * 4 }
 		name = append(name, "bf16")
 	}

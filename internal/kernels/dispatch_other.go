@@ -6,4 +6,4 @@ package kernels
 const haveAsm = false
 
 // vectorTable has nothing to add where there is no assembly.
-func vectorTable(f features, t *table) {}
+func vectorTable(f features, t *table, a *accel) {}

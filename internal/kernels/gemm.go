@@ -4,6 +4,8 @@ import (
 	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
+
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // The packed GEMM: the weight matrix and the activations are copied, block by block, into
@@ -61,10 +63,10 @@ const (
 )
 
 // matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
-// [lo, hi). T is the stored weight type; cvt widens a run of weights to float32, pack (if not
-// nil) packs a whole 32-row panel of them, 16 columns at a time, and few (if not nil) or else
-// matVec serve few tokens.
-func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
+// [lo, hi). T is the stored weight type; k (if not nil) is the packed GEMM's micro-kernel, cvt
+// widens a run of weights to float32, pack (if not nil) packs a whole 32-row panel of them, 16
+// columns at a time, and few (if not nil) or else matVec serve few tokens.
+func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int, k *gemmF32Kernel,
 	cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32,
 	few func(s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
 	if tokens <= 0 || lo >= hi {
@@ -76,7 +78,6 @@ func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, t
 		}
 		return
 	}
-	k := impl.gemm
 	switch {
 	case tokens == 1:
 		// One pass over the rows, streaming them from memory.
@@ -227,7 +228,7 @@ func matMulBF16Rounded(s *Scratch, k *gemmBF16Kernel, out []float32, w []uint16,
 				}
 				src := x[(jc+jr+j)*cols+pc:][:kc]
 				for k, v := range src {
-					p[(k>>1)*2*nr+k&1] = F32ToBF16(v)
+					p[(k>>1)*2*nr+k&1] = half.F32ToBF16(v)
 				}
 				if kc&1 != 0 {
 					p[(kp-1)*2*nr+1] = 0

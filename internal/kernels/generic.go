@@ -1,6 +1,6 @@
 package kernels
 
-import "math"
+import "github.com/fathom-llm/fathom/internal/half"
 
 // This file holds the generic implementations: plain Go that compiles everywhere and is the
 // reference the vector implementations are tested against.
@@ -26,13 +26,13 @@ func dotBF16Generic(w []uint16, x []float32) float32 {
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(w); i += 4 {
-		s0 += BF16ToF32(w[i]) * x[i]
-		s1 += BF16ToF32(w[i+1]) * x[i+1]
-		s2 += BF16ToF32(w[i+2]) * x[i+2]
-		s3 += BF16ToF32(w[i+3]) * x[i+3]
+		s0 += half.BF16ToF32(w[i]) * x[i]
+		s1 += half.BF16ToF32(w[i+1]) * x[i+1]
+		s2 += half.BF16ToF32(w[i+2]) * x[i+2]
+		s3 += half.BF16ToF32(w[i+3]) * x[i+3]
 	}
 	for ; i < len(w); i++ {
-		s0 += BF16ToF32(w[i]) * x[i]
+		s0 += half.BF16ToF32(w[i]) * x[i]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -42,13 +42,13 @@ func dotF16Generic(w []uint16, x []float32) float32 {
 	var s0, s1, s2, s3 float32
 	i := 0
 	for ; i+4 <= len(w); i += 4 {
-		s0 += F16ToF32(w[i]) * x[i]
-		s1 += F16ToF32(w[i+1]) * x[i+1]
-		s2 += F16ToF32(w[i+2]) * x[i+2]
-		s3 += F16ToF32(w[i+3]) * x[i+3]
+		s0 += half.F16ToF32(w[i]) * x[i]
+		s1 += half.F16ToF32(w[i+1]) * x[i+1]
+		s2 += half.F16ToF32(w[i+2]) * x[i+2]
+		s3 += half.F16ToF32(w[i+3]) * x[i+3]
 	}
 	for ; i < len(w); i++ {
-		s0 += F16ToF32(w[i]) * x[i]
+		s0 += half.F16ToF32(w[i]) * x[i]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -63,14 +63,14 @@ func axpyGeneric(a float32, x, y []float32) {
 func cvtBF16Generic(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
 	for i, v := range src {
-		dst[i] = math.Float32frombits(uint32(v) << 16)
+		dst[i] = half.BF16ToF32(v)
 	}
 }
 
 func cvtF16Generic(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
 	for i, v := range src {
-		dst[i] = F16ToF32(v)
+		dst[i] = half.F16ToF32(v)
 	}
 }
 

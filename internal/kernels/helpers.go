@@ -59,12 +59,7 @@ func RMSNorm(dst, x, w []float32, eps float32) {
 // SiLUMul sets dst[i] = silu(gate[i])·up[i], silu(g) = g/(1+e^-g): the gated activation of a
 // SwiGLU feed-forward block, to within a few units in the last place. dst may be gate or up.
 func SiLUMul(dst, gate, up []float32) {
-	dst, up = dst[:len(gate)], up[:len(gate)]
-	if f := impl.siluMul; f != nil {
-		f(dst, gate, up)
-		return
-	}
-	siluMulGeneric(dst, gate, up)
+	impl.siluMul(dst[:len(gate)], gate, up[:len(gate)])
 }
 
 func siluMulGeneric(dst, gate, up []float32) {
@@ -82,13 +77,7 @@ func Softmax(x []float32) {
 		return
 	}
 	m := impl.maxF32(x)
-	var sum float32
-	if f := impl.softmaxExp; f != nil {
-		sum = f(x, m)
-	} else {
-		sum = softmaxExpGeneric(x, m)
-	}
-	impl.scale(x, 1/sum)
+	impl.scale(x, 1/impl.softmaxExp(x, m))
 }
 
 // softmaxExpGeneric replaces x[i] by exp(x[i]-m) and returns their sum.

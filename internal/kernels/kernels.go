@@ -27,35 +27,11 @@
 // MatMulQ4RowsQ). ExpSum, IndexAtLeast and Max serve softmax-like passes over a vocabulary.
 package kernels
 
-import "math"
+import "github.com/fathom-llm/fathom/internal/half"
 
-// BF16ToF32 converts one bfloat16 value, given as its bits, to float32.
-func BF16ToF32(b uint16) float32 { return math.Float32frombits(uint32(b) << 16) }
-
-// F16ToF32 converts one IEEE half-precision value, given as its bits, to float32. The
-// conversion is exact; NaNs stay NaNs.
-func F16ToF32(h uint16) float32 {
-	sign := uint32(h&0x8000) << 16
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h & 0x3ff)
-	switch exp {
-	case 0: // zero or subnormal: mant·2⁻²⁴
-		return math.Float32frombits(sign | math.Float32bits(float32(mant)*(1.0/(1<<24))))
-	case 0x1f: // infinity or NaN
-		return math.Float32frombits(sign | 0x7f800000 | mant<<13)
-	}
-	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-}
-
-// F32ToBF16 rounds f to the nearest bfloat16, ties to even, and returns its bits. NaNs stay
-// NaNs (quiet).
-func F32ToBF16(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
+// BF16ToF32 and F32ToBF16 are half's conversions, for the backends that use the kernels.
+func BF16ToF32(b uint16) float32 { return half.BF16ToF32(b) }
+func F32ToBF16(f float32) uint16 { return half.F32ToBF16(f) }
 
 // BF16ToF32Slice widens src to float32 in dst[:len(src)].
 func BF16ToF32Slice(dst []float32, src []uint16) { impl.cvtBF16(dst, src) }

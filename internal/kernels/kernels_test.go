@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"strings"
 	"testing"
 
-	"github.com/x448/float16"
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // forEachImpl runs f once for every implementation set this CPU supports, the generic one
@@ -54,9 +56,9 @@ func randWeights(t *testing.T, r *rand.Rand, n int) weights {
 		// 8 significant bits and a small exponent range fit both formats.
 		v := float32(r.IntN(256)-128) / float32(int(1)<<r.IntN(8))
 		w.f32[i] = v
-		w.bf16[i] = F32ToBF16(v)
-		w.f16[i] = float16.Fromfloat32(v).Bits()
-		if BF16ToF32(w.bf16[i]) != v || F16ToF32(w.f16[i]) != v {
+		w.bf16[i] = half.F32ToBF16(v)
+		w.f16[i] = half.F32ToF16(v)
+		if half.BF16ToF32(w.bf16[i]) != v || half.F16ToF32(w.f16[i]) != v {
 			t.Fatalf("%v is not exact", v)
 		}
 	}
@@ -88,33 +90,8 @@ func close(got float32, want, mag float64, n int) bool {
 
 var sizes = []int{0, 1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 255, 1000, 4101}
 
-func TestF16ToF32Exhaustive(t *testing.T) {
-	for h := range 1 << 16 {
-		got, want := F16ToF32(uint16(h)), float16.Frombits(uint16(h)).Float32()
-		if math.Float32bits(got) != math.Float32bits(want) && !(got != got && want != want) {
-			t.Fatalf("F16ToF32(%#04x) = %v, want %v", h, got, want)
-		}
-	}
-}
-
+// TestConversions checks the slice conversions of every implementation against half's.
 func TestConversions(t *testing.T) {
-	for _, f := range []float32{0, 1, -2.5, 65504, 1e-3} {
-		if got := F16ToF32(float16.Fromfloat32(f).Bits()); math.Abs(float64(got-f)) > 1e-3*math.Abs(float64(f)) {
-			t.Errorf("F16ToF32(%v) = %v", f, got)
-		}
-	}
-	for _, c := range []struct {
-		in   uint32
-		want uint16
-	}{
-		{0x3f800000, 0x3f80}, {0x3f808000, 0x3f80}, {0x3f818000, 0x3f82}, {0x3f808001, 0x3f81},
-		{0x3f80ffff, 0x3f81}, {0xbf808000, 0xbf80}, {0x7f7fffff, 0x7f80}, {0x7f800000, 0x7f80},
-		{0xff800000, 0xff80}, {0x7f800001, 0x7fc0}, {0x00000001, 0x0000}, {0x80000000, 0x8000},
-	} {
-		if got := F32ToBF16(math.Float32frombits(c.in)); got != c.want {
-			t.Errorf("F32ToBF16(%#x) = %#x, want %#x", c.in, got, c.want)
-		}
-	}
 	r := rand.New(rand.NewPCG(1, 2))
 	forEachImpl(t, func(t *testing.T) {
 		for _, n := range sizes {
@@ -126,14 +103,14 @@ func TestConversions(t *testing.T) {
 			BF16ToF32Slice(dst, src)
 			check()
 			for i, v := range src {
-				if math.Float32bits(dst[i]) != math.Float32bits(BF16ToF32(v)) {
-					t.Fatalf("BF16ToF32Slice n=%d [%d]: %v want %v", n, i, dst[i], BF16ToF32(v))
+				if math.Float32bits(dst[i]) != math.Float32bits(half.BF16ToF32(v)) {
+					t.Fatalf("BF16ToF32Slice n=%d [%d]: %v want %v", n, i, dst[i], half.BF16ToF32(v))
 				}
 			}
 			F16ToF32Slice(dst, src)
 			check()
 			for i, v := range src {
-				want := F16ToF32(v)
+				want := half.F16ToF32(v)
 				if math.Float32bits(dst[i]) != math.Float32bits(want) && !(want != want && dst[i] != dst[i]) {
 					t.Fatalf("F16ToF32Slice n=%d [%d] %#x: %v want %v", n, i, v, dst[i], want)
 				}
@@ -234,63 +211,65 @@ func TestMatMul(t *testing.T) {
 			r := rand.New(rand.NewPCG(7, 8))
 			sc := new(Scratch) // reused by every shape, holding the last one's data
 			for _, s := range matMulShapes {
-				w := randWeights(t, r, s.rows*s.cols)
-				x := randVec(t, r, s.tokens*s.cols)
-				xr := make([]float32, len(x))
-				for i, v := range x {
-					xr[i] = BF16ToF32(F32ToBF16(v))
-				}
-				for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
-					out, check := withGuards(t, s.tokens*s.rows)
-					switch dt {
-					case "f32":
-						MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16":
-						MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "f16":
-						MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16-rounded":
-						MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+				t.Run(fmt.Sprintf("%d tokens %dx%d rows %d-%d", s.tokens, s.rows, s.cols, s.lo, s.hi), func(t *testing.T) {
+					w := randWeights(t, r, s.rows*s.cols)
+					x := randVec(t, r, s.tokens*s.cols)
+					xr := make([]float32, len(x))
+					for i, v := range x {
+						xr[i] = half.BF16ToF32(half.F32ToBF16(v))
 					}
-					check()
-					// The same product with its working memory in a reused Scratch.
-					outS, checkS := withGuards(t, s.tokens*s.rows)
-					switch dt {
-					case "f32":
-						sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16":
-						sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "f16":
-						sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					case "bf16-rounded":
-						sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-					}
-					checkS()
-					for i := range out {
-						if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
-							t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
+					for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
+						out, check := withGuards(t, s.tokens*s.rows)
+						switch dt {
+						case "f32":
+							MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16":
+							MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "f16":
+							MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16-rounded":
+							MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
 						}
-					}
-					xs := x
-					if dt == "bf16-rounded" {
-						xs = xr
-					}
-					for tk := range s.tokens {
-						for i := range s.rows {
-							got := out[tk*s.rows+i]
-							if i < s.lo || i >= s.hi {
-								if math.Float32bits(got) != math.Float32bits(guardVal) {
-									t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
+						check()
+						// The same product with its working memory in a reused Scratch.
+						outS, checkS := withGuards(t, s.tokens*s.rows)
+						switch dt {
+						case "f32":
+							sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16":
+							sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "f16":
+							sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						case "bf16-rounded":
+							sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+						}
+						checkS()
+						for i := range out {
+							if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
+								t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
+							}
+						}
+						xs := x
+						if dt == "bf16-rounded" {
+							xs = xr
+						}
+						for tk := range s.tokens {
+							for i := range s.rows {
+								got := out[tk*s.rows+i]
+								if i < s.lo || i >= s.hi {
+									if math.Float32bits(got) != math.Float32bits(guardVal) {
+										t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
+									}
+									continue
 								}
-								continue
-							}
-							want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
-							if !close(got, want, mag, s.cols) {
-								t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
+								want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
+								if !close(got, want, mag, s.cols) {
+									t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
+								}
 							}
 						}
 					}
-				}
+				})
 			}
 		})
 	}
@@ -367,7 +346,7 @@ func TestBadShapePanics(t *testing.T) {
 }
 
 func Example() {
-	w := []uint16{F32ToBF16(1), F32ToBF16(2), F32ToBF16(3), F32ToBF16(4)} // [2, 2], row-major
+	w := []uint16{half.F32ToBF16(1), half.F32ToBF16(2), half.F32ToBF16(3), half.F32ToBF16(4)} // [2, 2], row-major
 	x := []float32{10, 100}
 	out := make([]float32, 2)
 	MatVecBF16(out, w, x, 2)
@@ -384,10 +363,42 @@ func TestPeakLoops(t *testing.T) {
 			t.Error("loops of no iterations count operations")
 		}
 		got := BF16DotLoop(10)
-		if (impl.peakBF16 != nil) != (got > 0) {
-			t.Errorf("BF16DotLoop(10) = %d", got)
+		if strings.Contains(impl.name, "bf16") != (got > 0) {
+			t.Errorf("%s: BF16DotLoop(10) = %d", impl.name, got)
 		}
 	})
+}
+
+// TestTablesComplete checks that every table sets every entry: the generic one, and the one
+// of each feature set, whether or not this CPU runs it (building a table runs no kernel).
+func TestTablesComplete(t *testing.T) {
+	all := features{avx2: true, avx512: true, bf16: true, vnni: true}
+	tables := map[string]table{"generic": genericTable()}
+	for _, f := range append(supportedFeatureSets(), all, features{avx2: true}, features{avx2: true, avx512: true}) {
+		tab := newTable(f)
+		tables[tab.name] = tab
+	}
+	if haveAsm && len(tables) < 4 {
+		t.Errorf("%d tables, want generic, avx2, avx512 and avx512+bf16+vnni", len(tables))
+	}
+	for name, tab := range tables {
+		v := reflect.ValueOf(tab)
+		for i := range v.NumField() {
+			f := v.Field(i)
+			switch f.Kind() {
+			case reflect.Func, reflect.Pointer:
+				if f.IsNil() {
+					t.Errorf("%s: %s is not set", name, v.Type().Field(i).Name)
+				}
+			case reflect.String:
+				if f.String() == "" {
+					t.Errorf("%s: %s is empty", name, v.Type().Field(i).Name)
+				}
+			default:
+				t.Errorf("%s: %s is a %s, neither a function nor a name", name, v.Type().Field(i).Name, f.Kind())
+			}
+		}
+	}
 }
 
 func TestXORWords(t *testing.T) {

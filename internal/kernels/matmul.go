@@ -1,6 +1,10 @@
 package kernels
 
-import "github.com/klauspost/cpuid/v2"
+import (
+	"slices"
+
+	"github.com/klauspost/cpuid/v2"
+)
 
 // PanelAlign is the granularity of column panels: a whole number of quantization
 // super-blocks, so that a panel of a quantized matrix is a quantized matrix of its own.
@@ -83,7 +87,7 @@ func (s *Scratch) floats(i, n int) []float32 {
 	if s == nil {
 		return make([]float32, n)
 	}
-	s.f[i] = growSlice(s.f[i], n)
+	s.f[i] = slices.Grow(s.f[i][:0], n)[:n]
 	return s.f[i]
 }
 
@@ -92,7 +96,7 @@ func (s *Scratch) halves(i, n int) []uint16 {
 	if s == nil {
 		return make([]uint16, n)
 	}
-	s.h[i] = growSlice(s.h[i], n)
+	s.h[i] = slices.Grow(s.h[i][:0], n)[:n]
 	return s.h[i]
 }
 
@@ -106,8 +110,7 @@ func MatMulBF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, 
 // MatMulBF16Rows is the package-level MatMulBF16Rows with its working memory in s.
 func (s *Scratch) MatMulBF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
-	t := impl
-	matMul(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtBF16, t.packBF16, t.matVecBF16, t.dotBF16, t.fewBF16)
+	impl.matMulBF16(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi)
 }
 
 // MatMulF16 is MatMulBF16 for a float16 matrix.
@@ -123,8 +126,7 @@ func MatMulF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, l
 // MatMulF16Rows is the package-level MatMulF16Rows with its working memory in s.
 func (s *Scratch) MatMulF16Rows(out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
-	t := impl
-	matMul(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, t.cvtF16, t.packF16, t.matVecF16, t.dotF16, t.fewF16)
+	impl.matMulF16(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi)
 }
 
 // MatMulF32 is MatMulBF16 for a float32 matrix.
@@ -140,8 +142,7 @@ func MatMulF32Rows(out []float32, w []float32, x []float32, tokens, rows, cols, 
 // MatMulF32Rows is the package-level MatMulF32Rows with its working memory in s.
 func (s *Scratch) MatMulF32Rows(out []float32, w []float32, x []float32, tokens, rows, cols, lo, hi int) {
 	checkRange(tokens, rows, cols, lo, hi)
-	t := impl
-	matMul(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi, cvtF32Generic, t.packF32, t.matVecF32, t.dotF32, nil)
+	impl.matMulF32(s, out[:tokens*rows], w[:rows*cols], x[:tokens*cols], tokens, rows, cols, lo, hi)
 }
 
 // MatMulBF16Rounded is MatMulBF16 with the activations rounded to bfloat16 (to nearest, ties
@@ -166,18 +167,5 @@ func (s *Scratch) MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, 
 	if tokens == 0 || lo == hi {
 		return
 	}
-	// Few tokens go the float32 way: rounded activations make the same exact products.
-	limit := smallTokens
-	if impl.fewBF16 != nil {
-		limit = fewTokens
-	}
-	if k := impl.gemmBF16; k != nil && cols > 0 && tokens > limit {
-		matMulBF16Rounded(s, k, out, w, x, tokens, rows, cols, lo, hi)
-		return
-	}
-	xr := s.floats(scratchRound, len(x))
-	for i, v := range x {
-		xr[i] = BF16ToF32(F32ToBF16(v))
-	}
-	s.MatMulBF16Rows(out, w, xr, tokens, rows, cols, lo, hi)
+	impl.matMulBF16Rounded(s, out, w, x, tokens, rows, cols, lo, hi)
 }

@@ -3,8 +3,9 @@ package kernels
 import (
 	"errors"
 	"math"
+	"slices"
 
-	"github.com/x448/float16"
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // Quantized weights. Both formats quantize each row in groups of GroupSize consecutive values
@@ -72,22 +73,20 @@ func checkQuant(values, cols, bytes, rowBytes int) (rows int, err error) {
 
 // f16 rounds v to float16, failing where it does not fit.
 func f16(v float32) (uint16, error) {
-	h := float16.Fromfloat32(v)
-	if h.IsInf(0) || h.IsNaN() {
+	h := half.F32ToF16(v)
+	if !half.IsF16Finite(h) {
 		return 0, ErrRange
 	}
-	return h.Bits(), nil
+	return h, nil
 }
 
 // QuantizeQ8 quantizes the rows of cols values in src to q8 in dst, which must be
 // len(src)/cols·Q8RowBytes(cols) bytes long.
-func QuantizeQ8(dst []byte, src []float32, cols int) error {
-	return quantize(dst, src, cols, Q8RowBytes(cols), quantizeQ8Super, (*quantScratch).q8)
-}
+func QuantizeQ8(dst []byte, src []float32, cols int) error { return impl.quantizeQ8(dst, src, cols) }
 
-// quantize runs the quantization of one super-block, generic or by the vector kernels where
-// the CPU has them, over every super-block of the rows of cols values of src.
-func quantize(dst []byte, src []float32, cols, rowBytes int,
+// quantize runs the quantization of one super-block, by the vector kernels v or, where v is
+// nil, generic, over every super-block of the rows of cols values of src.
+func quantize(v *quantWeights, dst []byte, src []float32, cols, rowBytes int,
 	generic func(row []float32, out []byte, cols, g, n int) error,
 	vector func(s *quantScratch, row []float32, out []byte, cols, g, n int) error) error {
 	rows, err := checkQuant(len(src), cols, len(dst), rowBytes)
@@ -95,7 +94,7 @@ func quantize(dst []byte, src []float32, cols, rowBytes int,
 		return err
 	}
 	var s *quantScratch
-	if v := impl.quantW; v != nil {
+	if v != nil {
 		s = &quantScratch{v: v}
 	}
 	groups := cols / GroupSize
@@ -135,7 +134,7 @@ func quantizeQ8Super(row []float32, out []byte, cols, g, n int) error {
 		}
 		putF16(out[cols+2*(g+l):], h)
 		inv := float32(0)
-		if d := F16ToF32(h); d != 0 {
+		if d := half.F16ToF32(h); d != 0 {
 			inv = 1 / d
 		}
 		for e, x := range v {
@@ -242,19 +241,17 @@ func q4Scales(sc []byte, n, l int, lo, hi float32) (d, m float32, err error) {
 	}
 	putF16(sc[2*l:], hd)
 	putF16(sc[2*n+2*l:], hm)
-	return F16ToF32(hd), F16ToF32(hm), nil
+	return half.F16ToF32(hd), half.F16ToF32(hm), nil
 }
 
 // putF16 and getF16 store and load a little-endian float16.
 func putF16(b []byte, h uint16) { b[0], b[1] = byte(h), byte(h>>8) }
 
-func getF16(b []byte) float32 { return F16ToF32(uint16(b[0]) | uint16(b[1])<<8) }
+func getF16(b []byte) float32 { return half.F16ToF32(uint16(b[0]) | uint16(b[1])<<8) }
 
 // QuantizeQ4 quantizes the rows of cols values in src to q4 in dst, which must be
 // len(src)/cols·Q4RowBytes(cols) bytes long.
-func QuantizeQ4(dst []byte, src []float32, cols int) error {
-	return quantize(dst, src, cols, Q4RowBytes(cols), quantizeQ4Super, (*quantScratch).q4)
-}
+func QuantizeQ4(dst []byte, src []float32, cols int) error { return impl.quantizeQ4(dst, src, cols) }
 
 // quantizeQ4Super quantizes the super-block of n groups from group g of row to q4 in out,
 // the row's bytes.
@@ -369,17 +366,10 @@ func (a *QuantActs) Reset(tokens, cols int) {
 	n := tokens * cols
 	groups := n / GroupSize
 	a.tokens, a.cols, a.stride = tokens, cols, cols
-	a.q = growSlice(a.q, n)
-	a.d, a.ds, a.o = growSlice(a.d, groups), growSlice(a.ds, groups), growSlice(a.o, groups)
-}
-
-// growSlice returns s resized to n elements, reallocated (at least doubling) only when its
-// capacity is too small.
-func growSlice[T any](s []T, n int) []T {
-	if cap(s) < n {
-		return make([]T, n, max(n, 2*cap(s)))
-	}
-	return s[:n]
+	// Resized, reallocated only when too small; the old contents need not survive.
+	a.q = slices.Grow(a.q[:0], n)[:n]
+	a.d, a.ds = slices.Grow(a.d[:0], groups)[:groups], slices.Grow(a.ds[:0], groups)[:groups]
+	a.o = slices.Grow(a.o[:0], groups)[:groups]
 }
 
 // Quantize sets a to the tokens rows of cols values of x (cols a multiple of GroupSize).
@@ -398,9 +388,12 @@ func (a *QuantActs) QuantizeRows(x []float32, lo, hi int) {
 	if a.stride != a.cols {
 		panic("kernels: quantizing into a column view")
 	}
+	impl.quantizeActs(a, x[:a.tokens*a.cols], lo, hi)
+}
+
+// quantizeRows is QuantizeRows, with whole super-blocks quantized by vec where it is not nil.
+func (a *QuantActs) quantizeRows(x []float32, lo, hi int, vec func(x []float32, q []int8, d []float32, sum []int32, nsb int)) {
 	cols := a.cols
-	x = x[:a.tokens*cols]
-	vec := impl.quantActs
 	for r := lo; r < hi; r++ {
 		base := r * cols
 		g0 := 0

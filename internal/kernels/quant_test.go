@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fathom-llm/fathom/internal/half"
 )
 
 func TestQuantLayout(t *testing.T) {
@@ -20,7 +22,7 @@ func TestQuantLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The 32 values, then the scale.
-	if d := F16ToF32(uint16(b[32]) | uint16(b[33])<<8); math.Abs(float64(d-16.0/127)) > 1e-3 {
+	if d := half.F16ToF32(uint16(b[32]) | uint16(b[33])<<8); math.Abs(float64(d-16.0/127)) > 1e-3 {
 		t.Errorf("scale %v", d)
 	}
 	if int8(b[0]) != -127 || int8(b[16]) != 0 || int8(b[31]) != 119 {
@@ -35,7 +37,7 @@ func TestQuantLayout(t *testing.T) {
 	if q4[4]&15 != 0 || q4[4]>>4 != 2 || q4[4+15]>>4 != 15 || q4[4+12]&15 != 12 {
 		t.Errorf("q4 bytes % x", q4[4:])
 	}
-	if d, m := F16ToF32(uint16(q4[0])|uint16(q4[1])<<8), F16ToF32(uint16(q4[2])|uint16(q4[3])<<8); math.Abs(float64(d)-31.0/15) > 1e-2 || m != -16 {
+	if d, m := half.F16ToF32(uint16(q4[0])|uint16(q4[1])<<8), half.F16ToF32(uint16(q4[2])|uint16(q4[3])<<8); math.Abs(float64(d)-31.0/15) > 1e-2 || m != -16 {
 		t.Errorf("q4 scale %v, minimum %v", d, m)
 	}
 	// Sixteen groups: value 0 of group 1 is the fifth byte.
@@ -142,94 +144,96 @@ func TestQuantMatMul(t *testing.T) {
 		r := rand.New(rand.NewPCG(15, 16))
 		for _, cols := range []int{32, 96, 512, 544, 1024, 1568} {
 			for _, s := range []struct{ tokens, rows, lo, hi int }{{1, 1, 0, 1}, {1, 9, 0, 9}, {3, 17, 2, 15}, {2, 4, 0, 4}} {
-				w := randRows(r, s.rows*cols)
-				x := randRows(r, s.tokens*cols)
-				xq := refQuantActs(x)
-				xstep := make([]float64, len(x)/32) // the activations' quantization steps
-				for g := range xstep {
-					for _, v := range x[32*g : 32*g+32] {
-						xstep[g] = max(xstep[g], math.Abs(float64(v))/127)
-					}
-				}
-				for _, q4 := range []bool{false, true} {
-					rb := Q8RowBytes(cols)
-					quant, dequant := QuantizeQ8, DequantizeQ8
-					if q4 {
-						rb, quant, dequant = Q4RowBytes(cols), QuantizeQ4, DequantizeQ4
-					}
-					wb := guarded[byte](t, s.rows*rb)
-					if err := quant(wb, w, cols); err != nil {
-						t.Fatal(err)
-					}
-					wd := make([]float32, len(w))
-					if err := dequant(wd, wb, cols); err != nil {
-						t.Fatal(err)
-					}
-					out, check := withGuards(t, s.tokens*s.rows)
-					if q4 {
-						MatMulQ4Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
-					} else {
-						MatMulQ8Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
-					}
-					check()
-					// The same product from activations quantized beforehand, as rows of
-					// a larger set, must be the same bit for bit.
-					var qa QuantActs
-					qa.Quantize(append(randRows(r, cols), x...), s.tokens+1, cols)
-					view := qa.Slice(1, s.tokens+1)
-					outQ, checkQ := withGuards(t, s.tokens*s.rows)
-					if q4 {
-						MatMulQ4RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
-					} else {
-						MatMulQ8RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
-					}
-					checkQ()
-					for i := range out {
-						if math.Float32bits(out[i]) != math.Float32bits(outQ[i]) {
-							t.Fatalf("q4=%v cols=%d %+v: [%d] %v from quantized activations, %v", q4, cols, s, i, outQ[i], out[i])
+				t.Run(fmt.Sprintf("%d tokens %dx%d rows %d-%d", s.tokens, s.rows, cols, s.lo, s.hi), func(t *testing.T) {
+					w := randRows(r, s.rows*cols)
+					x := randRows(r, s.tokens*cols)
+					xq := refQuantActs(x)
+					xstep := make([]float64, len(x)/32) // the activations' quantization steps
+					for g := range xstep {
+						for _, v := range x[32*g : 32*g+32] {
+							xstep[g] = max(xstep[g], math.Abs(float64(v))/127)
 						}
 					}
-					for tk := range s.tokens {
-						for i := range s.rows {
-							got := out[tk*s.rows+i]
-							if i < s.lo || i >= s.hi {
-								if math.Float32bits(got) != math.Float32bits(guardVal) {
-									t.Fatalf("wrote row %d outside the range", i)
-								}
-								continue
-							}
-							var want, mag, exact, bound float64
-							for c := range cols {
-								p := float64(wd[i*cols+c]) * xq[tk*cols+c]
-								want += p
-								mag += math.Abs(p)
-								// The weights as stored (the round trip is tested above), the
-								// activations unquantized.
-								exact += float64(wd[i*cols+c]) * float64(x[tk*cols+c])
-								bound += math.Abs(float64(wd[i*cols+c])) * xstep[(tk*cols+c)/32] / 2
-							}
-							if math.Abs(float64(got)-want) > 1e-5*mag+1e-6 {
-								t.Fatalf("q4=%v cols=%d %+v token %d row %d: %v want %v", q4, cols, s, tk, i, got, want)
-							}
-							if math.Abs(float64(got)-exact) > bound*1.001+1e-5*mag+1e-6 {
-								t.Fatalf("q4=%v cols=%d: %v far from the product with unquantized activations %v", q4, cols, got, exact)
-							}
-						}
-					}
-					if s.tokens == 1 && s.lo == 0 && s.hi == s.rows {
-						mv := make([]float32, s.rows)
+					for _, q4 := range []bool{false, true} {
+						rb := Q8RowBytes(cols)
+						quant, dequant := QuantizeQ8, DequantizeQ8
 						if q4 {
-							MatVecQ4(mv, wb, x, cols)
-						} else {
-							MatVecQ8(mv, wb, x, cols)
+							rb, quant, dequant = Q4RowBytes(cols), QuantizeQ4, DequantizeQ4
 						}
-						for i := range mv {
-							if mv[i] != out[i] {
-								t.Fatalf("MatVec and MatMul differ: %v %v", mv[i], out[i])
+						wb := guarded[byte](t, s.rows*rb)
+						if err := quant(wb, w, cols); err != nil {
+							t.Fatal(err)
+						}
+						wd := make([]float32, len(w))
+						if err := dequant(wd, wb, cols); err != nil {
+							t.Fatal(err)
+						}
+						out, check := withGuards(t, s.tokens*s.rows)
+						if q4 {
+							MatMulQ4Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
+						} else {
+							MatMulQ8Rows(out, wb, x, s.tokens, s.rows, cols, s.lo, s.hi)
+						}
+						check()
+						// The same product from activations quantized beforehand, as rows of
+						// a larger set, must be the same bit for bit.
+						var qa QuantActs
+						qa.Quantize(append(randRows(r, cols), x...), s.tokens+1, cols)
+						view := qa.Slice(1, s.tokens+1)
+						outQ, checkQ := withGuards(t, s.tokens*s.rows)
+						if q4 {
+							MatMulQ4RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
+						} else {
+							MatMulQ8RowsQ(outQ, wb, &view, s.rows, s.lo, s.hi)
+						}
+						checkQ()
+						for i := range out {
+							if math.Float32bits(out[i]) != math.Float32bits(outQ[i]) {
+								t.Fatalf("q4=%v cols=%d %+v: [%d] %v from quantized activations, %v", q4, cols, s, i, outQ[i], out[i])
+							}
+						}
+						for tk := range s.tokens {
+							for i := range s.rows {
+								got := out[tk*s.rows+i]
+								if i < s.lo || i >= s.hi {
+									if math.Float32bits(got) != math.Float32bits(guardVal) {
+										t.Fatalf("wrote row %d outside the range", i)
+									}
+									continue
+								}
+								var want, mag, exact, bound float64
+								for c := range cols {
+									p := float64(wd[i*cols+c]) * xq[tk*cols+c]
+									want += p
+									mag += math.Abs(p)
+									// The weights as stored (the round trip is tested above), the
+									// activations unquantized.
+									exact += float64(wd[i*cols+c]) * float64(x[tk*cols+c])
+									bound += math.Abs(float64(wd[i*cols+c])) * xstep[(tk*cols+c)/32] / 2
+								}
+								if math.Abs(float64(got)-want) > 1e-5*mag+1e-6 {
+									t.Fatalf("q4=%v cols=%d %+v token %d row %d: %v want %v", q4, cols, s, tk, i, got, want)
+								}
+								if math.Abs(float64(got)-exact) > bound*1.001+1e-5*mag+1e-6 {
+									t.Fatalf("q4=%v cols=%d: %v far from the product with unquantized activations %v", q4, cols, got, exact)
+								}
+							}
+						}
+						if s.tokens == 1 && s.lo == 0 && s.hi == s.rows {
+							mv := make([]float32, s.rows)
+							if q4 {
+								MatVecQ4(mv, wb, x, cols)
+							} else {
+								MatVecQ8(mv, wb, x, cols)
+							}
+							for i := range mv {
+								if mv[i] != out[i] {
+									t.Fatalf("MatVec and MatMul differ: %v %v", mv[i], out[i])
+								}
 							}
 						}
 					}
-				}
+				})
 			}
 		}
 	})

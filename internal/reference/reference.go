@@ -1,7 +1,14 @@
-// Package reference reads the reference outputs recorded for the fixture models: for each
-// model, a JSON file of prompts (token ids, greedy continuations and their margins) and
-// perplexity data, and a safetensors file of logits, hidden states and router logits. Tests
-// of every package that compares with the references read them through Load.
+// Package reference holds what tests compare with.
+//
+// A Mixtral forward pass in float64 (Model.Forward), built from plain float64 versions of
+// the operations of backend.Backend (MatMul, RMSNorm, RoPE, Attention, MoE): the model
+// written out once with nothing but loops, and an oracle for any checkpoint, the bundled
+// one or random weights made in a test, with no recorded outputs needed.
+//
+// The reference outputs recorded for the fixture models: for each model, a JSON file of
+// prompts (token ids, greedy continuations and their margins) and perplexity data, and a
+// safetensors file of logits, hidden states and router logits. Tests of every package that
+// compares with the recorded references read them through Load.
 package reference
 
 import (

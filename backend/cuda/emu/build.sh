@@ -16,7 +16,7 @@ mkdir -p "$out/src"
 python3 transform.py ../kernels "$out/src"
 # One host thread per CUDA thread: the routing kernel runs with smaller blocks here.
 for f in "$out"/src/*.cpp; do
-	${CXX:-g++} -std=c++20 -O2 -fPIC -w -DFC_ROUTE_THREADS=128 -Iinclude -I"$out/src" -c "$f" -o "${f%.cpp}.o"
+	${CXX:-g++} -std=c++20 -O2 -fPIC -w -DFC_ROUTE_THREADS=128 -DFC_EMU -Iinclude -I"$out/src" -c "$f" -o "${f%.cpp}.o"
 done
 ar rcs "$out/libfathomcuda.a" "$out"/src/*.o
 echo "built $out/libfathomcuda.a"

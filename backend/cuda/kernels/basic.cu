@@ -6,7 +6,12 @@
 
 #include "common.cuh"
 
-extern "C" const char *fc_error_string(int code) { return cudaGetErrorString((cudaError_t)code); }
+extern "C" const char *fc_error_string(int code) {
+	if (code == FC_ERR_UNSUPPORTED) return "no cuBLASLt algorithm for these operands";
+	if (code == FC_ERR_NO_BLAS) return "no usable cuBLASLt library";
+	if (code >= FC_ERR_BLAS) return "cuBLASLt error (code - 100100 is the cublasStatus_t)";
+	return cudaGetErrorString((cudaError_t)code);
+}
 
 extern "C" int fc_device_count(int *n) {
 	*n = 0;
@@ -53,6 +58,7 @@ extern "C" void fc_destroy(fc_ctx *c) {
 	if (!c) return;
 	cudaSetDevice(c->device);
 	if (c->stream) cudaStreamSynchronize(c->stream);
+	fc_blas_close(c);
 	if (c->done) cudaFree(c->done);
 	if (c->stream) cudaStreamDestroy(c->stream);
 	free(c);

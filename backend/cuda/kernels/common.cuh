@@ -14,6 +14,7 @@ struct fc_ctx {
 	int sms;
 	cudaStream_t stream;
 	unsigned int *done; // the MoE routing kernel's block counter, zero between launches
+	struct fc_blas *blas; // cuBLASLt, once fc_blas_open succeeded (blas.cu)
 };
 
 // FC_TRY returns the error of a CUDA call from the enclosing function.
@@ -164,3 +165,7 @@ __device__ __forceinline__ float load1(const __nv_bfloat16 *x, size_t i) { retur
 
 // Host-side entry points shared between files.
 int fc_launch_moe_gemm(fc_ctx *c, const fc_moe_args *a);
+// fc_blas_dense sets y[n, w.rows] = (hi + lo)·wᵀ through cuBLASLt (lo may be NULL; hi and lo
+// rows lda apart); FC_ERR_UNSUPPORTED when cuBLASLt cannot.
+int fc_blas_dense(fc_ctx *c, float *y, const __nv_bfloat16 *hi, const __nv_bfloat16 *lo, int lda, fc_weight w, int n);
+void fc_blas_close(fc_ctx *c);

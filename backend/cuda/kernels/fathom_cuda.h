@@ -27,6 +27,10 @@ enum {
 	FC_MAX_HEAD_DIM = 256 /* the largest attention head fc_attention supports */
 };
 
+/* Return codes beyond CUDA's: no cuBLASLt product for these operands (the caller uses the
+ * package's own kernels); no usable cuBLASLt library; FC_ERR_BLAS + a cublasStatus_t. */
+enum { FC_ERR_UNSUPPORTED = 100000, FC_ERR_NO_BLAS = 100001, FC_ERR_BLAS = 100100 };
+
 typedef struct fc_ctx fc_ctx;
 
 /*
@@ -91,6 +95,12 @@ int fc_rope(fc_ctx *c, float *x, const int32_t *pos, const float *inv, int n, in
  * (x = hi + lo, about 16 significant bits) that are both multiplied (float16 weights are split
  * the same way, exactly). pad8(k) = k rounded up to a multiple of 8. */
 int fc_gemv(fc_ctx *c, float *y, const float *x, fc_weight w, int n);
+/* fc_gemm runs bfloat16 weights through cuBLASLt once fc_blas_open has succeeded (falling
+ * back to its own kernels where cuBLASLt has no algorithm). fc_blas_open loads cuBLASLt for
+ * the context: the library file path, or NULL for libcublasLt.so and its versioned names. It
+ * sets *version to cublasLtGetVersion() (1 under the CPU emulation, which runs plain products
+ * instead). */
+int fc_blas_open(fc_ctx *c, const char *path, int *version);
 int fc_gemm(fc_ctx *c, float *y, const float *x, fc_weight w, int n, void *scratch, int exact);
 
 /* Attention over a paged KV cache of float16 keys and values laid out as
@@ -137,9 +147,24 @@ typedef struct {
 	void *h;               /* 4*pairs*pad8(inner) bytes: float32 [pairs, inner] (gemv), or bfloat16
 				  [pairs, pad8(inner)] (and its lo part after it, exact) */
 	float *y;              /* grouped: [pairs, hidden] weighted expert outputs */
+
+	/* fc_moe_blas: each expert owns parts*cap rows (parts = 2 in the exact mode, else 1) of
+	 * the buffers below, experts*parts*cap rows in all; cap is at least every expert's pair
+	 * count. */
+	int cap;
+	void *bx;    /* bfloat16 rows of pad8(max(hidden, inner)): the sorted tokens, then h */
+	float *bd1;  /* float32 rows of pad8(max(hidden, inner)): the gate products, then y */
+	float *bd3;  /* float32 rows of pad8(inner): the up products */
 } fc_moe_args;
 
+/* fc_moe runs the whole block: fc_moe_route, then the GEMVs (gemv set) or fc_moe_grouped.
+ * fc_moe_route computes choice and gain, and (gemv unset) offsets, the sorted arrays and the
+ * tile list. After it, fc_moe_grouped runs the experts as the package's grouped GEMMs, and
+ * fc_moe_blas as batched cuBLASLt products (bfloat16 experts; FC_ERR_UNSUPPORTED otherwise). */
 int fc_moe(fc_ctx *c, const fc_moe_args *a);
+int fc_moe_route(fc_ctx *c, const fc_moe_args *a);
+int fc_moe_grouped(fc_ctx *c, const fc_moe_args *a);
+int fc_moe_blas(fc_ctx *c, const fc_moe_args *a);
 
 #ifdef __cplusplus
 }

@@ -294,6 +294,8 @@ extern "C" int fc_gemm(fc_ctx *c, float *y, const float *x, fc_weight w, int n, 
 	g.ahi = (const __nv_bfloat16 *)scratch;
 	g.alo = exact ? g.ahi + (size_t)n * g.lda : NULL;
 	FC_TRY((cudaError_t)convert_rows(c, (__nv_bfloat16 *)g.ahi, (__nv_bfloat16 *)g.alo, x, NULL, n, w.cols));
+	int e = fc_blas_dense(c, y, g.ahi, g.alo, g.lda, w, n);
+	if (e != FC_ERR_UNSUPPORTED) return e;
 	g.w1 = g.w3 = wview(w);
 	g.M = n;
 	g.out = y;

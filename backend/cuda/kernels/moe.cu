@@ -228,7 +228,7 @@ template <int DT> static void launch_moe_gemv(fc_ctx *c, const fc_moe_args &a) {
 	else moe_down_gemv<DT, false><<<g2, MOE_GEMV_WARPS * 32, 0, c->stream>>>(a, w2);
 }
 
-extern "C" int fc_moe(fc_ctx *c, const fc_moe_args *a) {
+extern "C" int fc_moe_route(fc_ctx *c, const fc_moe_args *a) {
 	FC_TRY((cudaError_t)fc_enter(c));
 	if (a->n == 0) return 0;
 	if (a->experts < 1 || a->experts > FC_MAX_EXPERTS || a->top_k < 1 || a->top_k > a->experts ||
@@ -236,8 +236,16 @@ extern "C" int fc_moe(fc_ctx *c, const fc_moe_args *a) {
 		return (int)cudaErrorInvalidValue;
 	unsigned int blocks = (unsigned int)a->n;
 	if (blocks > (unsigned int)c->sms * 2) blocks = (unsigned int)c->sms * 2;
-	moe_route_kernel<<<blocks, ROUTE_THREADS, 0, c->stream>>>(*a, c->done);
-	FC_TRY((cudaError_t)fc_launched());
+	// Launch with copies: the CPU emulation's recorded launches keep their arguments, not
+	// what a pointer points to.
+	const fc_moe_args args = *a;
+	moe_route_kernel<<<blocks, ROUTE_THREADS, 0, c->stream>>>(args, c->done);
+	return fc_launched();
+}
+
+extern "C" int fc_moe(fc_ctx *c, const fc_moe_args *a) {
+	FC_TRY((cudaError_t)fc_moe_route(c, a));
+	if (a->n == 0) return 0;
 	if (a->gemv) {
 		switch (a->w1.dtype) {
 		case FC_F32: launch_moe_gemv<FC_F32>(c, *a); break;
@@ -248,8 +256,16 @@ extern "C" int fc_moe(fc_ctx *c, const fc_moe_args *a) {
 		}
 		return fc_launched();
 	}
+	return fc_moe_grouped(c, a);
+}
+
+extern "C" int fc_moe_grouped(fc_ctx *c, const fc_moe_args *a) {
+	FC_TRY((cudaError_t)fc_enter(c));
+	if (a->n == 0) return 0;
 	FC_TRY((cudaError_t)fc_launch_moe_gemm(c, a));
-	moe_sum_kernel<<<dim3(a->n, fc_blocks((size_t)a->hidden, 256)), 256, 0, c->stream>>>(a->out, a->y, a->inv, a->top_k,
-											a->hidden);
+	float *out = a->out, *y = a->y;
+	const int32_t *inv = a->inv;
+	const int top_k = a->top_k, hidden = a->hidden;
+	moe_sum_kernel<<<dim3(a->n, fc_blocks((size_t)hidden, 256)), 256, 0, c->stream>>>(out, y, inv, top_k, hidden);
 	return fc_launched();
 }

@@ -33,9 +33,9 @@ func matMulAddTiles() {
 func matMulAdd(s isa, rows int) {
 	const nv = 2 // vectors of B per row
 	name := fmt.Sprintf("matMulAdd%d%s", rows, s.suffix)
-	text(name, NOSPLIT, "func(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)")
-	Doc(fmt.Sprintf("%s adds the product of %d rows of a (row stride lda) and a panel of b (row stride ldb) %d columns wide, over k, to c (row stride ldc).", name, rows, nv*s.lanes))
-	lda := Load(Param("lda"), GP64())
+	text(name, "func(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)",
+		"%s adds the product of %d rows of a (row stride lda) and a panel of b (row stride ldb) %d columns wide, over k, to c (row stride ldc).", name, rows, nv*s.lanes)
+	lda := param("lda")
 	SHLQ(U8(2), lda)
 	lda3 := GP64()
 	LEAQ(Mem{Base: lda, Index: lda, Scale: 2}, lda3)
@@ -60,10 +60,10 @@ func matMulAdd(s isa, rows int) {
 		}
 		return m
 	}
-	b := Load(Param("b"), GP64())
-	ldb := Load(Param("ldb"), GP64())
+	b := param("b")
+	ldb := param("ldb")
 	SHLQ(U8(2), ldb)
-	k := Load(Param("k"), GP64())
+	k := param("k")
 	acc := make([][nv]VecVirtual, rows)
 	for r := range acc {
 		for v := range nv {
@@ -93,8 +93,8 @@ func matMulAdd(s isa, rows int) {
 	DECQ(k)
 	JMP(LabelRef("loop"))
 	Label("done")
-	c := Load(Param("c"), GP64())
-	ldc := Load(Param("ldc"), GP64())
+	c := param("c")
+	ldc := param("ldc")
 	SHLQ(U8(2), ldc)
 	for r := range rows {
 		for v := range nv {
@@ -106,6 +106,5 @@ func matMulAdd(s isa, rows int) {
 			ADDQ(ldc, c)
 		}
 	}
-	VZEROUPPER()
-	RET()
+	ret()
 }

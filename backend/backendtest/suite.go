@@ -11,9 +11,9 @@ import (
 	"github.com/fathom-llm/fathom/safetensors"
 )
 
-// Options adapt the conformance suite to backends that compute in reduced precision and
-// add larger cases that reach kernels the small cases do not (tiled GEMMs, several GEMM tiles
-// per expert, attention split over long sequences).
+// Options adapt the conformance suite to backends that compute in reduced precision or store
+// fewer quantizations, and add larger cases that reach kernels the small cases do not (tiled
+// GEMMs, several GEMM tiles per expert, attention split over long sequences).
 type Options struct {
 	// Tolerance bounds the relative error of the operations whose results carry the
 	// backend's precision: Embed, RMSNorm, MatMul, Attention and MoE. 0 means Tolerance.
@@ -22,6 +22,9 @@ type Options struct {
 	// Large adds larger shapes: MatMul of up to 200 rows, MoE of 300 tokens, attention over
 	// sequences of several hundred positions, and MatMul and MoE with rows of Wide values.
 	Large bool
+	// Quantizations are those a backend.Quantizer stores (nil: Q8 and Q4); the others must
+	// fail with backend.ErrQuantization.
+	Quantizations []backend.Quantization
 }
 
 // Wide is the row length of the suite's wide weights: more values than a cache-sized block of
@@ -33,13 +36,19 @@ const Wide = 17*512 + backend.QuantGroup
 const BF16Tolerance = 1e-2
 
 // RunOptions runs the conformance suite with the given options; newBackend returns a fresh
-// backend for each subtest, which the suite closes.
+// backend for each subtest, which the suite closes. The cases of the optional interfaces
+// (backend.Quantizer, backend.ResidualNormer, backend.StepRecorder) run where the backend
+// implements them and skip otherwise.
 func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 	tol := o.Tolerance
 	if tol == 0 {
 		tol = Tolerance
 	}
-	s := suite{tol: tol, large: o.Large}
+	quants := o.Quantizations
+	if quants == nil {
+		quants = []backend.Quantization{backend.Q8, backend.Q4}
+	}
+	s := suite{tol: tol, large: o.Large, quants: quants}
 	tests := []struct {
 		name string
 		f    func(*testing.T, backend.Backend)
@@ -55,6 +64,8 @@ func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 		{"Cache", testCache},
 		{"MoE", s.moe},
 		{"Quantized", s.quantized},
+		{"ResidualNormer", s.residualNorm},
+		{"StepRecorder", s.step},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -71,8 +82,9 @@ func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 
 // suite holds the options of a run.
 type suite struct {
-	tol   float64
-	large bool
+	tol    float64
+	large  bool
+	quants []backend.Quantization
 }
 
 func (s suite) check(t *testing.T, what string, got []float32, want []float64) {
@@ -91,50 +103,63 @@ func (s suite) check(t *testing.T, what string, got []float32, want []float64) {
 func (s suite) embed(t *testing.T, b backend.Backend) {
 	r := rand.New(rand.NewPCG(1, 3))
 	for _, dt := range dtypes {
-		st, table := Weight(r, "embed", dt, 1, 10, 6)
-		w := must(b.Bind(st))(t)
-		ids := []int{3, 0, 9, 3}
-		bt := newBatch(t, b, ids)
-		dst := must(b.NewTensor(4, 6))(t)
-		ok(t, b.Embed(dst, w, bt))
-		var want []float64
-		for _, id := range ids {
-			want = append(want, table[id*6:(id+1)*6]...)
+		t.Run(fmt.Sprint(dt), func(t *testing.T) {
+			st, table := Weight(r, "embed", dt, 1, 10, 6)
+			w := must(b.Bind(st))(t)
+			ids := []int{3, 0, 9, 3}
+			bt := newBatch(t, b, ids)
+			dst := must(b.NewTensor(4, 6))(t)
+			ok(t, b.Embed(dst, w, bt))
+			var want []float64
+			for _, id := range ids {
+				want = append(want, table[id*6:(id+1)*6]...)
+			}
+			s.check(t, "embed", download(t, b, dst), want)
+			if err := b.Embed(dst, w, newBatch(t, b, []int{1, 2, 10, 0})); !errors.Is(err, backend.ErrShape) {
+				t.Errorf("id outside the table: %v", err)
+			}
+		})
+	}
+}
+
+// normShapes are the (rows, width) of the RMSNorm cases.
+var normShapes = [][2]int{{5, 37}, {3, 4096}}
+
+// rmsNormRef normalises the rows of x (of len(gain) values) in float64.
+func rmsNormRef(x, gain []float64, eps float64) []float64 {
+	d := len(gain)
+	out := make([]float64, len(x))
+	for i := 0; i < len(x); i += d {
+		var ss float64
+		for _, v := range x[i : i+d] {
+			ss += v * v
 		}
-		s.check(t, fmt.Sprint("embed ", dt), download(t, b, dst), want)
-		if err := b.Embed(dst, w, newBatch(t, b, []int{1, 2, 10, 0})); !errors.Is(err, backend.ErrShape) {
-			t.Errorf("id outside the table: %v", err)
+		sc := 1 / math.Sqrt(ss/float64(d)+eps)
+		for j, g := range gain {
+			out[i+j] = x[i+j] * sc * g
 		}
 	}
+	return out
 }
 
 func (s suite) rmsNorm(t *testing.T, b backend.Backend) {
 	r := rand.New(rand.NewPCG(1, 4))
 	const eps = 1e-5
 	for _, dt := range dtypes {
-		for _, shape := range [][2]int{{5, 37}, {3, 4096}} {
+		for _, shape := range normShapes {
 			n, d := shape[0], shape[1]
-			st, gain := Weight(r, "norm", dt, 1, d)
-			w := must(b.Bind(st))(t)
-			xv := random(r, n*d, 3)
-			x := upload(t, b, n, d, xv)
-			dst := must(b.NewTensor(n, d))(t)
-			ok(t, b.RMSNorm(dst, x, w, eps))
-			want := make([]float64, n*d)
-			for i := range n {
-				var ss float64
-				for j := range d {
-					ss += float64(xv[i*d+j]) * float64(xv[i*d+j])
+			t.Run(fmt.Sprintf("%s/%dx%d", dt, n, d), func(t *testing.T) {
+				st, gain := Weight(r, "norm", dt, 1, d)
+				w := must(b.Bind(st))(t)
+				xv := random(r, n*d, 3)
+				x := upload(t, b, n, d, xv)
+				dst := must(b.NewTensor(n, d))(t)
+				ok(t, b.RMSNorm(dst, x, w, eps))
+				s.check(t, "rmsnorm", download(t, b, dst), rmsNormRef(f64(xv), gain, eps))
+				if err := b.RMSNorm(dst, x.Head(n-1), w, eps); !errors.Is(err, backend.ErrShape) {
+					t.Errorf("row mismatch: %v", err)
 				}
-				sc := 1 / math.Sqrt(ss/float64(d)+eps)
-				for j := range d {
-					want[i*d+j] = float64(xv[i*d+j]) * sc * gain[j]
-				}
-			}
-			s.check(t, fmt.Sprintf("rmsnorm %s %v", dt, shape), download(t, b, dst), want)
-			if err := b.RMSNorm(dst, x.Head(n-1), w, eps); !errors.Is(err, backend.ErrShape) {
-				t.Errorf("row mismatch: %v", err)
-			}
+			})
 		}
 	}
 }
@@ -149,13 +174,15 @@ func (s suite) matMul(t *testing.T, b backend.Backend) {
 	for _, dt := range dtypes {
 		for _, shape := range shapes {
 			n, in, out := shape[0], shape[1], shape[2]
-			st, wv := Weight(r, "w", dt, 0.2, out, in)
-			w := must(b.Bind(st))(t)
-			xv := random(r, n*in, 1)
-			x := upload(t, b, n, in, xv)
-			dst := must(b.NewTensor(n, out))(t)
-			ok(t, b.MatMul(dst, x, w))
-			s.check(t, fmt.Sprintf("matmul %s %v", dt, shape), download(t, b, dst), matmulRef(f64(xv), n, wv, out))
+			t.Run(fmt.Sprintf("%s/n=%d,in=%d,out=%d", dt, n, in, out), func(t *testing.T) {
+				st, wv := Weight(r, "w", dt, 0.2, out, in)
+				w := must(b.Bind(st))(t)
+				xv := random(r, n*in, 1)
+				x := upload(t, b, n, in, xv)
+				dst := must(b.NewTensor(n, out))(t)
+				ok(t, b.MatMul(dst, x, w))
+				s.check(t, "matmul", download(t, b, dst), matmulRef(f64(xv), n, wv, out))
+			})
 		}
 	}
 	st, _ := Weight(r, "w", safetensors.F32, 1, 4, 3)
@@ -169,29 +196,30 @@ func (s suite) matMul(t *testing.T, b backend.Backend) {
 
 func (s suite) attention(t *testing.T, b backend.Backend) {
 	type attCase struct {
+		name                                  string
 		heads, kvHeads, hd, window, blockSize int
 		steps                                 [][]int // tokens of each sequence per step
 	}
 	small := [][]int{{7, 3, 0}, {1, 4, 9}, {1, 1, 1}, {1, 0, 1}, {1, 1, 1}, {2, 1, 0}}
 	cases := []attCase{
-		{4, 4, 8, 0, 4, small},  // multi-head
-		{6, 2, 8, 0, 3, small},  // grouped-query
-		{4, 1, 16, 0, 5, small}, // multi-query
-		{6, 2, 8, 5, 4, small},  // sliding window
-		{4, 2, 4, 1, 2, small},  // a window of one position
+		{"multi-head", 4, 4, 8, 0, 4, small},
+		{"grouped-query", 6, 2, 8, 0, 3, small},
+		{"multi-query", 4, 1, 16, 0, 5, small},
+		{"sliding-window", 6, 2, 8, 5, 4, small},
+		{"window-of-one", 4, 2, 4, 1, 2, small},
 	}
 	if s.large {
 		long := [][]int{{300, 40, 0}, {1, 1, 500}, {200, 1, 1}, {1, 1, 1}}
 		cases = append(cases,
-			attCase{8, 2, 128, 0, 16, long},  // Mixtral's head shape, long sequences
-			attCase{8, 2, 64, 100, 16, long}, // a sliding window over them
-			attCase{16, 2, 256, 0, 32, long}, // the largest head, eight query heads per KV head
-			attCase{12, 1, 40, 0, 7, long},   // heads of an odd width, odd blocks
-			attCase{4, 4, 96, 37, 16, long},  // a window that is not a tile multiple
+			attCase{"mixtral-heads-long", 8, 2, 128, 0, 16, long},
+			attCase{"sliding-window-long", 8, 2, 64, 100, 16, long},
+			attCase{"largest-head", 16, 2, 256, 0, 32, long}, // eight query heads per KV head
+			attCase{"odd-heads-odd-blocks", 12, 1, 40, 0, 7, long},
+			attCase{"window-not-tile-multiple", 4, 4, 96, 37, 16, long},
 		)
 	}
 	for ci, tc := range cases {
-		t.Run(fmt.Sprint(ci), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			r := rand.New(rand.NewPCG(2, uint64(ci)))
 			const layers = 2
 			total := 0
@@ -246,12 +274,18 @@ func (s suite) attention(t *testing.T, b backend.Backend) {
 	}
 }
 
+// moeCase is the shape of an MoE case: n tokens, topK of experts experts of the given widths.
+type moeCase struct {
+	dtype                           safetensors.DType
+	n, hidden, inner, experts, topK int
+}
+
+func (c moeCase) String() string {
+	return fmt.Sprintf("%s/n=%d,hidden=%d,inner=%d,experts=%d,top=%d", c.dtype, c.n, c.hidden, c.inner, c.experts, c.topK)
+}
+
 func (s suite) moe(t *testing.T, b backend.Backend) {
 	r := rand.New(rand.NewPCG(1, 9))
-	type moeCase struct {
-		dtype                           safetensors.DType
-		n, hidden, inner, experts, topK int
-	}
 	cases := []moeCase{
 		{safetensors.BF16, 1, 32, 48, 8, 2},
 		{safetensors.F16, 9, 24, 40, 4, 2},
@@ -268,36 +302,38 @@ func (s suite) moe(t *testing.T, b backend.Backend) {
 			moeCase{safetensors.F16, 40, 64, Wide, 4, 2},
 		)
 	}
-	for ci, tc := range cases {
-		var et backend.ExpertTensors
-		var gate []float64
-		w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
-		et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
-		for e := range tc.experts {
-			var s1, s2, s3 safetensors.Tensor
-			s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
-			s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
-			s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
-			et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
-		}
-		ex := must(b.BindExperts(et))(t)
-		if e, h, i := ex.Shape(); e != tc.experts || h != tc.hidden || i != tc.inner {
-			t.Errorf("case %d: Shape() = %d, %d, %d", ci, e, h, i)
-		}
-		xv := random(r, tc.n*tc.hidden, 1)
-		x := upload(t, b, tc.n, tc.hidden, xv)
-		dst := must(b.NewTensor(tc.n, tc.hidden))(t)
-		router := must(b.NewTensor(tc.n, tc.experts))(t)
-		ok(t, b.MoE(dst, x, ex, tc.topK, router))
-		want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
-		s.check(t, fmt.Sprintf("case %d router logits", ci), download(t, b, router), logits)
-		s.check(t, fmt.Sprintf("case %d output", ci), download(t, b, dst), want)
-		// Without router logits, and again on the same buffers: the same result.
-		ok(t, b.MoE(dst, x, ex, tc.topK, backend.Tensor{}))
-		s.check(t, fmt.Sprintf("case %d output, again", ci), download(t, b, dst), want)
-		if err := b.MoE(dst, x, ex, tc.experts+1, backend.Tensor{}); !errors.Is(err, backend.ErrShape) {
-			t.Errorf("top-k above the expert count: %v", err)
-		}
+	for _, tc := range cases {
+		t.Run(tc.String(), func(t *testing.T) {
+			var et backend.ExpertTensors
+			var gate []float64
+			w1, w2, w3 := make([][]float64, tc.experts), make([][]float64, tc.experts), make([][]float64, tc.experts)
+			et.Gate, gate = Weight(r, "gate", tc.dtype, 0.5, tc.experts, tc.hidden)
+			for e := range tc.experts {
+				var s1, s2, s3 safetensors.Tensor
+				s1, w1[e] = Weight(r, "w1", tc.dtype, 0.3, tc.inner, tc.hidden)
+				s2, w2[e] = Weight(r, "w2", tc.dtype, 0.3, tc.hidden, tc.inner)
+				s3, w3[e] = Weight(r, "w3", tc.dtype, 0.3, tc.inner, tc.hidden)
+				et.W1, et.W2, et.W3 = append(et.W1, s1), append(et.W2, s2), append(et.W3, s3)
+			}
+			ex := must(b.BindExperts(et))(t)
+			if e, h, i := ex.Shape(); e != tc.experts || h != tc.hidden || i != tc.inner {
+				t.Errorf("Shape() = %d, %d, %d", e, h, i)
+			}
+			xv := random(r, tc.n*tc.hidden, 1)
+			x := upload(t, b, tc.n, tc.hidden, xv)
+			dst := must(b.NewTensor(tc.n, tc.hidden))(t)
+			router := must(b.NewTensor(tc.n, tc.experts))(t)
+			ok(t, b.MoE(dst, x, ex, tc.topK, router))
+			want, logits := moeRef(f64(xv), tc.n, tc.hidden, tc.inner, tc.experts, tc.topK, gate, w1, w2, w3)
+			s.check(t, "router logits", download(t, b, router), logits)
+			s.check(t, "output", download(t, b, dst), want)
+			// Without router logits, and again on the same buffers: the same result.
+			ok(t, b.MoE(dst, x, ex, tc.topK, backend.Tensor{}))
+			s.check(t, "output, again", download(t, b, dst), want)
+			if err := b.MoE(dst, x, ex, tc.experts+1, backend.Tensor{}); !errors.Is(err, backend.ErrShape) {
+				t.Errorf("top-k above the expert count: %v", err)
+			}
+		})
 	}
 	et := backend.ExpertTensors{}
 	et.Gate, _ = Weight(r, "gate", safetensors.F32, 1, 2, 4)

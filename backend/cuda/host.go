@@ -5,11 +5,14 @@ import (
 	"math"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/half"
 	"github.com/fathom-llm/fathom/safetensors"
+	"github.com/x448/float16"
 )
 
-// Host-side preparation for the kernels, free of cgo so that it is tested without a GPU:
-// weight conversion and quantisation, batch packing, and launch planning. The constants
+// The host side of the kernels, free of cgo so that it is tested without a GPU: weight
+// conversion and quantisation, batch packing, and the launch geometry (attention splits, MoE
+// scratch layout). The constants
 // mirror kernels/fathom_cuda.h (the cuda build checks that they agree).
 const (
 	gemvMaxRows       = 8   // FC_GEMV_MAX_ROWS: MatMul of at most this many rows uses the GEMV kernel
@@ -23,15 +26,6 @@ const (
 	convertChunk      = 1 << 22
 	attentionWaves    = 2 // attention aims for this many blocks per multiprocessor
 )
-
-// bf16Bits rounds f to bfloat16 (round to nearest even), keeping NaNs NaN.
-func bf16Bits(f float32) uint16 {
-	b := math.Float32bits(f)
-	if b&0x7fffffff > 0x7f800000 {
-		return uint16(b>>16) | 0x40
-	}
-	return uint16((b + 0x7fff + (b>>16)&1) >> 16)
-}
 
 // rowsOf returns rows lo..hi of a 2-D (or 1-D, one row) tensor as a tensor of their own.
 func rowsOf(t safetensors.Tensor, cols, lo, hi int) safetensors.Tensor {
@@ -55,36 +49,45 @@ func toBF16(dst []uint16, t safetensors.Tensor, scratch []float32) ([]float32, e
 		return f, backend.Shapef("convert %q: %d values into %d", t.Name, len(f), len(dst))
 	}
 	for i, v := range f {
-		dst[i] = bf16Bits(v)
+		dst[i] = half.F32ToBF16(v)
 	}
 	return f, nil
 }
 
-// quantizeInt8 quantises a rows×cols matrix symmetrically per group of group columns:
-// scale = max|w|/127 over the group, q = round(w/scale) (a zero group has scale 0, q 0).
-// q has rows×cols elements, scales rows×ceil(cols/group).
-func quantizeInt8(q []int8, scales []float32, w []float32, rows, cols, group int) {
-	groups := (cols + group - 1) / group
+// quantizeInt8 quantises a rows×cols matrix (cols a multiple of group) to the q8 format of
+// backend.Q8, symmetrically per group of group columns: the scale d is max|w|/127 over the
+// group rounded to float16, q = round(w/d) clamped to [-127, 127] (a zero group has d = 0,
+// q = 0). q has rows×cols elements, scales rows×cols/group. Values that are not finite, or a
+// scale beyond float16, give an error.
+func quantizeInt8(q []int8, scales []float32, w []float32, rows, cols, group int) error {
+	groups := cols / group
 	for r := range rows {
 		row := w[r*cols : (r+1)*cols]
 		for g := range groups {
-			lo, hi := g*group, min((g+1)*group, cols)
+			v := row[g*group : (g+1)*group]
 			var peak float32
-			for _, v := range row[lo:hi] {
-				peak = max(peak, float32(math.Abs(float64(v))))
-			}
-			s := peak / 127
-			scales[r*groups+g] = s
-			for k := lo; k < hi; k++ {
-				if s == 0 {
-					q[r*cols+k] = 0
-					continue
+			for _, x := range v {
+				if x != x || math.IsInf(float64(x), 0) {
+					return fmt.Errorf("row %d: value %g", r, x)
 				}
-				v := math.Round(float64(row[k] / s))
-				q[r*cols+k] = int8(max(-127, min(127, v)))
+				peak = max(peak, float32(math.Abs(float64(x))))
+			}
+			h := float16.Fromfloat32(peak / 127)
+			if h.IsInf(0) {
+				return fmt.Errorf("row %d: magnitude %g beyond float16 scales", r, peak)
+			}
+			d := h.Float32()
+			scales[r*groups+g] = d
+			inv := float32(0)
+			if d != 0 {
+				inv = 1 / d
+			}
+			for k, x := range v {
+				q[r*cols+g*group+k] = int8(max(-127, min(127, math.Round(float64(x*inv)))))
 			}
 		}
 	}
+	return nil
 }
 
 // batchLayout gives the offsets, in int32s, of a packed batch's arrays.
@@ -124,11 +127,11 @@ func packBatch(dst []int32, tokens []backend.Token, blockSize int, table func(se
 	return dst, l
 }
 
-// planAttention returns the number of splits of each token's window (at most maxLen
+// attentionSplits returns the number of splits of each token's window (at most maxLen
 // positions): enough blocks to fill the device when the batch alone does not (decode), and
 // no more than chunks of attentionMinTiles tiles of maxLen. The kernel cuts each token's
 // actual window into that many chunks.
-func planAttention(n, kvHeads, maxLen, sms int) (splits int) {
+func attentionSplits(n, kvHeads, maxLen, sms int) (splits int) {
 	blocks := max(n*kvHeads, 1)
 	want := attentionWaves * max(sms, 1)
 	if blocks >= want {
@@ -145,9 +148,9 @@ type moeLayout struct {
 	maxTiles, bytes                                                                 int
 }
 
-// planMoE lays out the scratch of an MoE call over n tokens. The tile list holds at most
+// moeScratchLayout lays out the scratch of an MoE call over n tokens. The tile list holds at most
 // Σ_e ceil(count_e/tile) <= pairs/tile + experts tiles.
-func planMoE(n, topK, experts, hidden, inner int) moeLayout {
+func moeScratchLayout(n, topK, experts, hidden, inner int) moeLayout {
 	pairs := n * topK
 	var l moeLayout
 	l.maxTiles = (pairs+gemmTileRows-1)/gemmTileRows + experts
@@ -185,75 +188,4 @@ func ropeInverseFrequencies(headDim int, theta float64) []float32 {
 		inv[i] = float32(1 / float64(float32(math.Pow(theta, float64(float32(2*i)/float32(headDim))))))
 	}
 	return inv
-}
-
-// weightShape checks a stored tensor that is to become a weight and returns its shape as a
-// matrix.
-func weightShape(t safetensors.Tensor) (rows, cols int, err error) {
-	switch len(t.Shape) {
-	case 1:
-		rows, cols = 1, t.Shape[0]
-	case 2:
-		rows, cols = t.Shape[0], t.Shape[1]
-	default:
-		return 0, 0, backend.Shapef("weight %q has shape %v, want 1 or 2 dimensions", t.Name, t.Shape)
-	}
-	if rows <= 0 || cols <= 0 || rows > math.MaxInt32/cols {
-		return 0, 0, backend.Shapef("weight %q has shape %v", t.Name, t.Shape)
-	}
-	switch t.DType {
-	case safetensors.BF16, safetensors.F16, safetensors.F32:
-	default:
-		return 0, 0, fmt.Errorf("%w: weight %q is %s", backend.ErrDType, t.Name, t.DType)
-	}
-	if len(t.Data) != rows*cols*t.DType.Size() {
-		return 0, 0, backend.Shapef("weight %q: %d bytes for shape %v of %s", t.Name, len(t.Data), t.Shape, t.DType)
-	}
-	return rows, cols, nil
-}
-
-// expertShape checks a mixture-of-experts block's tensors and returns its shape.
-func expertShape(e backend.ExpertTensors) (experts, hidden, inner int, err error) {
-	er, hidden, err := weightShape(e.Gate)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	if len(e.Gate.Shape) != 2 {
-		return 0, 0, 0, backend.Shapef("router %q has shape %v, want [experts, hidden]", e.Gate.Name, e.Gate.Shape)
-	}
-	experts = er
-	if experts > maxExperts || len(e.W1) != experts || len(e.W2) != experts || len(e.W3) != experts {
-		return 0, 0, 0, backend.Shapef("%d experts in the router, %d/%d/%d expert weights (at most %d)",
-			experts, len(e.W1), len(e.W2), len(e.W3), maxExperts)
-	}
-	inner = -1
-	for x := range experts {
-		for _, m := range []struct {
-			t          safetensors.Tensor
-			rows, cols int // -1: inner, not known yet
-		}{{e.W1[x], -1, hidden}, {e.W3[x], -1, hidden}, {e.W2[x], hidden, -1}} {
-			r, c, err := weightShape(m.t)
-			if err != nil {
-				return 0, 0, 0, err
-			}
-			if inner < 0 {
-				if m.rows < 0 {
-					inner = r
-				} else {
-					inner = c
-				}
-			}
-			wantR, wantC := m.rows, m.cols
-			if wantR < 0 {
-				wantR = inner
-			}
-			if wantC < 0 {
-				wantC = inner
-			}
-			if len(m.t.Shape) != 2 || r != wantR || c != wantC {
-				return 0, 0, 0, backend.Shapef("expert %d: %q has shape %v, want [%d %d]", x, m.t.Name, m.t.Shape, wantR, wantC)
-			}
-		}
-	}
-	return experts, hidden, inner, nil
 }

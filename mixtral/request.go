@@ -12,6 +12,10 @@ type Request struct {
 	// Messages is a chat conversation, rendered with the model's chat template with the
 	// generation prompt appended.
 	Messages []tokenizer.Message
+	// Tools are the functions the model may call in a chat (Messages): the chat template
+	// describes them, or tokenizer.ChatMLTools when the template takes none. The reply's calls
+	// are read with tokenizer.ParseToolCalls.
+	Tools []tokenizer.Tool
 	// Prompt is raw text, tokenized as the model's tokenizer does (BOS added when its
 	// configuration says so).
 	Prompt string
@@ -20,6 +24,11 @@ type Request struct {
 	// Params are the sampling parameters; the zero value is greedy decoding, and
 	// sampling.DefaultParams gives the hosted API's defaults.
 	Params sampling.Params
+	// Constraint, when set, restricts the generated tokens (to a JSON Schema, a grammar, a
+	// regular expression: see package sampling/constrain). Each sequence follows its own
+	// state of it; the tokens it does not allow are masked before any other sampling step,
+	// and the stop and end-of-sequence tokens are allowed only where it accepts the end.
+	Constraint sampling.Constraint
 }
 
 // Usage counts the tokens of a request, as the hosted API reports them.
