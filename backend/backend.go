@@ -13,10 +13,8 @@ var (
 	ErrShape = errors.New("backend: shape mismatch")
 	// ErrDType: a weight's element type is not supported by the backend.
 	ErrDType = errors.New("backend: unsupported dtype")
-	// ErrCacheFull: the KV cache has no free block left for a sequence's next position.
-	ErrCacheFull = errors.New("backend: KV cache full")
-	// ErrSequence: a token names a sequence that does not exist or a position that does not
-	// continue its sequence.
+	// ErrSequence: a token names a sequence the step has no block table for, or a position
+	// in no block its sequence holds; or attention would read such a position.
 	ErrSequence = errors.New("backend: bad sequence or position")
 	// ErrForeign: a handle was made by another backend.
 	ErrForeign = errors.New("backend: handle from another backend")
@@ -85,26 +83,46 @@ type Token struct {
 // CacheConfig sizes a paged KV cache.
 type CacheConfig struct {
 	Layers, KVHeads, HeadDim int
-	// BlockSize is the number of positions in one block; Blocks is the number of blocks
-	// shared by all sequences.
+	// BlockSize is the number of positions in one block; Blocks is the number of blocks.
 	BlockSize, Blocks int
+	// DType is the element type the keys and values are stored in: F16, BF16 or F32 where
+	// the backend has it. The zero value is the backend's default, float16 on both backends.
+	DType safetensors.DType
+	// SlidingWindow, when positive, is the longest attention window of the layers; Prepare
+	// checks that every token's window reads only blocks its sequence holds (0: the whole
+	// sequence up to the token).
+	SlidingWindow int
 }
 
-// Cache is a paged KV cache: every sequence holds a list of fixed-size blocks taken from a
-// shared pool, allocated as the sequence grows and returned when it is freed.
+// BlockBytes returns the bytes one block takes: keys and values of BlockSize positions in
+// every layer (DType must be set; Cache.Config returns it set).
+func (c CacheConfig) BlockBytes() int64 {
+	return 2 * int64(c.Layers) * int64(c.BlockSize) * int64(c.KVHeads) * int64(c.HeadDim) * int64(c.DType.Size())
+}
+
+// Cache is a paged KV cache: Blocks blocks of BlockSize positions, each holding the keys and
+// values of every layer. The cache keeps no sequences: which blocks hold which positions of
+// which sequence is the caller's to decide (package engine keeps that ledger), and each step
+// gives the block table of each of its sequences, so that sequences may share blocks, a
+// prefix computed once serving many.
 type Cache interface {
-	// NewSequence starts an empty sequence and returns its id.
-	NewSequence() (int, error)
-	// Free releases a sequence and its blocks; freeing an unknown id does nothing.
-	Free(seq int)
-	// Len returns the number of positions a sequence holds (0 for an unknown id).
-	Len(seq int) int
-	// Prepare makes the batch of the next forward step: every token must continue its
-	// sequence (the tokens of one sequence in order, the first at position Len(seq)). It
-	// reserves the blocks the new positions need and extends the sequences; the returned
-	// Batch is valid until the next Prepare. On error nothing changes.
-	Prepare(tokens []Token) (Batch, error)
-	// Close releases the cache's memory.
+	// Config returns the cache's configuration, with DType set to the stored type.
+	Config() CacheConfig
+	// Prepare makes the batch of the next forward step. Token i is at position tokens[i].Pos
+	// of the sequence whose block table is tables[tokens[i].Seq]: block tables[s][j] holds
+	// positions j·BlockSize to (j+1)·BlockSize−1 of sequence s, and −1 marks a block the
+	// sequence does not hold (one that slid out of its attention window). The tokens' own
+	// positions must be in held blocks, and no two tokens may share a position of one
+	// block. Attention stores every token's keys and values before any token reads, so a
+	// token may read what another token of the step, of any sequence, writes. The returned
+	// Batch is valid until the next Prepare; Prepare copies what it needs of tables. It fails
+	// with an error wrapping ErrSequence when a token's Seq is not an index of tables, its
+	// position is negative or not in a held block, its attention window (SlidingWindow
+	// positions, or all before it) reaches a block its sequence does not hold, or a table
+	// names a block outside the cache.
+	Prepare(tokens []Token, tables [][]int) (Batch, error)
+	// Close releases the cache's memory; Prepare and the operations on its batches then
+	// fail with ErrClosed.
 	Close() error
 }
 
@@ -171,7 +189,9 @@ type Backend interface {
 	// cache at layer p.Layer and the tokens' positions, then sets dst (Heads×HeadDim columns)
 	// to causal softmax attention of q (Heads×HeadDim columns) over each token's sequence up
 	// to its own position, limited to the last p.SlidingWindow positions when set, with query
-	// head h reading key/value head h/(Heads/KVHeads). Softmax is computed in float32.
+	// head h reading key/value head h/(Heads/KVHeads). Every token's keys and values are
+	// stored before any is read. Softmax is computed in float32. A token whose window
+	// reaches a block its sequence does not hold fails the call with ErrSequence.
 	Attention(dst, q, k, v Tensor, b Batch, p AttentionParams) error
 	// MoE sets dst to the output of the mixture-of-experts block e applied to x: router
 	// logits x·gateᵀ, softmax in float32 over all experts, the topK most likely experts with

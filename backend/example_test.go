@@ -22,7 +22,8 @@ func f32Tensor(name string, shape []int, values ...float32) safetensors.Tensor {
 }
 
 // A batch of tokens from two sequences goes through embedding and RMSNorm in one step; the
-// activations stay on the device until Read.
+// activations stay on the device until Read. The caller decides which cache blocks hold each
+// sequence's positions: here sequence 0 has block 2 and sequence 1 block 0.
 func Example() {
 	var be backend.Backend = cpu.New(0)
 	defer be.Close()
@@ -40,9 +41,8 @@ func Example() {
 		log.Fatal(err)
 	}
 	defer cache.Close()
-	a, _ := cache.NewSequence()
-	b, _ := cache.NewSequence()
-	batch, err := cache.Prepare([]backend.Token{{Seq: a, Pos: 0, ID: 2}, {Seq: b, Pos: 0, ID: 1}, {Seq: a, Pos: 1, ID: 0}})
+	tables := [][]int{{2}, {0}}
+	batch, err := cache.Prepare([]backend.Token{{Seq: 0, Pos: 0, ID: 2}, {Seq: 1, Pos: 0, ID: 1}, {Seq: 0, Pos: 1, ID: 0}}, tables)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -61,10 +61,10 @@ func Example() {
 		log.Fatal(err)
 	}
 	fmt.Printf("%.3f\n", out)
-	fmt.Println(cache.Len(a), cache.Len(b))
+	fmt.Println(cache.Config().DType, cache.Config().BlockBytes())
 	// Output:
 	// [0.849 1.131 0.000 1.414 1.414 0.000]
-	// 2 1
+	// F16 128
 }
 
 // A backend's operation starts with the check of its operands, shared by every backend: a

@@ -183,6 +183,23 @@ func TokenFLOPs(cfg mixtral.Config) float64 {
 	return 2 * (float64(cfg.NumHiddenLayers)*layer + float64(cfg.VocabSize)*h)
 }
 
+// WriteDir writes the checkpoint to dir, which must exist, as a Hugging Face checkpoint of
+// configuration cfg (the one it was made with): config.json and model.safetensors. The caller
+// adds a tokenizer.
+func (s *Synthetic) WriteDir(dir string, cfg mixtral.Config) error {
+	if s.tensors == nil {
+		return safetensors.ErrClosed
+	}
+	if err := writeConfig(dir, cfg, "bfloat16"); err != nil {
+		return err
+	}
+	tensors := make([]safetensors.Tensor, 0, len(s.tensors))
+	for _, name := range s.Names() {
+		tensors = append(tensors, s.tensors[name])
+	}
+	return safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"})
+}
+
 // WriteSynthetic writes the synthetic checkpoint NewSynthetic(cfg, seed) makes to dir as a
 // checkpoint directory that mixtral.Load reads: config.json and model.safetensors, its
 // weights stored as dtype (BF16, or F16: the same values, which float16 represents exactly).
@@ -195,25 +212,7 @@ func WriteSynthetic(dir string, cfg mixtral.Config, dtype safetensors.DType, see
 	if dtype != safetensors.BF16 && dtype != safetensors.F16 {
 		return fmt.Errorf("bench: synthetic weights as %s (want BF16 or F16)", dtype)
 	}
-	config := map[string]any{
-		"architectures": []string{"MixtralForCausalLM"}, "model_type": "mixtral",
-		"vocab_size": cfg.VocabSize, "hidden_size": cfg.HiddenSize, "intermediate_size": cfg.IntermediateSize,
-		"num_hidden_layers": cfg.NumHiddenLayers, "num_attention_heads": cfg.NumAttentionHeads,
-		"num_key_value_heads": cfg.NumKeyValueHeads, "head_dim": cfg.HeadDim,
-		"max_position_embeddings": cfg.MaxPositionEmbeddings, "rms_norm_eps": cfg.RMSNormEps,
-		"rope_theta": cfg.RopeTheta, "sliding_window": nil, "num_local_experts": cfg.NumLocalExperts,
-		"num_experts_per_tok": cfg.NumExpertsPerTok, "tie_word_embeddings": cfg.TieWordEmbeddings,
-		"hidden_act": cfg.HiddenAct, "bos_token_id": cfg.BOSTokenID, "eos_token_id": cfg.EOSTokenIDs,
-		"torch_dtype": map[safetensors.DType]string{safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dtype],
-	}
-	if cfg.SlidingWindow > 0 {
-		config["sliding_window"] = cfg.SlidingWindow
-	}
-	raw, err := json.MarshalIndent(config, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), append(raw, '\n'), 0o644); err != nil {
+	if err := writeConfig(dir, cfg, map[safetensors.DType]string{safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dtype]); err != nil {
 		return err
 	}
 	shapes := TensorShapes(cfg)
@@ -242,4 +241,24 @@ func WriteSynthetic(dir string, cfg mixtral.Config, dtype safetensors.DType, see
 	}
 	return safetensors.WriteDirWith(dir, [][]safetensors.Tensor{tensors}, map[string]string{"format": "pt"},
 		safetensors.WriteOptions{Data: data})
+}
+
+// writeConfig writes cfg to dir as the config.json of a Mixtral checkpoint whose weights are
+// of the given torch dtype.
+func writeConfig(dir string, cfg mixtral.Config, torchDType string) error {
+	c, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(c, &fields); err != nil {
+		return err
+	}
+	fields["model_type"] = "mixtral"
+	fields["architectures"] = []string{"MixtralForCausalLM"}
+	fields["torch_dtype"] = torchDType
+	if c, err = json.MarshalIndent(fields, "", "  "); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "config.json"), c, 0o644)
 }

@@ -5,11 +5,12 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
+	"github.com/fathom-llm/fathom/engine"
+	"github.com/fathom-llm/fathom/sampling"
 )
 
 // TestDecodeStepAllocs checks that a decode step allocates nothing in the steady state, both
-// the forward pass itself and a step through the scheduler. (A sequence's block table grows
-// once per block, amortised; the steps measured stay within one block.) It checks the model
+// the forward pass itself and a step through the serving engine. It checks the model
 // as stored, quantized to q8 and q4, and on a backend that records steps.
 func TestDecodeStepAllocs(t *testing.T) {
 	if raceEnabled {
@@ -37,17 +38,14 @@ func TestDecodeStepAllocs(t *testing.T) {
 // testDecodeStepAllocs is TestDecodeStepAllocs for a model loaded with o.
 func testDecodeStepAllocs(t *testing.T, o Options) {
 	m := loadFixture(t, "tiny-code-mixtral", o)
-	seq, err := m.cache.NewSequence()
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := make([]float32, m.cfg.VocabSize)
 	pos := 0
 	tokens := []backend.Token{{}}
+	tables := [][]int{{0, 1, 2, 3}}
 	rows := []int{0}
 	stepOnce := func() {
-		tokens[0] = backend.Token{Seq: seq, Pos: pos, ID: 100 + pos}
-		if err := m.forward(tokens, rows, out, nil); err != nil {
+		tokens[0] = backend.Token{Seq: 0, Pos: pos, ID: 100 + pos}
+		if err := m.forward(tokens, tables, rows, out, nil); err != nil {
 			t.Fatal(err)
 		}
 		pos++
@@ -57,21 +55,19 @@ func testDecodeStepAllocs(t *testing.T, o Options) {
 		t.Errorf("forward: %v allocations per decode step", n)
 	}
 
-	ids := []int{0}
-	st := &step{seq: seq, logits: out, done: make(chan struct{}, 1)}
-	viaScheduler := func() {
-		ids[0] = 100 + pos
-		st.pos, st.ids = pos, ids
-		if err := m.sched.run(st); err != nil {
+	// A request's tokens, one step each, through the engine.
+	h, err := m.engine.Submit(t.Context(), engine.Request{Prompt: []int{1, 100, 200}, Params: sampling.Params{MaxTokens: 200}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	next := func() {
+		if _, err := h.Next(); err != nil {
 			t.Fatal(err)
 		}
-		pos++
 	}
-	for pos%blockSize != 0 {
-		viaScheduler()
-	}
-	viaScheduler()
-	if n := testing.AllocsPerRun(10, viaScheduler); n != 0 {
-		t.Errorf("scheduler: %v allocations per decode step", n)
+	next()
+	if n := testing.AllocsPerRun(50, next); n != 0 {
+		t.Errorf("engine: %v allocations per decode step", n)
 	}
 }

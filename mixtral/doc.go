@@ -13,8 +13,9 @@
 // position, so a prompt's prefill and the decoding of many sequences share one path.
 //
 // Generate and Stream run requests (chat messages, text or token ids, with sampling
-// parameters). A scheduler goroutine batches the steps of concurrent requests into one
-// forward pass, so concurrent decodes share each read of the weights. Sequence and Eval give
-// the low-level view: logits of every position, hidden states and router logits, and
-// Perplexity.
+// parameters) through the model's serving engine (package engine): concurrent requests share
+// each forward step, their KV cache blocks are taken as they grow, and prompts that start
+// with what earlier requests computed reuse those blocks (Usage.PromptTokensDetails). Sequence
+// and Eval give the low-level view: logits of every position, hidden states and router
+// logits, and Perplexity.
 package mixtral

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/engine"
 	"github.com/fathom-llm/fathom/sampling"
 )
 
@@ -35,65 +35,39 @@ type Eval struct {
 // with Append: the low-level interface for scoring and for tests. A Sequence is not safe for
 // concurrent use; Close it to free its cache blocks.
 type Sequence struct {
-	m      *Model
-	id     int
-	n      int
-	blocks int   // cache blocks reserved
-	err    error // set when a failed step left the cache out of step with n
-	closed bool
+	m *Model
+	q *engine.Sequence
 }
 
-// NewSequence starts an empty sequence in the KV cache. Its tokens take room that Generate
-// requests would otherwise use; Append fails with backend.ErrCacheFull when the cache has
-// none left.
+// NewSequence starts an empty sequence in the KV cache. Its blocks come from the pool that
+// Generate requests use, and it holds them until Close; Append fails with an error wrapping
+// engine.ErrCacheFull when the cache has none left.
 func (m *Model) NewSequence() (*Sequence, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return nil, ErrClosed
-	}
-	id, err := m.cache.NewSequence()
+	q, err := m.engine.NewSequence()
 	if err != nil {
-		return nil, err
+		return nil, engineError(err)
 	}
-	return &Sequence{m: m, id: id}, nil
+	return &Sequence{m: m, q: q}, nil
 }
 
 // Len returns the number of tokens in the sequence.
-func (s *Sequence) Len() int { return s.n }
+func (s *Sequence) Len() int { return s.q.Len() }
 
 // Close frees the sequence's cache blocks.
-func (s *Sequence) Close() error {
-	if !s.closed {
-		s.closed = true
-		s.m.cache.Free(s.id)
-		s.m.sched.release(s.blocks)
-	}
-	return nil
-}
+func (s *Sequence) Close() error { return s.q.Close() }
 
 // Append runs ids through the model after the tokens already in the sequence, in steps of
 // at most Options.MaxBatch tokens, and returns their logits (and traces).
 func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Eval, error) {
 	m := s.m
 	switch {
-	case s.closed:
-		return nil, ErrClosed
-	case s.err != nil:
-		return nil, s.err
 	case len(ids) == 0:
 		return nil, fmt.Errorf("mixtral: Append of no tokens")
-	case s.n+len(ids) > m.ctxLen:
-		return nil, fmt.Errorf("%w: %d + %d tokens, context %d", ErrContextLength, s.n, len(ids), m.ctxLen)
+	case s.q.Len()+len(ids) > m.ContextLength():
+		return nil, fmt.Errorf("%w: %d + %d tokens, context %d", ErrContextLength, s.q.Len(), len(ids), m.ContextLength())
 	}
 	if err := m.checkIDs(ids); err != nil {
 		return nil, err
-	}
-	if need := (s.n+len(ids)+blockSize-1)/blockSize - s.blocks; need > 0 {
-		if !m.sched.tryReserve(need) {
-			return nil, fmt.Errorf("%w: %d more blocks for %d tokens", backend.ErrCacheFull, need, len(ids))
-		}
-		s.blocks += need
 	}
 	ev := &Eval{}
 	var tr *trace
@@ -102,14 +76,7 @@ func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Ev
 	}
 	V := m.cfg.VocabSize
 	for lo := 0; lo < len(ids); lo += m.maxBatch {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
 		chunk := ids[lo:min(lo+m.maxBatch, len(ids))]
-		tokens := make([]backend.Token, len(chunk))
-		for i, id := range chunk {
-			tokens[i] = backend.Token{Seq: s.id, Pos: s.n + i, ID: id}
-		}
 		var rows []int
 		if opts.AllLogits {
 			for i := range chunk {
@@ -119,19 +86,12 @@ func (s *Sequence) Append(ctx context.Context, ids []int, opts EvalOptions) (*Ev
 			rows = []int{len(chunk) - 1}
 		}
 		out := make([]float32, len(rows)*V)
-		m.mu.Lock()
-		err := ErrClosed
-		if !m.closed {
-			err = m.forward(tokens, rows, out, tr)
-		}
-		m.mu.Unlock()
+		err := s.q.Append(ctx, chunk, func(st *engine.Step) error {
+			return m.forward(st.Tokens, st.Tables, rows, out, tr)
+		})
 		if err != nil {
-			if m.cache.Len(s.id) != s.n {
-				s.err = fmt.Errorf("mixtral: sequence unusable after a failed step: %w", err)
-			}
-			return nil, err
+			return nil, engineError(err)
 		}
-		s.n += len(chunk)
 		for i := range rows {
 			ev.Logits = append(ev.Logits, out[i*V:(i+1)*V:(i+1)*V])
 		}
@@ -170,8 +130,8 @@ func (m *Model) Perplexity(ctx context.Context, ids []int, window int) (float64,
 	switch {
 	case window <= 0:
 		return 0, fmt.Errorf("mixtral: perplexity window %d is not positive", window)
-	case min(window+1, len(ids)) > m.ctxLen:
-		return 0, fmt.Errorf("%w: windows of %d tokens, context %d", ErrContextLength, window+1, m.ctxLen)
+	case min(window+1, len(ids)) > m.ContextLength():
+		return 0, fmt.Errorf("%w: windows of %d tokens, context %d", ErrContextLength, window+1, m.ContextLength())
 	case len(ids) < 2:
 		return 0, fmt.Errorf("mixtral: perplexity needs at least 2 tokens, got %d", len(ids))
 	}

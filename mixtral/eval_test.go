@@ -7,15 +7,16 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/engine"
 	"github.com/fathom-llm/fathom/internal/reference"
+	"github.com/fathom-llm/fathom/safetensors"
 	"github.com/fathom-llm/fathom/sampling"
 )
 
 // TestSequenceLimits checks the context and cache limits of Sequence, and that a chunked
 // Append (steps of MaxBatch tokens) computes what one step does.
 func TestSequenceLimits(t *testing.T) {
-	m := loadFixture(t, "tiny-code-mixtral", Options{ContextLength: 40, CacheTokens: 64, MaxBatch: 7})
+	m := loadFixture(t, "tiny-code-mixtral", Options{ContextLength: 40, CacheTokens: 64, MaxBatch: 7, CacheType: safetensors.F32})
 	ctx := context.Background()
 	ids := []int{1, 801, 16182, 266, 28127, 28732, 28711, 1329, 13, 260, 1270, 307, 28705, 28750}
 	s, err := m.NewSequence()
@@ -51,7 +52,7 @@ func TestSequenceLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s3.Append(ctx, []int{1}, EvalOptions{}); !errors.Is(err, backend.ErrCacheFull) {
+	if _, err := s3.Append(ctx, []int{1}, EvalOptions{}); !errors.Is(err, engine.ErrCacheFull) {
 		t.Errorf("a full cache: %v", err)
 	}
 	s2.Close()

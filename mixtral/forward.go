@@ -6,16 +6,16 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 )
 
-// forward runs one step of the model: tokens, each continuing its sequence in the KV cache,
-// go through the layers, and the logits of the batch rows listed in rows are written to out
-// (len(rows)·vocab values). tr, when not nil, collects the step's hidden states and router
-// logits. The caller holds m.mu.
-func (m *Model) forward(tokens []backend.Token, rows []int, out []float32, tr *trace) error {
+// forward runs one step of the model: tokens, each at a position of the sequence whose
+// block table is tables[Seq], go through the layers, and the logits of the batch rows listed
+// in rows are written to out (len(rows)·vocab values). tr, when not nil, collects the step's
+// hidden states and router logits. The serving engine runs the steps, one at a time.
+func (m *Model) forward(tokens []backend.Token, tables [][]int, rows []int, out []float32, tr *trace) error {
 	n := len(tokens)
 	if n == 0 || n > m.maxBatch || len(out) != len(rows)*m.cfg.VocabSize {
 		return backend.Shapef("forward of %d tokens (at most %d), %d logit rows into %d values", n, m.maxBatch, len(rows), len(out))
 	}
-	batch, err := m.cache.Prepare(tokens)
+	batch, err := m.cache.Prepare(tokens, tables)
 	if err != nil {
 		return err
 	}

@@ -7,14 +7,14 @@ import (
 	"iter"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/fathom-llm/fathom/engine"
 	"github.com/fathom-llm/fathom/sampling"
 	"github.com/fathom-llm/fathom/tokenizer"
 )
 
-// ErrRequest reports a malformed Request: not exactly one of Messages, Prompt and
-// PromptIDs set, or a token id outside the vocabulary.
+// ErrRequest reports a malformed Request: both Messages and Prompt set, or neither and no
+// PromptIDs, or a token id outside the vocabulary.
 var ErrRequest = errors.New("mixtral: invalid request")
 
 // ErrNoTokenizer reports a text or chat request to a model without a tokenizer.
@@ -62,19 +62,13 @@ func (m *Model) Stream(ctx context.Context, req Request) iter.Seq2[Event, error]
 	}
 }
 
-// PromptIDs returns the token ids a request's prompt becomes: Messages rendered with the
-// chat template and the generation prompt (special tokens inside contents stay text),
-// Prompt tokenized with BOS as the tokenizer's configuration says (special tokens written in
-// it are matched), or PromptIDs as given.
+// PromptIDs returns the token ids a request's prompt becomes: PromptIDs when set, checked
+// against the vocabulary; else Messages rendered with the chat template and the generation
+// prompt (special tokens inside contents stay text), or Prompt tokenized with BOS as the
+// tokenizer's configuration says (special tokens written in it are matched).
 func (m *Model) PromptIDs(req Request) ([]int, error) {
-	set := 0
-	for _, b := range []bool{len(req.Messages) > 0, req.Prompt != "", len(req.PromptIDs) > 0} {
-		if b {
-			set++
-		}
-	}
-	if set != 1 {
-		return nil, fmt.Errorf("%w: set exactly one of Messages, Prompt and PromptIDs (%d set)", ErrRequest, set)
+	if len(req.Messages) > 0 && req.Prompt != "" || len(req.Messages) == 0 && req.Prompt == "" && len(req.PromptIDs) == 0 {
+		return nil, fmt.Errorf("%w: set one of Messages, Prompt and PromptIDs", ErrRequest)
 	}
 	var ids []int
 	var err error
@@ -106,68 +100,22 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 	if err != nil {
 		return err
 	}
-	if len(prompt)+1 > m.ctxLen {
-		return fmt.Errorf("%w: prompt of %d tokens, context %d", ErrContextLength, len(prompt), m.ctxLen)
-	}
 	p := req.Params
-	sampler, err := sampling.NewSampler(p, m.cfg.VocabSize, prompt)
-	if err != nil {
-		return err
-	}
 	stops, err := sampling.NewStopMatcher(p.Stop)
 	if err != nil {
 		return err
 	}
+	h, err := m.engine.Submit(ctx, engine.Request{Prompt: prompt, Params: p, EOS: m.cfg.EOSTokenIDs, Constraint: req.Constraint})
+	if err != nil {
+		return engineError(err)
+	}
+	defer h.Close()
 	var decoder *tokenizer.Decoder
 	if m.tok != nil {
 		decoder = m.tok.NewDecoder(true)
 	}
-	maxNew := p.MaxNewTokens(len(prompt), m.ctxLen)
-	cons := newConstrained(req.Constraint, m.cfg.VocabSize, p.StopTokenIDs, m.cfg.EOSTokenIDs)
-
-	// The sequence holds the prompt and every generated token but the last.
-	blocks, err := m.sched.reserve(ctx, len(prompt)+maxNew-1)
-	if err != nil {
-		return err
-	}
-	defer m.sched.release(blocks)
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return ErrClosed
-	}
-	seq, err := m.cache.NewSequence()
-	m.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	defer m.cache.Free(seq)
-
-	st := &step{seq: seq, logits: make([]float32, m.cfg.VocabSize), done: make(chan struct{}, 1)}
-	start := time.Now()
-	for lo := 0; lo < len(prompt); lo += m.maxBatch {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		st.pos, st.ids = lo, prompt[lo:min(lo+m.maxBatch, len(prompt))]
-		if err := m.sched.run(st); err != nil {
-			return err
-		}
-	}
-	prefilled := time.Now()
-
-	var generated int
-	finish := func(reason sampling.FinishReason, text string) {
-		now := time.Now()
-		t := Timings{Prefill: prefilled.Sub(start), Decode: now.Sub(prefilled)}
-		if t.Prefill > 0 {
-			t.PrefillTokensPerSecond = float64(len(prompt)) / t.Prefill.Seconds()
-		}
-		if t.Decode > 0 {
-			t.DecodeTokensPerSecond = float64(generated) / t.Decode.Seconds()
-		}
-		emit(Event{ID: -1, Text: text, Done: true, FinishReason: reason, Timings: t,
-			Usage: Usage{PromptTokens: len(prompt), CompletionTokens: generated, TotalTokens: len(prompt) + generated}})
+	finish := func(o engine.Output, reason sampling.FinishReason, text string) {
+		emit(Event{ID: -1, Text: text, Done: true, FinishReason: reason, Usage: usage(o.Usage), Timings: timings(o)})
 	}
 	// flush ends the text: the decoder's held-back bytes, then the stop matcher's.
 	flush := func() (string, bool) {
@@ -181,41 +129,28 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		}
 		return text + stops.Flush(), false
 	}
-	ids := []int{0}
 	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		id, err := cons.sample(sampler, st.logits)
+		o, err := h.Next()
 		if err != nil {
-			return err
+			return engineError(err)
 		}
-		generated++
-		ev := Event{ID: id}
-		if p.Logprobs || p.TopLogprobs > 0 {
-			lp, err := sampler.Logprobs(st.logits, id)
-			if err != nil {
-				return err
-			}
-			ev.Logprobs = &lp
-		}
-		if p.IsStopToken(id, m.cfg.EOSTokenIDs...) {
+		ev := Event{ID: o.ID, Logprobs: o.Logprobs}
+		if o.Finish == sampling.FinishStop {
+			// A stop or end-of-sequence token: it adds no text.
 			if !emit(ev) {
 				return nil
 			}
 			text, _ := flush()
-			finish(sampling.FinishStop, text)
+			finish(o, sampling.FinishStop, text)
 			return nil
-		}
-		if err := cons.advance(id); err != nil {
-			return err
 		}
 		if decoder != nil {
 			var stopped bool
-			ev.Text, stopped = stops.Push(decoder.Add(id))
+			ev.Text, stopped = stops.Push(decoder.Add(o.ID))
 			if stopped {
+				h.Stop(0)
 				if emit(ev) {
-					finish(sampling.FinishStop, "")
+					finish(o, sampling.FinishStop, "")
 				}
 				return nil
 			}
@@ -223,19 +158,47 @@ func (m *Model) generate(ctx context.Context, req Request, emit func(Event) bool
 		if !emit(ev) {
 			return nil
 		}
-		if generated == maxNew {
+		if o.Finish == sampling.FinishLength {
 			text, stopped := flush()
 			reason := sampling.FinishLength
 			if stopped {
 				reason = sampling.FinishStop
 			}
-			finish(reason, text)
+			finish(o, reason, text)
 			return nil
 		}
-		ids[0] = id
-		st.pos, st.ids = len(prompt)+generated-1, ids
-		if err := m.sched.run(st); err != nil {
-			return err
-		}
 	}
+}
+
+// engineError maps the serving engine's errors to the package's.
+func engineError(err error) error {
+	switch {
+	case errors.Is(err, engine.ErrClosed):
+		return ErrClosed
+	case errors.Is(err, engine.ErrRequest):
+		return fmt.Errorf("%w: %v", ErrRequest, err)
+	}
+	return err
+}
+
+// usage is the Usage of a choice.
+func usage(u engine.Usage) Usage {
+	return Usage{
+		PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.PromptTokens + u.CompletionTokens,
+		PromptTokensDetails: PromptTokensDetails{CachedTokens: u.CachedTokens},
+	}
+}
+
+// timings are the Timings of a choice's last output: prefill from its first step to its
+// first token, over the prompt tokens it computed, and decode from there to the end.
+func timings(o engine.Output) Timings {
+	tm := o.Timing
+	t := Timings{Prefill: tm.FirstToken.Sub(tm.Scheduled), Decode: tm.Finished.Sub(tm.FirstToken)}
+	if t.Prefill > 0 {
+		t.PrefillTokensPerSecond = float64(o.Usage.PromptTokens-o.Usage.CachedTokens) / t.Prefill.Seconds()
+	}
+	if t.Decode > 0 && o.Usage.CompletionTokens > 1 {
+		t.DecodeTokensPerSecond = float64(o.Usage.CompletionTokens-1) / t.Decode.Seconds()
+	}
+	return t
 }

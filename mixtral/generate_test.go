@@ -215,7 +215,7 @@ func TestGenerateErrors(t *testing.T) {
 		req  Request
 	}{
 		{"no prompt", Request{}},
-		{"two prompts", Request{Prompt: "x", PromptIDs: []int{1}}},
+		{"two prompts", Request{Prompt: "x", Messages: []tokenizer.Message{{Role: "user", Content: "y"}}}},
 		{"id past the vocabulary", Request{PromptIDs: []int{1, 40000}}},
 		{"negative id", Request{PromptIDs: []int{-1}}},
 	} {

@@ -4,18 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
+	"github.com/fathom-llm/fathom/engine"
 	"github.com/fathom-llm/fathom/safetensors"
 	"github.com/fathom-llm/fathom/tokenizer"
 )
 
 // ErrContextLength reports a prompt that leaves no room in the context for a generated
-// token (prompt length + 1 > context length), or a sequence grown past the context.
-var ErrContextLength = errors.New("mixtral: context length exceeded")
+// token (prompt length + 1 > context length), or a sequence grown past the context. It is
+// the serving engine's error.
+var ErrContextLength = engine.ErrContextLength
 
 // ErrClosed reports use of a closed Model.
 var ErrClosed = errors.New("mixtral: model closed")
@@ -33,13 +36,24 @@ type Options struct {
 	// ContextLength is the most positions one sequence may hold (prompt and generated
 	// tokens); 0 means min(max_position_embeddings, DefaultContextLength).
 	ContextLength int
-	// CacheTokens is the size of the KV cache in positions, shared by all sequences; 0 means
-	// 4·ContextLength. A request reserves room for its prompt and MaxTokens (up to the
-	// context length) before it starts, waiting while the cache is taken.
+	// CacheTokens is the size of the KV cache in positions, shared by all sequences, and
+	// CacheBytes its size in bytes; set at most one. When neither is set the cache holds
+	// DefaultCacheContexts contexts, but takes at most a quarter of the machine's memory.
+	// Sequences take blocks as they grow (see package engine); with no other sequence
+	// running, one always fits (the context length shrinks to the cache if need be).
 	CacheTokens int
-	// MaxBatch is the most tokens one forward step runs; longer prompts run in several
-	// steps. 0 means DefaultMaxBatch.
+	CacheBytes  int64
+	// CacheType is the element type the KV cache stores keys and values in: safetensors.F16,
+	// BF16 or F32 where the backend has it; the zero value is the backend's default, float16
+	// on both backends.
+	CacheType safetensors.DType
+	// MaxBatch is the most tokens one forward step runs, and the serving engine's default
+	// token budget; longer prompts run in several steps. 0 means DefaultMaxBatch.
 	MaxBatch int
+	// Engine configures the serving engine that runs Generate and Stream: its token budget,
+	// how many sequences run at once, the bounds on a request's choices and tokens, and
+	// prefix caching.
+	Engine engine.Options
 	// Quantize stores weights quantized, converted once while they are bound from the
 	// stored bf16, f16 or f32 checkpoint: the expert weights (w1, w2, w3) and the attention
 	// projections (q, k, v, o), which are nearly all of a Mixtral's bytes. The embeddings,
@@ -54,6 +68,8 @@ type Options struct {
 const (
 	DefaultContextLength = 4096
 	DefaultMaxBatch      = 512
+	// DefaultCacheContexts is the default size of the KV cache in context lengths.
+	DefaultCacheContexts = 64
 	// blockSize is the number of positions in one KV cache block.
 	blockSize = 16
 	// logitRows is the most rows whose logits one forward step computes at once.
@@ -77,12 +93,13 @@ type Model struct {
 	ctxLen int
 	// maxBatch is the most tokens of one forward step.
 	maxBatch int
+	// engine runs every forward step: the requests' and the Sequences'.
+	engine *engine.Engine
+	// maxTokenBytes is the tokenizer's MaxTokenBytes (0 without a tokenizer).
+	maxTokenBytes int
 
-	mu       sync.Mutex // guards the forward pass's state below and closed
-	closed   bool
 	act      activations
 	recorded recordedLayers
-	sched    *scheduler
 	closing  sync.Once
 }
 
@@ -111,6 +128,9 @@ func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
 		return nil, err
 	}
 	m.ckpt, m.tok = ckpt, tok
+	if tok != nil {
+		m.maxTokenBytes = tok.MaxTokenBytes()
+	}
 	return m, nil
 }
 
@@ -137,13 +157,12 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if m.ctxLen <= 0 {
 		m.ctxLen = min(cfg.MaxPositionEmbeddings, DefaultContextLength)
 	}
-	cacheTokens := opts.CacheTokens
-	if cacheTokens <= 0 {
-		cacheTokens = 4 * m.ctxLen
-	}
 	m.maxBatch = opts.MaxBatch
 	if m.maxBatch <= 0 {
 		m.maxBatch = DefaultMaxBatch
+	}
+	if opts.CacheTokens < 0 || opts.CacheBytes < 0 || opts.CacheTokens > 0 && opts.CacheBytes > 0 {
+		return nil, fmt.Errorf("%w: set at most one of Options.CacheTokens (%d) and CacheBytes (%d), neither negative", ErrConfig, opts.CacheTokens, opts.CacheBytes)
 	}
 	var err error
 	fail := func(err error) (*Model, error) {
@@ -158,19 +177,68 @@ func newModel(ctx context.Context, cfg Config, src safetensors.Source, opts Opti
 	if m.w, err = bindWeights(ctx, src, cfg, m.be, opts.Quantize, opts.Progress); err != nil {
 		return fail(err)
 	}
-	m.cache, err = m.be.NewCache(backend.CacheConfig{
+	cc := backend.CacheConfig{
 		Layers: cfg.NumHiddenLayers, KVHeads: cfg.NumKeyValueHeads, HeadDim: cfg.HeadDim,
-		BlockSize: blockSize, Blocks: (cacheTokens + blockSize - 1) / blockSize,
-	})
-	if err != nil {
+		BlockSize: blockSize, DType: opts.CacheType, SlidingWindow: cfg.SlidingWindow,
+	}
+	if cc.Blocks, err = cacheBlocks(m.be, cc, opts, m.ctxLen); err != nil {
+		return fail(err)
+	}
+	if m.cache, err = m.be.NewCache(cc); err != nil {
 		return fail(err)
 	}
 	if m.act, err = newActivations(m.be, cfg, m.maxBatch); err != nil {
 		return fail(err)
 	}
 	m.recorded.init(m)
-	m.sched = newScheduler(m, (cacheTokens+blockSize-1)/blockSize)
+	if m.engine, err = engine.New((*engineModel)(m), opts.Engine); err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrConfig, err))
+	}
 	return m, nil
+}
+
+// cacheBlocks returns the number of blocks of the KV cache that opts ask for.
+func cacheBlocks(be backend.Backend, cc backend.CacheConfig, opts Options, ctxLen int) (int, error) {
+	// The bytes of a block, as the backend stores them, from a cache of one block.
+	cc.Blocks = 1
+	probe, err := be.NewCache(cc)
+	if err != nil {
+		return 0, err
+	}
+	perBlock := probe.Config().BlockBytes()
+	probe.Close()
+	switch {
+	case opts.CacheTokens > 0:
+		return (opts.CacheTokens + blockSize - 1) / blockSize, nil
+	case opts.CacheBytes > 0:
+		if opts.CacheBytes < perBlock {
+			return 0, fmt.Errorf("%w: a KV cache of %d bytes holds no block of %d", ErrConfig, opts.CacheBytes, perBlock)
+		}
+		return int(min(opts.CacheBytes/perBlock, math.MaxInt32/blockSize)), nil
+	}
+	blocks := int64(DefaultCacheContexts) * int64((ctxLen+blockSize-1)/blockSize)
+	if mem := totalMemory(); mem > 0 {
+		blocks = min(blocks, max(int64(mem/4)/perBlock, 1))
+	}
+	return int(min(blocks, math.MaxInt32/blockSize)), nil
+}
+
+// engineModel is the model as the serving engine sees it: its cache's layout and its forward
+// step.
+type engineModel Model
+
+func (em *engineModel) Layout() engine.Layout {
+	m := (*Model)(em)
+	cc := m.cache.Config()
+	return engine.Layout{
+		BlockSize: cc.BlockSize, Blocks: cc.Blocks, BlockBytes: cc.BlockBytes(),
+		SlidingWindow: m.cfg.SlidingWindow, VocabSize: m.cfg.VocabSize,
+		ContextLength: m.ctxLen, MaxStepTokens: m.maxBatch,
+	}
+}
+
+func (em *engineModel) Forward(s *engine.Step, logits []float32) error {
+	return (*Model)(em).forward(s.Tokens, s.Tables, s.Rows, logits, nil)
 }
 
 // Config returns the model's configuration.
@@ -183,22 +251,31 @@ func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
 // when present).
 func (m *Model) EOSTokenIDs() []int { return slices.Clone(m.cfg.EOSTokenIDs) }
 
-// ContextLength returns the most positions one sequence may hold.
-func (m *Model) ContextLength() int { return m.ctxLen }
+// ContextLength returns the most positions one sequence may hold: Options.ContextLength, or
+// less when the KV cache could not hold a sequence that long.
+func (m *Model) ContextLength() int { return m.engine.ContextLength() }
+
+// MaxTokenBytes returns the most bytes of text one token stands for when the tokenizer proves
+// such a bound (see tokenizer.Tokenizer.MaxTokenBytes), else 0: a text prompt of n bytes has
+// at least n/MaxTokenBytes tokens.
+func (m *Model) MaxTokenBytes() int { return m.maxTokenBytes }
+
+// CacheType returns the element type the KV cache stores keys and values in.
+func (m *Model) CacheType() safetensors.DType { return m.cache.Config().DType }
 
 // Backend returns the backend the model runs on.
 func (m *Model) Backend() backend.Backend { return m.be }
 
-// Close stops the scheduler (running requests end with ErrClosed at their next step) and
-// releases the cache, the backend (when the model made it) and the checkpoint. Closing
-// twice is harmless.
+// Metrics returns the serving engine's figures: requests running and waiting, KV cache
+// blocks, prefix cache hits, tokens, latencies.
+func (m *Model) Metrics() engine.Metrics { return m.engine.Metrics() }
+
+// Close stops the serving engine (running requests end with ErrClosed) and releases the
+// cache, the backend (when the model made it) and the checkpoint. Closing twice is harmless.
 func (m *Model) Close() error {
 	var err error
 	m.closing.Do(func() {
-		m.sched.close()
-		m.mu.Lock()
-		m.closed = true
-		m.mu.Unlock()
+		m.engine.Close()
 		err = m.cache.Close()
 		if m.ownBE {
 			err = errors.Join(err, m.be.Close())

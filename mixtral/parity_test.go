@@ -42,7 +42,8 @@ func modelDir(t testing.TB, name string) string {
 var bundledIDs = []int{1, 28705, 13, 1270, 2282, 28732, 28744, 28725, 337, 1329, 13, 2287, 604, 1318,
 	648, 337, 13, 13, 1270, 2016, 28732, 28744, 1329, 13, 2287}
 
-// sharedModel returns the fixture model name loaded with default options; tests must not
+// sharedModel returns the fixture model name loaded with a float32 KV cache (the exact path
+// the parity tolerances hold for) and otherwise default options; tests must not
 // close it.
 func sharedModel(t *testing.T, name string) *Model {
 	t.Helper()
@@ -52,7 +53,7 @@ func sharedModel(t *testing.T, name string) *Model {
 	if m, ok := shared.models[name]; ok {
 		return m
 	}
-	m, err := Load(context.Background(), dir, Options{CacheTokens: 4096})
+	m, err := Load(context.Background(), dir, Options{CacheTokens: 4096, CacheType: safetensors.F32})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func TestResidualNormer(t *testing.T) {
 	t.Cleanup(func() { be.Close() })
 	var calls atomic.Int64
 	plain := sharedModel(t, "tiny-code-mixtral")
-	fused := loadFixture(t, "tiny-code-mixtral", Options{Backend: fusedNorm{be, &calls}})
+	fused := loadFixture(t, "tiny-code-mixtral", Options{Backend: fusedNorm{be, &calls}, CacheType: safetensors.F32})
 	ids := bundledIDs
 	for _, opts := range []EvalOptions{{AllLogits: true}, {AllLogits: true, Trace: true}} {
 		t.Run(fmt.Sprintf("trace=%v", opts.Trace), func(t *testing.T) {
@@ -304,7 +305,7 @@ func TestStepRecorder(t *testing.T) {
 	t.Cleanup(func() { be.Close() })
 	rec := &recorder{Backend: be, steps: map[any]int{}}
 	plain := sharedModel(t, "tiny-code-mixtral")
-	recorded := loadFixture(t, "tiny-code-mixtral", Options{Backend: rec})
+	recorded := loadFixture(t, "tiny-code-mixtral", Options{Backend: rec, CacheType: safetensors.F32})
 	ctx := context.Background()
 	run := func(m *Model) [][]float32 {
 		s, err := m.NewSequence()

@@ -11,6 +11,7 @@ import (
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/internal/reference"
+	"github.com/fathom-llm/fathom/safetensors"
 )
 
 // TestQuantizedPerplexity scores held-out tokens of tiny-code-mixtral (the first two of the
@@ -32,11 +33,18 @@ func TestQuantizedPerplexity(t *testing.T) {
 	}
 	t.Logf("as stored: perplexity %.4f over %d tokens", base, len(ids)-1)
 	for _, tc := range []struct {
-		q   backend.Quantization
-		tol float64
-	}{{backend.Q8, 0.005}, {backend.Q4, 0.05}} {
-		t.Run(string(tc.q), func(t *testing.T) {
-			m := loadFixture(t, name, Options{Quantize: tc.q})
+		name string
+		opts Options
+		tol  float64
+	}{
+		{"q8", Options{Quantize: backend.Q8, CacheType: safetensors.F32}, 0.005},
+		{"q4", Options{Quantize: backend.Q4, CacheType: safetensors.F32}, 0.05},
+		// The KV cache in 16 bits, the default float16 and bfloat16.
+		{"f16 KV", Options{}, 0.005},
+		{"bf16 KV", Options{CacheType: safetensors.BF16}, 0.02},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadFixture(t, name, tc.opts)
 			got, err := m.Perplexity(ctx, ids, window)
 			if err != nil {
 				t.Fatal(err)
@@ -83,7 +91,7 @@ func TestBF16Activations(t *testing.T) {
 	}
 	be := cpu.NewWithOptions(cpu.Options{BF16Activations: true})
 	t.Cleanup(func() { be.Close() }) // after the model's cleanup
-	m := loadFixture(t, name, Options{Backend: be})
+	m := loadFixture(t, name, Options{Backend: be, CacheType: safetensors.F32})
 	got, err := m.Eval(ctx, ids, EvalOptions{AllLogits: true})
 	if err != nil {
 		t.Fatal(err)

@@ -110,7 +110,7 @@ func TestReferenceParity(t *testing.T) {
 			}
 			ctx := context.Background()
 			for _, maxBatch := range []int{0, 5} {
-				m, err := New(tc.cfg, tc.src, Options{MaxBatch: maxBatch, CacheTokens: 256})
+				m, err := New(tc.cfg, tc.src, Options{MaxBatch: maxBatch, CacheTokens: 256, CacheType: safetensors.F32})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -121,7 +121,7 @@ func TestReferenceParity(t *testing.T) {
 				}
 				check(fmt.Sprintf("prefill in steps of at most %d", m.maxBatch), ev.Logits)
 			}
-			m, err := New(tc.cfg, tc.src, Options{CacheTokens: 256})
+			m, err := New(tc.cfg, tc.src, Options{CacheTokens: 256, CacheType: safetensors.F32})
 			if err != nil {
 				t.Fatal(err)
 			}

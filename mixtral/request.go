@@ -7,7 +7,9 @@ import (
 	"github.com/fathom-llm/fathom/tokenizer"
 )
 
-// Request is one generation request. Exactly one of Messages, Prompt and PromptIDs is set.
+// Request is one generation request. Exactly one of Messages and Prompt is set, or neither
+// and PromptIDs. PromptIDs may also accompany Messages or Prompt: then they are its tokens, as
+// Model.PromptIDs returned them, and the prompt is not tokenized again.
 type Request struct {
 	// Messages is a chat conversation, rendered with the model's chat template with the
 	// generation prompt appended.
@@ -33,18 +35,29 @@ type Request struct {
 
 // Usage counts the tokens of a request, as the hosted API reports them.
 type Usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int                 `json:"prompt_tokens"`
+	CompletionTokens    int                 `json:"completion_tokens"`
+	TotalTokens         int                 `json:"total_tokens"`
+	PromptTokensDetails PromptTokensDetails `json:"prompt_tokens_details"`
+}
+
+// PromptTokensDetails breaks the prompt tokens down.
+type PromptTokensDetails struct {
+	// CachedTokens is how many prompt tokens were served from the prefix cache, their keys
+	// and values computed by an earlier request.
+	CachedTokens int `json:"cached_tokens"`
 }
 
 // Timings measures a request's prefill (the prompt) and decode (generated tokens) phases.
 type Timings struct {
+	// Prefill runs from the request's first step to its first token, Decode from there to
+	// its last.
 	Prefill time.Duration
 	Decode  time.Duration
-	// PrefillTokensPerSecond is prompt tokens divided by Prefill.
+	// PrefillTokensPerSecond is the prompt tokens computed (those not served from the
+	// prefix cache) divided by Prefill.
 	PrefillTokensPerSecond float64
-	// DecodeTokensPerSecond is generated tokens divided by Decode.
+	// DecodeTokensPerSecond is the tokens generated after the first divided by Decode.
 	DecodeTokensPerSecond float64
 }
 

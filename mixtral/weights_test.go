@@ -118,7 +118,7 @@ func TestFusedLayout(t *testing.T) {
 				}
 			}
 			a := sharedModel(t, name)
-			b, err := Load(context.Background(), dir, Options{})
+			b, err := Load(context.Background(), dir, Options{CacheType: safetensors.F32})
 			if err != nil {
 				t.Fatal(err)
 			}

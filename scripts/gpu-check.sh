@@ -2,7 +2,8 @@
 # gpu-check.sh: the CUDA backend's check on a GPU machine, one run of under about 8 minutes:
 # the device, the build (make cuda with the machine's nvcc; go build/vet -tags cuda when Go is
 # there), the conformance suite and host-side tests, fixture parity through package mixtral,
-# compute-sanitizer's memcheck over the kernels, benchmarks (multi-sequence decode too), PyTorch peer figures, and the
+# compute-sanitizer's memcheck over the kernels, benchmarks (multi-sequence decode too), the serving
+# benchmark (fathom serve on the GPU under fathom bench serve), PyTorch peer figures, and the
 # hardware counters of the MoE kernels (ncu). Each step's outcome is recorded and the script
 # goes on. The summary (markdown) goes to
 # $OUT/summary.md when OUT is set, else to stdout; the full log to $OUT/gpu-check.log (or a
@@ -38,6 +39,7 @@ if [[ ${1:-} == prepare ]]; then
 	make cuda
 	go vet -tags cuda ./backend/cuda/
 	go test -c -tags cuda -o "$stage/gpucheck/bin/cuda.test" ./backend/cuda/
+	go build -tags cuda -o "$stage/gpucheck/bin/fathom" ./cmd/fathom
 	for m in $MODELS; do
 		cp "$fx/reference/$m.json" "$fx/reference/$m.safetensors" "$stage/gpucheck/fixtures/reference/"
 		# The repository bundles tiny-code-mixtral (models/): the check links it in there.
@@ -212,6 +214,35 @@ if [[ -n $BIN ]]; then
 	step "multi-sequence decode" 100 run_tests -test.run '^$' -test.bench 'BenchmarkDecodeSequences' -test.benchtime 1x
 else
 	STEPS+=("| tests and benchmarks | skipped: no test binary (no Go here and no $PACK) | 0 s |")
+fi
+
+# The serving benchmark: fathom serve on the GPU with the bundled model, measured by fathom
+# bench serve (multi-turn chats, then 64 streams at once).
+FATHOM=""
+if have go && [[ $BIN == "$WORK/cuda.test" ]]; then
+	step "go build -tags cuda ./cmd/fathom" 120 go build -tags cuda -o "$WORK/fathom" ./cmd/fathom && FATHOM=$WORK/fathom
+elif [[ -x $WORK/gpucheck/bin/fathom ]]; then
+	FATHOM=$WORK/gpucheck/bin/fathom
+fi
+if [[ -n $FATHOM ]]; then
+	serving() {
+		"$FATHOM" serve --model models/tiny-code-mixtral --cuda 0 --addr 127.0.0.1:18990 >"$WORK/serve.log" 2>&1 &
+		local pid=$! i
+		for i in $(seq 60); do
+			(exec 3<>/dev/tcp/127.0.0.1/18990) 2>/dev/null && break
+			sleep 1
+		done
+		cat "$WORK/serve.log"
+		"$FATHOM" bench serve --url http://127.0.0.1:18990/v1 --users 16 --turns 4 --first-words 300 --max-tokens 64
+		"$FATHOM" bench serve --url http://127.0.0.1:18990/v1 --users 64 --turns 1 --first-words 20 --max-tokens 128
+		kill "$pid"
+		wait "$pid"
+	}
+	export -f serving
+	export FATHOM WORK
+	step "serving benchmark (fathom serve on the GPU)" 120 serving
+else
+	STEPS+=("| serving benchmark | skipped: no fathom built with -tags cuda | 0 s |")
 fi
 
 if have python3; then

@@ -264,7 +264,8 @@ func (f *fakeModel) Stream(ctx context.Context, req mixtral.Request) iter.Seq2[m
 		done := func(reason sampling.FinishReason, n int, last mixtral.Event) {
 			f.completed.Add(1)
 			last.Done, last.FinishReason = true, reason
-			last.Usage = mixtral.Usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n}
+			last.Usage = mixtral.Usage{PromptTokens: prompt, CompletionTokens: n, TotalTokens: prompt + n,
+				PromptTokensDetails: mixtral.PromptTokensDetails{CachedTokens: prompt / 2}}
 			yield(last, nil)
 		}
 		for k := 0; ; k++ {

@@ -101,22 +101,23 @@ func choices(prompts []mixtral.Request, n int) (reqs []mixtral.Request, promptOf
 // each prompt (promptOf as for choices); with empty (max_tokens 0) it generates nothing and
 // takes no turn. param names the prompt parameter. The caller must stop the generation.
 func (s *Server) begin(w http.ResponseWriter, r *http.Request, prompts []mixtral.Request, n int, empty bool, param string) (*generation, []int, *apiError) {
-	promptTokens := make([]int, len(prompts))
-	for i, req := range prompts {
-		k, e := contextCheck(s.model, req, param, empty)
+	if empty {
+		promptTokens, e := s.prepare(prompts, n, param, true)
 		if e != nil {
 			return nil, nil, e
 		}
-		promptTokens[i] = k
-	}
-	reqs, promptOf := choices(prompts, n)
-	if empty {
+		_, promptOf := choices(prompts, n)
 		return startEmpty(r.Context(), promptTokens, promptOf), promptOf, nil
 	}
 	release, e := s.admit(r.Context(), w)
 	if e != nil {
 		return nil, nil, e
 	}
+	if _, e := s.prepare(prompts, n, param, false); e != nil {
+		release()
+		return nil, nil, e
+	}
+	reqs, promptOf := choices(prompts, n)
 	g := start(r.Context(), s.model, reqs)
 	g.release = release
 	return g, promptOf, nil
@@ -221,14 +222,16 @@ func (s *Server) generationError(err error) *apiError {
 
 // usage is the API's usage object: token counts and their estimated cost in US dollars.
 type usage struct {
-	PromptTokens     int     `json:"prompt_tokens"`
-	CompletionTokens int     `json:"completion_tokens"`
-	TotalTokens      int     `json:"total_tokens"`
-	EstimatedCost    float64 `json:"estimated_cost"`
+	PromptTokens        int                         `json:"prompt_tokens"`
+	CompletionTokens    int                         `json:"completion_tokens"`
+	TotalTokens         int                         `json:"total_tokens"`
+	PromptTokensDetails mixtral.PromptTokensDetails `json:"prompt_tokens_details"`
+	EstimatedCost       float64                     `json:"estimated_cost"`
 }
 
 // totalUsage sums the usage of choices, priced with the server's prices; promptOf[i] names
-// choice i's prompt, whose tokens count once however many choices share it.
+// choice i's prompt, whose tokens (and those of them served from the prefix cache, as its
+// first choice found them) count once however many choices share it.
 func (s *Server) totalUsage(usages []mixtral.Usage, promptOf []int) *usage {
 	var u usage
 	seen := map[int]bool{}
@@ -236,6 +239,7 @@ func (s *Server) totalUsage(usages []mixtral.Usage, promptOf []int) *usage {
 		if !seen[promptOf[i]] {
 			seen[promptOf[i]] = true
 			u.PromptTokens += cu.PromptTokens
+			u.PromptTokensDetails.CachedTokens += cu.PromptTokensDetails.CachedTokens
 		}
 		u.CompletionTokens += cu.CompletionTokens
 	}

@@ -104,7 +104,7 @@ func TestChatStreamFraming(t *testing.T) {
 			`{` + head + `,"choices":[{"index":0,"delta":{"content":" one"},"logprobs":null,"finish_reason":null}],"usage":null}`,
 			`{` + head + `,"choices":[{"index":0,"delta":{"content":" two"},"logprobs":null,"finish_reason":null}],"usage":null}`,
 			`{` + head + `,"choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}`,
-			`{` + head + `,"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"estimated_cost":0}}`,
+			`{` + head + `,"choices":[],"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":5},"estimated_cost":0}}`,
 		}},
 		{"plain", ``, []string{
 			`{` + head + `,"choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}`,
@@ -158,7 +158,7 @@ func TestChatPlainShape(t *testing.T) {
 	var created float64
 	jsonEqual(t, 0, string(body), `{"id":"$ID","object":"chat.completion","created":"$CREATED","model":"test-model",`+
 		`"choices":[{"index":0,"message":{"role":"assistant","content":" one two"},"logprobs":null,"finish_reason":"stop"}],`+
-		`"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"estimated_cost":0}}`, &id, &created)
+		`"usage":{"prompt_tokens":10,"completion_tokens":3,"total_tokens":13,"prompt_tokens_details":{"cached_tokens":5},"estimated_cost":0}}`, &id, &created)
 
 	resp, body = post(t, ts, "/v1/completions", `{"model":"test-model","prompt":"count","stream":true}`)
 	if resp.StatusCode != 200 {

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 
-	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/sampling"
 )
 
@@ -166,37 +164,6 @@ func paramError(err error) *apiError {
 		return invalid(pe.Field, "Invalid '%s': %v must be %s.", pe.Field, pe.Value, pe.Range)
 	}
 	return &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Code: "invalid_value", Message: err.Error()}
-}
-
-// contextCheck counts req's prompt tokens and checks that prompt and completion fit the
-// context; empty says that nothing is to be generated (max_tokens 0). param names the
-// prompt parameter ("messages" or "prompt").
-func contextCheck(m Model, req mixtral.Request, param string, empty bool) (int, *apiError) {
-	ids, err := m.PromptIDs(req)
-	n := len(ids)
-	if err != nil {
-		return 0, invalid(param, "Invalid '%s': %v", param, err)
-	}
-	ctxLen := m.ContextLength()
-	maxTokens := req.Params.MaxTokens
-	e := &apiError{Status: http.StatusBadRequest, Type: typeInvalidRequest, Param: param, Code: "context_length_exceeded"}
-	switch {
-	case empty && n > ctxLen:
-		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, your %s resulted in %d tokens. "+
-			"Please reduce the length of the %s.", ctxLen, param, n, param)
-		return 0, e
-	case empty:
-	case maxTokens == 0 && n+1 > ctxLen: // no room for a single generated token
-		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, your %s resulted in %d tokens, "+
-			"leaving no room for the completion. Please reduce the length of the %s.", ctxLen, param, n, param)
-		return 0, e
-	case n+maxTokens > ctxLen:
-		e.Message = fmt.Sprintf("This model's maximum context length is %d tokens. However, you requested %d tokens "+
-			"(%d in the %s, %d in the completion). Please reduce the length of the %s or completion.",
-			ctxLen, n+maxTokens, n, param, maxTokens, param)
-		return 0, e
-	}
-	return n, nil
 }
 
 // finiteLogprob makes a log-probability JSON-encodable: -Inf and NaN become -9999, the API's

@@ -81,7 +81,8 @@ func TestSDKChatCompletion(t *testing.T) {
 		t.Errorf("choice %+v", c)
 	}
 	// The fake's prompt: 3 + (2+4) + (2+4) tokens.
-	if res.Usage.PromptTokens != 15 || res.Usage.CompletionTokens != 7 || res.Usage.TotalTokens != 22 {
+	if res.Usage.PromptTokens != 15 || res.Usage.CompletionTokens != 7 || res.Usage.TotalTokens != 22 ||
+		res.Usage.PromptTokensDetails.CachedTokens != 7 {
 		t.Errorf("usage %+v", res.Usage)
 	}
 	// The same request again gives the same text (seed), and the stream gives it too.
@@ -104,7 +105,8 @@ func TestSDKChatCompletion(t *testing.T) {
 		t.Errorf("stream finish %q", acc.Choices[0].FinishReason)
 	}
 	last := chunks[len(chunks)-1]
-	if len(last.Choices) != 0 || last.Usage.TotalTokens != 22 || last.Usage.CompletionTokens != 7 {
+	if len(last.Choices) != 0 || last.Usage.TotalTokens != 22 || last.Usage.CompletionTokens != 7 ||
+		last.Usage.PromptTokensDetails.CachedTokens != 7 {
 		t.Errorf("last chunk %+v", last)
 	}
 	for _, ch := range chunks {
@@ -165,7 +167,8 @@ func TestSDKChatN(t *testing.T) {
 	}
 	// Usage: the prompt once, the completions summed.
 	prompt := int64(3 + 6 + 6)
-	if res.Usage.PromptTokens != prompt || res.Usage.CompletionTokens != 15 || res.Usage.TotalTokens != prompt+15 {
+	if res.Usage.PromptTokens != prompt || res.Usage.CompletionTokens != 15 || res.Usage.TotalTokens != prompt+15 ||
+		res.Usage.PromptTokensDetails.CachedTokens != prompt/2 {
 		t.Errorf("usage %+v", res.Usage)
 	}
 	p.StreamOptions.IncludeUsage = openai.Bool(true)
@@ -179,7 +182,7 @@ func TestSDKChatN(t *testing.T) {
 				acc.Choices[i].FinishReason, res.Choices[i].Message.Content)
 		}
 	}
-	if u := chunks[len(chunks)-1].Usage; u.PromptTokens != prompt || u.CompletionTokens != 15 {
+	if u := chunks[len(chunks)-1].Usage; u.PromptTokens != prompt || u.CompletionTokens != 15 || u.PromptTokensDetails.CachedTokens != prompt/2 {
 		t.Errorf("stream usage %+v", u)
 	}
 }

@@ -23,7 +23,9 @@ import (
 // generates the same way. Its methods must be safe for concurrent use.
 type Model interface {
 	// Stream generates for one request, yielding events as tokens are decoded; the last event
-	// has Done set. It stops, yielding ctx's error, once ctx is cancelled.
+	// has Done set. It stops, yielding ctx's error, once ctx is cancelled. The server passes
+	// requests whose PromptIDs hold what PromptIDs returned for them, beside the messages or
+	// text they came from, so that the prompt is tokenized once.
 	Stream(ctx context.Context, req mixtral.Request) iter.Seq2[mixtral.Event, error]
 	// PromptIDs returns the token ids of req's prompt (messages rendered with the chat
 	// template, the tokenized prompt, or PromptIDs checked against the vocabulary). Its errors
@@ -39,10 +41,13 @@ type Model interface {
 
 // Defaults of Options.
 const (
-	DefaultMaxBodyBytes  = 4 << 20
-	DefaultMaxConcurrent = 8
+	DefaultMaxBodyBytes = 4 << 20
+	// DefaultMaxConcurrent admits as many requests as the serving engine runs sequences by
+	// default: the KV cache's room decides which of them compute at each step.
+	DefaultMaxConcurrent = 256
 	DefaultQueueLength   = 64
 	DefaultRetryAfter    = time.Second
+	DefaultMaxChoices    = 16
 	DefaultBodyTimeout   = 30 * time.Second
 )
 
@@ -56,8 +61,16 @@ type Options struct {
 	// MaxBodyBytes bounds a request body (default DefaultMaxBodyBytes); larger bodies get 413.
 	MaxBodyBytes int64
 	// MaxConcurrent is the number of requests that generate at once (default
-	// DefaultMaxConcurrent). A request with n > 1 counts once.
+	// DefaultMaxConcurrent). A request with n > 1 counts once. Past the serving engine's own
+	// capacity (KV cache room, sequences run at once) admitted requests wait in its queue.
 	MaxConcurrent int
+	// MaxChoices bounds a request's choices, n times its prompts (default
+	// DefaultMaxChoices).
+	MaxChoices int
+	// MaxRequestTokens bounds the tokens one request may generate over all its choices
+	// (default four times the context length): a request whose max_tokens asks for more is
+	// refused; without max_tokens, several choices share it equally.
+	MaxRequestTokens int
 	// QueueLength is the number of requests that may wait for a turn (default
 	// DefaultQueueLength; negative for none). Past it requests get 429.
 	QueueLength int
@@ -89,6 +102,8 @@ type Server struct {
 	// ends with it.
 	stopped context.Context
 	stop    context.CancelCauseFunc
+
+	metricsHandler http.Handler
 }
 
 // errStopped is the cause of the contexts of requests that Stop ended.
@@ -109,7 +124,8 @@ func New(m Model, opts Options) (*Server, error) {
 	if len(opts.ModelNames) == 0 {
 		return nil, errors.New("server: Options.ModelNames is empty")
 	}
-	if opts.MaxBodyBytes < 0 || opts.MaxConcurrent < 0 || opts.RetryAfter < 0 || opts.BodyTimeout < 0 {
+	if opts.MaxBodyBytes < 0 || opts.MaxConcurrent < 0 || opts.RetryAfter < 0 || opts.BodyTimeout < 0 ||
+		opts.MaxChoices < 0 || opts.MaxRequestTokens < 0 {
 		return nil, errors.New("server: negative limit in Options")
 	}
 	if !(opts.PriceInput >= 0) || !(opts.PriceOutput >= 0) || math.IsInf(opts.PriceInput+opts.PriceOutput, 0) {
@@ -120,6 +136,9 @@ func New(m Model, opts Options) (*Server, error) {
 	}
 	if opts.MaxConcurrent == 0 {
 		opts.MaxConcurrent = DefaultMaxConcurrent
+	}
+	if opts.MaxChoices == 0 {
+		opts.MaxChoices = DefaultMaxChoices
 	}
 	switch {
 	case opts.QueueLength == 0:
@@ -156,7 +175,9 @@ func New(m Model, opts Options) (*Server, error) {
 		"/v1/completions":      {http.MethodPost, true, s.completions},
 		"/v1/models":           {http.MethodGet, true, s.listModels},
 		"/health":              {http.MethodGet, false, s.health},
+		"/metrics":             {http.MethodGet, false, s.metrics},
 	}
+	s.metricsHandler = newMetricsHandler(m)
 	return s, nil
 }
 

@@ -182,12 +182,13 @@ func newBatch(t *testing.T, b backend.Backend, ids []int) backend.Batch {
 	t.Helper()
 	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 16}))(t)
 	t.Cleanup(func() { c.Close() })
-	seq := must(c.NewSequence())(t)
+	pages := NewPages(c)
+	seq := pages.NewSequence()
 	toks := make([]backend.Token, len(ids))
 	for i, id := range ids {
 		toks[i] = backend.Token{Seq: seq, Pos: i, ID: id}
 	}
-	return must(c.Prepare(toks))(t)
+	return must(pages.Prepare(toks))(t)
 }
 
 func testAddGather(t *testing.T, b backend.Backend) {
@@ -221,15 +222,16 @@ func testRoPE(t *testing.T, b backend.Backend) {
 	const heads, hd, theta = 3, 8, 10000.0
 	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: hd, BlockSize: 4, Blocks: 16}))(t)
 	defer c.Close()
-	s0, s1 := must(c.NewSequence())(t), must(c.NewSequence())(t)
+	pages := NewPages(c)
+	s0, s1 := pages.NewSequence(), pages.NewSequence()
 	// Advance s0 by five positions so that the batch mixes positions.
 	var first []backend.Token
 	for p := range 5 {
 		first = append(first, backend.Token{Seq: s0, Pos: p})
 	}
-	must(c.Prepare(first))(t)
+	must(pages.Prepare(first))(t)
 	toks := []backend.Token{{Seq: s1, Pos: 0}, {Seq: s0, Pos: 5}, {Seq: s1, Pos: 1}, {Seq: s0, Pos: 6}}
-	bt := must(c.Prepare(toks))(t)
+	bt := must(pages.Prepare(toks))(t)
 	for _, th := range []float64{theta, 1e6} {
 		xv := random(r, len(toks)*heads*hd, 1)
 		x := upload(t, b, len(toks), heads*hd, xv)
@@ -284,40 +286,56 @@ func interleave(toks []backend.Token) []backend.Token {
 }
 
 func testCache(t *testing.T, b backend.Backend) {
-	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 3}))(t)
-	defer c.Close()
-	s := must(c.NewSequence())(t)
-	if _, err := c.Prepare([]backend.Token{{Seq: s, Pos: 1}}); !errors.Is(err, backend.ErrSequence) {
-		t.Errorf("a gap in positions: %v", err)
+	cfg := backend.CacheConfig{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 3}
+	c := must(b.NewCache(cfg))(t)
+	got := c.Config()
+	if got.DType == "" || got.BlockBytes() != 2*4*2*int64(got.DType.Size()) {
+		t.Errorf("Config() = %+v: %d bytes a block", got, got.BlockBytes())
 	}
-	if _, err := c.Prepare([]backend.Token{{Seq: s + 100, Pos: 0}}); !errors.Is(err, backend.ErrSequence) {
-		t.Errorf("an unknown sequence: %v", err)
+	toks := []backend.Token{{Seq: 0, Pos: 0}, {Seq: 0, Pos: 5}, {Seq: 1, Pos: 0}}
+	if _, err := c.Prepare(toks, [][]int{{0, 1}, {0}}); err != nil {
+		t.Errorf("two sequences sharing a block: %v", err)
 	}
-	var toks []backend.Token
-	for p := range 9 {
-		toks = append(toks, backend.Token{Seq: s, Pos: p})
+	for _, tc := range []struct {
+		name   string
+		toks   []backend.Token
+		tables [][]int
+	}{
+		{"no table", []backend.Token{{Seq: 1, Pos: 0}}, [][]int{{0}}},
+		{"negative sequence", []backend.Token{{Seq: -1, Pos: 0}}, [][]int{{0}}},
+		{"negative position", []backend.Token{{Seq: 0, Pos: -1}}, [][]int{{0}}},
+		{"past the table", []backend.Token{{Seq: 0, Pos: 4}}, [][]int{{0}}},
+		{"released block", []backend.Token{{Seq: 0, Pos: 1}}, [][]int{{-1, 2}}},
+		{"released block before", []backend.Token{{Seq: 0, Pos: 4}}, [][]int{{-1, 2}}},
+		{"block outside the cache", []backend.Token{{Seq: 0, Pos: 0}}, [][]int{{3}}},
+		{"bad entry", []backend.Token{{Seq: 0, Pos: 4}}, [][]int{{-2, 1}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := c.Prepare(tc.toks, tc.tables); !errors.Is(err, backend.ErrSequence) {
+				t.Errorf("Prepare: %v, want ErrSequence", err)
+			}
+		})
 	}
-	must(c.Prepare(toks))(t)
-	if got := c.Len(s); got != 9 {
-		t.Errorf("Len = %d, want 9", got)
+	ok(t, c.Close())
+	if _, err := c.Prepare([]backend.Token{{Seq: 0, Pos: 0}}, [][]int{{0}}); !errors.Is(err, backend.ErrClosed) {
+		t.Errorf("Prepare after Close: %v", err)
 	}
-	s2 := must(c.NewSequence())(t)
-	if _, err := c.Prepare([]backend.Token{{Seq: s2, Pos: 0}}); !errors.Is(err, backend.ErrCacheFull) {
-		t.Errorf("a full cache: %v", err)
+	for _, bad := range []backend.CacheConfig{
+		{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 0, Blocks: 3},
+		{Layers: 1, KVHeads: 1, HeadDim: 2, BlockSize: 4, Blocks: 0},
+	} {
+		if c, err := b.NewCache(bad); !errors.Is(err, backend.ErrShape) {
+			t.Errorf("NewCache(%+v): %v, want ErrShape", bad, err)
+			if err == nil {
+				c.Close()
+			}
+		}
 	}
-	if got := c.Len(s2); got != 0 {
-		t.Errorf("a failed Prepare changed Len to %d", got)
-	}
-	must(c.Prepare([]backend.Token{{Seq: s, Pos: 9}, {Seq: s, Pos: 10}, {Seq: s, Pos: 11}}))(t)
-	c.Free(s)
-	if got := c.Len(s); got != 0 {
-		t.Errorf("Len after Free = %d", got)
-	}
-	var toks2 []backend.Token
-	for p := range 12 {
-		toks2 = append(toks2, backend.Token{Seq: s2, Pos: p})
-	}
-	if _, err := c.Prepare(toks2); err != nil {
-		t.Errorf("the freed blocks are not reused: %v", err)
+	cfg.DType = safetensors.I32
+	if c, err := b.NewCache(cfg); !errors.Is(err, backend.ErrDType) {
+		t.Errorf("a cache of int32: %v, want ErrDType", err)
+		if err == nil {
+			c.Close()
+		}
 	}
 }

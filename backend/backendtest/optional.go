@@ -132,7 +132,8 @@ func (s suite) decodeSteps(t *testing.T, b backend.Backend, rec backend.StepReco
 	embed, mq, mk, mv := must(b.Bind(stTable))(t), must(b.Bind(stQ))(t), must(b.Bind(stK))(t), must(b.Bind(stV))(t)
 	c := must(b.NewCache(backend.CacheConfig{Layers: 1, KVHeads: stepKVHeads, HeadDim: stepDim, BlockSize: 4, Blocks: 16}))(t)
 	defer c.Close()
-	seqs := []int{must(c.NewSequence())(t), must(c.NewSequence())(t)}
+	pages := NewPages(c)
+	seqs := []int{pages.NewSequence(), pages.NewSequence()}
 	const most = 6 // the largest batch: a prompt of three tokens per sequence
 	x, extra := must(b.NewTensor(most, stepHidden))(t), must(b.NewTensor(most, stepHidden))(t)
 	q, k, v := must(b.NewTensor(most, qDim))(t), must(b.NewTensor(most, kvDim))(t), must(b.NewTensor(most, kvDim))(t)
@@ -168,7 +169,7 @@ func (s suite) decodeSteps(t *testing.T, b backend.Backend, rec backend.StepReco
 			}
 		}
 		n := len(toks)
-		batch = must(c.Prepare(toks))(t)
+		batch = must(pages.Prepare(toks))(t)
 		ev := random(r, n*stepHidden, 1)
 		ok(t, b.Write(extra.Head(n), ev))
 		ok(t, rec.Step(n, step(n)))

@@ -1,11 +1,15 @@
 package backendtest
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
+
+	"github.com/x448/float16"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/safetensors"
@@ -61,6 +65,7 @@ func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 		{"AddGather", testAddGather},
 		{"RoPE", testRoPE},
 		{"Attention", s.attention},
+		{"SharedBlocks", s.sharedBlocks},
 		{"Cache", testCache},
 		{"MoE", s.moe},
 		{"Quantized", s.quantized},
@@ -209,6 +214,7 @@ func (s suite) attention(t *testing.T, b backend.Backend) {
 		{"sliding-window", 6, 2, 8, 5, 4, small},
 		{"window-of-one", 4, 2, 4, 1, 2, small},
 	}
+	smallCases := cases
 	if s.large {
 		long := [][]int{{300, 40, 0}, {1, 1, 500}, {200, 1, 1}, {1, 1, 1}}
 		cases = append(cases,
@@ -220,56 +226,181 @@ func (s suite) attention(t *testing.T, b backend.Backend) {
 		)
 	}
 	for ci, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			r := rand.New(rand.NewPCG(2, uint64(ci)))
-			const layers = 2
-			total := 0
-			for _, step := range tc.steps {
-				for _, c := range step {
-					total += c
-				}
-			}
-			blocks := total/tc.blockSize + 3*len(tc.steps[0]) + 4
-			c := must(b.NewCache(backend.CacheConfig{Layers: layers, KVHeads: tc.kvHeads, HeadDim: tc.hd, BlockSize: tc.blockSize, Blocks: blocks}))(t)
-			defer c.Close()
-			nseq := len(tc.steps[0])
-			seqs := make([]int, nseq)
-			for i := range seqs {
-				seqs[i] = must(c.NewSequence())(t)
-			}
-			qDim, kvDim := tc.heads*tc.hd, tc.kvHeads*tc.hd
-			ref := refCache{}
-			lens := make([]int, nseq)
-			for si, step := range tc.steps {
-				var toks []backend.Token
-				for sq, count := range step {
-					for range count {
-						toks = append(toks, backend.Token{Seq: seqs[sq], Pos: lens[sq]})
-						lens[sq]++
+		types := kvTypes
+		if ci >= len(smallCases) {
+			types = types[:1] // the large cases store the default type only: their reference is slow
+		}
+		for _, dt := range types {
+			t.Run(fmt.Sprintf("%s/%s", tc.name, cmp.Or(string(dt), "default")), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(2, uint64(ci)))
+				const layers = 2
+				total := 0
+				for _, step := range tc.steps {
+					for _, c := range step {
+						total += c
 					}
 				}
-				if si%2 == 1 {
-					toks = interleave(toks)
+				blocks := total/tc.blockSize + 3*len(tc.steps[0]) + 4
+				c := newCacheOf(t, b, backend.CacheConfig{Layers: layers, KVHeads: tc.kvHeads, HeadDim: tc.hd, BlockSize: tc.blockSize, Blocks: blocks, DType: dt})
+				pages := NewPages(c)
+				nseq := len(tc.steps[0])
+				seqs := make([]int, nseq)
+				for i := range seqs {
+					seqs[i] = pages.NewSequence()
 				}
-				bt := must(c.Prepare(toks))(t)
+				qDim, kvDim := tc.heads*tc.hd, tc.kvHeads*tc.hd
+				ref := refCache{}
+				lens := make([]int, nseq)
+				for si, step := range tc.steps {
+					var toks []backend.Token
+					for sq, count := range step {
+						for range count {
+							toks = append(toks, backend.Token{Seq: seqs[sq], Pos: lens[sq]})
+							lens[sq]++
+						}
+					}
+					if si%2 == 1 {
+						toks = interleave(toks)
+					}
+					bt := must(pages.Prepare(toks))(t)
+					n := len(toks)
+					for layer := range layers {
+						p := backend.AttentionParams{Layer: layer, Heads: tc.heads, KVHeads: tc.kvHeads, HeadDim: tc.hd,
+							Scale: float32(1 / math.Sqrt(float64(tc.hd))), SlidingWindow: tc.window}
+						qv, kv, vv := random(r, n*qDim, 1), random(r, n*kvDim, 1), random(r, n*kvDim, 1)
+						q, k, v := upload(t, b, n, qDim, qv), upload(t, b, n, kvDim, kv), upload(t, b, n, kvDim, vv)
+						dst := must(b.NewTensor(n, qDim))(t)
+						ok(t, b.Attention(dst, q, k, v, bt, p))
+						dt := c.Config().DType
+						for i, tok := range toks {
+							key := [2]int{layer, tok.Seq}
+							ref[key] = append(ref[key], [2][]float64{stored(dt, kv[i*kvDim:(i+1)*kvDim]), stored(dt, vv[i*kvDim:(i+1)*kvDim])})
+						}
+						var want []float64
+						for i, tok := range toks {
+							want = append(want, attentionRef(f64(qv[i*qDim:(i+1)*qDim]), ref[[2]int{layer, tok.Seq}], tok.Pos, p)...)
+						}
+						s.check(t, fmt.Sprintf("step %d layer %d", si, layer), download(t, b, dst), want)
+					}
+				}
+			})
+		}
+	}
+}
+
+// kvTypes are the element types the suite stores keys and values in: the backend's default
+// (the zero value) first, then each a backend may store; a backend that does not store one
+// skips it.
+var kvTypes = []safetensors.DType{"", safetensors.F16, safetensors.BF16, safetensors.F32}
+
+// newCacheOf makes a cache of cfg, closed when the test ends, skipping the test when the
+// backend does not store cfg.DType.
+func newCacheOf(t *testing.T, b backend.Backend, cfg backend.CacheConfig) backend.Cache {
+	t.Helper()
+	c, err := b.NewCache(cfg)
+	if errors.Is(err, backend.ErrDType) && cfg.DType != "" {
+		t.Skipf("the backend stores no %s KV cache", cfg.DType)
+	}
+	ok(t, err)
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// stored returns x as the cache stores it, in dtype, exactly as float64.
+func stored(dtype safetensors.DType, x []float32) []float64 {
+	out := make([]float64, len(x))
+	for i, v := range x {
+		switch dtype {
+		case safetensors.F16:
+			out[i] = float64(float16.Fromfloat32(v).Float32())
+		case safetensors.BF16:
+			b := math.Float32bits(v)
+			b += 0x7fff + (b>>16)&1 // round to nearest, ties to even
+			out[i] = float64(math.Float32frombits(b &^ 0xffff))
+		default:
+			out[i] = float64(v)
+		}
+	}
+	return out
+}
+
+// sharedBlocks checks attention over block tables that share blocks: a sequence reading a
+// prefix another wrote in an earlier step, and one reading what another writes in the same
+// step; and over tables whose blocks before the attention window are released.
+func (s suite) sharedBlocks(t *testing.T, b backend.Backend) {
+	for _, dt := range kvTypes {
+		t.Run(cmp.Or(string(dt), "default"), func(t *testing.T) {
+			const heads, kvHeads, hd, bs = 4, 2, 8, 4
+			r := rand.New(rand.NewPCG(3, 1))
+			c := newCacheOf(t, b, backend.CacheConfig{Layers: 1, KVHeads: kvHeads, HeadDim: hd, BlockSize: bs, Blocks: 12, DType: dt, SlidingWindow: 4})
+			dt := c.Config().DType
+			qDim, kvDim := heads*hd, kvHeads*hd
+			// hist[s] is the reference history of sequence s, by position.
+			hist := map[int][][2][]float64{}
+			run := func(name string, toks []backend.Token, tables [][]int, window int, history func(tok backend.Token) [][2][]float64) {
+				t.Helper()
+				bt := must(c.Prepare(toks, tables))(t)
 				n := len(toks)
-				for layer := range layers {
-					p := backend.AttentionParams{Layer: layer, Heads: tc.heads, KVHeads: tc.kvHeads, HeadDim: tc.hd,
-						Scale: float32(1 / math.Sqrt(float64(tc.hd))), SlidingWindow: tc.window}
-					qv, kv, vv := random(r, n*qDim, 1), random(r, n*kvDim, 1), random(r, n*kvDim, 1)
-					q, k, v := upload(t, b, n, qDim, qv), upload(t, b, n, kvDim, kv), upload(t, b, n, kvDim, vv)
-					dst := must(b.NewTensor(n, qDim))(t)
-					ok(t, b.Attention(dst, q, k, v, bt, p))
-					for i, tok := range toks {
-						key := [2]int{layer, tok.Seq}
-						ref[key] = append(ref[key], [2][]float64{f64(kv[i*kvDim : (i+1)*kvDim]), f64(vv[i*kvDim : (i+1)*kvDim])})
+				p := backend.AttentionParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.35, SlidingWindow: window}
+				qv, kv, vv := random(r, n*qDim, 1), random(r, n*kvDim, 1), random(r, n*kvDim, 1)
+				q, k, v := upload(t, b, n, qDim, qv), upload(t, b, n, kvDim, kv), upload(t, b, n, kvDim, vv)
+				dst := must(b.NewTensor(n, qDim))(t)
+				ok(t, b.Attention(dst, q, k, v, bt, p))
+				for i, tok := range toks {
+					h := hist[tok.Seq]
+					for len(h) <= tok.Pos {
+						h = append(h, [2][]float64{})
 					}
-					var want []float64
-					for i, tok := range toks {
-						want = append(want, attentionRef(f64(qv[i*qDim:(i+1)*qDim]), ref[[2]int{layer, tok.Seq}], tok.Pos, p)...)
-					}
-					s.check(t, fmt.Sprintf("step %d layer %d", si, layer), download(t, b, dst), want)
+					h[tok.Pos] = [2][]float64{stored(dt, kv[i*kvDim:(i+1)*kvDim]), stored(dt, vv[i*kvDim:(i+1)*kvDim])}
+					hist[tok.Seq] = h
 				}
+				var want []float64
+				for i, tok := range toks {
+					want = append(want, attentionRef(f64(qv[i*qDim:(i+1)*qDim]), history(tok), tok.Pos, p)...)
+				}
+				s.check(t, name, download(t, b, dst), want)
+			}
+			own := func(tok backend.Token) [][2][]float64 { return hist[tok.Seq] }
+			seqTokens := func(seq, from, to int) []backend.Token {
+				var toks []backend.Token
+				for p := from; p < to; p++ {
+					toks = append(toks, backend.Token{Seq: seq, Pos: p})
+				}
+				return toks
+			}
+			// Sequence 0 writes positions 0-9 in blocks 0, 1 and 2.
+			run("prefix", seqTokens(0, 0, 10), [][]int{{0, 1, 2}}, 0, own)
+			// One step: sequence 0 goes on at 10; sequence 1 shares its blocks 0 and 1
+			// (positions 0-7) and writes 8-10 in its own block 3; sequence 2 writes 0-5 in
+			// blocks 4 and 5, and sequence 3 reads sequence 2's block 4 (positions 0-3,
+			// written in this very step) and writes 4-6 in block 6.
+			toks := append(seqTokens(0, 10, 11), seqTokens(1, 8, 11)...)
+			toks = append(toks, seqTokens(2, 0, 6)...)
+			toks = append(toks, seqTokens(3, 4, 7)...)
+			tables := [][]int{{0, 1, 2}, {0, 1, 3}, {4, 5}, {4, 6}}
+			shared := func(tok backend.Token) [][2][]float64 {
+				switch tok.Seq {
+				case 1:
+					return append(slices.Clone(hist[0][:8]), hist[1][8:]...)
+				case 3:
+					return append(slices.Clone(hist[2][:4]), hist[3][4:]...)
+				}
+				return hist[tok.Seq]
+			}
+			// The reference writes the step's keys before reading, as the backend does.
+			run("shared", toks, tables, 0, shared)
+			// With a window of 4, sequence 4 writes positions 0-10, then releases its blocks
+			// before position 8: its tokens at 11 and 12 read blocks 7 and 8 only.
+			run("window", seqTokens(4, 0, 11), [][]int{{}, {}, {}, {}, {9, 10, 7}}, 4, own)
+			run("window on", seqTokens(4, 11, 13), [][]int{{}, {}, {}, {}, {-1, -1, 7, 8}}, 4, own)
+			// A window of 6 from position 12 reaches position 7, in the released block 1.
+			bt := must(c.Prepare(seqTokens(0, 12, 13), [][]int{{-1, -1, 7, 8}}))(t)
+			q := must(b.NewTensor(1, qDim))(t)
+			k, v := must(b.NewTensor(1, kvDim))(t), must(b.NewTensor(1, kvDim))(t)
+			dst := must(b.NewTensor(1, qDim))(t)
+			p := backend.AttentionParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.35, SlidingWindow: 6}
+			if err := b.Attention(dst, q, k, v, bt, p); !errors.Is(err, backend.ErrSequence) {
+				t.Errorf("a window over a released block: %v, want ErrSequence", err)
 			}
 		})
 	}

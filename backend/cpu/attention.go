@@ -5,6 +5,7 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
+	"github.com/fathom-llm/fathom/safetensors"
 )
 
 // RoPE rotates each head of x in place by its token's position (rotate-half convention).
@@ -17,7 +18,7 @@ func (b *Backend) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta fl
 	if o.err != nil {
 		return o.err
 	}
-	if err := backend.CheckRoPE(x, len(batch.tokens), headDim, theta); err != nil {
+	if err := backend.CheckRoPE(x, len(batch.Tokens), headDim, theta); err != nil {
 		return err
 	}
 	xs := o.data(x)
@@ -31,18 +32,18 @@ func (b *Backend) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta fl
 	half := headDim / 2
 	if batch.ropeDim != headDim || batch.ropeTheta != theta {
 		batch.ropeDim, batch.ropeTheta = headDim, theta
-		n := len(batch.tokens) * half
+		n := len(batch.Tokens) * half
 		batch.cos, batch.sin = grow(batch.cos, n), grow(batch.sin, n)
 		for i := range half {
 			inv := float32(1 / float64(float32(math.Pow(theta, float64(float32(2*i)/float32(headDim))))))
-			for t, tok := range batch.tokens {
+			for t, tok := range batch.Tokens {
 				angle := float64(inv * float32(tok.Pos))
 				batch.cos[t*half+i] = float32(math.Cos(angle))
 				batch.sin[t*half+i] = float32(math.Sin(angle))
 			}
 		}
 	}
-	for t := range batch.tokens {
+	for t := range batch.Tokens {
 		cos, sin := batch.cos[t*half:(t+1)*half], batch.sin[t*half:(t+1)*half]
 		row := xs[t*x.Cols : (t+1)*x.Cols]
 		for h := 0; h < x.Cols; h += headDim {
@@ -81,7 +82,7 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 		return o.err
 	}
 	c := batch.cache
-	n := len(batch.tokens)
+	n := len(batch.Tokens)
 	if err := backend.CheckAttention(dst, q, k, v, n, c.cfg, p); err != nil {
 		return err
 	}
@@ -94,15 +95,17 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 		return err
 	}
 	defer b.mu.Unlock()
-	if c.Closed() {
+	if c.closed.Load() {
 		return backend.ErrClosed
 	}
+	if err := batch.CheckWindow(p.SlidingWindow); err != nil {
+		return err
+	}
 	hd := p.HeadDim
-	for t, slot := range batch.slots {
+	for t, slot := range batch.Slots {
 		for h := range p.KVHeads {
-			at, from := c.at(p.Layer, h, slot), t*kvDim+h*hd
-			copy(c.k[at:at+hd], ks[from:from+hd])
-			copy(c.v[at:at+hd], vs[from:from+hd])
+			from := t*kvDim + h*hd
+			c.store(c.at(p.Layer, h, slot), ks[from:from+hd], vs[from:from+hd])
 		}
 	}
 	t := &b.attention
@@ -110,9 +113,12 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 	t.plan()
 	longest := 0
 	for _, i := range t.single {
-		longest = max(longest, batch.tokens[i].Pos+1)
+		longest = max(longest, batch.Tokens[i].Pos+1)
 	}
 	b.grow(longest)
+	for i := range b.scratch {
+		growAligned(&b.scratch[i].v, c.cfg.BlockSize*hd)
+	}
 	b.pool.each(len(t.gathers), 1, len(t.gathers), (*gatherTask)(t))
 	b.pool.each(len(t.items)+len(t.single)*p.Heads, 1, len(t.items)+len(t.single)*p.Heads, t)
 	t.b, t.batch, t.dst, t.q = nil, nil, nil, nil
@@ -183,11 +189,12 @@ type attentionTask struct {
 }
 
 // tileScratch is a worker's memory for one query tile: the scaled queries, a key tile's
-// scores (then probabilities), the output, each row's running maximum and sum.
+// scores (then probabilities), the output, each row's running maximum and sum; and for
+// gathering, a block of keys widened to float32.
 type tileScratch struct {
-	q, s, o []float32
-	max     []float32
-	sum     []float64
+	q, s, o, k []float32
+	max        []float32
+	sum        []float64
 }
 
 // first returns the first position that a token at pos attends to.
@@ -200,7 +207,7 @@ func (t *attentionTask) first(pos int) int {
 
 // plan splits the batch into runs and single tokens and lists the work items.
 func (t *attentionTask) plan() {
-	p, toks := &t.p, t.batch.tokens
+	p, toks := &t.p, t.batch.Tokens
 	hd, group := p.HeadDim, p.Heads/p.KVHeads
 	perTile := max(1, tileRows/group)
 	t.runs, t.gathers, t.items, t.single = t.runs[:0], t.gathers[:0], t.items[:0], t.single[:0]
@@ -235,28 +242,33 @@ func (t *attentionTask) plan() {
 	for len(t.tiles) < t.b.pool.workers {
 		t.tiles = append(t.tiles, tileScratch{})
 	}
+	for i := range t.tiles {
+		t.tiles[i].k = grow(t.tiles[i].k, t.batch.cache.cfg.BlockSize*hd)
+	}
 }
 
 // gatherTask gathers key tiles of the runs (attentionTask.gathers).
 type gatherTask attentionTask
 
-func (g *gatherTask) run(_, lo, hi int) {
+func (g *gatherTask) run(worker, lo, hi int) {
 	t := (*attentionTask)(g)
 	p, c := &t.p, t.batch.cache
 	hd, bs := p.HeadDim, c.cfg.BlockSize
 	for _, it := range t.gathers[lo:hi] {
 		r := &t.runs[it.r]
 		keys, values, width := r.keyTile(t.kv, it.h, it.t0, hd)
-		table := t.batch.tables[r.i0]
+		table := t.batch.Table(r.i0)
+		tmp := t.tiles[worker].k[:bs*hd]
 		k0 := it.t0 * tileKeys
 		n := min(tileKeys, r.k1-r.k0-k0) // positions of the tile
 		for k := 0; k < n; {
 			pos := r.k0 + k0 + k
 			m := min(bs-pos%bs, n-k) // positions left in this block
 			at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
-			copy(values[k*hd:(k+m)*hd], c.v[at:at+m*hd])
+			c.load(values[k*hd:(k+m)*hd], at, false)
+			c.load(tmp[:m*hd], at, true)
 			for j := range m {
-				for d, x := range c.k[at+j*hd : at+(j+1)*hd] {
+				for d, x := range tmp[j*hd : (j+1)*hd] {
 					keys[d*width+k+j] = x
 				}
 			}
@@ -282,7 +294,7 @@ func (t *attentionTask) run(worker, lo, hi int) {
 
 // tile computes the attention of one query tile of a run over the run's gathered keys.
 func (t *attentionTask) tile(worker int, it attentionItem) {
-	p, r, toks := &t.p, &t.runs[it.r], t.batch.tokens
+	p, r, toks := &t.p, &t.runs[it.r], t.batch.Tokens
 	hd, group := p.HeadDim, p.Heads/p.KVHeads
 	i0, i1 := it.t0, it.t1
 	m := (i1 - i0) * group
@@ -344,7 +356,7 @@ func (t *attentionTask) tile(worker int, it attentionItem) {
 func (t *attentionTask) one(worker, i, h int) {
 	p, c := &t.p, t.batch.cache
 	hd, bs, group := p.HeadDim, c.cfg.BlockSize, p.Heads/p.KVHeads
-	tok, table := t.batch.tokens[i], t.batch.tables[i]
+	tok, table := t.batch.Tokens[i], t.batch.Table(i)
 	off := (i*p.Heads + h) * hd
 	q, out := t.q[off:off+hd], t.dst[off:off+hd]
 	first := t.first(tok.Pos)
@@ -353,16 +365,46 @@ func (t *attentionTask) one(worker, i, h int) {
 	for pos := first; pos <= tok.Pos; {
 		n := min(bs-pos%bs, tok.Pos+1-pos) // positions left in this block
 		at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
-		kernels.MatVecF32(scores[pos-first:pos-first+n], c.k[at:at+n*hd], q, hd)
+		c.scores(scores[pos-first:pos-first+n], at, q)
 		pos += n
 	}
 	kernels.Scale(scores, p.Scale)
 	kernels.Softmax(scores)
+	// The values, weighted by the scores, a block at a time.
 	clear(out)
-	for j, w := range scores {
-		pos := first + j
+	for pos := first; pos <= tok.Pos; {
+		n := min(bs-pos%bs, tok.Pos+1-pos)
 		at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
-		kernels.Axpy(w, c.v[at:at+hd], out)
+		vals := c.values(t.b.scratch[worker].v, at, n, hd)
+		for j := range n {
+			kernels.Axpy(scores[pos-first+j], vals[j*hd:(j+1)*hd], out)
+		}
+		pos += n
+	}
+}
+
+// load sets dst to the len(dst)/headDim keys (or values) from offset at of c, widened to
+// float32.
+func (c *cache) load(dst []float32, at int, keys bool) {
+	switch c.cfg.DType {
+	case safetensors.F32:
+		src := c.v32
+		if keys {
+			src = c.k32
+		}
+		copy(dst, src[at:at+len(dst)])
+	case safetensors.BF16:
+		src := c.v16
+		if keys {
+			src = c.k16
+		}
+		kernels.BF16ToF32Slice(dst, src[at:at+len(dst)])
+	default:
+		src := c.v16
+		if keys {
+			src = c.k16
+		}
+		kernels.F16ToF32Slice(dst, src[at:at+len(dst)])
 	}
 }
 

@@ -2,79 +2,85 @@ package cpu
 
 import (
 	"math"
+	"sync/atomic"
+
+	"github.com/x448/float16"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/kernels"
+	"github.com/fathom-llm/fathom/safetensors"
 )
 
-// cache is a paged KV cache in host memory. The keys (and values) of one layer, block and KV
-// head are a contiguous [blockSize, headDim] matrix, so attention scores a block with one
+// cache is a paged KV cache in host memory, its keys and values stored in float16 (the
+// default), bfloat16 or float32. The keys (and values) of one layer, block and KV head are a
+// contiguous [blockSize, headDim] matrix, so attention scores a block with one
 // matrix-vector product: position o of block p, head h of layer l starts at
 // (((l*blocks+p)*kvHeads+h)*blockSize+o)*headDim of k and v.
 type cache struct {
-	*backend.Pages // sequences and block tables
-	owner          *Backend
-	cfg            backend.CacheConfig
-	kvDim          int
-	k, v           []float32
-	batch          batch // the batch of the last Prepare
+	owner  *Backend
+	cfg    backend.CacheConfig
+	closed atomic.Bool
+	// k and v hold float32 values in k32, v32, or 16-bit ones in k16, v16.
+	k32, v32 []float32
+	k16, v16 []uint16
+	batch    batch // the batch of the last Prepare
 }
+
+// cacheTypes are the element types the CPU cache stores, its default first.
+var cacheTypes = []safetensors.DType{safetensors.F16, safetensors.BF16, safetensors.F32}
 
 // NewCache allocates a KV cache of cfg.Blocks blocks of cfg.BlockSize positions.
 func (b *Backend) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
-	pages, err := backend.NewPages(cfg)
+	cfg, err := backend.CheckCacheConfig(cfg, cacheTypes...)
 	if err != nil {
 		return nil, err
 	}
-	kvDim := cfg.KVHeads * cfg.HeadDim
-	size := float64(cfg.Layers) * float64(cfg.Blocks) * float64(cfg.BlockSize) * float64(kvDim)
+	size := float64(cfg.Layers) * float64(cfg.Blocks) * float64(cfg.BlockSize) * float64(cfg.KVHeads*cfg.HeadDim)
 	if size > math.MaxInt32*8 {
 		return nil, backend.Shapef("cache config %+v: %g values", cfg, size)
 	}
-	c := &cache{Pages: pages, owner: b, cfg: cfg, kvDim: kvDim}
-	c.k = make([]float32, int(size))
-	c.v = make([]float32, int(size))
+	c := &cache{owner: b, cfg: cfg}
+	if cfg.DType == safetensors.F32 {
+		c.k32, c.v32 = make([]float32, int(size)), make([]float32, int(size))
+	} else {
+		c.k16, c.v16 = make([]uint16, int(size)), make([]uint16, int(size))
+	}
 	c.batch.cache = c
 	return c, nil
 }
 
+func (c *cache) Config() backend.CacheConfig { return c.cfg }
+
 // Close drops the cache's memory; later calls fail with backend.ErrClosed.
 func (c *cache) Close() error {
-	return c.Pages.Close(func() {
-		// Attention uses k and v under the backend's lock.
-		c.owner.mu.Lock()
-		defer c.owner.mu.Unlock()
-		c.k, c.v = nil, nil
-	})
+	// Attention uses the memory under the backend's lock.
+	c.owner.mu.Lock()
+	defer c.owner.mu.Unlock()
+	c.closed.Store(true)
+	c.k32, c.v32, c.k16, c.v16 = nil, nil, nil, nil
+	return nil
 }
 
-// Prepare checks that tokens continue their sequences, takes the blocks they need and
-// returns the step's batch, reused by the next Prepare.
-func (c *cache) Prepare(tokens []backend.Token) (backend.Batch, error) {
+// Prepare checks the step's tokens and tables and returns its batch, reused by the next
+// Prepare.
+func (c *cache) Prepare(tokens []backend.Token, tables [][]int) (backend.Batch, error) {
+	if c.closed.Load() {
+		return nil, backend.ErrClosed
+	}
 	bt := &c.batch
-	err := c.Extend(tokens, func() error {
-		bt.tokens = append(bt.tokens[:0], tokens...)
-		bt.slots = bt.slots[:0]
-		bt.tables = bt.tables[:0]
-		bt.ropeDim = 0
-		for _, t := range tokens {
-			bt.slots = append(bt.slots, c.Slot(t))
-			bt.tables = append(bt.tables, c.Blocks(t.Seq))
-		}
-		return nil
-	})
-	if err != nil {
+	bt.ropeDim = 0
+	if err := bt.Prepare(tokens, tables, c.cfg); err != nil {
+		bt.Tokens = bt.Tokens[:0]
 		return nil, err
 	}
 	return bt, nil
 }
 
-// batch is a prepared step: the tokens, each token's cache slot, its sequence's block table,
-// and the RoPE angles of the last RoPE call.
+// batch is a prepared step: its tokens and tables, and the RoPE angles of the last RoPE
+// call.
 type batch struct {
-	cache  *cache
-	tokens []backend.Token
-	slots  []int
-	tables [][]int
+	cache *cache
+	backend.BatchTables
 
 	ropeDim   int
 	ropeTheta float64
@@ -82,11 +88,55 @@ type batch struct {
 }
 
 // Len is the number of tokens in the batch.
-func (bt *batch) Len() int { return len(bt.tokens) }
+func (bt *batch) Len() int { return len(bt.Tokens) }
 
-// at returns the offset in k and v of the key of layer l, KV head h and cache slot
-// (block·blockSize + offset).
+// at returns the offset in the keys and values of the key of layer l, KV head h and cache
+// slot (block·blockSize + offset).
 func (c *cache) at(l, h, slot int) int {
 	bs := c.cfg.BlockSize
 	return (((l*c.cfg.Blocks+slot/bs)*c.cfg.KVHeads+h)*bs + slot%bs) * c.cfg.HeadDim
+}
+
+// store writes one head's key and value at offset at, converted to the stored type.
+func (c *cache) store(at int, k, v []float32) {
+	switch c.cfg.DType {
+	case safetensors.F32:
+		copy(c.k32[at:at+len(k)], k)
+		copy(c.v32[at:at+len(v)], v)
+	case safetensors.BF16:
+		for i := range k {
+			c.k16[at+i], c.v16[at+i] = kernels.F32ToBF16(k[i]), kernels.F32ToBF16(v[i])
+		}
+	default:
+		for i := range k {
+			c.k16[at+i], c.v16[at+i] = float16.Fromfloat32(k[i]).Bits(), float16.Fromfloat32(v[i]).Bits()
+		}
+	}
+}
+
+// scores sets out[j] = q·key of the len(out) positions from offset at.
+func (c *cache) scores(out []float32, at int, q []float32) {
+	hd := len(q)
+	switch c.cfg.DType {
+	case safetensors.F32:
+		kernels.MatVecF32(out, c.k32[at:at+len(out)*hd], q, hd)
+	case safetensors.BF16:
+		kernels.MatVecBF16(out, c.k16[at:at+len(out)*hd], q, hd)
+	default:
+		kernels.MatVecF16(out, c.k16[at:at+len(out)*hd], q, hd)
+	}
+}
+
+// values returns the values of n positions from offset at as float32, in tmp when they are
+// stored in 16 bits.
+func (c *cache) values(tmp []float32, at, n, hd int) []float32 {
+	switch c.cfg.DType {
+	case safetensors.F32:
+		return c.v32[at : at+n*hd]
+	case safetensors.BF16:
+		kernels.BF16ToF32Slice(tmp[:n*hd], c.v16[at:at+n*hd])
+	default:
+		kernels.F16ToF32Slice(tmp[:n*hd], c.v16[at:at+n*hd])
+	}
+	return tmp[:n*hd]
 }

@@ -34,6 +34,7 @@ type Backend struct {
 // separate cache lines.
 type workerScratch struct {
 	a      []float32
+	v      []float32         // a block of attention values widened to float32
 	k      kernels.Scratch   // the matrix products' working memory
 	px, py []float32         // a panel's activations and product (weight.mulRows)
 	pq     kernels.QuantActs // a panel's quantized activations
@@ -254,7 +255,7 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, bt backend.Bat
 	if o.err != nil {
 		return o.err
 	}
-	if err := backend.CheckEmbed(dst, table, batch.tokens); err != nil {
+	if err := backend.CheckEmbed(dst, table, batch.Tokens); err != nil {
 		return err
 	}
 	d, w := o.data(dst), o.weight(table)
@@ -265,7 +266,7 @@ func (b *Backend) Embed(dst backend.Tensor, table backend.Weight, bt backend.Bat
 		return err
 	}
 	defer b.mu.Unlock()
-	for i, tok := range batch.tokens {
+	for i, tok := range batch.Tokens {
 		w.row(d[i*w.cols:(i+1)*w.cols], tok.ID)
 	}
 	return nil

@@ -126,8 +126,7 @@ func TestQuantizedCopy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			seq, _ := c.NewSequence()
-			bt, err := c.Prepare([]backend.Token{{Seq: seq, Pos: 0, ID: 7}})
+			bt, err := c.Prepare([]backend.Token{{Seq: 0, Pos: 0, ID: 7}}, [][]int{{0}})
 			if err != nil {
 				t.Fatal(err)
 			}

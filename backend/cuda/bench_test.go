@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/backendtest"
 )
 
 // Benchmarks at Mixtral 8x7B shapes (hidden 4096, 8 experts of width 14336, top 2, 32/8
@@ -154,16 +155,16 @@ func BenchmarkAttention(b *testing.B) {
 			must(b, err)
 			defer c.Close()
 			// Fill the sequences' history, then time steps at the end of it.
+			pages := backendtest.NewPages(c)
 			var toks []backend.Token
 			for range s.seqs {
-				seq, err := c.NewSequence()
-				must(b, err)
+				seq := pages.NewSequence()
 				for p := range s.context - s.step {
 					toks = append(toks, backend.Token{Seq: seq, Pos: p})
 				}
 			}
 			if len(toks) > 0 {
-				_, err = c.Prepare(toks)
+				_, err = pages.Prepare(toks)
 				must(b, err)
 			}
 			toks = toks[:0]
@@ -172,7 +173,7 @@ func BenchmarkAttention(b *testing.B) {
 					toks = append(toks, backend.Token{Seq: seq, Pos: p})
 				}
 			}
-			bt, err := c.Prepare(toks)
+			bt, err := pages.Prepare(toks)
 			must(b, err)
 			n := len(toks)
 			q, k, v := mustTensor(b, g, n, mixHeads*mixHeadDim), mustTensor(b, g, n, mixKV*mixHeadDim), mustTensor(b, g, n, mixKV*mixHeadDim)

@@ -25,7 +25,7 @@ func (u *unlocked) Embed(dst backend.Tensor, table backend.Weight, bt backend.Ba
 	if o.err != nil {
 		return o.err
 	}
-	if err := backend.CheckEmbed(dst, table, b.tokens); err != nil {
+	if err := backend.CheckEmbed(dst, table, b.Tokens); err != nil {
 		return err
 	}
 	d, w := o.ptr(dst), o.weight(table)
@@ -153,7 +153,7 @@ func (u *unlocked) RoPE(x backend.Tensor, bt backend.Batch, headDim int, theta f
 	if o.err != nil {
 		return o.err
 	}
-	if err := backend.CheckRoPE(x, len(b.tokens), headDim, theta); err != nil {
+	if err := backend.CheckRoPE(x, len(b.Tokens), headDim, theta); err != nil {
 		return err
 	}
 	xs := o.ptr(x)
@@ -184,7 +184,7 @@ func (u *unlocked) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p ba
 	if o.err != nil {
 		return o.err
 	}
-	c, n := b.cache, len(b.tokens)
+	c, n := b.cache, len(b.Tokens)
 	if err := backend.CheckAttention(dst, q, k, v, n, c.cfg, p); err != nil {
 		return err
 	}
@@ -192,8 +192,11 @@ func (u *unlocked) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p ba
 	if o.err != nil {
 		return o.err
 	}
-	if c.Closed() {
+	if c.closed.Load() {
 		return backend.ErrClosed
+	}
+	if err := b.CheckWindow(p.SlidingWindow); err != nil {
+		return err
 	}
 	kvDim := p.KVHeads * p.HeadDim
 	layerOff := C.size_t(p.Layer * c.cfg.Blocks * c.cfg.BlockSize * kvDim)

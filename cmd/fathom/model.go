@@ -127,10 +127,12 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
-// progressBar draws a one-line progress bar, redrawn in place.
+// progressBar draws a one-line progress bar, redrawn in place: of bytes, or with count of
+// items.
 type progressBar struct {
 	w       io.Writer
 	label   string
+	count   bool
 	last    int
 	started bool
 }
@@ -146,7 +148,11 @@ func (p *progressBar) update(done, total int64) {
 	p.started, p.last = true, pct
 	const width = 30
 	fill := pct * width / 100
-	fmt.Fprintf(p.w, "\r%s [%s%s] %3d%% of %.1f GB", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, float64(total)/1e9)
+	of := fmt.Sprintf("of %.1f GB", float64(total)/1e9)
+	if p.count {
+		of = fmt.Sprintf("%d of %d", done, total)
+	}
+	fmt.Fprintf(p.w, "\r%s [%s%s] %3d%% %s", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, of)
 }
 
 // finish ends the bar's line; finishing twice does nothing more.

@@ -1,4 +1,4 @@
-package mixtral
+package engine
 
 import "github.com/fathom-llm/fathom/sampling"
 
