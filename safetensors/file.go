@@ -18,6 +18,7 @@ type File struct {
 	tensors map[string]Tensor
 	names   []string
 	release func() error // unmaps; nil for Parse
+	data    []byte       // the whole file: the mapping, or Parse's data
 
 	mu     sync.RWMutex
 	closed bool
@@ -50,7 +51,9 @@ func Open(path string) (*File, error) {
 		release()
 		return nil, err
 	}
-	return newFile(path, h, release), nil
+	sf := newFile(path, h, release)
+	sf.data = buf
+	return sf, nil
 }
 
 // Parse validates data, the complete contents of a safetensors file, and returns it as a File
@@ -60,7 +63,9 @@ func Parse(data []byte) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newFile("", h, nil), nil
+	f := newFile("", h, nil)
+	f.data = data
+	return f, nil
 }
 
 func newFile(path string, h *header, release func() error) *File {

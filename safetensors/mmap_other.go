@@ -15,3 +15,6 @@ func mapFile(f *os.File, size int) (buf []byte, release func() error, err error)
 	}
 	return buf, func() error { return nil }, nil
 }
+
+// adviseWillNeed does nothing where files are read into memory.
+func adviseWillNeed(data []byte) {}

@@ -19,3 +19,10 @@ func mapFile(f *os.File, size int) (buf []byte, release func() error, err error)
 	}
 	return buf, func() error { return unix.Munmap(buf) }, nil
 }
+
+// adviseWillNeed asks the kernel to read the mapped data ahead; a failure only loses the hint.
+func adviseWillNeed(data []byte) {
+	if len(data) > 0 {
+		_ = unix.Madvise(data, unix.MADV_WILLNEED)
+	}
+}
