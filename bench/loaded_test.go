@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -59,28 +58,30 @@ func syntheticDir(b *testing.B, dtype safetensors.DType) string {
 // them, so that the two compare.
 //
 // Beside the mapped checkpoint ("mapped"), the same file read into memory ("memory", its
-// tensors at the addresses modulo 64 that the mapping gives them) and read into memory with
-// its data on a 64-byte boundary ("memory-aligned") tell apart what the mapping costs and what
-// the tensors' alignment costs: a safetensors header has any length, so the data of a file
-// written by others starts anywhere within a cache line.
+// tensors at the addresses modulo 64 that the mapping gives them) and loaded with
+// mixtral.Options.InMemory ("in-memory": huge pages, the data on a 64-byte boundary) tell apart
+// what the mapping costs and what the tensors' alignment costs: a safetensors header has any
+// length, so the data of a file written by others starts anywhere within a cache line.
 func BenchmarkLoadedMixtral8x7B(b *testing.B) {
 	cfg := Mixtral8x7B(loadedLayers)
 	for _, dtype := range []safetensors.DType{safetensors.BF16, safetensors.F16} {
 		b.Run(strings.ToLower(string(dtype)), func(b *testing.B) {
 			dir := syntheticDir(b, dtype)
 			ctx := context.Background()
-			for _, where := range []string{"mapped", "memory", "memory-aligned"} {
+			for _, where := range []string{"mapped", "memory", "in-memory"} {
 				b.Run(where, func(b *testing.B) {
 					var m *mixtral.Model
 					var err error
-					if where == "mapped" {
-						if m, err = mixtral.Load(ctx, dir, mixtral.Options{ContextLength: 1024}); err == nil {
-							err = m.Preload(ctx, nil)
-						}
-					} else {
+					switch where {
+					case "memory":
 						var f *safetensors.File
-						if f, err = readAligned(filepath.Join(dir, safetensors.SingleFileName), where == "memory-aligned"); err == nil {
+						if f, err = readAt4K(filepath.Join(dir, safetensors.SingleFileName)); err == nil {
 							m, err = mixtral.New(cfg, f, mixtral.Options{ContextLength: 1024})
+						}
+					default:
+						opts := mixtral.Options{ContextLength: 1024, InMemory: where == "in-memory"}
+						if m, err = mixtral.Load(ctx, dir, opts); err == nil {
+							err = m.Preload(ctx, nil)
 						}
 					}
 					if err != nil {
@@ -118,9 +119,9 @@ func benchmarkLoadedDecode(b *testing.B, m *mixtral.Model, cfg mixtral.Config) {
 	meter.report(float64(DecodeWeightBytes(cfg)), TokenFLOPs(cfg))
 }
 
-// readAligned reads the safetensors file at path into memory: with its data section on a
-// 64-byte boundary if aligned, else at the offset modulo 4096 that a mapping gives it.
-func readAligned(path string, aligned bool) (*safetensors.File, error) {
+// readAt4K reads the safetensors file at path into memory at the offset modulo 4096 that a
+// mapping gives it.
+func readAt4K(path string) (*safetensors.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -130,17 +131,9 @@ func readAligned(path string, aligned bool) (*safetensors.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	var n [8]byte
-	if _, err := f.ReadAt(n[:], 0); err != nil {
-		return nil, err
-	}
-	start := 0 // where the file starts in buf, modulo 4096
-	if aligned {
-		start = (64 - (8+int(binary.LittleEndian.Uint64(n[:])))%64) % 64
-	}
-	buf := make([]byte, int(st.Size())+4096+start)
+	buf := make([]byte, int(st.Size())+4096)
 	off := (4096 - int(uintptr(unsafe.Pointer(&buf[0]))%4096)) % 4096
-	file := buf[off+start : off+start+int(st.Size())]
+	file := buf[off : off+int(st.Size())]
 	if _, err := io.ReadFull(f, file); err != nil {
 		return nil, err
 	}

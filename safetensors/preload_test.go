@@ -1,11 +1,15 @@
 package safetensors
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+	"unsafe"
 )
 
 // TestPreload reads in a sharded checkpoint with progress, and checks the errors of a
@@ -72,5 +76,47 @@ func TestPreload(t *testing.T) {
 	}
 	if err := parsed.Preload(context.Background(), nil); err != nil {
 		t.Errorf("a parsed file: %v", err)
+	}
+}
+
+// TestOpenInMemory opens a checkpoint read into memory: the same tensors as mapped, the data
+// section on a cache line, and the memory released at Close.
+func TestOpenInMemory(t *testing.T) {
+	dir := t.TempDir()
+	odd := Tensor{Name: "a", DType: U8, Shape: []int{3}, Data: []byte{1, 2, 3}} // shifts the rest
+	big := Tensor{Name: "b", DType: U8, Shape: []int{2*readChunk + 7}, Data: make([]byte, 2*readChunk+7)}
+	for i := range big.Data {
+		big.Data[i] = byte(i * 7)
+	}
+	if err := WriteFileWith(filepath.Join(dir, SingleFileName), []Tensor{big, odd}, map[string]string{"k": "v"}, WriteOptions{InOrder: true}); err != nil {
+		t.Fatal(err)
+	}
+	mapped, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mapped.Close()
+	mem, err := OpenDirWith(dir, OpenOptions{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range mapped.Names() {
+		a, _ := mapped.Tensor(name)
+		b, err := mem.Tensor(name)
+		if err != nil || !bytes.Equal(a.Data, b.Data) || !slices.Equal(a.Shape, b.Shape) {
+			t.Errorf("%s: in memory %v %v, mapped %v", name, b.Shape, err, a.Shape)
+		}
+	}
+	if b, _ := mem.Tensor("b"); uintptr(unsafe.Pointer(&b.Data[0]))%64 != 0 {
+		t.Errorf("the data section starts at %#x, not on a cache line", uintptr(unsafe.Pointer(&b.Data[0])))
+	}
+	if err := mem.Preload(context.Background(), nil); err != nil {
+		t.Error(err)
+	}
+	if err := mem.Close(); err != nil {
+		t.Error(err)
+	}
+	if _, err := OpenWith(filepath.Join(dir, "none.safetensors"), OpenOptions{InMemory: true}); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
 	}
 }

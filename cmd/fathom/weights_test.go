@@ -12,11 +12,11 @@ import (
 	"github.com/fathom-llm/fathom/mixtral"
 )
 
-// TestPreloadFlag generates with and without --preload: the same text.
+// TestPreloadFlag generates with --preload and with --in-memory: the same text.
 func TestPreloadFlag(t *testing.T) {
 	dir := fixtures.Bundled(t)
 	var out [2]string
-	for i, flag := range []string{"--preload", "--preload=false"} {
+	for i, flag := range []string{"--preload", "--in-memory"} {
 		code, stdout, stderr := runCLI(t, "", "run", "--model", dir, flag, "--temperature", "0", "--max-tokens", "8", "def add(a, b):")
 		if code != 0 {
 			t.Fatalf("%s: exit %d: %s", flag, code, stderr)
@@ -24,7 +24,7 @@ func TestPreloadFlag(t *testing.T) {
 		out[i] = stdout
 	}
 	if out[0] != out[1] || out[0] == "" {
-		t.Errorf("--preload changes the text: %q vs %q", out[0], out[1])
+		t.Errorf("--in-memory changes the text: %q vs %q", out[1], out[0])
 	}
 }
 
