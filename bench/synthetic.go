@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,10 @@ import (
 	"runtime"
 	"slices"
 
+	"github.com/fathom-llm/fathom/internal/kernels"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/safetensors"
+	"github.com/x448/float16"
 )
 
 // Mixtral8x7B returns the configuration of Mixtral 8x7B (the shape of Dolphin 2.6 Mixtral
@@ -187,6 +190,62 @@ func (s *Synthetic) WriteDir(dir string, cfg mixtral.Config) error {
 	if s.tensors == nil {
 		return safetensors.ErrClosed
 	}
+	if err := writeConfig(dir, cfg, "bfloat16"); err != nil {
+		return err
+	}
+	tensors := make([]safetensors.Tensor, 0, len(s.tensors))
+	for _, name := range s.Names() {
+		tensors = append(tensors, s.tensors[name])
+	}
+	return safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"})
+}
+
+// WriteSynthetic writes the synthetic checkpoint NewSynthetic(cfg, seed) makes to dir as a
+// checkpoint directory that mixtral.Load reads: config.json and model.safetensors, its
+// weights stored as dtype (BF16, or F16: the same values, which float16 represents exactly).
+// The weights are generated tensor by tensor as the file is written, so a checkpoint larger
+// than memory can be written.
+func WriteSynthetic(dir string, cfg mixtral.Config, dtype safetensors.DType, seed uint64) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if dtype != safetensors.BF16 && dtype != safetensors.F16 {
+		return fmt.Errorf("bench: synthetic weights as %s (want BF16 or F16)", dtype)
+	}
+	if err := writeConfig(dir, cfg, map[safetensors.DType]string{safetensors.BF16: "bfloat16", safetensors.F16: "float16"}[dtype]); err != nil {
+		return err
+	}
+	shapes := TensorShapes(cfg)
+	names := make([]string, 0, len(shapes))
+	for n := range shapes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	stream := map[string]uint64{}
+	var tensors []safetensors.Tensor
+	for i, n := range names {
+		stream[n] = uint64(i)
+		tensors = append(tensors, safetensors.Tensor{Name: n, DType: dtype, Shape: shapes[n]})
+	}
+	var buf []byte
+	data := func(t safetensors.Tensor) ([]byte, error) {
+		buf = slices.Grow(buf[:0], t.ByteLen())[:t.ByteLen()]
+		fillBF16(buf, seed, stream[t.Name])
+		if dtype == safetensors.F16 {
+			for i := 0; i < len(buf); i += 2 {
+				h := float16.Fromfloat32(kernels.BF16ToF32(binary.LittleEndian.Uint16(buf[i:])))
+				binary.LittleEndian.PutUint16(buf[i:], h.Bits())
+			}
+		}
+		return buf, nil
+	}
+	return safetensors.WriteDirWith(dir, [][]safetensors.Tensor{tensors}, map[string]string{"format": "pt"},
+		safetensors.WriteOptions{Data: data})
+}
+
+// writeConfig writes cfg to dir as the config.json of a Mixtral checkpoint whose weights are
+// of the given torch dtype.
+func writeConfig(dir string, cfg mixtral.Config, torchDType string) error {
 	c, err := json.Marshal(cfg)
 	if err != nil {
 		return err
@@ -197,16 +256,9 @@ func (s *Synthetic) WriteDir(dir string, cfg mixtral.Config) error {
 	}
 	fields["model_type"] = "mixtral"
 	fields["architectures"] = []string{"MixtralForCausalLM"}
-	fields["torch_dtype"] = "bfloat16"
+	fields["torch_dtype"] = torchDType
 	if c, err = json.MarshalIndent(fields, "", "  "); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config.json"), c, 0o644); err != nil {
-		return err
-	}
-	tensors := make([]safetensors.Tensor, 0, len(s.tensors))
-	for _, name := range s.Names() {
-		tensors = append(tensors, s.tensors[name])
-	}
-	return safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), tensors, map[string]string{"format": "pt"})
+	return os.WriteFile(filepath.Join(dir, "config.json"), c, 0o644)
 }

@@ -62,6 +62,11 @@ type Options struct {
 	// accuracy. The backend must be a backend.Quantizer (the CPU backend is). The zero value
 	// keeps every weight as stored.
 	Quantize backend.Quantization
+	// InMemory reads the checkpoint into memory of its own at load instead of mapping it
+	// (safetensors.OpenOptions.InMemory): loading takes as long as reading the files, and
+	// the weights then sit in huge pages, each tensor on a cache line, which decodes faster
+	// than the page cache's mapping on some machines. Load only.
+	InMemory bool
 }
 
 // Defaults of Options.
@@ -118,7 +123,7 @@ func Load(ctx context.Context, dir string, opts Options) (*Model, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ckpt, err := safetensors.OpenDir(dir)
+	ckpt, err := safetensors.OpenDirWith(dir, safetensors.OpenOptions{InMemory: opts.InMemory})
 	if err != nil {
 		return nil, err
 	}

@@ -140,7 +140,16 @@ func ignored(name string) bool { return strings.HasSuffix(name, ".rotary_emb.inv
 // projections and the experts stored as q. progress, when not nil, is called with the bytes
 // bound so far and the total. Binding stops between layers once ctx is done.
 func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backend.Backend, q backend.Quantization, progress func(done, total int64)) (*weights, error) {
-	if _, ok := be.(backend.Quantizer); q != backend.AsStored && !ok {
+	pre, err := readQuantized(src)
+	if err != nil {
+		return nil, err
+	}
+	if pre != nil {
+		if q, err = pre.check(be, q); err != nil {
+			return nil, err
+		}
+		src = pre
+	} else if _, ok := be.(backend.Quantizer); q != backend.AsStored && !ok {
 		return nil, fmt.Errorf("%w: the %s backend cannot store %s weights", backend.ErrQuantization, be.Name(), q)
 	}
 	f := &tensorFinder{c: c, src: src, used: map[string]bool{}}
@@ -182,7 +191,7 @@ func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backe
 	}
 	var quantErr error
 	bindAs := func(t safetensors.Tensor, q backend.Quantization) backend.Weight {
-		w, err := backend.BindAs(be, t, q)
+		w, err := pre.bindAs(be, t, q)
 		if errors.Is(err, backend.ErrQuantization) && quantErr == nil {
 			quantErr = err
 		}
@@ -213,7 +222,7 @@ func bindWeights(ctx context.Context, src safetensors.Source, c Config, be backe
 		ly := &w.layers[l]
 		ly.attnNorm, ly.mlpNorm = bind(st.attnNorm), bind(st.mlpNorm)
 		ly.wq, ly.wk, ly.wv, ly.wo = bindAs(st.wq, q), bindAs(st.wk, q), bindAs(st.wv, q), bindAs(st.wo, q)
-		e, err := backend.BindExpertsAs(be, st.experts, q)
+		e, err := pre.bindExpertsAs(be, st.experts, q)
 		if errors.Is(err, backend.ErrQuantization) && quantErr == nil {
 			quantErr = err
 		}

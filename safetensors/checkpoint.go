@@ -38,8 +38,11 @@ type index struct {
 // tensor lives in exactly the shard the index gives for it (errors ErrMissingShard,
 // ErrMisplacedTensor, ErrDuplicateName). Only headers are read. A directory with neither file
 // gives an error that wraps fs.ErrNotExist.
-func OpenDir(dir string) (*Checkpoint, error) {
-	f, err := Open(filepath.Join(dir, SingleFileName))
+func OpenDir(dir string) (*Checkpoint, error) { return OpenDirWith(dir, OpenOptions{}) }
+
+// OpenDirWith is OpenDir holding the files' data as o says.
+func OpenDirWith(dir string, o OpenOptions) (*Checkpoint, error) {
+	f, err := OpenWith(filepath.Join(dir, SingleFileName), o)
 	if err == nil {
 		return newCheckpoint(dir, []*File{f}), nil
 	}
@@ -72,7 +75,7 @@ func OpenDir(dir string) (*Checkpoint, error) {
 	c := &Checkpoint{dir: dir}
 	for _, shard := range slices.Sorted(maps.Keys(shards)) {
 		path := filepath.Join(dir, shard)
-		f, err := Open(path)
+		f, err := OpenWith(path, o)
 		if errors.Is(err, fs.ErrNotExist) {
 			err = &FormatError{File: path, Tensor: shards[shard][0], Err: ErrMissingShard, Detail: "named in " + IndexFileName}
 		}

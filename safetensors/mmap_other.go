@@ -15,3 +15,11 @@ func mapFile(f *os.File, size int) (buf []byte, release func() error, err error)
 	}
 	return buf, func() error { return nil }, nil
 }
+
+// adviseWillNeed does nothing where files are read into memory.
+func adviseWillNeed(data []byte) {}
+
+// readFile reads the file into memory, as mapFile does where there is no mapping.
+func readFile(f *os.File, size int) (buf []byte, release func() error, err error) {
+	return mapFile(f, size)
+}

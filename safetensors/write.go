@@ -21,7 +21,29 @@ import (
 // and then by name, so that every tensor is aligned to its element size. Each tensor's Data
 // must hold exactly ByteLen bytes; names must be unique and not "__metadata__".
 func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
-	hdr, order, err := encodeHeader(tensors, metadata)
+	return WriteWith(w, tensors, metadata, WriteOptions{})
+}
+
+// WriteOptions change how WriteWith lays out and fills a file. The zero value is Write's
+// layout.
+type WriteOptions struct {
+	// Align, a multiple of 8, pads the header with spaces so that the data starts at a
+	// multiple of Align bytes from the start of the file; 0 means 8.
+	Align int
+	// InOrder lays the data out in the order of the tensors given instead of by decreasing
+	// element width and name. Each tensor is then aligned as far as the sizes of those before
+	// it allow: the caller orders them as its readers need.
+	InOrder bool
+	// Data, when set, returns each tensor's bytes as the file is written, in the order of the
+	// data, instead of its Data field, which may then be nil: a file can be produced tensor by
+	// tensor without all of it in memory. It must return ByteLen bytes; an error stops the
+	// writing and is returned.
+	Data func(t Tensor) ([]byte, error)
+}
+
+// WriteWith is Write with the layout and the source of the data that o gives.
+func WriteWith(w io.Writer, tensors []Tensor, metadata map[string]string, o WriteOptions) error {
+	hdr, order, err := encodeHeader(tensors, metadata, o)
 	if err != nil {
 		return err
 	}
@@ -31,17 +53,37 @@ func Write(w io.Writer, tensors []Tensor, metadata map[string]string) error {
 	bw.Write(n[:])
 	bw.Write(hdr)
 	for _, t := range order {
-		bw.Write(t.Data)
+		data := t.Data
+		if o.Data != nil {
+			if data, err = o.Data(t); err != nil {
+				return err
+			}
+			if size, _ := byteLen(t.DType, t.Shape); size != len(data) {
+				return &FormatError{Tensor: t.Name, Err: ErrShapeMismatch, Detail: fmt.Sprintf("%s %v takes %d bytes, %d given", t.DType, t.Shape, size, len(data))}
+			}
+		}
+		if _, err := bw.Write(data); err != nil {
+			return err
+		}
 	}
 	return bw.Flush()
 }
 
 // encodeHeader checks tensors and returns the padded header and the tensors in data order.
-func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tensor, error) {
+func encodeHeader(tensors []Tensor, metadata map[string]string, o WriteOptions) ([]byte, []Tensor, error) {
+	align := o.Align
+	if align == 0 {
+		align = 8
+	}
+	if align < 0 || align%8 != 0 {
+		return nil, nil, fmt.Errorf("safetensors: alignment %d is not a positive multiple of 8", o.Align)
+	}
 	order := slices.Clone(tensors)
-	slices.SortFunc(order, func(a, b Tensor) int {
-		return cmp.Or(cmp.Compare(dtypes[b.DType].rank, dtypes[a.DType].rank), strings.Compare(a.Name, b.Name))
-	})
+	if !o.InOrder {
+		slices.SortFunc(order, func(a, b Tensor) int {
+			return cmp.Or(cmp.Compare(dtypes[b.DType].rank, dtypes[a.DType].rank), strings.Compare(a.Name, b.Name))
+		})
+	}
 	var buf bytes.Buffer
 	buf.WriteByte('{')
 	if metadata != nil {
@@ -70,7 +112,7 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 		if err != nil {
 			return fail(err, fmt.Sprintf("%s %v", t.DType, t.Shape))
 		}
-		if size != len(t.Data) {
+		if o.Data == nil && size != len(t.Data) {
 			return fail(ErrShapeMismatch, fmt.Sprintf("%s %v takes %d bytes, Data has %d", t.DType, t.Shape, size, len(t.Data)))
 		}
 		if metadata != nil || i > 0 {
@@ -88,7 +130,7 @@ func encodeHeader(tensors []Tensor, metadata map[string]string) ([]byte, []Tenso
 		offset += size
 	}
 	buf.WriteByte('}')
-	for buf.Len()%8 != 0 {
+	for (8+buf.Len())%align != 0 {
 		buf.WriteByte(' ')
 	}
 	if buf.Len() > MaxHeaderSize {
@@ -108,7 +150,12 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 
 // WriteFile writes tensors and metadata to the file at path as Write does. It writes a
 // temporary file in the same directory and renames it, so path is never left half-written.
-func WriteFile(path string, tensors []Tensor, metadata map[string]string) (err error) {
+func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	return WriteFileWith(path, tensors, metadata, WriteOptions{})
+}
+
+// WriteFileWith is WriteFile with the options of WriteWith.
+func WriteFileWith(path string, tensors []Tensor, metadata map[string]string, o WriteOptions) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
@@ -119,7 +166,7 @@ func WriteFile(path string, tensors []Tensor, metadata map[string]string) (err e
 			os.Remove(f.Name())
 		}
 	}()
-	if err := Write(f, tensors, metadata); err != nil {
+	if err := WriteWith(f, tensors, metadata, o); err != nil {
 		return withFile(err, path)
 	}
 	if err := f.Chmod(0o644); err != nil {
@@ -135,8 +182,13 @@ func WriteFile(path string, tensors []Tensor, metadata map[string]string) (err e
 // for several, model-0000i-of-0000n.safetensors files and model.safetensors.index.json mapping
 // each tensor to its shard. metadata goes into every file. dir must exist.
 func WriteDir(dir string, shards [][]Tensor, metadata map[string]string) error {
+	return WriteDirWith(dir, shards, metadata, WriteOptions{})
+}
+
+// WriteDirWith is WriteDir writing each shard with the options of WriteWith.
+func WriteDirWith(dir string, shards [][]Tensor, metadata map[string]string, o WriteOptions) error {
 	if len(shards) == 1 {
-		return WriteFile(filepath.Join(dir, SingleFileName), shards[0], metadata)
+		return WriteFileWith(filepath.Join(dir, SingleFileName), shards[0], metadata, o)
 	}
 	idx := struct {
 		Metadata  map[string]int64  `json:"metadata"`
@@ -149,9 +201,9 @@ func WriteDir(dir string, shards [][]Tensor, metadata map[string]string) error {
 				return &FormatError{File: filepath.Join(dir, name), Tensor: t.Name, Err: ErrDuplicateName}
 			}
 			idx.WeightMap[t.Name] = name
-			idx.Metadata["total_size"] += int64(len(t.Data))
+			idx.Metadata["total_size"] += int64(max(0, t.ByteLen()))
 		}
-		if err := WriteFile(filepath.Join(dir, name), shard, metadata); err != nil {
+		if err := WriteFileWith(filepath.Join(dir, name), shard, metadata, o); err != nil {
 			return err
 		}
 	}

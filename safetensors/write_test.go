@@ -217,3 +217,78 @@ func TestOpenDirIndexErrors(t *testing.T) {
 		t.Errorf("corrupt shard: %v", err)
 	}
 }
+
+// TestWriteWith writes the sample tensors in the given order, their data produced as the file
+// is written, with the data aligned to 64 bytes, and reads them back.
+func TestWriteWith(t *testing.T) {
+	tensors := sampleTensors()
+	var calls []string
+	o := WriteOptions{Align: 64, InOrder: true, Data: func(t Tensor) ([]byte, error) {
+		calls = append(calls, t.Name)
+		for _, s := range sampleTensors() {
+			if s.Name == t.Name {
+				return s.Data, nil
+			}
+		}
+		return nil, errors.New("unknown tensor")
+	}}
+	header := slices.Clone(tensors)
+	for i := range header {
+		header[i].Data = nil
+	}
+	var buf bytes.Buffer
+	if err := WriteWith(&buf, header, map[string]string{"k": "v"}, o); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	if n := binary.LittleEndian.Uint64(b); (8+n)%64 != 0 {
+		t.Errorf("data starts at %d, not a multiple of 64", 8+n)
+	}
+	var want []string
+	for _, s := range tensors {
+		want = append(want, s.Name)
+	}
+	if !slices.Equal(calls, want) {
+		t.Errorf("data asked for in the order %q, want %q", calls, want)
+	}
+	f, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := -1
+	for _, s := range tensors {
+		got, err := f.Tensor(s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Data, s.Data) {
+			t.Errorf("%s: data %v, want %v", s.Name, got.Data, s.Data)
+		}
+		if len(got.Data) > 0 {
+			if off := offsetOf(b, got.Data); off < prev {
+				t.Errorf("%s at %d, before the tensor given before it (%d)", s.Name, off, prev)
+			} else {
+				prev = off
+			}
+		}
+	}
+
+	short := o
+	short.Data = func(Tensor) ([]byte, error) { return []byte{1}, nil }
+	if err := WriteWith(&bytes.Buffer{}, header, nil, short); !errors.Is(err, ErrShapeMismatch) {
+		t.Errorf("data of the wrong length: %v", err)
+	}
+	failing := o
+	boom := errors.New("boom")
+	failing.Data = func(Tensor) ([]byte, error) { return nil, boom }
+	path := filepath.Join(t.TempDir(), "x.safetensors")
+	if err := WriteFileWith(path, header, nil, failing); !errors.Is(err, boom) {
+		t.Errorf("data that fails: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a failed write left %s: %v", path, err)
+	}
+	if err := WriteWith(&bytes.Buffer{}, tensors, nil, WriteOptions{Align: 12}); err == nil {
+		t.Error("an alignment that is no multiple of 8 was accepted")
+	}
+}

@@ -41,8 +41,8 @@ const BF16Tolerance = 1e-2
 
 // RunOptions runs the conformance suite with the given options; newBackend returns a fresh
 // backend for each subtest, which the suite closes. The cases of the optional interfaces
-// (backend.Quantizer, backend.ResidualNormer, backend.StepRecorder) run where the backend
-// implements them and skip otherwise.
+// (backend.Quantizer, backend.QuantizedBinder, backend.ResidualNormer,
+// backend.StepRecorder) run where the backend implements them and skip otherwise.
 func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 	tol := o.Tolerance
 	if tol == 0 {
@@ -69,6 +69,7 @@ func RunOptions(t *testing.T, newBackend func() backend.Backend, o Options) {
 		{"Cache", testCache},
 		{"MoE", s.moe},
 		{"Quantized", s.quantized},
+		{"QuantizedBinder", s.quantizedBinder},
 		{"ResidualNormer", s.residualNorm},
 		{"StepRecorder", s.step},
 	}

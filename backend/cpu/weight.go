@@ -43,7 +43,7 @@ func (b *Backend) bind(t safetensors.Tensor) (*weight, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := w.store(kernels.PanelCols(w.cols, false), backend.AsStored); err != nil {
+	if err := w.store(w.panelWidth(false), backend.AsStored); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -75,23 +75,37 @@ func (b *Backend) bindStored(t safetensors.Tensor) (*weight, error) {
 	return w, nil
 }
 
-// convertRows is the number of rows a goroutine of store copies or quantizes at a time.
-const convertRows = 64
-
 // store replaces the data of w, a weight as bindStored makes it, by column panels of p
-// columns (one panel: whole rows) stored as q: copied as stored, or quantized. A weight of one
-// row stays whole. Nothing changes for whole rows as stored. The work is spread over the
-// workers in chunks of rows.
+// columns (one panel: whole rows) stored as q: copied as stored, or quantized. Nothing changes
+// for whole rows as stored.
 func (w *weight) store(p int, q backend.Quantization) error {
-	if w.rows == 1 {
-		p = w.cols
-	}
 	if p == w.cols && q == backend.AsStored {
 		return nil
 	}
-	rowBytes, quantize := kernels.Q8RowBytes, kernels.QuantizeQ8
-	if q == backend.Q4 {
-		rowBytes, quantize = kernels.Q4RowBytes, kernels.QuantizeQ4
+	parts := w.panels(p, q, nil)
+	if err := w.fill(parts, p, q); err != nil {
+		return err
+	}
+	w.adopt(parts, p, q)
+	return nil
+}
+
+// panelWidth returns the width of the column panels in which w is best stored (see
+// kernels.PanelCols), quantized or not: a weight of one row stays whole.
+func (w *weight) panelWidth(quantized bool) int {
+	if w.rows == 1 {
+		return w.cols
+	}
+	return kernels.PanelCols(w.cols, quantized)
+}
+
+// panels returns the parts of w in column panels of p columns stored as q, their data not yet
+// filled in. Quantized parts lie one after another in data, laid out as
+// backend.QuantizedWeight describes, or in one new block of memory when data is nil; others
+// take memory of their own.
+func (w *weight) panels(p int, q backend.Quantization, data []byte) []*weight {
+	if q != backend.AsStored && data == nil {
+		data = make([]byte, w.rows*backend.QuantizedRowBytes(q, w.cols))
 	}
 	var parts []*weight
 	for c0 := 0; c0 < w.cols; c0 += p {
@@ -99,13 +113,38 @@ func (w *weight) store(p int, q backend.Quantization) error {
 		part := &weight{owner: w.owner, dtype: w.dtype, rows: w.rows, cols: n, quant: q}
 		switch {
 		case q != backend.AsStored:
-			part.q = make([]byte, w.rows*rowBytes(n))
+			size := w.rows * backend.QuantizedRowBytes(q, n)
+			part.q, data = data[:size:size], data[size:]
 		case w.u16 != nil:
 			part.u16 = make([]uint16, w.rows*n)
 		default:
 			part.f32 = make([]float32, w.rows*n)
 		}
 		parts = append(parts, part)
+	}
+	return parts
+}
+
+// adopt makes parts, panels of p columns stored as q, the data of w.
+func (w *weight) adopt(parts []*weight, p int, q backend.Quantization) {
+	w.u16, w.f32, w.quant = nil, nil, q
+	if len(parts) == 1 {
+		w.q, w.u16, w.f32 = parts[0].q, parts[0].u16, parts[0].f32
+	} else {
+		w.parts, w.panel = parts, p
+	}
+}
+
+// convertRows is the number of rows a goroutine of fill copies or quantizes at a time.
+const convertRows = 64
+
+// fill sets the data of parts, the panels of p columns of w that w.panels made, from the
+// stored data of w: copied, or quantized as q. The work is spread over the workers in chunks
+// of rows.
+func (w *weight) fill(parts []*weight, p int, q backend.Quantization) error {
+	quantize := kernels.QuantizeQ8
+	if q == backend.Q4 {
+		quantize = kernels.QuantizeQ4
 	}
 	chunks := (w.rows + convertRows - 1) / convertRows
 	next := make(chan int, len(parts)*chunks) // part i, chunk c as i*chunks+c
@@ -145,16 +184,7 @@ func (w *weight) store(p int, q backend.Quantization) error {
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	w.u16, w.f32, w.quant = nil, nil, q
-	if len(parts) == 1 {
-		w.q, w.u16, w.f32 = parts[0].q, parts[0].u16, parts[0].f32
-	} else {
-		w.parts, w.panel = parts, p
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // span sets dst to the len(dst) values of row r of w from column c0 on, converted exactly to
@@ -299,15 +329,21 @@ func (b *Backend) bindExpertsWith(t backend.ExpertTensors, bind func(safetensors
 	if err != nil {
 		return nil, err
 	}
-	gate, err := b.bind(t.Gate)
+	return assembleExperts(b, t.Gate, count, hidden, inner, t.W1, t.W2, t.W3, bind)
+}
+
+// assembleExperts binds the router gate as stored and the count expert weights of W1, W2 and
+// W3, whose shapes fit hidden and inner, by bind.
+func assembleExperts[T any](b *Backend, gate safetensors.Tensor, count, hidden, inner int, W1, W2, W3 []T, bind func(T) (*weight, error)) (*experts, error) {
+	g, err := b.bind(gate)
 	if err != nil {
 		return nil, err
 	}
-	e := &experts{owner: b, gate: gate, count: count, hidden: hidden, inner: inner}
+	e := &experts{owner: b, gate: g, count: count, hidden: hidden, inner: inner}
 	for i := range count {
-		w1, err1 := bind(t.W1[i])
-		w2, err2 := bind(t.W2[i])
-		w3, err3 := bind(t.W3[i])
+		w1, err1 := bind(W1[i])
+		w2, err2 := bind(W2[i])
+		w3, err3 := bind(W3[i])
 		if err := firstErr(err1, err2, err3); err != nil {
 			return nil, err
 		}

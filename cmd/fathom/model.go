@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/backend/cuda"
 	"github.com/fathom-llm/fathom/mixtral"
 )
@@ -31,49 +32,82 @@ func modelFlag(fs *flag.FlagSet) *modelFlags {
 	return f
 }
 
-// weightFlags choose how and where the weights are kept: --quantize and --cuda.
+// weightFlags choose how and where the weights are kept and multiplied: --quantize, --cuda,
+// --bf16-activations, --preload and --in-memory.
 type weightFlags struct {
-	quant backend.Quantization
-	cuda  int // CUDA device ordinal, -1 for the CPU
+	quant    backend.Quantization
+	cuda     int  // CUDA device ordinal, -1 for the CPU
+	bf16Acts bool // round the activations of bfloat16 products to bfloat16
+	preload  bool // read the checkpoint into memory after loading; its value before register is the default
+	inMemory bool // read the checkpoint into memory of its own instead of mapping it
 }
 
 func (w *weightFlags) register(fs *flag.FlagSet) {
-	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored); the CUDA backend stores q8", func(s string) error {
+	fs.Func("quantize", "store the expert and attention weights as `q8` or q4, quantized while loading (default: as stored, which for a checkpoint written by fathom quantize is its quantization); the CUDA backend stores q8", func(s string) error {
 		v, err := backend.ParseQuantization(s)
 		w.quant = v
 		return err
 	})
 	fs.IntVar(&w.cuda, "cuda", -1, "run on CUDA device `N` (a build with -tags cuda; -1: the CPU)")
+	fs.BoolVar(&w.bf16Acts, "bf16-activations", false, "round the activations of products with bfloat16 weights to bfloat16, as bf16 engines do: faster prompts where the CPU has AVX512_BF16 (or on the GPU's tensor cores), at a small cost in accuracy")
+	fs.BoolVar(&w.preload, "preload", w.preload, "read the whole checkpoint into memory before the first request, so that it runs as fast as later ones")
+	fs.BoolVar(&w.inMemory, "in-memory", false, "read the checkpoint into memory of its own (huge pages, tensors on cache lines) instead of mapping it: a slower load, on some machines a faster decode")
 }
 
-// load loads the checkpoint in dir with opts on the backend the flags choose. done releases
-// the model and its backend.
-func (w *weightFlags) load(ctx context.Context, dir string, opts mixtral.Options) (m *mixtral.Model, done func(), err error) {
-	opts.Quantize = w.quant
+// load loads the checkpoint in dir with opts on the backend the flags choose, and reads it
+// into memory with --preload, drawing a progress bar on e's stderr when it is a terminal.
+// done releases the model and its backend.
+func (w *weightFlags) load(ctx context.Context, e *env, dir string, opts mixtral.Options) (m *mixtral.Model, done func(), err error) {
+	opts.Quantize, opts.InMemory = w.quant, w.inMemory
 	var be backend.Backend
+	if w.cuda < 0 && w.bf16Acts {
+		be = cpu.NewWithOptions(cpu.Options{BF16Activations: true})
+		opts.Backend = be
+	}
 	if w.cuda >= 0 {
-		if be, err = cuda.New(cuda.Options{Device: w.cuda}); err != nil {
+		if be, err = cuda.New(cuda.Options{Device: w.cuda, BF16Activations: w.bf16Acts}); err != nil {
 			return nil, nil, err
 		}
 		opts.Backend = be
 	}
-	m, err = mixtral.Load(ctx, dir, opts)
+	if isTerminal(e.stderr) && opts.Progress == nil {
+		bar := &progressBar{w: e.stderr, label: "loading " + dir}
+		opts.Progress = bar.update
+		defer bar.finish() // a no-op once finished below
+		m, err = mixtral.Load(ctx, dir, opts)
+		bar.finish()
+	} else {
+		m, err = mixtral.Load(ctx, dir, opts)
+	}
 	if err != nil {
 		if be != nil {
 			be.Close()
 		}
 		return nil, nil, err
 	}
-	return m, func() {
+	done = func() {
 		m.Close()
 		if be != nil {
 			be.Close()
 		}
-	}, nil
+	}
+	if w.preload {
+		var progress func(done, total int64)
+		if isTerminal(e.stderr) {
+			bar := &progressBar{w: e.stderr, label: "reading in " + dir}
+			progress = bar.update
+			defer bar.finish()
+		}
+		if err := m.Preload(ctx, progress); err != nil {
+			done()
+			return nil, nil, err
+		}
+	}
+	return m, done, nil
 }
 
 // loadModel loads the checkpoint that f names (the bundled default when --model is empty),
-// drawing a progress bar on stderr when it is a terminal.
+// drawing progress bars on stderr when it is a terminal.
 func loadModel(ctx context.Context, e *env, f *modelFlags) (*mixtral.Model, func(), error) {
 	dir := f.dir
 	if dir == "" {
@@ -82,13 +116,7 @@ func loadModel(ctx context.Context, e *env, f *modelFlags) (*mixtral.Model, func
 			return nil, nil, fmt.Errorf("%w: no --model given and the bundled model %s is not in the working directory (run from the repository root)", errUsage, dir)
 		}
 	}
-	var opts mixtral.Options
-	if isTerminal(e.stderr) {
-		bar := &progressBar{w: e.stderr, label: "loading " + dir}
-		opts.Progress = bar.update
-		defer bar.finish()
-	}
-	return f.load(ctx, dir, opts)
+	return f.load(ctx, e, dir, mixtral.Options{})
 }
 
 // isTerminal reports whether w is a character device such as a terminal.
@@ -129,8 +157,10 @@ func (p *progressBar) update(done, total int64) {
 	fmt.Fprintf(p.w, "\r%s [%s%s] %3d%% %s", p.label, strings.Repeat("=", fill), strings.Repeat(" ", width-fill), pct, of)
 }
 
+// finish ends the bar's line; finishing twice does nothing more.
 func (p *progressBar) finish() {
 	if p.started {
 		fmt.Fprintln(p.w)
+		p.started = false
 	}
 }

@@ -61,7 +61,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 	bodyTimeout := fs.Duration("body-timeout", server.DefaultBodyTimeout, "how long a request body may take to arrive")
 	priceIn := fs.Float64("price-input", 0, "price in `USD` per million prompt tokens, for usage.estimated_cost")
 	priceOut := fs.Float64("price-output", 0, "price in `USD` per million completion tokens, for usage.estimated_cost")
-	var weights weightFlags
+	weights := weightFlags{preload: true} // the first request then waits for no disk
 	weights.register(fs)
 	setUsage(fs, "usage: fathom serve --model DIR [--addr HOST:PORT] [--api-key KEY] [flags]",
 		"\nServes POST /v1/chat/completions, POST /v1/completions, GET /v1/models (also under /v1/openai/), GET /health and GET /metrics.",
@@ -86,7 +86,7 @@ func runServe(ctx context.Context, e *env, args []string) error {
 		queueLen = -1 // Options: negative means no queue
 	}
 
-	m, done, err := weights.load(ctx, *dir, mixtral.Options{
+	m, done, err := weights.load(ctx, e, *dir, mixtral.Options{
 		ContextLength: *ctxLen, CacheTokens: cache.tokens, CacheBytes: cache.bytes, CacheType: kvType, MaxBatch: *budget,
 		Engine: engine.Options{TokenBudget: *budget, MaxRunning: *maxRunning, MaxChoices: *maxChoices, NoPrefixCache: *noPrefix},
 	})

@@ -41,6 +41,7 @@ type table struct {
 	// matMul* are the Scratch methods MatMul*Rows, built by setProducts.
 	matMulBF16, matMulF16, matMulBF16Rounded func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
 	matMulF32                                func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int)
+	matMulAdd                                func(out, a, b []float32, m, k, n int) // MatMulAdd, its arguments checked
 	// siluMul and softmaxExp serve SiLUMul and Softmax (softmaxExp: x[i] = exp(x[i]-m),
 	// returning the sum).
 	siluMul    func(dst, g, u []float32)
@@ -141,6 +142,7 @@ func genericTable() table {
 		siluMul:      siluMulGeneric,
 		softmaxExp:   softmaxExpGeneric,
 		peakBF16:     func(int) int64 { return 0 },
+		matMulAdd:    matMulAddGeneric,
 	}
 	t.setProducts(accel{})
 	return t

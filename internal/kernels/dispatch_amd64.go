@@ -77,6 +77,14 @@ func vectorTable(f features, t *table, a *accel) {
 		axpyGeneric(a, x[n:], y[n:])
 	}
 	a.gemm = l.gemm
+	if f.avx512 {
+		t.matMulAdd = vecMatMulAdd(32, []matMulAddTile{matMulAdd1AVX512, matMulAdd2AVX512, matMulAdd3AVX512,
+			matMulAdd4AVX512, matMulAdd5AVX512, matMulAdd6AVX512, matMulAdd7AVX512, matMulAdd8AVX512,
+			matMulAdd9AVX512, matMulAdd10AVX512, matMulAdd11AVX512, matMulAdd12AVX512})
+	} else {
+		t.matMulAdd = vecMatMulAdd(16, []matMulAddTile{matMulAdd1AVX2, matMulAdd2AVX2, matMulAdd3AVX2,
+			matMulAdd4AVX2, matMulAdd5AVX2, matMulAdd6AVX2})
+	}
 	t.qDot = qDotAVX2
 	silu, softmaxExp := siluMulAVX2, softmaxExpAVX2
 	if f.avx512 {

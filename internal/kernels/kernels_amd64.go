@@ -174,6 +174,96 @@ func gemmF32AVX512(a *float32, b *float32, kc int, c *float32, ldc int)
 //go:noescape
 func gemmBF16DPAVX512(a *uint16, b *uint16, kp int, c *float32, ldc int)
 
+// matMulAdd1AVX2 adds the product of 1 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd1AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd2AVX2 adds the product of 2 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd2AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd3AVX2 adds the product of 3 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd3AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd4AVX2 adds the product of 4 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd4AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd5AVX2 adds the product of 5 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd5AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd6AVX2 adds the product of 6 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd6AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd1AVX512 adds the product of 1 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd1AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd2AVX512 adds the product of 2 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd2AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd3AVX512 adds the product of 3 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd3AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd4AVX512 adds the product of 4 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd4AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd5AVX512 adds the product of 5 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd5AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd6AVX512 adds the product of 6 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd6AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd7AVX512 adds the product of 7 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd7AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd8AVX512 adds the product of 8 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd8AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd9AVX512 adds the product of 9 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd9AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd10AVX512 adds the product of 10 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd10AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd11AVX512 adds the product of 11 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd11AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
+// matMulAdd12AVX512 adds the product of 12 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+//
+//go:noescape
+func matMulAdd12AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+
 // peakFMAAVX2 runs n iterations of 12 independent vector FMAs on registers.
 //
 //go:noescape

@@ -89,6 +89,7 @@ func main() {
 	gemmF32(avx2, 2, 6)
 	gemmF32(avx512, 2, 12)
 	gemmBF16DP()
+	matMulAddTiles()
 	peakFMA(avx2, 12)
 	peakFMA(avx512, 24)
 	peakBF16()
