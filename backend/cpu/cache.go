@@ -4,9 +4,8 @@ import (
 	"math"
 	"sync/atomic"
 
-	"github.com/x448/float16"
-
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/internal/half"
 	"github.com/fathom-llm/fathom/internal/kernels"
 	"github.com/fathom-llm/fathom/safetensors"
 )
@@ -105,11 +104,11 @@ func (c *cache) store(at int, k, v []float32) {
 		copy(c.v32[at:at+len(v)], v)
 	case safetensors.BF16:
 		for i := range k {
-			c.k16[at+i], c.v16[at+i] = kernels.F32ToBF16(k[i]), kernels.F32ToBF16(v[i])
+			c.k16[at+i], c.v16[at+i] = half.F32ToBF16(k[i]), half.F32ToBF16(v[i])
 		}
 	default:
 		for i := range k {
-			c.k16[at+i], c.v16[at+i] = float16.Fromfloat32(k[i]).Bits(), float16.Fromfloat32(v[i]).Bits()
+			c.k16[at+i], c.v16[at+i] = half.F32ToF16(k[i]), half.F32ToF16(v[i])
 		}
 	}
 }
