@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/internal/fixtures"
 	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
@@ -107,7 +108,9 @@ func BenchmarkTinyCodeMixtral(b *testing.B) {
 
 // BenchmarkMixtral8x7BLayer measures one decoder layer with the exact shapes of Mixtral 8x7B
 // (random bf16 weights, plus the embedding and the lm_head), on the CPU backend. Decoding
-// reads about 1 GB of weights per token, 704 MB of it the two chosen experts.
+// reads about 1 GB of weights per token, 704 MB of it the two chosen experts. The prompt runs
+// with exact float32 activations and, as "prefill-512-bf16-activations", with the activations
+// of the bfloat16 products rounded to bfloat16 (cpu.Options.BF16Activations).
 func BenchmarkMixtral8x7BLayer(b *testing.B) {
 	cfg := Mixtral8x7B(1)
 	src, err := NewSynthetic(cfg, 1)
@@ -115,13 +118,21 @@ func BenchmarkMixtral8x7BLayer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	m, err := mixtral.New(cfg, src, mixtral.Options{ContextLength: 1024})
-	if err != nil {
-		b.Fatal(err)
+	for _, rounded := range []bool{false, true} {
+		be := cpu.NewWithOptions(cpu.Options{BF16Activations: rounded})
+		m, err := mixtral.New(cfg, src, mixtral.Options{ContextLength: 1024, Backend: be})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rounded {
+			b.Run("prefill-512-bf16-activations", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+		} else {
+			b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
+			b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+		}
+		m.Close()
+		be.Close()
 	}
-	defer m.Close()
-	b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
-	b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
 }
 
 func TestDecodeWeightBytes(t *testing.T) {
