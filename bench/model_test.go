@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -18,28 +19,30 @@ var bandwidth = sync.OnceValue(MeasureBandwidth)
 
 // benchmarkPrefill times evaluating a prompt of n tokens in a fresh sequence. Besides
 // tokens/s it reports tokens per second of processor time (tokens/cpu-s, all workers
-// together), which other work on the machine moves less.
+// together), which other work on the machine moves less, and the operations of PrefillFLOPs
+// as GFLOP/s of the fastest iteration, %fma of the float32 FMA peak measured just before and
+// %fma-cpu per second of processor time (as the MoE benchmarks report them).
 func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int) {
 	ids := promptIDs(m.Config().VocabSize, n)
 	ctx := context.Background()
-	b.ResetTimer()
-	cpu0 := cpuTime()
+	meter := newMeter(b, runtime.GOMAXPROCS(0), n, false)
 	for b.Loop() {
 		seq, err := m.NewSequence()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := seq.Append(ctx, ids, mixtral.EvalOptions{}); err != nil {
-			b.Fatal(err)
-		}
+		meter.time(func() {
+			if _, err := seq.Append(ctx, ids, mixtral.EvalOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		})
 		seq.Close()
 	}
-	tps := float64(n*b.N) / b.Elapsed().Seconds()
-	b.ReportMetric(tps, "tokens/s")
-	b.ReportMetric(tps*TokenFLOPs(m.Config())/1e9, "GFLOP/s")
-	if cpu := cpuTime() - cpu0; cpu > 0 {
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	if cpu := cpuTime() - meter.cpu0; cpu > 0 {
 		b.ReportMetric(float64(n*b.N)/cpu.Seconds(), "tokens/cpu-s")
 	}
+	meter.report(0, PrefillFLOPs(m.Config(), n))
 }
 
 // benchmarkDecode times appending one token at a time after a short prompt, starting a new

@@ -35,16 +35,12 @@ func gemmF32(s isa, mv, nr int) {
 			VMOVUPS(Mem{Base: a, Disp: v * s.lanes * 4}, av[v])
 		}
 		for j := 0; j < nr; j++ {
-			if s.lanes == 16 {
-				for v := 0; v < mv; v++ {
-					VFMADD231PS_BCST(Mem{Base: b, Disp: 4 * j}, av[v], acc[j][v])
-				}
-			} else {
-				bv := s.vec()
-				VBROADCASTSS(Mem{Base: b, Disp: 4 * j}, bv)
-				for v := 0; v < mv; v++ {
-					VFMADD231PS(bv, av[v], acc[j][v])
-				}
+			// One broadcast load of b[j] for all mv vectors of a: loads, not FMAs, bound
+			// a kernel that broadcasts from memory in every FMA.
+			bv := s.vec()
+			VBROADCASTSS(Mem{Base: b, Disp: 4 * j}, bv)
+			for v := 0; v < mv; v++ {
+				VFMADD231PS(bv, av[v], acc[j][v])
 			}
 		}
 		ADDQ(U32(mr*4), a)
@@ -66,18 +62,6 @@ func gemmF32(s isa, mv, nr int) {
 	ret()
 }
 
-// vdpbf16psBcst emits VDPBF16PS zdst, zsrc, [base+4*j]{1to16}: for every lane i, zdst[i] +=
-// zsrc.bf16[2i+1]·m.bf16[1] + zsrc.bf16[2i]·m.bf16[0], m the broadcast 32-bit pair.
-func vdpbf16psBcst(dst, src int, base int, j int) {
-	not := func(b int) byte { return byte(^b & 1) }
-	p0 := not(dst>>3)<<7 | 1<<6 | not(base>>3)<<5 | not(dst>>4)<<4 | 0b10
-	p1 := byte(^src&0xf)<<3 | 1<<2 | 0b10
-	p2 := byte(0b10)<<5 | 1<<4 | not(src>>4)<<3
-	modrm := byte(0b01)<<6 | byte(dst&7)<<3 | byte(base&7)
-	Comment(fmt.Sprintf("VDPBF16PS.BCST %d(base%d), Z%d, Z%d", 4*j, base, src, dst))
-	bytes(0x62, p0, p1, p2, 0x52, modrm, byte(j))
-}
-
 // gemmBF16DP emits gemmBF16DPAVX512(a, b *uint16, kp int, c *float32, ldc int), the 12×32
 // micro-kernel over bfloat16 pairs: a is packed kp×32×2, b kp×12×2, and c[j*ldc+i] +=
 // Σ_p a[(p*32+i)*2+h]·b[(p*12+j)*2+h] over pairs p and halves h, by VDPBF16PS.
@@ -86,7 +70,10 @@ func gemmBF16DP() {
 	name := "gemmBF16DPAVX512"
 	text(name, "func(a, b *uint16, kp int, c *float32, ldc int)",
 		"%s adds the %d×%d product of bfloat16-pair panels a (kp×%d×2) and b (kp×%d×2) to c (row stride ldc), by VDPBF16PS.", name, nr, mv*16, mv*16, nr)
-	// Physical registers: the raw encoding names them. Z0..Z23 accumulate, Z24/Z25 hold a.
+	// Physical registers: the raw encoding names them. Z0..Z23 accumulate, Z24/Z25 hold a,
+	// Z26/Z27 a broadcast pair of b: loaded once for both vectors of a (a broadcast memory
+	// operand would load it twice, and the loads, not the dot products, would bound the
+	// kernel).
 	Load(Param("a"), RSI)
 	Load(Param("b"), RDI)
 	Load(Param("kp"), RCX)
@@ -97,10 +84,11 @@ func gemmBF16DP() {
 		for v := 0; v < mv; v++ {
 			VMOVUPS(Mem{Base: RSI, Disp: v * 64}, zmm(24+v))
 		}
-		const rdi = 7
 		for j := 0; j < nr; j++ {
+			bv := 26 + j%2
+			VPBROADCASTD(Mem{Base: RDI, Disp: 4 * j}, zmm(bv))
 			for v := 0; v < mv; v++ {
-				vdpbf16psBcst(j*mv+v, 24+v, rdi, j)
+				vdpbf16ps(j*mv+v, 24+v, bv)
 			}
 		}
 		ADDQ(U32(mv*64), RSI)
