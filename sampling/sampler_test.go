@@ -603,3 +603,78 @@ func TestNucleusAll(t *testing.T) {
 		}
 	}
 }
+
+// TestGreedyArgmax checks greedy decoding against a plain scan on vectors with ties, signed
+// zeros, infinities and NaNs, with and without penalties that split the vocabulary into
+// ranges: the largest cleaned entry, the lowest id among equals.
+func TestGreedyArgmax(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	values := []float32{0, float32(math.Copysign(0, -1)), 1, 1, -3, float32(math.Inf(-1)),
+		float32(math.Inf(1)), float32(math.NaN()), math.MaxFloat32}
+	for _, tc := range []struct {
+		name    string
+		special int // how many entries take special values
+		inf     bool
+	}{
+		{"normal", 0, false},
+		{"ties and zeros", 40, false},
+		{"infinities and NaN", 40, true},
+		{"all -Inf but one", -1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, penalties := range []bool{false, true} {
+				logits := make([]float32, 1000)
+				for i := range logits {
+					logits[i] = float32(r.NormFloat64())
+				}
+				switch {
+				case tc.special < 0:
+					for i := range logits {
+						logits[i] = float32(math.Inf(-1))
+					}
+					logits[r.IntN(len(logits))] = -5
+				case tc.special > 0:
+					choices := values[:5]
+					if tc.inf {
+						choices = values
+					}
+					for range tc.special {
+						logits[r.IntN(len(logits))] = choices[r.IntN(len(choices))]
+					}
+					// Make the ties the largest finite entries.
+					if !tc.inf {
+						for i := range logits {
+							logits[i] = min(logits[i], 1)
+						}
+					}
+				}
+				var p Params
+				var prompt []int
+				if penalties {
+					// A repetition penalty of 1 changes no value but splits the scan into ranges.
+					p.RepetitionPenalty = 1
+					for i := 0; i < len(logits); i += 97 {
+						prompt = append(prompt, i)
+					}
+				}
+				s, err := NewSampler(p, len(logits), prompt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := s.Sample(logits)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want, top := -1, float32(math.Inf(-1))
+				for i, v := range logits {
+					if v = clean(v); v > top {
+						want, top = i, v
+					}
+				}
+				if got != want {
+					t.Fatalf("penalties %v: token %d (%g), want %d (%g)", penalties, got, logits[got], want, logits[want])
+				}
+			}
+		})
+	}
+}
