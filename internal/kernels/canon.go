@@ -11,8 +11,9 @@ import (
 
 // tileKernel continues, for the rows r < R of w (row stride wstride) and the tokens t < T of
 // x (row stride xstride), the canonical sums of their products over n values (a multiple of
-// 32) in the 16 lanes at acc[(r*T+t)*16:], which it loads and stores back.
-type tileKernel[E uint16 | float32] func(w *E, wstride int, x *float32, xstride, n int, acc *float32)
+// 32) in the 16 lanes at acc[(r*T+t)*16:], which it loads and stores back, or, if out is not
+// nil, reduces to out[t*ostride+r].
+type tileKernel[E uint16 | float32] func(w *E, wstride int, x *float32, xstride, n int, acc *float32, out *float32, ostride int)
 
 // rowsKernel stores to out[r], r < rows, the canonical sum (its lanes reduced) of w[r*stride:][:n]
 // times x[:n], x as it is (not permuted), n a multiple of 32.
@@ -21,9 +22,11 @@ type rowsKernel[E uint16 | float32] func(w *E, stride int, x *float32, n int, ou
 // canon holds the kernels of the canonical products for one weight type.
 type canon[E uint16 | float32] struct {
 	// tiles[i][j] takes tileRows[i] rows and tileTokens[j] tokens.
-	tiles   [3][2]tileKernel[E]
-	rows    rowsKernel[E]
-	permute bool                         // the tiles take x split into even and odd values
+	tiles [3][2]tileKernel[E]
+	rows  rowsKernel[E]
+	// permute, if not nil, splits each 32 values of x into the even and the odd ones, as
+	// the tiles take them: dst[c+i] = src[c+2i], dst[c+16+i] = src[c+2i+1].
+	permute func(dst, src []float32)
 	tail    func([]E, []float32) float32 // the columns past the last whole line
 }
 
@@ -31,21 +34,6 @@ var (
 	tileRows   = [3]int{4, 2, 1}
 	tileTokens = [2]int{4, 1}
 )
-
-// Reduce adds the 16 lanes of a canonical accumulator in the fixed order of the vector
-// kernels' reduction: the halves of 8, then of 4, then of 2, then the last two.
-func reduce16(a []float32) float32 {
-	a = a[:16]
-	var y [8]float32
-	for i := range y {
-		y[i] = a[i] + a[i+8]
-	}
-	var z [4]float32
-	for i := range z {
-		z[i] = y[i] + y[i+4]
-	}
-	return (z[0] + z[2]) + (z[1] + z[3])
-}
 
 // dot is the canonical dot product of w and x[:len(w)].
 func (k *canon[E]) dot(w []E, x []float32) float32 {
@@ -101,15 +89,10 @@ func canonMany(l2, cols, size int) canonBlocking {
 func (k *canon[E]) matMul(s *Scratch, out []float32, w []E, x []float32, tokens, rows, cols, lo, hi int) {
 	n := cols &^ 31
 	xk := x
-	if k.permute && n > 0 {
+	if k.permute != nil && n > 0 {
 		xk = s.floats(scratchX, tokens*cols)
 		for t := range tokens {
-			src, dst := x[t*cols:(t+1)*cols], xk[t*cols:(t+1)*cols]
-			for c := 0; c < n; c += 32 {
-				for i := range 16 {
-					dst[c+i], dst[c+16+i] = src[c+2*i], src[c+2*i+1]
-				}
-			}
+			k.permute(xk[t*cols:t*cols+n], x[t*cols:t*cols+n])
 		}
 	}
 	var e E
@@ -135,17 +118,23 @@ func (k *canon[E]) matMul(s *Scratch, out []float32, w []E, x []float32, tokens,
 					for tileRows[ri] > re-r {
 						ri++
 					}
-					k.tiles[ri][ti](&w[r*cols+kb], cols, &xk[tg*cols+kb], cols, kn, &a[(r-rb)*T*16])
+					var o *float32 // the sums, after the last block
+					if kb+kn == n {
+						o = &out[tg*rows+r]
+					}
+					k.tiles[ri][ti](&w[r*cols+kb], cols, &xk[tg*cols+kb], cols, kn, &a[(r-rb)*T*16], o, rows)
 					r += tileRows[ri]
 				}
 			}
-			for r := rb; r < re; r++ {
+			if n < cols {
 				for j := range T {
-					v := reduce16(a[((r-rb)*T+j)*16:])
-					if n < cols {
-						v += k.tail(w[r*cols+n:(r+1)*cols], x[(tg+j)*cols+n:(tg+j+1)*cols])
+					o, xt := out[(tg+j)*rows:], x[(tg+j)*cols+n:(tg+j+1)*cols]
+					for r := rb; r < re; r++ {
+						if n == 0 {
+							o[r] = 0
+						}
+						o[r] += k.tail(w[r*cols+n:(r+1)*cols], xt)
 					}
-					out[(tg+j)*rows+r] = v
 				}
 			}
 			tg += T

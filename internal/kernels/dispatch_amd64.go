@@ -35,7 +35,8 @@ func vectorTable(f features, t *table, a *accel) {
 		// Every product in the canonical order, whatever its number of tokens.
 		a.canonBF16 = &canon[uint16]{tiles: [3][2]tileKernel[uint16]{
 			{dot4x4BF16AVX512, dot4x1BF16AVX512}, {dot2x4BF16AVX512, dot2x1BF16AVX512}, {dot1x4BF16AVX512, dot1x1BF16AVX512}},
-			rows: dotRowsBF16AVX512, permute: true, tail: dotBF16Generic}
+			rows: dotRowsBF16AVX512, tail: dotBF16Generic,
+			permute: func(dst, src []float32) { permuteEvenOddAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}
 		a.canonF16 = &canon[uint16]{tiles: [3][2]tileKernel[uint16]{
 			{dot4x4F16AVX512, dot4x1F16AVX512}, {dot2x4F16AVX512, dot2x1F16AVX512}, {dot1x4F16AVX512, dot1x1F16AVX512}},
 			rows: dotRowsF16AVX512, tail: dotF16Generic}

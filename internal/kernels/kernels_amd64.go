@@ -59,105 +59,110 @@ func dotF32AVX512(w *float32, x *float32, n int) float32
 //go:noescape
 func dotRowsBF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
 
-// dot4x4BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// permuteEvenOddAVX512 stores each 32 values of src[:n] to dst as the 16 even-indexed ones, then the 16 odd ones; n is a multiple of 32.
 //
 //go:noescape
-func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func permuteEvenOddAVX512(dst *float32, src *float32, n int)
 
-// dot4x1BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot4x4BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot2x4BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot4x1BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot2x1BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot2x4BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot1x4BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot2x1BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot1x1BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot1x4BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x1BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // dotRowsF16AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
 //
 //go:noescape
 func dotRowsF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
 
-// dot4x4F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot4x4F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot4x1F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot4x1F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot2x4F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot2x4F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot2x1F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot2x1F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot1x4F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot1x4F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot1x1F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot1x1F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // dotRowsF32AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
 //
 //go:noescape
 func dotRowsF32AVX512(w *float32, stride int, x *float32, n int, out *float32, rows int)
 
-// dot4x4F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot4x4F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot4x1F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot4x1F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot2x4F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot2x4F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot2x1F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot2x1F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot1x4F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16].
+// dot1x4F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
-// dot1x1F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16].
+// dot1x1F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
+func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // axpyAVX512 adds a*x[:n] to y[:n]; n is a multiple of 16.
 //

@@ -594,7 +594,7 @@ done:
 	RET
 
 // func dotF32AVX512(w *float32, x *float32, n int) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·dotF32AVX512(SB), NOSPLIT, $0-28
 	MOVQ   w+0(FP), AX
 	MOVQ   x+8(FP), CX
@@ -636,7 +636,7 @@ done:
 	VADDPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X0, X1, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
@@ -647,7 +647,7 @@ done:
 	RET
 
 // func dotRowsBF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
-// Requires: AVX, AVX512DQ, AVX512F, MMX+, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
 TEXT ·dotRowsBF16AVX512(SB), NOSPLIT, $0-48
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
@@ -714,40 +714,40 @@ line4:
 sum4:
 	VEXTRACTF64X4 $0x01, Z3, Y7
 	VADDPS        Y7, Y3, Y7
-	VEXTRACTF128  $0x01, Y7, X3
+	VEXTRACTF32X4 $0x01, Y7, X3
 	VADDPS        X3, X7, X3
 	VMOVHLPS      X3, X3, X7
 	VADDPS        X7, X3, X3
 	VMOVSHDUP     X3, X7
 	VADDSS        X7, X3, X3
-	MOVSS         X3, (BX)
+	VMOVSS        X3, (BX)
 	VEXTRACTF64X4 $0x01, Z4, Y3
 	VADDPS        Y3, Y4, Y3
-	VEXTRACTF128  $0x01, Y3, X4
+	VEXTRACTF32X4 $0x01, Y3, X4
 	VADDPS        X4, X3, X4
 	VMOVHLPS      X4, X4, X3
 	VADDPS        X3, X4, X4
 	VMOVSHDUP     X4, X3
 	VADDSS        X3, X4, X4
-	MOVSS         X4, 4(BX)
+	VMOVSS        X4, 4(BX)
 	VEXTRACTF64X4 $0x01, Z5, Y3
 	VADDPS        Y3, Y5, Y3
-	VEXTRACTF128  $0x01, Y3, X4
+	VEXTRACTF32X4 $0x01, Y3, X4
 	VADDPS        X4, X3, X4
 	VMOVHLPS      X4, X4, X3
 	VADDPS        X3, X4, X4
 	VMOVSHDUP     X4, X3
 	VADDSS        X3, X4, X4
-	MOVSS         X4, 8(BX)
+	VMOVSS        X4, 8(BX)
 	VEXTRACTF64X4 $0x01, Z6, Y3
 	VADDPS        Y3, Y6, Y3
-	VEXTRACTF128  $0x01, Y3, X4
+	VEXTRACTF32X4 $0x01, Y3, X4
 	VADDPS        X4, X3, X4
 	VMOVHLPS      X4, X4, X3
 	VADDPS        X3, X4, X4
 	VMOVSHDUP     X4, X3
 	VADDSS        X3, X4, X4
-	MOVSS         X4, 12(BX)
+	VMOVSS        X4, 12(BX)
 	LEAQ          (AX)(CX*4), AX
 	ADDQ          $0x00000010, BX
 	SUBQ          $0x00000004, SI
@@ -783,13 +783,13 @@ line1:
 sum1:
 	VEXTRACTF64X4 $0x01, Z3, Y4
 	VADDPS        Y4, Y3, Y4
-	VEXTRACTF128  $0x01, Y4, X3
+	VEXTRACTF32X4 $0x01, Y4, X3
 	VADDPS        X3, X4, X3
 	VMOVHLPS      X3, X3, X4
 	VADDPS        X4, X3, X3
 	VMOVSHDUP     X3, X4
 	VADDSS        X4, X3, X3
-	MOVSS         X3, (BX)
+	VMOVSS        X3, (BX)
 	ADDQ          CX, AX
 	ADDQ          $0x00000004, BX
 	SUBQ          $0x00000001, SI
@@ -835,9 +835,36 @@ DATA oddIndex<>+56(SB)/4, $0x0000001d
 DATA oddIndex<>+60(SB)/4, $0x0000001f
 GLOBL oddIndex<>(SB), RODATA|NOPTR, $64
 
-// func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
+// func permuteEvenOddAVX512(dst *float32, src *float32, n int)
 // Requires: AVX, AVX512F
-TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-48
+TEXT ·permuteEvenOddAVX512(SB), NOSPLIT, $0-24
+	MOVQ      dst+0(FP), AX
+	MOVQ      src+8(FP), CX
+	MOVQ      n+16(FP), DX
+	VMOVDQU32 evenIndex<>+0(SB), Z0
+	VMOVDQU32 oddIndex<>+0(SB), Z1
+
+loop:
+	TESTQ     DX, DX
+	JZ        done
+	VMOVUPS   (CX), Z2
+	VMOVAPS   Z2, Z3
+	VPERMT2PS 64(CX), Z0, Z2
+	VPERMT2PS 64(CX), Z1, Z3
+	VMOVUPS   Z2, (AX)
+	VMOVUPS   Z3, 64(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x00000080, AX
+	SUBQ      $0x00000020, DX
+	JMP       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         wstride+8(FP), CX
 	SHLQ         $0x01, CX
@@ -864,8 +891,8 @@ TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-48
 	VMOVUPS      832(R9), Z13
 	VMOVUPS      896(R9), Z14
 	VMOVUPS      960(R9), Z15
-	MOVL         $0xffff0000, R10
-	VPBROADCASTD R10, Z16
+	MOVL         $0xffff0000, R9
+	VPBROADCASTD R9, Z16
 
 loop:
 	CMPQ        R8, $0x00000020
@@ -928,28 +955,185 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (R9)
-	VMOVUPS Z1, 64(R9)
-	VMOVUPS Z2, 128(R9)
-	VMOVUPS Z3, 192(R9)
-	VMOVUPS Z4, 256(R9)
-	VMOVUPS Z5, 320(R9)
-	VMOVUPS Z6, 384(R9)
-	VMOVUPS Z7, 448(R9)
-	VMOVUPS Z8, 512(R9)
-	VMOVUPS Z9, 576(R9)
-	VMOVUPS Z10, 640(R9)
-	VMOVUPS Z11, 704(R9)
-	VMOVUPS Z12, 768(R9)
-	VMOVUPS Z13, 832(R9)
-	VMOVUPS Z14, 896(R9)
-	VMOVUPS Z15, 960(R9)
+	MOVQ    out+48(FP), R9
+	TESTQ   R9, R9
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
 	VZEROUPPER
 	RET
 
-// func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F
-TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X0
+	VMOVHLPS      X0, X0, X16
+	VADDPS        X16, X0, X0
+	VMOVSHDUP     X0, X16
+	VADDSS        X16, X0, X0
+	VMOVSS        X0, (R9)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 4(R9)
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 8(R9)
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	VZEROUPPER
+	RET
+
+// func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         wstride+8(FP), CX
 	SHLQ         $0x01, CX
@@ -961,8 +1145,8 @@ TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-48
 	VMOVUPS      64(DI), Z1
 	VMOVUPS      128(DI), Z2
 	VMOVUPS      192(DI), Z3
-	MOVL         $0xffff0000, R8
-	VPBROADCASTD R8, Z4
+	MOVL         $0xffff0000, DI
+	VPBROADCASTD DI, Z4
 
 loop:
 	CMPQ        SI, $0x00000020
@@ -995,16 +1179,62 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	MOVQ    out+48(FP), DI
+	TESTQ   DI, DI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
 	VZEROUPPER
 	RET
 
-// func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot2x4BF16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (DI)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(DI)
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(DI)
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(DI)
+	VZEROUPPER
+	RET
+
+// func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot2x4BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         wstride+8(FP), CX
 	SHLQ         $0x01, CX
@@ -1022,8 +1252,8 @@ TEXT ·dot2x4BF16AVX512(SB), NOSPLIT, $0-48
 	VMOVUPS      320(R8), Z5
 	VMOVUPS      384(R8), Z6
 	VMOVUPS      448(R8), Z7
-	MOVL         $0xffff0000, R9
-	VPBROADCASTD R9, Z8
+	MOVL         $0xffff0000, R8
+	VPBROADCASTD R8, Z8
 
 loop:
 	CMPQ        DI, $0x00000020
@@ -1068,20 +1298,105 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (R8)
-	VMOVUPS Z1, 64(R8)
-	VMOVUPS Z2, 128(R8)
-	VMOVUPS Z3, 192(R8)
-	VMOVUPS Z4, 256(R8)
-	VMOVUPS Z5, 320(R8)
-	VMOVUPS Z6, 384(R8)
-	VMOVUPS Z7, 448(R8)
+	MOVQ    out+48(FP), R8
+	TESTQ   R8, R8
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
 	VZEROUPPER
 	RET
 
-// func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot2x1BF16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X0
+	VMOVHLPS      X0, X0, X8
+	VADDPS        X8, X0, X0
+	VMOVSHDUP     X0, X8
+	VADDSS        X8, X0, X0
+	VMOVSS        X0, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	VZEROUPPER
+	RET
+
+// func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot2x1BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         wstride+8(FP), CX
 	SHLQ         $0x01, CX
@@ -1090,8 +1405,8 @@ TEXT ·dot2x1BF16AVX512(SB), NOSPLIT, $0-48
 	MOVQ         acc+40(FP), SI
 	VMOVUPS      (SI), Z0
 	VMOVUPS      64(SI), Z1
-	MOVL         $0xffff0000, DI
-	VPBROADCASTD DI, Z2
+	MOVL         $0xffff0000, SI
+	VPBROADCASTD SI, Z2
 
 loop:
 	CMPQ        BX, $0x00000020
@@ -1118,14 +1433,42 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (SI)
-	VMOVUPS Z1, 64(SI)
+	MOVQ    out+48(FP), SI
+	TESTQ   SI, SI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
 	VZEROUPPER
 	RET
 
-// func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot1x4BF16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF32X4 $0x01, Y2, X0
+	VADDPS        X0, X2, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (SI)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot1x4BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         x+16(FP), CX
 	MOVQ         xstride+24(FP), DX
@@ -1137,8 +1480,8 @@ TEXT ·dot1x4BF16AVX512(SB), NOSPLIT, $0-48
 	VMOVUPS      64(DI), Z1
 	VMOVUPS      128(DI), Z2
 	VMOVUPS      192(DI), Z3
-	MOVL         $0xffff0000, R8
-	VPBROADCASTD R8, Z4
+	MOVL         $0xffff0000, DI
+	VPBROADCASTD DI, Z4
 
 loop:
 	CMPQ        SI, $0x00000020
@@ -1162,23 +1505,72 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	MOVQ    out+48(FP), DI
+	TESTQ   DI, DI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
 	VZEROUPPER
 	RET
 
-// func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot1x1BF16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	VZEROUPPER
+	RET
+
+// func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot1x1BF16AVX512(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         x+16(FP), CX
 	MOVQ         n+32(FP), DX
 	MOVQ         acc+40(FP), BX
 	VMOVUPS      (BX), Z0
-	MOVL         $0xffff0000, SI
-	VPBROADCASTD SI, Z1
+	MOVL         $0xffff0000, BX
+	VPBROADCASTD BX, Z1
 
 loop:
 	CMPQ        DX, $0x00000020
@@ -1196,12 +1588,31 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (BX)
+	MOVQ    out+48(FP), BX
+	TESTQ   BX, BX
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VZEROUPPER
+	RET
+
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (BX)
 	VZEROUPPER
 	RET
 
 // func dotRowsF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
-// Requires: AVX, AVX512DQ, AVX512F, MMX+, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
 TEXT ·dotRowsF16AVX512(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), AX
 	MOVQ stride+8(FP), CX
@@ -1258,40 +1669,40 @@ line4:
 sum4:
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF128  $0x01, Y4, X0
+	VEXTRACTF32X4 $0x01, Y4, X0
 	VADDPS        X0, X4, X0
 	VMOVHLPS      X0, X0, X4
 	VADDPS        X4, X0, X0
 	VMOVSHDUP     X0, X4
 	VADDSS        X4, X0, X0
-	MOVSS         X0, (BX)
+	VMOVSS        X0, (BX)
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
-	MOVSS         X1, 4(BX)
+	VMOVSS        X1, 4(BX)
 	VEXTRACTF64X4 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
-	MOVSS         X1, 8(BX)
+	VMOVSS        X1, 8(BX)
 	VEXTRACTF64X4 $0x01, Z3, Y0
 	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
-	MOVSS         X1, 12(BX)
+	VMOVSS        X1, 12(BX)
 	LEAQ          (AX)(CX*4), AX
 	ADDQ          $0x00000010, BX
 	SUBQ          $0x00000004, SI
@@ -1324,13 +1735,13 @@ line1:
 sum1:
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X0, X1, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, (BX)
+	VMOVSS        X0, (BX)
 	ADDQ          CX, AX
 	ADDQ          $0x00000004, BX
 	SUBQ          $0x00000001, SI
@@ -1340,9 +1751,9 @@ done:
 	VZEROUPPER
 	RET
 
-// func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F
-TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-48
+// func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -1427,28 +1838,185 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (R9)
-	VMOVUPS Z1, 64(R9)
-	VMOVUPS Z2, 128(R9)
-	VMOVUPS Z3, 192(R9)
-	VMOVUPS Z4, 256(R9)
-	VMOVUPS Z5, 320(R9)
-	VMOVUPS Z6, 384(R9)
-	VMOVUPS Z7, 448(R9)
-	VMOVUPS Z8, 512(R9)
-	VMOVUPS Z9, 576(R9)
-	VMOVUPS Z10, 640(R9)
-	VMOVUPS Z11, 704(R9)
-	VMOVUPS Z12, 768(R9)
-	VMOVUPS Z13, 832(R9)
-	VMOVUPS Z14, 896(R9)
-	VMOVUPS Z15, 960(R9)
+	MOVQ    out+48(FP), R9
+	TESTQ   R9, R9
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
 	VZEROUPPER
 	RET
 
-// func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F
-TEXT ·dot4x1F16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X0
+	VMOVHLPS      X0, X0, X16
+	VADDPS        X16, X0, X0
+	VMOVSHDUP     X0, X16
+	VADDSS        X16, X0, X0
+	VMOVSS        X0, (R9)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 4(R9)
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 8(R9)
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	VZEROUPPER
+	RET
+
+// func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·dot4x1F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -1488,16 +2056,62 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	MOVQ    out+48(FP), DI
+	TESTQ   DI, DI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
 	VZEROUPPER
 	RET
 
-// func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot2x4F16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (DI)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(DI)
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(DI)
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(DI)
+	VZEROUPPER
+	RET
+
+// func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot2x4F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -1557,20 +2171,105 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (R8)
-	VMOVUPS Z1, 64(R8)
-	VMOVUPS Z2, 128(R8)
-	VMOVUPS Z3, 192(R8)
-	VMOVUPS Z4, 256(R8)
-	VMOVUPS Z5, 320(R8)
-	VMOVUPS Z6, 384(R8)
-	VMOVUPS Z7, 448(R8)
+	MOVQ    out+48(FP), R8
+	TESTQ   R8, R8
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
 	VZEROUPPER
 	RET
 
-// func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot2x1F16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X0
+	VMOVHLPS      X0, X0, X8
+	VADDPS        X8, X0, X0
+	VMOVSHDUP     X0, X8
+	VADDSS        X8, X0, X0
+	VMOVSS        X0, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	VZEROUPPER
+	RET
+
+// func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot2x1F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -1603,14 +2302,42 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (SI)
-	VMOVUPS Z1, 64(SI)
+	MOVQ    out+48(FP), SI
+	TESTQ   SI, SI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
 	VZEROUPPER
 	RET
 
-// func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot1x4F16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF32X4 $0x01, Y2, X0
+	VADDPS        X0, X2, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (SI)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot1x4F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    xstride+24(FP), DX
@@ -1644,16 +2371,65 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	MOVQ    out+48(FP), DI
+	TESTQ   DI, DI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
 	VZEROUPPER
 	RET
 
-// func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot1x1F16AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	VZEROUPPER
+	RET
+
+// func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot1x1F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    n+32(FP), DX
@@ -1675,12 +2451,31 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (BX)
+	MOVQ    out+48(FP), BX
+	TESTQ   BX, BX
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VZEROUPPER
+	RET
+
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (BX)
 	VZEROUPPER
 	RET
 
 // func dotRowsF32AVX512(w *float32, stride int, x *float32, n int, out *float32, rows int)
-// Requires: AVX, AVX512DQ, AVX512F, MMX+, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, MMX+
 TEXT ·dotRowsF32AVX512(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), AX
 	MOVQ stride+8(FP), CX
@@ -1745,40 +2540,40 @@ line4:
 sum4:
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF128  $0x01, Y4, X0
+	VEXTRACTF32X4 $0x01, Y4, X0
 	VADDPS        X0, X4, X0
 	VMOVHLPS      X0, X0, X4
 	VADDPS        X4, X0, X0
 	VMOVSHDUP     X0, X4
 	VADDSS        X4, X0, X0
-	MOVSS         X0, (BX)
+	VMOVSS        X0, (BX)
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
-	MOVSS         X1, 4(BX)
+	VMOVSS        X1, 4(BX)
 	VEXTRACTF64X4 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
-	MOVSS         X1, 8(BX)
+	VMOVSS        X1, 8(BX)
 	VEXTRACTF64X4 $0x01, Z3, Y0
 	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
 	VMOVSHDUP     X1, X0
 	VADDSS        X0, X1, X1
-	MOVSS         X1, 12(BX)
+	VMOVSS        X1, 12(BX)
 	LEAQ          (AX)(CX*4), AX
 	ADDQ          $0x00000010, BX
 	SUBQ          $0x00000004, SI
@@ -1813,13 +2608,13 @@ line1:
 sum1:
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF128  $0x01, Y1, X0
+	VEXTRACTF32X4 $0x01, Y1, X0
 	VADDPS        X0, X1, X0
 	VMOVHLPS      X0, X0, X1
 	VADDPS        X1, X0, X0
 	VMOVSHDUP     X0, X1
 	VADDSS        X1, X0, X0
-	MOVSS         X0, (BX)
+	VMOVSS        X0, (BX)
 	ADDQ          CX, AX
 	ADDQ          $0x00000004, BX
 	SUBQ          $0x00000001, SI
@@ -1829,9 +2624,9 @@ done:
 	VZEROUPPER
 	RET
 
-// func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F
-TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-48
+// func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -1916,28 +2711,185 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (R9)
-	VMOVUPS Z1, 64(R9)
-	VMOVUPS Z2, 128(R9)
-	VMOVUPS Z3, 192(R9)
-	VMOVUPS Z4, 256(R9)
-	VMOVUPS Z5, 320(R9)
-	VMOVUPS Z6, 384(R9)
-	VMOVUPS Z7, 448(R9)
-	VMOVUPS Z8, 512(R9)
-	VMOVUPS Z9, 576(R9)
-	VMOVUPS Z10, 640(R9)
-	VMOVUPS Z11, 704(R9)
-	VMOVUPS Z12, 768(R9)
-	VMOVUPS Z13, 832(R9)
-	VMOVUPS Z14, 896(R9)
-	VMOVUPS Z15, 960(R9)
+	MOVQ    out+48(FP), R9
+	TESTQ   R9, R9
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
+	VMOVUPS Z8, 512(AX)
+	VMOVUPS Z9, 576(AX)
+	VMOVUPS Z10, 640(AX)
+	VMOVUPS Z11, 704(AX)
+	VMOVUPS Z12, 768(AX)
+	VMOVUPS Z13, 832(AX)
+	VMOVUPS Z14, 896(AX)
+	VMOVUPS Z15, 960(AX)
 	VZEROUPPER
 	RET
 
-// func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F
-TEXT ·dot4x1F32AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y16
+	VADDPS        Y16, Y0, Y16
+	VEXTRACTF32X4 $0x01, Y16, X0
+	VADDPS        X0, X16, X0
+	VMOVHLPS      X0, X0, X16
+	VADDPS        X16, X0, X0
+	VMOVSHDUP     X0, X16
+	VADDSS        X16, X0, X0
+	VMOVSS        X0, (R9)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 4(R9)
+	VEXTRACTF64X4 $0x01, Z8, Y0
+	VADDPS        Y0, Y8, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 8(R9)
+	VEXTRACTF64X4 $0x01, Z12, Y0
+	VADDPS        Y0, Y12, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z9, Y0
+	VADDPS        Y0, Y9, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z13, Y0
+	VADDPS        Y0, Y13, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z10, Y0
+	VADDPS        Y0, Y10, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z14, Y0
+	VADDPS        Y0, Y14, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	ADDQ          AX, R9
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R9)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z11, Y0
+	VADDPS        Y0, Y11, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(R9)
+	VEXTRACTF64X4 $0x01, Z15, Y0
+	VADDPS        Y0, Y15, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(R9)
+	VZEROUPPER
+	RET
+
+// func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL
+TEXT ·dot4x1F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -1977,16 +2929,62 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	MOVQ    out+48(FP), DI
+	TESTQ   DI, DI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
 	VZEROUPPER
 	RET
 
-// func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot2x4F32AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (DI)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(DI)
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 8(DI)
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 12(DI)
+	VZEROUPPER
+	RET
+
+// func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot2x4F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -2050,20 +3048,105 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (R8)
-	VMOVUPS Z1, 64(R8)
-	VMOVUPS Z2, 128(R8)
-	VMOVUPS Z3, 192(R8)
-	VMOVUPS Z4, 256(R8)
-	VMOVUPS Z5, 320(R8)
-	VMOVUPS Z6, 384(R8)
-	VMOVUPS Z7, 448(R8)
+	MOVQ    out+48(FP), R8
+	TESTQ   R8, R8
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
+	VMOVUPS Z4, 256(AX)
+	VMOVUPS Z5, 320(AX)
+	VMOVUPS Z6, 384(AX)
+	VMOVUPS Z7, 448(AX)
 	VZEROUPPER
 	RET
 
-// func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot2x1F32AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y8
+	VADDPS        Y8, Y0, Y8
+	VEXTRACTF32X4 $0x01, Y8, X0
+	VADDPS        X0, X8, X0
+	VMOVHLPS      X0, X0, X8
+	VADDPS        X8, X0, X0
+	VMOVSHDUP     X0, X8
+	VADDSS        X8, X0, X0
+	VMOVSS        X0, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y0
+	VADDPS        Y0, Y4, Y0
+	VEXTRACTF32X4 $0x01, Y0, X4
+	VADDPS        X4, X0, X4
+	VMOVHLPS      X4, X4, X0
+	VADDPS        X0, X4, X4
+	VMOVSHDUP     X4, X0
+	VADDSS        X0, X4, X4
+	VMOVSS        X4, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPS        Y0, Y5, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z6, Y0
+	VADDPS        Y0, Y6, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	ADDQ          AX, R8
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z7, Y0
+	VADDPS        Y0, Y7, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(R8)
+	VZEROUPPER
+	RET
+
+// func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot2x1F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -2100,14 +3183,42 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (SI)
-	VMOVUPS Z1, 64(SI)
+	MOVQ    out+48(FP), SI
+	TESTQ   SI, SI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
 	VZEROUPPER
 	RET
 
-// func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot1x4F32AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VADDPS        Y2, Y0, Y2
+	VEXTRACTF32X4 $0x01, Y2, X0
+	VADDPS        X0, X2, X0
+	VMOVHLPS      X0, X0, X2
+	VADDPS        X2, X0, X0
+	VMOVSHDUP     X0, X2
+	VADDSS        X2, X0, X0
+	VMOVSS        X0, (SI)
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot1x4F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    xstride+24(FP), DX
@@ -2143,16 +3254,65 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	MOVQ    out+48(FP), DI
+	TESTQ   DI, DI
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VMOVUPS Z1, 64(AX)
+	VMOVUPS Z2, 128(AX)
+	VMOVUPS Z3, 192(AX)
 	VZEROUPPER
 	RET
 
-// func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32)
-// Requires: AVX, AVX512F, MMX+
-TEXT ·dot1x1F32AVX512(SB), NOSPLIT, $0-48
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VADDPS        Y4, Y0, Y4
+	VEXTRACTF32X4 $0x01, Y4, X0
+	VADDPS        X0, X4, X0
+	VMOVHLPS      X0, X0, X4
+	VADDPS        X4, X0, X0
+	VMOVSHDUP     X0, X4
+	VADDSS        X4, X0, X0
+	VMOVSS        X0, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPS        Y0, Y1, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z2, Y0
+	VADDPS        Y0, Y2, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	ADDQ          AX, DI
+	VEXTRACTF64X4 $0x01, Z3, Y0
+	VADDPS        Y0, Y3, Y0
+	VEXTRACTF32X4 $0x01, Y0, X1
+	VADDPS        X1, X0, X1
+	VMOVHLPS      X1, X1, X0
+	VADDPS        X0, X1, X1
+	VMOVSHDUP     X1, X0
+	VADDSS        X0, X1, X1
+	VMOVSS        X1, (DI)
+	VZEROUPPER
+	RET
+
+// func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// Requires: AVX, AVX512F, AVX512VL, MMX+
+TEXT ·dot1x1F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    n+32(FP), DX
@@ -2176,7 +3336,26 @@ loop:
 	JMP         loop
 
 done:
-	VMOVUPS Z0, (BX)
+	MOVQ    out+48(FP), BX
+	TESTQ   BX, BX
+	JNZ     sums
+	MOVQ    acc+40(FP), AX
+	VMOVUPS Z0, (AX)
+	VZEROUPPER
+	RET
+
+sums:
+	MOVQ          ostride+56(FP), AX
+	SHLQ          $0x02, AX
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VADDPS        Y1, Y0, Y1
+	VEXTRACTF32X4 $0x01, Y1, X0
+	VADDPS        X0, X1, X0
+	VMOVHLPS      X0, X0, X1
+	VADDPS        X1, X0, X0
+	VMOVSHDUP     X0, X1
+	VADDSS        X1, X0, X0
+	VMOVSS        X0, (BX)
 	VZEROUPPER
 	RET
 
@@ -2820,7 +3999,7 @@ done:
 	RET
 
 // func softmaxExpAVX512(x *float32, n int, m float32) float32
-// Requires: AVX, AVX512DQ, AVX512F, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, SSE
 TEXT ·softmaxExpAVX512(SB), NOSPLIT, $0-28
 	MOVQ         x+0(FP), AX
 	MOVQ         n+8(FP), CX
@@ -2883,7 +4062,7 @@ loop:
 done:
 	VEXTRACTF64X4 $0x01, Z13, Y0
 	VADDPS        Y0, Y13, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5380,7 +6559,7 @@ done:
 	RET
 
 // func dotRowsQ8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32, rows int)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI, MMX+, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, AVX512_VNNI, MMX+, SSE
 TEXT ·dotRowsQ8VNNI(SB), NOSPLIT, $0-72
 	MOVQ w+0(FP), AX
 	MOVQ stride+8(FP), CX
@@ -5467,7 +6646,7 @@ loop:
 done:
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5484,7 +6663,7 @@ end:
 	RET
 
 // func dotRowsQ4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, nsb int, out *float32, rows int)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512_VNNI, MMX+, SSE
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512_VNNI, MMX+, SSE
 TEXT ·dotRowsQ4VNNI(SB), NOSPLIT, $0-72
 	MOVQ w+0(FP), AX
 	MOVQ stride+8(FP), CX
@@ -5571,7 +6750,7 @@ loop:
 done:
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5588,7 +6767,7 @@ end:
 	RET
 
 // func dot4Q8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, nsb int, out *float32)
-// Requires: AVX, AVX512DQ, AVX512F, AVX512_VNNI, SSE
+// Requires: AVX, AVX512DQ, AVX512F, AVX512VL, AVX512_VNNI, SSE
 TEXT ·dot4Q8VNNI(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
@@ -5729,7 +6908,7 @@ done:
 	MOVQ          out+56(FP), AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5738,7 +6917,7 @@ done:
 	MOVSS         X1, (AX)
 	VEXTRACTF64X4 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5747,7 +6926,7 @@ done:
 	MOVSS         X1, 4(AX)
 	VEXTRACTF64X4 $0x01, Z3, Y0
 	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5756,7 +6935,7 @@ done:
 	MOVSS         X1, 8(AX)
 	VEXTRACTF64X4 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5767,7 +6946,7 @@ done:
 	RET
 
 // func dot4Q4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, nsb int, out *float32)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512_VNNI, SSE
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, AVX512_VNNI, SSE
 TEXT ·dot4Q4VNNI(SB), NOSPLIT, $0-64
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
@@ -5943,7 +7122,7 @@ done:
 	MOVQ          out+56(FP), AX
 	VEXTRACTF64X4 $0x01, Z1, Y0
 	VADDPS        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5952,7 +7131,7 @@ done:
 	MOVSS         X1, (AX)
 	VEXTRACTF64X4 $0x01, Z2, Y0
 	VADDPS        Y0, Y2, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5961,7 +7140,7 @@ done:
 	MOVSS         X1, 4(AX)
 	VEXTRACTF64X4 $0x01, Z3, Y0
 	VADDPS        Y0, Y3, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5970,7 +7149,7 @@ done:
 	MOVSS         X1, 8(AX)
 	VEXTRACTF64X4 $0x01, Z4, Y0
 	VADDPS        Y0, Y4, Y0
-	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF32X4 $0x01, Y0, X1
 	VADDPS        X1, X0, X1
 	VMOVHLPS      X1, X1, X0
 	VADDPS        X0, X1, X1
@@ -5981,7 +7160,7 @@ done:
 	RET
 
 // func dotPartQ8VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *int32, n int, out *float32, rows int)
-// Requires: AVX, AVX512F, AVX512_VNNI, BMI2, SSE
+// Requires: AVX, AVX512F, AVX512VL, AVX512_VNNI, BMI2, SSE
 TEXT ·dotPartQ8VNNI(SB), NOSPLIT, $0-72
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
@@ -6062,7 +7241,7 @@ row:
 	VMULPS        Z13, Z14, Z14
 	VEXTRACTF64X4 $0x01, Z14, Y13
 	VADDPS        Y13, Y14, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14
@@ -6080,7 +7259,7 @@ end:
 	RET
 
 // func dotPartQ4VNNI(w *byte, stride int, soff int, xq *int8, xd *float32, xs *float32, n int, out *float32, rows int)
-// Requires: AVX, AVX512BW, AVX512F, AVX512_VNNI, BMI2, SSE
+// Requires: AVX, AVX512BW, AVX512F, AVX512VL, AVX512_VNNI, BMI2, SSE
 TEXT ·dotPartQ4VNNI(SB), NOSPLIT, $0-72
 	MOVQ         w+0(FP), AX
 	MOVQ         stride+8(FP), CX
@@ -6160,7 +7339,7 @@ row:
 	VFMADD231PS   Z10, Z15, Z14
 	VEXTRACTF64X4 $0x01, Z14, Y13
 	VADDPS        Y13, Y14, Y13
-	VEXTRACTF128  $0x01, Y13, X14
+	VEXTRACTF32X4 $0x01, Y13, X14
 	VADDPS        X14, X13, X14
 	VMOVHLPS      X14, X14, X13
 	VADDPS        X13, X14, X14

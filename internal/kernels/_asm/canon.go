@@ -73,15 +73,16 @@ func tileName(e elem, rows, tokens int) string {
 }
 
 // tile emits dot<R>x<T><E>AVX512(w *E, wstride int, x *float32, xstride, n int, acc
-// *float32): for rows r < R of w (w[r*wstride:]) and tokens t < T of x (x[t*xstride:]), it
-// continues the canonical accumulation of their product over the n values (a multiple of
-// 32) from the 16 lanes at acc[(r*T+t)*16:] and stores the lanes back there. bfloat16 rows
-// meet x permuted: each 32 values as the 16 even ones, then the 16 odd ones. With pf, the
-// kernel prefetches the rows it streams.
+// *float32, out *float32, ostride int): for rows r < R of w (w[r*wstride:]) and tokens t < T
+// of x (x[t*xstride:]), it continues the canonical accumulation of their product over the n
+// values (a multiple of 32) from the 16 lanes at acc[(r*T+t)*16:], and stores the lanes back
+// there, or, if out is not nil, their reduction to out[t*ostride+r]. bfloat16 rows meet x
+// permuted: each 32 values as the 16 even ones, then the 16 odd ones. With pf, the kernel
+// prefetches the rows it streams.
 func tile(e elem, R, T int, pf bool) {
 	name := tileName(e, R, T)
-	text(name, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, acc *float32)", e.goType),
-		"%s continues the canonical sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*%d+t)*16:][:16].", name, R, T, T)
+	text(name, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, acc *float32, out *float32, ostride int)", e.goType),
+		"%s continues the canonical sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*%d+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].", name, R, T, T)
 	w := param("w")
 	var ws, ws3 Register
 	if R > 1 {
@@ -149,9 +150,25 @@ func tile(e elem, R, T int, pf bool) {
 	SUBQ(U32(32), n)
 	JMP(LabelRef("loop"))
 	Label("done")
+	op := Load(Param("out"), ap) // acc is no longer needed once loaded
+	TESTQ(op, op)
+	JNZ(LabelRef("sums"))
+	ap = param("acc")
 	for r := range R {
 		for t := range T {
 			VMOVUPS(acc[r][t], Mem{Base: ap, Disp: 64 * (r*T + t)})
+		}
+	}
+	ret()
+	Label("sums")
+	os := param("ostride")
+	SHLQ(U8(2), os)
+	for t := range T {
+		for r := range R {
+			VMOVSS(reduce(acc[r][t], avx512), Mem{Base: op, Disp: 4 * r})
+		}
+		if t+1 < T {
+			ADDQ(os, op)
 		}
 	}
 	ret()
@@ -176,17 +193,7 @@ func rows(e elem) {
 	var mask, ie, io VecVirtual
 	if e.name == "BF16" {
 		mask = broadcast(avx512, 0xffff0000)
-		even := GLOBL("evenIndex", RODATA|NOPTR)
-		for k := 0; k < 16; k++ {
-			DATA(4*k, U32(2*k))
-		}
-		odd := GLOBL("oddIndex", RODATA|NOPTR)
-		for k := 0; k < 16; k++ {
-			DATA(4*k, U32(2*k+1))
-		}
-		ie, io = ZMM(), ZMM()
-		VMOVDQU32(even, ie)
-		VMOVDQU32(odd, io)
+		ie, io = permIndex()
 	}
 	for _, R := range []int{4, 1} {
 		next := "group1"
@@ -237,7 +244,7 @@ func rows(e elem) {
 		Label(sum)
 		for r := range R {
 			s := reduce(acc[r], avx512)
-			MOVSS(s, Mem{Base: out, Disp: 4 * r})
+			VMOVSS(s, Mem{Base: out, Disp: 4 * r})
 		}
 		if R == 4 {
 			LEAQ(Mem{Base: w, Index: stride, Scale: 4}, w)
@@ -250,4 +257,47 @@ func rows(e elem) {
 	}
 	Label("done")
 	ret()
+}
+
+// permute emits permuteEvenOddAVX512(dst, src *float32, n int): dst[c+i] = src[c+2i] and
+// dst[c+16+i] = src[c+2i+1] for every 32 values c of n, a multiple of 32: the activations as
+// the bfloat16 tiles take them.
+func permute() {
+	text("permuteEvenOddAVX512", "func(dst, src *float32, n int)",
+		"permuteEvenOddAVX512 stores each 32 values of src[:n] to dst as the 16 even-indexed ones, then the 16 odd ones; n is a multiple of 32.")
+	dst, src, n := param("dst"), param("src"), param("n")
+	ie, io := permIndex()
+	countdown(n, 32, func() {
+		a, b := ZMM(), ZMM()
+		VMOVUPS(Mem{Base: src}, a)
+		VMOVAPS(a, b)
+		VPERMT2PS(Mem{Base: src, Disp: 64}, ie, a)
+		VPERMT2PS(Mem{Base: src, Disp: 64}, io, b)
+		VMOVUPS(a, Mem{Base: dst})
+		VMOVUPS(b, Mem{Base: dst, Disp: 64})
+		ADDQ(U32(128), src)
+		ADDQ(U32(128), dst)
+	})
+	ret()
+}
+
+// permIndices holds the permutation indices of permIndex once defined.
+var permIndices []Mem
+
+// permIndex loads into two new registers the indices of VPERMT2PS that take the even and the
+// odd values of two vectors.
+func permIndex() (even, odd VecVirtual) {
+	if permIndices == nil {
+		for h := range 2 {
+			m := GLOBL([]string{"evenIndex", "oddIndex"}[h], RODATA|NOPTR)
+			for k := range 16 {
+				DATA(4*k, U32(2*k+h))
+			}
+			permIndices = append(permIndices, m)
+		}
+	}
+	even, odd = ZMM(), ZMM()
+	VMOVDQU32(permIndices[0], even)
+	VMOVDQU32(permIndices[1], odd)
+	return even, odd
 }

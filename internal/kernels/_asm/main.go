@@ -61,6 +61,9 @@ func main() {
 			dot(f32, s)
 			for _, e := range []elem{bf16, f16, f32} {
 				rows(e)
+				if e == bf16 {
+					permute()
+				}
 				for _, r := range []int{4, 2, 1} {
 					for _, t := range []int{4, 1} {
 						tile(e, r, t, r < 4)
@@ -210,7 +213,11 @@ func reduce(v VecVirtual, s isa) Register {
 		y = hi
 	}
 	x := XMM()
-	VEXTRACTF128(U8(1), y, x)
+	if s.lanes == 16 {
+		VEXTRACTF32X4(U8(1), y, x) // the EVEX form, which reaches registers 16-31
+	} else {
+		VEXTRACTF128(U8(1), y, x)
+	}
 	VADDPS(x, y.(VecVirtual).AsX(), x)
 	t := XMM()
 	VMOVHLPS(x, x, t)
