@@ -81,7 +81,7 @@ func canonMany(l2, cols, size int) canonBlocking {
 		l2 = 512 << 10
 	}
 	mc := max(4, min(128, l2/2/max(1, cols*size))) &^ 3
-	return canonBlocking{mc: mc, kc: 512}
+	return canonBlocking{mc: mc, kc: 1024}
 }
 
 // matMul is the canonical product of rows [lo, hi) of w with tokens > 1 tokens of x (see
