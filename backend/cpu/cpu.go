@@ -33,7 +33,7 @@ type Backend struct {
 // workerScratch is one worker's private memory; the padding keeps workers' slice headers on
 // separate cache lines.
 type workerScratch struct {
-	a      []float32
+	a      []float32         // a tile's attention scores
 	v      []float32         // a block of attention values widened to float32
 	k      kernels.Scratch   // the matrix products' working memory
 	px, py []float32         // a panel's activations and product (weight.mulRows)
@@ -96,14 +96,6 @@ func (b *Backend) lock() error {
 		return backend.ErrClosed
 	}
 	return nil
-}
-
-// grow makes every worker's scratch at least n elements long, at least doubling a buffer it
-// replaces so that growing step by step allocates rarely.
-func (b *Backend) grow(n int) {
-	for i := range b.scratch {
-		growAligned(&b.scratch[i].a, n)
-	}
 }
 
 // growAligned makes *s at least n elements long, 64-byte aligned.

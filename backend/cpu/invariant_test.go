@@ -99,3 +99,95 @@ func TestBatchInvariant(t *testing.T) {
 		})
 	}
 }
+
+// TestAttentionBatchInvariant checks that a token's attention does not depend on how its
+// sequence's tokens were split into steps (one prefill, one token a step, chunks) nor on
+// the other sequences of a step: with and without a sliding window, for every stored type
+// of the cache.
+func TestAttentionBatchInvariant(t *testing.T) {
+	const n, heads, kvHeads, hd, bs = 45, 4, 2, 64, 16
+	qDim, kvDim := heads*hd, kvHeads*hd
+	r := rand.New(rand.NewPCG(9, 10))
+	q, k, v := make([]float32, n*qDim), make([]float32, n*kvDim), make([]float32, n*kvDim)
+	for _, s := range [][]float32{q, k, v} {
+		for i := range s {
+			s[i] = float32(r.NormFloat64())
+		}
+	}
+	be := cpu.New(3)
+	defer be.Close()
+	splits := map[string][]int{"prefill": {n}, "decode": nil, "chunks": {7, 1, 20, 3, 14}}
+	for i := 0; i < n; i++ {
+		splits["decode"] = append(splits["decode"], 1)
+	}
+	for _, dt := range []safetensors.DType{safetensors.F16, safetensors.BF16, safetensors.F32} {
+		for _, window := range []int{0, 10} {
+			t.Run(fmt.Sprintf("%s/window=%d", dt, window), func(t *testing.T) {
+				c, err := be.NewCache(backend.CacheConfig{Layers: 1, KVHeads: kvHeads, HeadDim: hd, BlockSize: bs, Blocks: 4 * (n/bs + 2), DType: dt})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				pages := backendtest.NewPages(c)
+				p := backend.AttentionParams{Heads: heads, KVHeads: kvHeads, HeadDim: hd, Scale: 0.125, SlidingWindow: window}
+				// The chunked sequence shares its steps with a fourth one, decoding.
+				other := pages.NewSequence()
+				results := map[string][]float32{}
+				for _, name := range []string{"prefill", "decode", "chunks"} {
+					seq := pages.NewSequence()
+					out := make([]float32, n*qDim)
+					pos := 0
+					for step, size := range splits[name] {
+						var toks []backend.Token
+						for i := range size {
+							toks = append(toks, backend.Token{Seq: seq, Pos: pos + i})
+						}
+						extra := 0
+						if name == "chunks" {
+							toks = append([]backend.Token{{Seq: other, Pos: step}}, toks...)
+							extra = 1
+						}
+						bt, err := pages.Prepare(toks)
+						if err != nil {
+							t.Fatal(err)
+						}
+						m := len(toks)
+						rows := func(s []float32, dim int) []float32 {
+							// The other sequence takes token 0's rows again.
+							return append(append([]float32{}, s[:extra*dim]...), s[pos*dim:(pos+size)*dim]...)
+						}
+						qt, _ := be.NewTensor(m, qDim)
+						kt, _ := be.NewTensor(m, kvDim)
+						vt, _ := be.NewTensor(m, kvDim)
+						dst, _ := be.NewTensor(m, qDim)
+						for _, w := range []struct {
+							t backend.Tensor
+							v []float32
+						}{{qt, rows(q, qDim)}, {kt, rows(k, kvDim)}, {vt, rows(v, kvDim)}} {
+							if err := be.Write(w.t, w.v); err != nil {
+								t.Fatal(err)
+							}
+						}
+						if err := be.Attention(dst, qt, kt, vt, bt, p); err != nil {
+							t.Fatal(err)
+						}
+						got := make([]float32, m*qDim)
+						if err := be.Read(got, dst); err != nil {
+							t.Fatal(err)
+						}
+						copy(out[pos*qDim:], got[extra*qDim:])
+						pos += size
+					}
+					results[name] = out
+				}
+				for _, name := range []string{"decode", "chunks"} {
+					for i, g := range results[name] {
+						if w := results["prefill"][i]; math.Float32bits(g) != math.Float32bits(w) {
+							t.Fatalf("%s: token %d, value %d: %v, %v in one prefill", name, i/qDim, i%qDim, g, w)
+						}
+					}
+				}
+			})
+		}
+	}
+}
