@@ -118,15 +118,17 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 	return nil
 }
 
-// Attention computes every query row (a token's query head) the one way that decoding a
-// token alone does, whatever else the step holds, so that a token's result does not depend
-// on its batch (the prefix cache and seeded sampling rest on it): its scores q·k over the
-// positions it attends to, each the canonical product of the kernels (the same bits whether
-// a product has one query row or many, and whatever positions share it); scaled, their
-// softmax over the whole row; then the values weighted by them added in the order of the
-// positions. A tile of query rows (the query heads that share a KV head, of up to tileRows
-// consecutive tokens of one sequence) shares the reading of the keys and values, a cache
-// block at a time: the keys meet all its rows in one product, read in place.
+// Attention computes every query row (a token's query head) in one way, whatever else the
+// step holds, so that a token's result does not depend on its batch (the prefix cache and
+// seeded sampling rest on it): its scores q·k over the positions it attends to, each the
+// canonical product of the kernels (the same bits whether a product has one query row or
+// many, and whatever positions share it); scaled, their softmax over the whole row; then for
+// each cache block (blocks are aligned to absolute positions) the values weighted by the
+// probabilities of the block's positions, summed in position order, added to the output.
+// A tile of query rows (the query heads that share a KV head, of up to tileRows consecutive
+// tokens of one sequence) shares the reading of the keys and values a block at a time: the
+// keys meet all its rows in one product, read in place, and the values all its rows in one
+// kernels.MatMulAdd, the positions a row does not attend to adding exact zeros.
 const tileRows = 64
 
 // attentionItem is a unit of attention: KV head h for the batch tokens [t0, t1),
@@ -147,11 +149,12 @@ type attentionTask struct {
 	tiles []tileScratch // per worker
 }
 
-// tileScratch is a worker's memory for one query tile: the query rows, the scores of a cache
-// block for every row, and where each row's scores start in the worker's scratch a.
+// tileScratch is a worker's memory for one query tile: the query rows, the scores (then the
+// probabilities) of a cache block for every row, the rows' outputs, and where each row's
+// scores start in the worker's scratch a.
 type tileScratch struct {
-	q, blk []float32
-	off    []int
+	q, blk, o []float32
+	off       []int
 }
 
 // first returns the first position that a token at pos attends to.
@@ -241,21 +244,33 @@ func (t *attentionTask) tile(worker int, it attentionItem) {
 		row := scores[s.off[r]:s.off[r+1]]
 		kernels.Scale(row, p.Scale)
 		kernels.Softmax(row)
-		clear(t.out(i0, r, it.h))
 	}
-	// The values, weighted by the scores, a block at a time.
+	// The values weighted by the probabilities, a cache block at a time: each row's
+	// probabilities of the block's positions (zeros where the row does not attend) times the
+	// block's values, summed in position order and added to the row's output.
+	s.o = grow(s.o, m*hd)
+	clear(s.o)
 	for pos := lo; pos < hi; {
 		n := min(bs-pos%bs, hi-pos)
 		at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
 		vals := c.values(w.v, at, n, hd)
+		probs := s.blk[:m*n]
 		for r := range m {
+			row := probs[r*n : (r+1)*n]
 			a, b, f := span(r, pos, n)
-			out := t.out(i0, r, it.h)
-			for j := a; j < b; j++ {
-				kernels.Axpy(scores[s.off[r]+j-f], vals[(j-pos)*hd:(j-pos+1)*hd], out)
+			if a >= b {
+				clear(row)
+				continue
 			}
+			clear(row[:a-pos])
+			copy(row[a-pos:b-pos], scores[s.off[r]+a-f:])
+			clear(row[b-pos:])
 		}
+		kernels.MatMulAdd(s.o, probs, vals, m, n, hd)
 		pos += n
+	}
+	for r := range m {
+		copy(t.out(i0, r, it.h), s.o[r*hd:(r+1)*hd])
 	}
 }
 
