@@ -3,10 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
 
+	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/internal/fixtures"
 	"github.com/fathom-llm/fathom/internal/reference"
 	"github.com/fathom-llm/fathom/mixtral"
@@ -18,28 +20,30 @@ var bandwidth = sync.OnceValue(MeasureBandwidth)
 
 // benchmarkPrefill times evaluating a prompt of n tokens in a fresh sequence. Besides
 // tokens/s it reports tokens per second of processor time (tokens/cpu-s, all workers
-// together), which other work on the machine moves less.
+// together), which other work on the machine moves less, and the operations of PrefillFLOPs
+// as GFLOP/s of the fastest iteration, %fma of the float32 FMA peak measured just before and
+// %fma-cpu per second of processor time (as the MoE benchmarks report them).
 func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int) {
 	ids := promptIDs(m.Config().VocabSize, n)
 	ctx := context.Background()
-	b.ResetTimer()
-	cpu0 := cpuTime()
+	meter := newMeter(b, runtime.GOMAXPROCS(0), n, false)
 	for b.Loop() {
 		seq, err := m.NewSequence()
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := seq.Append(ctx, ids, mixtral.EvalOptions{}); err != nil {
-			b.Fatal(err)
-		}
+		meter.time(func() {
+			if _, err := seq.Append(ctx, ids, mixtral.EvalOptions{}); err != nil {
+				b.Fatal(err)
+			}
+		})
 		seq.Close()
 	}
-	tps := float64(n*b.N) / b.Elapsed().Seconds()
-	b.ReportMetric(tps, "tokens/s")
-	b.ReportMetric(tps*TokenFLOPs(m.Config())/1e9, "GFLOP/s")
-	if cpu := cpuTime() - cpu0; cpu > 0 {
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	if cpu := cpuTime() - meter.cpu0; cpu > 0 {
 		b.ReportMetric(float64(n*b.N)/cpu.Seconds(), "tokens/cpu-s")
 	}
+	meter.report(0, PrefillFLOPs(m.Config(), n))
 }
 
 // benchmarkDecode times appending one token at a time after a short prompt, starting a new
@@ -104,7 +108,9 @@ func BenchmarkTinyCodeMixtral(b *testing.B) {
 
 // BenchmarkMixtral8x7BLayer measures one decoder layer with the exact shapes of Mixtral 8x7B
 // (random bf16 weights, plus the embedding and the lm_head), on the CPU backend. Decoding
-// reads about 1 GB of weights per token, 704 MB of it the two chosen experts.
+// reads about 1 GB of weights per token, 704 MB of it the two chosen experts. The prompt runs
+// with exact float32 activations and, as "prefill-512-bf16-activations", with the activations
+// of the bfloat16 products rounded to bfloat16 (cpu.Options.BF16Activations).
 func BenchmarkMixtral8x7BLayer(b *testing.B) {
 	cfg := Mixtral8x7B(1)
 	src, err := NewSynthetic(cfg, 1)
@@ -112,13 +118,21 @@ func BenchmarkMixtral8x7BLayer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer src.Close()
-	m, err := mixtral.New(cfg, src, mixtral.Options{ContextLength: 1024})
-	if err != nil {
-		b.Fatal(err)
+	for _, rounded := range []bool{false, true} {
+		be := cpu.NewWithOptions(cpu.Options{BF16Activations: rounded})
+		m, err := mixtral.New(cfg, src, mixtral.Options{ContextLength: 1024, Backend: be})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rounded {
+			b.Run("prefill-512-bf16-activations", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+		} else {
+			b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
+			b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+		}
+		m.Close()
+		be.Close()
 	}
-	defer m.Close()
-	b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
-	b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
 }
 
 func TestDecodeWeightBytes(t *testing.T) {

@@ -81,9 +81,11 @@ func (m *meter) time(f func()) {
 // kernel's efficiency, whatever else runs on the machine.
 func (m *meter) report(weightBytes, flops float64) {
 	b, p, sec := m.b, m.p, m.best.Seconds()
-	b.ReportMetric(weightBytes/sec/1e9, "GB/s")
+	if weightBytes > 0 {
+		b.ReportMetric(weightBytes/sec/1e9, "GB/s")
+	}
 	b.ReportMetric(flops/sec/1e9, "GFLOP/s")
-	if p.bw > 0 {
+	if p.bw > 0 && weightBytes > 0 {
 		b.ReportMetric(100*weightBytes/sec/p.bw, "%bw")
 	}
 	if p.fma > 0 {

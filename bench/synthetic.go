@@ -176,11 +176,32 @@ func DecodeWeightBytes(cfg mixtral.Config) int64 {
 // products of one token: the attention projections, the router, NumExpertsPerTok experts
 // and the lm_head. Attention over the context is not counted.
 func TokenFLOPs(cfg mixtral.Config) float64 {
+	return 2*float64(cfg.NumHiddenLayers)*layerProducts(cfg) + 2*float64(cfg.VocabSize*cfg.HiddenSize)
+}
+
+// PrefillFLOPs returns the floating-point operations of evaluating a prompt of n tokens in a
+// fresh sequence: every token's weight products in every layer, the attention of each token
+// to the positions it sees (q·k and p·v of every query head, the sliding window counted), and
+// the lm_head of the last token only, whose logits a prompt computes.
+func PrefillFLOPs(cfg mixtral.Config, n int) float64 {
+	var seen float64 // positions attended to, over the prompt's tokens
+	for p := range n {
+		v := p + 1
+		if w := cfg.SlidingWindow; w > 0 {
+			v = min(v, w)
+		}
+		seen += float64(v)
+	}
+	attn := 4 * float64(cfg.NumAttentionHeads*cfg.HeadDim) * seen
+	return float64(cfg.NumHiddenLayers)*(2*float64(n)*layerProducts(cfg)+attn) + 2*float64(cfg.VocabSize*cfg.HiddenSize)
+}
+
+// layerProducts returns the multiply-adds of one token's weight products in one layer.
+func layerProducts(cfg mixtral.Config) float64 {
 	h, inner := float64(cfg.HiddenSize), float64(cfg.IntermediateSize)
 	q := float64(cfg.NumAttentionHeads * cfg.HeadDim)
 	kv := float64(cfg.NumKeyValueHeads * cfg.HeadDim)
-	layer := h*q + 2*h*kv + q*h + float64(cfg.NumLocalExperts)*h + float64(cfg.NumExpertsPerTok)*3*h*inner
-	return 2 * (float64(cfg.NumHiddenLayers)*layer + float64(cfg.VocabSize)*h)
+	return h*q + 2*h*kv + q*h + float64(cfg.NumLocalExperts)*h + float64(cfg.NumExpertsPerTok)*3*h*inner
 }
 
 // WriteDir writes the checkpoint to dir, which must exist, as a Hugging Face checkpoint of

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 	"time"
 
@@ -41,6 +42,14 @@ type Layout struct {
 	ContextLength int
 	// MaxStepTokens is the most tokens one forward step may run.
 	MaxStepTokens int
+	// AttentionCost is the work of attending to one position relative to the rest of a
+	// token's work in a step: a model's attention FLOPs per attended position divided by a
+	// token's other FLOPs (its projections and feed-forward, without the logits, which a
+	// prompt token does not compute). The scheduler sizes prompt chunks by it, so that a
+	// step late in a long prompt, whose tokens attend to more positions, costs about what an
+	// early one does (see Options.TokenBudget). 0, for a model that does not say, counts
+	// every token alike.
+	AttentionCost float64
 }
 
 // Step is the input of one forward step.
@@ -78,8 +87,13 @@ const (
 
 // Options configure an Engine. The zero value of each field selects its default.
 type Options struct {
-	// TokenBudget is the most tokens one step runs (default DefaultTokenBudget, at most the
-	// model's MaxStepTokens).
+	// TokenBudget bounds the work of one step, in tokens (default DefaultTokenBudget, at
+	// most the model's MaxStepTokens). Running decodes go first and count 1 each; prompt
+	// chunks fill the rest, a prompt token at position p counting 1 + AttentionCost·a, where
+	// a is the number of positions it attends to (p+1, at most the sliding window). A chunk
+	// holds at least one token, so a step runs at most TokenBudget tokens and a running
+	// stream waits about one step of the budget for its next token however long the prompts
+	// being read.
 	TokenBudget int
 	// MaxRunning is the most sequences that run at once, each choice of a request counting
 	// once (default DefaultMaxRunning, at most TokenBudget).
@@ -180,7 +194,8 @@ type event struct {
 func New(m Model, opts Options) (*Engine, error) {
 	lay := m.Layout()
 	if lay.BlockSize <= 0 || lay.Blocks <= 0 || lay.VocabSize <= 0 || lay.ContextLength <= 0 ||
-		lay.MaxStepTokens <= 0 || lay.SlidingWindow < 0 || lay.BlockBytes < 0 {
+		lay.MaxStepTokens <= 0 || lay.SlidingWindow < 0 || lay.BlockBytes < 0 ||
+		!(lay.AttentionCost >= 0 && lay.AttentionCost <= math.MaxFloat64) {
 		return nil, fmt.Errorf("engine: invalid layout %+v", lay)
 	}
 	if opts.TokenBudget < 0 || opts.MaxRunning < 0 || opts.MaxChoices < 0 || opts.MaxRequestTokens < 0 {

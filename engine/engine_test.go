@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -398,6 +399,7 @@ func TestPreemptionIsExact(t *testing.T) {
 		{"no cache", Layout{BlockSize: 4, Blocks: 12}, Options{NoPrefixCache: true}},
 		{"small budget", Layout{BlockSize: 4, Blocks: 12}, Options{TokenBudget: 7}},
 		{"window", Layout{BlockSize: 4, Blocks: 12, SlidingWindow: 16}, Options{}},
+		{"attention cost", Layout{BlockSize: 4, Blocks: 12, AttentionCost: 0.05}, Options{TokenBudget: 7}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, f := start(t, tc.lay, tc.opts)
@@ -467,6 +469,7 @@ func TestRandomLoadNeverDeadlocks(t *testing.T) {
 	}{
 		{"tiny", Layout{BlockSize: 2, Blocks: 24, ContextLength: 48}, Options{TokenBudget: 9, MaxRunning: 5}},
 		{"window", Layout{BlockSize: 4, Blocks: 10, SlidingWindow: 10, ContextLength: 200}, Options{TokenBudget: 13}},
+		{"attention cost", Layout{BlockSize: 4, Blocks: 10, SlidingWindow: 10, ContextLength: 200, AttentionCost: 0.3}, Options{TokenBudget: 13}},
 		{"off", Layout{BlockSize: 4, Blocks: 20, ContextLength: 80}, Options{NoPrefixCache: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -832,6 +835,9 @@ func TestNewRejectsBadLayout(t *testing.T) {
 		{BlockSize: 4, Blocks: 0, VocabSize: 2, ContextLength: 8, MaxStepTokens: 4},
 		{BlockSize: 4, Blocks: 4, VocabSize: 0, ContextLength: 8, MaxStepTokens: 4},
 		{BlockSize: 4, Blocks: 4, VocabSize: 2, ContextLength: 8, MaxStepTokens: 4, SlidingWindow: -1},
+		{BlockSize: 4, Blocks: 4, VocabSize: 2, ContextLength: 8, MaxStepTokens: 4, AttentionCost: -1},
+		{BlockSize: 4, Blocks: 4, VocabSize: 2, ContextLength: 8, MaxStepTokens: 4, AttentionCost: math.NaN()},
+		{BlockSize: 4, Blocks: 4, VocabSize: 2, ContextLength: 8, MaxStepTokens: 4, AttentionCost: math.Inf(1)},
 	} {
 		t.Run(fmt.Sprintf("%+v", lay), func(t *testing.T) {
 			if _, err := New(&fakeModel{lay: lay}, Options{}); err == nil {

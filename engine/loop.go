@@ -14,7 +14,8 @@ type scheduled struct {
 	s       *seq
 	n       int
 	regFrom int
-	row     bool // whether the step computes the logits of its last token
+	cost    float64 // what it counts against the step's token budget
+	row     bool    // whether the step computes the logits of its last token
 }
 
 // loop runs the engine: it takes the events posted to it, then plans and runs a step, until
@@ -85,10 +86,10 @@ func (e *Engine) shutdown() {
 
 // schedule plans the next step into e.batch: the running decodes first, then the running
 // prompts' next chunks, then, unless the step had to preempt, the waiting sequences in
-// order, as far as the token budget, the free blocks and MaxRunning allow.
+// order, as far as the token budget (see chunkCost), the free blocks and MaxRunning allow.
 func (e *Engine) schedule() {
 	e.batch = e.batch[:0]
-	budget := e.opts.TokenBudget
+	budget := float64(e.opts.TokenBudget)
 	preempted := false
 	// place schedules up to n tokens of running sequence s (a decode needs all of them),
 	// preempting the most recently admitted running sequences while no block is free.
@@ -96,14 +97,12 @@ func (e *Engine) schedule() {
 		for {
 			e.kv.slide(s)
 			if m := e.kv.fit(s, n); m == n || m > 0 && n > 1 {
-				e.batch = append(e.batch, scheduled{s: s, n: m, regFrom: s.registered})
-				e.kv.grow(s, m)
-				budget -= m
+				e.add(s, m, &budget)
 				return
 			}
 			victim := e.running[len(e.running)-1]
 			if i := slices.IndexFunc(e.batch, func(b scheduled) bool { return b.s == victim }); i >= 0 {
-				budget += e.batch[i].n
+				budget += e.batch[i].cost
 				e.kv.unregister(victim, e.batch[i].regFrom)
 				e.batch = slices.Delete(e.batch, i, i+1)
 			}
@@ -114,28 +113,28 @@ func (e *Engine) schedule() {
 			}
 		}
 	}
-	for i := 0; i < len(e.running) && budget > 0; i++ {
+	for i := 0; i < len(e.running) && budget >= 1; i++ {
 		if s := e.running[i]; len(s.tokens)-s.computed == 1 {
 			place(s, 1)
 		}
 	}
-	for i := 0; i < len(e.running) && budget > 0; i++ {
+	for i := 0; i < len(e.running) && budget >= 1; i++ {
 		if s := e.running[i]; len(s.tokens)-s.computed > 1 {
-			place(s, min(len(s.tokens)-s.computed, budget))
+			place(s, e.chunk(s.computed, len(s.tokens)-s.computed, budget))
 		}
 	}
 	if preempted {
 		return
 	}
-	for len(e.waiting) > 0 && budget > 0 && len(e.running) < e.opts.MaxRunning {
+	for len(e.waiting) > 0 && budget >= 1 && len(e.running) < e.opts.MaxRunning {
 		s := e.waiting[0]
 		k, table := e.kv.match(s)
-		if e.kv.admitNeed(s, k, table, budget) > e.kv.nfree {
+		if e.kv.admitNeed(s, k, table, int(budget)) > e.kv.nfree {
 			return
 		}
 		e.kv.admit(s, k, table)
 		e.kv.slide(s)
-		n := e.kv.fit(s, min(len(s.tokens)-s.computed, budget))
+		n := e.kv.fit(s, e.chunk(s.computed, len(s.tokens)-s.computed, budget))
 		if n == 0 {
 			e.kv.drop(s)
 			return
@@ -155,10 +154,20 @@ func (e *Engine) schedule() {
 				m.QueueTime.observe(seconds(now.Sub(s.timing.Arrival)))
 			})
 		}
-		e.batch = append(e.batch, scheduled{s: s, n: n, regFrom: s.registered})
-		e.kv.grow(s, n)
-		budget -= n
+		e.add(s, n, &budget)
 	}
+}
+
+// add puts the next n tokens of s in the step, taking their blocks and their cost from the
+// budget: a decode counts 1, a prompt chunk its chunkCost.
+func (e *Engine) add(s *seq, n int, budget *float64) {
+	cost := 1.0
+	if len(s.tokens)-s.computed > 1 {
+		cost = e.chunkCost(s.computed, n)
+	}
+	e.batch = append(e.batch, scheduled{s: s, n: n, regFrom: s.registered, cost: cost})
+	e.kv.grow(s, n)
+	*budget -= cost
 }
 
 // preempt releases the blocks of running sequence s and puts it at the head of the queue,

@@ -2,6 +2,7 @@ package mixtral
 
 import (
 	"errors"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -84,5 +85,35 @@ func TestLoadConfigFixtures(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "generation_config.json"), []byte(`{"eos_token_id": [2, 32000]}`), 0o644)
 	if c, err = LoadConfig(dir); err != nil || !slices.Equal(c.EOSTokenIDs, []int{2, 32000}) {
 		t.Errorf("eos from generation_config.json: %v, %v", c.EOSTokenIDs, err)
+	}
+}
+
+func TestAttentionCost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		doc  string
+		// FLOPs (multiply-adds) of one layer: attending to one position, and a token's
+		// projections (q, k, v, o), router and two experts' three products.
+		perPosition, other float64
+	}{
+		{"Mixtral 8x7B", `{}`, 32 * 128 * 2,
+			4096*4096 + 2*4096*1024 + 4096*4096 + 4096*8 + 2*3*4096*14336},
+		{"tiny-code-mixtral", `{"hidden_size": 128, "intermediate_size": 320, "num_attention_heads": 4,
+			"num_key_value_heads": 2, "num_hidden_layers": 4}`, 4 * 32 * 2,
+			128*128 + 2*128*64 + 128*128 + 128*8 + 2*3*128*320},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(tc.doc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := attentionCost(c), tc.perPosition/tc.other; math.Abs(got-want) > 1e-12*want {
+				t.Errorf("attention cost %g, want %g", got, want)
+			}
+		})
+	}
+	m := loadFixture(t, "tiny-code-mixtral", Options{})
+	if got := (*engineModel)(m).Layout().AttentionCost; got != attentionCost(m.cfg) || got <= 0 {
+		t.Errorf("the engine's layout has attention cost %g, want %g", got, attentionCost(m.cfg))
 	}
 }

@@ -238,8 +238,18 @@ func (em *engineModel) Layout() engine.Layout {
 	return engine.Layout{
 		BlockSize: cc.BlockSize, Blocks: cc.Blocks, BlockBytes: cc.BlockBytes(),
 		SlidingWindow: m.cfg.SlidingWindow, VocabSize: m.cfg.VocabSize,
-		ContextLength: m.ctxLen, MaxStepTokens: m.maxBatch,
+		ContextLength: m.ctxLen, MaxStepTokens: m.maxBatch, AttentionCost: attentionCost(m.cfg),
 	}
+}
+
+// attentionCost returns the FLOPs of attending to one position (each head's query·key and
+// weighted value) over the FLOPs of a prompt token's other work: its attention projections,
+// router and experts. Both are per layer, so the number of layers cancels; the embedding is
+// a lookup, the norms and rotations are small, and a prompt token computes no logits.
+func attentionCost(c Config) float64 {
+	h, q, kv := float64(c.HiddenSize), float64(c.NumAttentionHeads*c.HeadDim), float64(c.NumKeyValueHeads*c.HeadDim)
+	other := h*q + 2*h*kv + q*h + h*float64(c.NumLocalExperts) + float64(c.NumExpertsPerTok)*3*h*float64(c.IntermediateSize)
+	return 2 * q / other
 }
 
 func (em *engineModel) Forward(s *engine.Step, logits []float32) error {

@@ -51,6 +51,9 @@ func BenchmarkSampleGreedy(b *testing.B) {
 	benchSample(b, Params{RepetitionPenalty: 1.1, FrequencyPenalty: 0.3})
 }
 
+// BenchmarkSampleArgmax is greedy decoding alone (temperature 0, no penalties).
+func BenchmarkSampleArgmax(b *testing.B) { benchSample(b, Params{}) }
+
 // BenchmarkSampleTemperature draws from the whole vocabulary (a softmax over every entry).
 func BenchmarkSampleTemperature(b *testing.B) { benchSample(b, Params{Temperature: 1}) }
 

@@ -229,6 +229,14 @@ func (s *Sampler) copyRange(logits []float32, from, to int, top float32, at int)
 	src, dst, h := logits[from:to], s.buf[from:to], s.heap
 	switch {
 	case s.greedy:
+		// Find the largest in vectors, then its first index; a NaN or +Inf, which need
+		// cleaning, sends the range through the loop below.
+		if m := kernels.Max(src); m <= math.MaxFloat32 {
+			if m > top {
+				top, at = m, from+slices.Index(src, m)
+			}
+			return top, at
+		}
 		for i, v := range src {
 			if !(v <= math.MaxFloat32) { // NaN or +Inf; -Inf passes
 				v = clean(v)

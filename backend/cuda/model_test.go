@@ -154,7 +154,7 @@ func BenchmarkDecode(b *testing.B) {
 					return err
 				})
 				b.ReportMetric(float64(len(prompt))/sec, "tokens/s")
-				b.ReportMetric(float64(len(prompt))*bench.TokenFLOPs(cfg)/sec/1e12, "TFLOP/s")
+				b.ReportMetric(bench.PrefillFLOPs(cfg, len(prompt))/sec/1e12, "TFLOP/s")
 			})
 			b.Run("decode", func(b *testing.B) {
 				var s *mixtral.Sequence
