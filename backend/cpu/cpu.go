@@ -49,7 +49,10 @@ type Options struct {
 	// projections, experts, lm_head; not the router) to bfloat16, so that prefill runs on the
 	// AVX512_BF16 dot-product instruction at twice the float32 rate: products stay exact,
 	// sums float32, but the activations keep 8 significant bits instead of 24. Off by
-	// default: every product then accumulates exact float32 activations.
+	// default: every product then accumulates exact float32 activations, and computes each
+	// token's outputs the same way whatever its batch (the prefix cache's results equal a
+	// cold run's bit for bit). With it on, and with quantized weights, a token's results may
+	// differ in the last bits with the number of tokens of its step.
 	BF16Activations bool
 }
 
