@@ -15,12 +15,12 @@ import (
 )
 
 // TestPrefixCacheExact checks that a request served from cached blocks computes exactly what
-// a sequence computing every position itself does: turn 1 of a conversation, then turn 2
-// (turn 1's prompt and reply and a new message), whose first token's logprobs, over the
-// whole vocabulary, must equal bit for bit those of a fresh sequence that runs the same steps
-// (turn 1's prompt in one step, its reply a token a step, then turn 2's uncached tokens in
-// one step). The CPU's products round differently for different numbers of tokens, so the
-// comparison is with the same steps; a fresh prefill of turn 2 differs in the last bits.
+// a cold run does: turn 1 of a conversation, then turn 2 (turn 1's prompt and reply and a
+// new message), whose first token's logprobs, over the whole vocabulary, must equal bit for
+// bit those of a fresh sequence that appends turn 2's whole prompt at once, and those of the
+// same request on a model without prefix caching. Turn 1 computed its reply's positions a
+// token a step, the cold runs in one prefill: the CPU backend computes each token the same
+// way whatever its step holds.
 func TestPrefixCacheExact(t *testing.T) {
 	for _, name := range []string{"tiny-code-mixtral", "tiny-mixtral-swa-f16"} {
 		for _, kv := range []safetensors.DType{safetensors.F16, safetensors.F32} {
@@ -61,15 +61,7 @@ func TestPrefixCacheExact(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer q.Close()
-				if _, err := q.Append(ctx, turn1, EvalOptions{}); err != nil {
-					t.Fatal(err)
-				}
-				for _, id := range turn2[len(turn1):hit] {
-					if _, err := q.Append(ctx, []int{id}, EvalOptions{}); err != nil {
-						t.Fatal(err)
-					}
-				}
-				ev, err := q.Append(ctx, turn2[hit:], EvalOptions{})
+				ev, err := q.Append(ctx, turn2, EvalOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -78,7 +70,19 @@ func TestPrefixCacheExact(t *testing.T) {
 					t.Fatal(err)
 				}
 				if !reflect.DeepEqual(r2.Logprobs[0], want) {
-					t.Errorf("served from %d cached tokens: %+v\nthe same steps afresh: %+v", hit, r2.Logprobs[0], want)
+					t.Errorf("served from %d cached tokens: %+v\none prefill of the whole prompt: %+v", hit, r2.Logprobs[0], want)
+				}
+
+				cold := loadFixture(t, name, Options{CacheTokens: 1024, CacheType: kv, Engine: engine.Options{NoPrefixCache: true}})
+				rc, err := cold.Generate(ctx, Request{PromptIDs: turn2, Params: p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rc.Usage.PromptTokensDetails.CachedTokens != 0 {
+					t.Fatalf("%d cached tokens without prefix caching", rc.Usage.PromptTokensDetails.CachedTokens)
+				}
+				if !reflect.DeepEqual(r2.Logprobs[0], rc.Logprobs[0]) {
+					t.Errorf("served from %d cached tokens: %+v\nwithout prefix caching: %+v", hit, r2.Logprobs[0], rc.Logprobs[0])
 				}
 			})
 		}

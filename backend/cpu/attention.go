@@ -5,7 +5,6 @@ import (
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
-	"github.com/fathom-llm/fathom/safetensors"
 )
 
 // RoPE rotates each head of x in place by its token's position (rotate-half convention).
@@ -111,90 +110,51 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 	t := &b.attention
 	t.b, t.p, t.batch, t.dst, t.q = b, p, batch, d, qs
 	t.plan()
-	longest := 0
-	for _, i := range t.single {
-		longest = max(longest, batch.Tokens[i].Pos+1)
-	}
-	b.grow(longest)
 	for i := range b.scratch {
 		growAligned(&b.scratch[i].v, c.cfg.BlockSize*hd)
 	}
-	b.pool.each(len(t.gathers), 1, len(t.gathers), (*gatherTask)(t))
-	b.pool.each(len(t.items)+len(t.single)*p.Heads, 1, len(t.items)+len(t.single)*p.Heads, t)
+	b.pool.each(len(t.items), 1, len(t.items), t)
 	t.b, t.batch, t.dst, t.q = nil, nil, nil, nil
 	return nil
 }
 
-// Prefill attention is tiled. The tokens of a step that continue one sequence at consecutive
-// positions (a prompt, or a chunk of one) form a run; for each KV head, the keys that a run
-// attends to are gathered from the cache's blocks in tiles of tileKeys positions, each tile's
-// keys transposed ([headDim, width]) and its values as they are ([width, headDim]), the
-// width padded with zeros to a multiple of tilePad. A tile of queries (up to tileRows rows: a
-// few of the run's tokens, each with the query heads that share the KV head) then meets one
-// key tile after another in two unpacked products (kernels.MatMulAdd: scores = Q·Kᵀ, then
-// O += P·V), with the softmax kept online: each row's running maximum and sum rescale what
-// earlier tiles added. Tokens attended one by one (decoding) score the cache's blocks in
-// place.
-const (
-	// tiledTokens is the fewest tokens of a run for which it takes the tiled path.
-	tiledTokens = 4
-	// tileRows is the most query rows of a tile.
-	tileRows = 64
-	// tileKeys is the number of key positions of a key tile.
-	tileKeys = 256
-	// tilePad is the multiple to which a key tile's width is padded: the width of the
-	// products' vector panels.
-	tilePad = 32
-)
+// Attention computes every query row (a token's query head) in one way, whatever else the
+// step holds, so that a token's result does not depend on its batch (the prefix cache and
+// seeded sampling rest on it): its scores q·k over the positions it attends to, each the
+// canonical product of the kernels (the same bits whether a product has one query row or
+// many, and whatever positions share it); scaled, their softmax over the whole row; then for
+// each cache block (blocks are aligned to absolute positions) the values weighted by the
+// probabilities of the block's positions, summed in position order, added to the output.
+// A tile of query rows (the query heads that share a KV head, of up to tileRows consecutive
+// tokens of one sequence) shares the reading of the keys and values a block at a time: the
+// keys meet all its rows in one product, read in place, and the values all its rows in one
+// kernels.MatMulAdd, the positions a row does not attend to adding exact zeros.
+const tileRows = 64
 
-// attentionRun is a run of a step's tokens: batch tokens [i0, i1), consecutive positions of
-// one sequence, which attend to the positions [k0, k1). Key tile j of KV head h starts at
-// kv[off + (h·tiles + j)·2·tileKeys·headDim] of the task, tiles = ⌈(k1-k0)/tileKeys⌉: the
-// transposed keys, then the values.
-type attentionRun struct {
-	i0, i1, k0, k1, off int
-}
-
-// tiles returns the number of key tiles of r.
-func (r *attentionRun) tiles() int { return (r.k1 - r.k0 + tileKeys - 1) / tileKeys }
-
-// keyTile returns the transposed keys ([headDim, width]) and the values ([width, headDim]) of
-// key tile j of KV head h of r in kv, and the tile's width padded to tilePad.
-func (r *attentionRun) keyTile(kv []float32, h, j, hd int) (keys, values []float32, width int) {
-	width = (min(tileKeys, r.k1-r.k0-j*tileKeys) + tilePad - 1) / tilePad * tilePad
-	at := r.off + (h*r.tiles()+j)*2*tileKeys*hd
-	return kv[at : at+hd*width], kv[at+hd*width : at+2*hd*width], width
-}
-
-// attentionItem is a unit of the tiled attention: for KV head h of run r, the query tile of
-// the batch tokens [t0, t1); or, for gathering, key tile t0.
+// attentionItem is a unit of attention: KV head h for the batch tokens [t0, t1),
+// consecutive positions of one sequence.
 type attentionItem struct {
-	r, h, t0, t1 int
+	h, t0, t1 int
 }
 
-// attentionTask is one Attention call: the tiled items of its runs, then the (token, query
-// head) pairs of its single tokens. Its buffers are kept from call to call.
+// attentionTask is one Attention call: its query tiles. Its buffers are kept from call to
+// call.
 type attentionTask struct {
 	b      *Backend
 	p      backend.AttentionParams
 	batch  *batch
 	dst, q []float32
 
-	runs    []attentionRun
-	gathers []attentionItem // key tiles to gather
-	items   []attentionItem // query tiles
-	single  []int           // batch indices of the tokens attended one by one
-	kv      []float32       // the runs' gathered keys and values
-	tiles   []tileScratch   // per worker
+	items []attentionItem
+	tiles []tileScratch // per worker
 }
 
-// tileScratch is a worker's memory for one query tile: the scaled queries, a key tile's
-// scores (then probabilities), the output, each row's running maximum and sum; and for
-// gathering, a block of keys widened to float32.
+// tileScratch is a worker's memory for one query tile: the query rows, the scores (then the
+// probabilities) of a cache block for every row, the rows' outputs, and where each row's
+// scores start in the worker's scratch a.
 type tileScratch struct {
-	q, s, o, k []float32
-	max        []float32
-	sum        []float64
+	q, blk, o []float32
+	off       []int
 }
 
 // first returns the first position that a token at pos attends to.
@@ -205,213 +165,118 @@ func (t *attentionTask) first(pos int) int {
 	return 0
 }
 
-// plan splits the batch into runs and single tokens and lists the work items.
+// plan lists the query tiles: for each run of tokens of one sequence at consecutive
+// positions and each KV head, tiles of up to tileRows query rows, the last tokens of a run
+// (which attend to the most positions) first.
 func (t *attentionTask) plan() {
 	p, toks := &t.p, t.batch.Tokens
-	hd, group := p.HeadDim, p.Heads/p.KVHeads
+	group := p.Heads / p.KVHeads
 	perTile := max(1, tileRows/group)
-	t.runs, t.gathers, t.items, t.single = t.runs[:0], t.gathers[:0], t.items[:0], t.single[:0]
-	size := 0
+	t.items = t.items[:0]
 	for i := 0; i < len(toks); {
 		j := i + 1
 		for j < len(toks) && toks[j].Seq == toks[i].Seq && toks[j].Pos == toks[j-1].Pos+1 {
 			j++
 		}
-		if j-i < tiledTokens {
-			for k := i; k < j; k++ {
-				t.single = append(t.single, k)
-			}
-			i = j
-			continue
-		}
-		r := attentionRun{i0: i, i1: j, k0: t.first(toks[i].Pos), k1: toks[j-1].Pos + 1, off: size}
-		size += p.KVHeads * r.tiles() * 2 * tileKeys * hd
 		for h := range p.KVHeads {
-			for k := range r.tiles() {
-				t.gathers = append(t.gathers, attentionItem{r: len(t.runs), h: h, t0: k})
-			}
-			// The last query tiles attend to the most keys: they go first.
-			for q := r.i1; q > r.i0; q -= perTile {
-				t.items = append(t.items, attentionItem{len(t.runs), h, max(q-perTile, r.i0), q})
+			for q := j; q > i; q -= perTile {
+				t.items = append(t.items, attentionItem{h, max(q-perTile, i), q})
 			}
 		}
-		t.runs = append(t.runs, r)
 		i = j
 	}
-	t.kv = grow(t.kv, size)
 	for len(t.tiles) < t.b.pool.workers {
 		t.tiles = append(t.tiles, tileScratch{})
-	}
-	for i := range t.tiles {
-		t.tiles[i].k = grow(t.tiles[i].k, t.batch.cache.cfg.BlockSize*hd)
-	}
-}
-
-// gatherTask gathers key tiles of the runs (attentionTask.gathers).
-type gatherTask attentionTask
-
-func (g *gatherTask) run(worker, lo, hi int) {
-	t := (*attentionTask)(g)
-	p, c := &t.p, t.batch.cache
-	hd, bs := p.HeadDim, c.cfg.BlockSize
-	for _, it := range t.gathers[lo:hi] {
-		r := &t.runs[it.r]
-		keys, values, width := r.keyTile(t.kv, it.h, it.t0, hd)
-		table := t.batch.Table(r.i0)
-		tmp := t.tiles[worker].k[:bs*hd]
-		k0 := it.t0 * tileKeys
-		n := min(tileKeys, r.k1-r.k0-k0) // positions of the tile
-		for k := 0; k < n; {
-			pos := r.k0 + k0 + k
-			m := min(bs-pos%bs, n-k) // positions left in this block
-			at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
-			c.load(values[k*hd:(k+m)*hd], at, false)
-			c.load(tmp[:m*hd], at, true)
-			for j := range m {
-				for d, x := range tmp[j*hd : (j+1)*hd] {
-					keys[d*width+k+j] = x
-				}
-			}
-			k += m
-		}
-		clear(values[n*hd:])
-		for d := range hd {
-			clear(keys[d*width+n : (d+1)*width])
-		}
 	}
 }
 
 func (t *attentionTask) run(worker, lo, hi int) {
-	for item := lo; item < hi; item++ {
-		if item < len(t.items) {
-			t.tile(worker, t.items[item])
-			continue
-		}
-		k := item - len(t.items)
-		t.one(worker, t.single[k/t.p.Heads], k%t.p.Heads)
+	for _, it := range t.items[lo:hi] {
+		t.tile(worker, it)
 	}
 }
 
-// tile computes the attention of one query tile of a run over the run's gathered keys.
+// tile computes the attention of the query rows of one tile.
 func (t *attentionTask) tile(worker int, it attentionItem) {
-	p, r, toks := &t.p, &t.runs[it.r], t.batch.Tokens
-	hd, group := p.HeadDim, p.Heads/p.KVHeads
+	p, c, toks := &t.p, t.batch.cache, t.batch.Tokens
+	hd, bs, group := p.HeadDim, c.cfg.BlockSize, p.Heads/p.KVHeads
 	i0, i1 := it.t0, it.t1
 	m := (i1 - i0) * group
-	s := &t.tiles[worker]
-	s.q, s.s, s.o = grow(s.q, m*hd), grow(s.s, m*tileKeys), grow(s.o, m*hd)
-	s.max, s.sum = grow(s.max, m), growF64(s.sum, m)
-	// The tile's query rows: token i's query heads of KV head h are contiguous in q.
+	s, w := &t.tiles[worker], &t.b.scratch[worker]
+	s.q = grow(s.q, m*hd)
 	for i := i0; i < i1; i++ {
 		from := (i*p.Heads + it.h*group) * hd
 		copy(s.q[(i-i0)*group*hd:], t.q[from:from+group*hd])
 	}
-	kernels.Scale(s.q, p.Scale)
-	clear(s.o)
-	clear(s.sum)
-	for i := range s.max {
-		s.max[i] = float32(math.Inf(-1))
+	// Row r (token i0 + r/group) attends to [first(pos), pos]; its scores are
+	// a[off[r]:off[r+1]].
+	s.off = growInts(s.off, m+1)
+	lo, hi, total := toks[i0].Pos, 0, 0
+	for r := range m {
+		pos := toks[i0+r/group].Pos
+		s.off[r] = total
+		total += pos + 1 - t.first(pos)
+		lo, hi = min(lo, t.first(pos)), max(hi, pos+1)
 	}
-	lo, hi := t.first(toks[i0].Pos)-r.k0, toks[i1-1].Pos+1-r.k0 // the keys of the tile's rows
-	for j := lo / tileKeys; j*tileKeys < hi; j++ {
-		keys, values, w := r.keyTile(t.kv, it.h, j, hd)
-		k0 := j * tileKeys
-		scores := s.s[:m*w]
-		clear(scores)
-		kernels.MatMulAdd(scores, s.q, keys, m, hd, w)
-		for row := range m {
-			pos := toks[i0+row/group].Pos
-			a, b := max(0, t.first(pos)-r.k0-k0), min(w, pos+1-r.k0-k0)
-			sr := scores[row*w : (row+1)*w]
+	s.off[m] = total
+	growAligned(&w.a, total)
+	scores := w.a[:total]
+	span := func(r, pos, n int) (a, b, f int) { // row r's positions of [pos, pos+n), and its first
+		end := toks[i0+r/group].Pos + 1
+		f = t.first(end - 1)
+		return max(pos, f), min(pos+n, end), f
+	}
+	table := t.batch.Table(i0)
+	s.blk = grow(s.blk, m*bs)
+	for pos := lo; pos < hi; {
+		n := min(bs-pos%bs, hi-pos) // positions left in this block
+		at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
+		blk := s.blk[:m*n]
+		c.scores(&w.k, blk, at, s.q[:m*hd], m, n)
+		for r := range m {
+			if a, b, f := span(r, pos, n); a < b {
+				copy(scores[s.off[r]+a-f:], blk[r*n+a-pos:r*n+b-pos])
+			}
+		}
+		pos += n
+	}
+	for r := range m {
+		row := scores[s.off[r]:s.off[r+1]]
+		kernels.Scale(row, p.Scale)
+		kernels.Softmax(row)
+	}
+	// The values weighted by the probabilities, a cache block at a time: each row's
+	// probabilities of the block's positions (zeros where the row does not attend) times the
+	// block's values, summed in position order and added to the row's output.
+	s.o = grow(s.o, m*hd)
+	clear(s.o)
+	for pos := lo; pos < hi; {
+		n := min(bs-pos%bs, hi-pos)
+		at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
+		vals := c.values(w.v, at, n, hd)
+		probs := s.blk[:m*n]
+		for r := range m {
+			row := probs[r*n : (r+1)*n]
+			a, b, f := span(r, pos, n)
 			if a >= b {
-				clear(sr)
+				clear(row)
 				continue
 			}
-			clear(sr[:a])
-			clear(sr[b:])
-			seg := sr[a:b]
-			top := max(s.max[row], kernels.Max(seg))
-			sum := kernels.ExpSum(seg, seg, top, 1)
-			if top != s.max[row] {
-				if s.sum[row] != 0 {
-					alpha := math.Exp(float64(s.max[row] - top))
-					s.sum[row] *= alpha
-					kernels.Scale(s.o[row*hd:(row+1)*hd], float32(alpha))
-				}
-				s.max[row] = top
-			}
-			s.sum[row] += sum
+			clear(row[:a-pos])
+			copy(row[a-pos:b-pos], scores[s.off[r]+a-f:])
+			clear(row[b-pos:])
 		}
-		kernels.MatMulAdd(s.o, scores, values, m, w, hd)
-	}
-	for row := range m {
-		o := s.o[row*hd : (row+1)*hd]
-		kernels.Scale(o, float32(1/s.sum[row]))
-		i, g := i0+row/group, row%group
-		copy(t.dst[(i*p.Heads+it.h*group+g)*hd:], o)
-	}
-}
-
-// one computes the attention of query head h of batch token i, block by block of the cache.
-func (t *attentionTask) one(worker, i, h int) {
-	p, c := &t.p, t.batch.cache
-	hd, bs, group := p.HeadDim, c.cfg.BlockSize, p.Heads/p.KVHeads
-	tok, table := t.batch.Tokens[i], t.batch.Table(i)
-	off := (i*p.Heads + h) * hd
-	q, out := t.q[off:off+hd], t.dst[off:off+hd]
-	first := t.first(tok.Pos)
-	// Scores q·k of positions [first, tok.Pos], a block at a time, then their softmax.
-	scores := t.b.scratch[worker].a[:tok.Pos+1-first]
-	for pos := first; pos <= tok.Pos; {
-		n := min(bs-pos%bs, tok.Pos+1-pos) // positions left in this block
-		at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
-		c.scores(scores[pos-first:pos-first+n], at, q)
+		kernels.MatMulAdd(s.o, probs, vals, m, n, hd)
 		pos += n
 	}
-	kernels.Scale(scores, p.Scale)
-	kernels.Softmax(scores)
-	// The values, weighted by the scores, a block at a time.
-	clear(out)
-	for pos := first; pos <= tok.Pos; {
-		n := min(bs-pos%bs, tok.Pos+1-pos)
-		at := c.at(p.Layer, h/group, table[pos/bs]*bs+pos%bs)
-		vals := c.values(t.b.scratch[worker].v, at, n, hd)
-		for j := range n {
-			kernels.Axpy(scores[pos-first+j], vals[j*hd:(j+1)*hd], out)
-		}
-		pos += n
+	for r := range m {
+		copy(t.out(i0, r, it.h), s.o[r*hd:(r+1)*hd])
 	}
 }
 
-// load sets dst to the len(dst)/headDim keys (or values) from offset at of c, widened to
-// float32.
-func (c *cache) load(dst []float32, at int, keys bool) {
-	switch c.cfg.DType {
-	case safetensors.F32:
-		src := c.v32
-		if keys {
-			src = c.k32
-		}
-		copy(dst, src[at:at+len(dst)])
-	case safetensors.BF16:
-		src := c.v16
-		if keys {
-			src = c.k16
-		}
-		kernels.BF16ToF32Slice(dst, src[at:at+len(dst)])
-	default:
-		src := c.v16
-		if keys {
-			src = c.k16
-		}
-		kernels.F16ToF32Slice(dst, src[at:at+len(dst)])
-	}
-}
-
-// growF64 is grow for float64s.
-func growF64(s []float64, n int) []float64 {
-	if cap(s) < n {
-		return make([]float64, n, max(n, 2*cap(s)))
-	}
-	return s[:n]
+// out returns the output of row r of the tile of KV head h whose first token is i0.
+func (t *attentionTask) out(i0, r, h int) []float32 {
+	group, hd := t.p.Heads/t.p.KVHeads, t.p.HeadDim
+	at := ((i0+r/group)*t.p.Heads + h*group + r%group) * hd
+	return t.dst[at : at+hd]
 }

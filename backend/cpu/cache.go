@@ -113,16 +113,18 @@ func (c *cache) store(at int, k, v []float32) {
 	}
 }
 
-// scores sets out[j] = q·key of the len(out) positions from offset at.
-func (c *cache) scores(out []float32, at int, q []float32) {
-	hd := len(q)
+// scores sets out[r*n+j] = q_r·key_j for the m query rows q_r of q ([m, headDim]) and the n
+// positions from offset at, by the kernels' canonical products (the same bits for any m and
+// n), with the working memory s.
+func (c *cache) scores(s *kernels.Scratch, out []float32, at int, q []float32, m, n int) {
+	hd := c.cfg.HeadDim
 	switch c.cfg.DType {
 	case safetensors.F32:
-		kernels.MatVecF32(out, c.k32[at:at+len(out)*hd], q, hd)
+		s.MatMulF32Rows(out, c.k32[at:at+n*hd], q, m, n, hd, 0, n)
 	case safetensors.BF16:
-		kernels.MatVecBF16(out, c.k16[at:at+len(out)*hd], q, hd)
+		s.MatMulBF16Rows(out, c.k16[at:at+n*hd], q, m, n, hd, 0, n)
 	default:
-		kernels.MatVecF16(out, c.k16[at:at+len(out)*hd], q, hd)
+		s.MatMulF16Rows(out, c.k16[at:at+n*hd], q, m, n, hd, 0, n)
 	}
 }
 

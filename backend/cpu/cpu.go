@@ -33,7 +33,7 @@ type Backend struct {
 // workerScratch is one worker's private memory; the padding keeps workers' slice headers on
 // separate cache lines.
 type workerScratch struct {
-	a      []float32
+	a      []float32         // a tile's attention scores
 	v      []float32         // a block of attention values widened to float32
 	k      kernels.Scratch   // the matrix products' working memory
 	px, py []float32         // a panel's activations and product (weight.mulRows)
@@ -49,7 +49,10 @@ type Options struct {
 	// projections, experts, lm_head; not the router) to bfloat16, so that prefill runs on the
 	// AVX512_BF16 dot-product instruction at twice the float32 rate: products stay exact,
 	// sums float32, but the activations keep 8 significant bits instead of 24. Off by
-	// default: every product then accumulates exact float32 activations.
+	// default: every product then accumulates exact float32 activations, and computes each
+	// token's outputs the same way whatever its batch (the prefix cache's results equal a
+	// cold run's bit for bit). With it on, and with quantized weights, a token's results may
+	// differ in the last bits with the number of tokens of its step.
 	BF16Activations bool
 }
 
@@ -96,14 +99,6 @@ func (b *Backend) lock() error {
 		return backend.ErrClosed
 	}
 	return nil
-}
-
-// grow makes every worker's scratch at least n elements long, at least doubling a buffer it
-// replaces so that growing step by step allocates rarely.
-func (b *Backend) grow(n int) {
-	for i := range b.scratch {
-		growAligned(&b.scratch[i].a, n)
-	}
 }
 
 // growAligned makes *s at least n elements long, 64-byte aligned.

@@ -64,14 +64,10 @@ type table struct {
 // accel holds the optional vector kernels from which setProducts builds a table's matrix
 // products and quantizations; each nil one leaves its part to the generic algorithm.
 type accel struct {
-	gemm *gemmF32Kernel // packed float32 GEMM micro-kernel; nil: unpacked loops
-	// pack* pack a 32-row weight panel for the AVX-512 micro-kernel; nil: Go code.
-	packBF16, packF16 func(dst *float32, src *uint16, stride, kc int)
-	packF32           func(dst *float32, src *float32, stride, kc int)
-	gemmBF16          *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: rounded float32 products
-	// fewBF16 and fewF16 multiply a few tokens, each weight row read once per four of
-	// them; nil: row-group matrix-vector products.
-	fewBF16, fewF16 func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
+	// canon* are the kernels of the canonical products; nil: matrix-vector products.
+	canonBF16, canonF16 *canon[uint16]
+	canonF32            *canon[float32]
+	gemmBF16            *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: rounded float32 products
 	// quantActs quantizes nsb whole super-blocks of activations x to q, group scales d and
 	// group sums; nil: group by group in Go.
 	quantActs func(x []float32, q []int8, d []float32, sum []int32, nsb int)
@@ -81,26 +77,20 @@ type accel struct {
 // setProducts sets the matrix products and the quantizations of t, from t's own kernels and
 // the optional ones in a.
 func (t *table) setProducts(a accel) {
-	cvtBF16, cvtF16 := t.cvtBF16, t.cvtF16
 	matVecBF16, matVecF16, matVecF32 := t.matVecBF16, t.matVecF16, t.matVecF32
-	dotBF16, dotF16, dotF32 := t.dotBF16, t.dotF16, t.dotF32
 	t.matMulBF16 = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
-		matMul(s, out, w, x, tokens, rows, cols, lo, hi, a.gemm, cvtBF16, a.packBF16, matVecBF16, dotBF16, a.fewBF16)
+		matMul(s, out, w, x, tokens, rows, cols, lo, hi, matVecBF16, a.canonBF16)
 	}
 	t.matMulF16 = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
-		matMul(s, out, w, x, tokens, rows, cols, lo, hi, a.gemm, cvtF16, a.packF16, matVecF16, dotF16, a.fewF16)
+		matMul(s, out, w, x, tokens, rows, cols, lo, hi, matVecF16, a.canonF16)
 	}
 	t.matMulF32 = func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int) {
-		matMul(s, out, w, x, tokens, rows, cols, lo, hi, a.gemm, cvtF32Generic, a.packF32, matVecF32, dotF32, nil)
+		matMul(s, out, w, x, tokens, rows, cols, lo, hi, matVecF32, a.canonF32)
 	}
 	matMulBF16 := t.matMulBF16
 	t.matMulBF16Rounded = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 		// Few tokens go the float32 way: rounded activations make the same exact products.
-		limit := smallTokens
-		if a.fewBF16 != nil {
-			limit = fewTokens
-		}
-		if k := a.gemmBF16; k != nil && cols > 0 && tokens > limit {
+		if k := a.gemmBF16; k != nil && cols > 0 && tokens > fewTokens {
 			matMulBF16Rounded(s, k, out, w, x, tokens, rows, cols, lo, hi)
 			return
 		}

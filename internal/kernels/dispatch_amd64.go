@@ -22,24 +22,29 @@ func vectorTable(f features, t *table, a *accel) {
 		dot4F32         func(w *float32, stride int, x *float32, n int, out *float32)
 		axpy            func(a float32, x, y *float32, n int)
 		cvtBF16, cvtF16 func(dst *float32, src *uint16, n int)
-		gemm            *gemmF32Kernel
 	}
-	l := level{8, dotF32AVX2, dot4F32AVX2, axpyAVX2, cvtBF16AVX2, cvtF16AVX2, &gemmF32Kernel{mr: 16, nr: 6, kern: gemmF32AVX2}}
+	l := level{8, dotF32AVX2, dot4F32AVX2, axpyAVX2, cvtBF16AVX2, cvtF16AVX2}
 	name := []string{"avx2"}
 	t.dotBF16 = vecDot(8, dotBF16AVX2, dotBF16Generic)
 	t.dotF16 = vecDot(8, dotF16AVX2, dotF16Generic)
 	t.matVecBF16 = vecMatVec(8, dot4BF16AVX2, t.dotBF16)
 	t.matVecF16 = vecMatVec(8, dot4F16AVX2, t.dotF16)
 	if f.avx512 {
-		l = level{16, dotF32AVX512, dot4F32AVX512, axpyAVX512, cvtBF16AVX512, cvtF16AVX512, &gemmF32Kernel{mr: 32, nr: 12, kern: gemmF32AVX512}}
+		l = level{16, dotF32AVX512, nil, axpyAVX512, cvtBF16AVX512, cvtF16AVX512}
 		name = []string{"avx512"}
-		// A row at a time, a cache line per load: one stream per core is what memory
-		// serves fastest.
-		t.dotBF16 = rowsDot(dotRowsBF16XAVX512, dotBF16Generic)
-		t.dotF16 = rowsDot(dotRowsF16XAVX512, dotF16Generic)
-		t.matVecBF16 = rowsMatVec(dotRowsBF16XAVX512, dotBF16Generic)
-		t.matVecF16 = rowsMatVec(dotRowsF16XAVX512, dotF16Generic)
-		a.packBF16, a.packF16, a.packF32 = packBF16AVX512, packF16AVX512, packF32AVX512
+		// Every product in the canonical order, whatever its number of tokens.
+		a.canonBF16 = &canon[uint16]{tiles: [3][2]tileKernel[uint16]{
+			{dot4x4BF16AVX512, dot4x1BF16AVX512}, {dot2x4BF16AVX512, dot2x1BF16AVX512}, {dot1x4BF16AVX512, dot1x1BF16AVX512}},
+			rows: dotRowsBF16AVX512, tail: dotBF16Generic,
+			permute: func(dst, src []float32) { permuteEvenOddAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}
+		a.canonF16 = &canon[uint16]{tiles: [3][2]tileKernel[uint16]{
+			{dot4x4F16AVX512, dot4x1F16AVX512}, {dot2x4F16AVX512, dot2x1F16AVX512}, {dot1x4F16AVX512, dot1x1F16AVX512}},
+			rows: dotRowsF16AVX512, tail: dotF16Generic}
+		a.canonF32 = &canon[float32]{tiles: [3][2]tileKernel[float32]{
+			{dot4x4F32AVX512, dot4x1F32AVX512}, {dot2x4F32AVX512, dot2x1F32AVX512}, {dot1x4F32AVX512, dot1x1F32AVX512}},
+			rows: dotRowsF32AVX512, tail: dotF32Generic}
+		t.dotBF16, t.dotF16 = a.canonBF16.dot, a.canonF16.dot
+		t.matVecBF16, t.matVecF16 = a.canonBF16.matVec, a.canonF16.matVec
 		t.maxF32 = func(x []float32) float32 {
 			n := len(x) &^ 15
 			if n == 0 {
@@ -60,11 +65,13 @@ func vectorTable(f features, t *table, a *accel) {
 			}
 			scaleGeneric(x[n:], a)
 		}
-		a.fewBF16 = matMulFew(dot1x4BF16AVX512, dot2x4BF16AVX512, true, t.dotBF16, dotBF16Generic)
-		a.fewF16 = matMulFew(dot1x4F16AVX512, dot2x4F16AVX512, false, t.dotF16, dotF16Generic)
 	}
 	t.dotF32 = vecDot(l.lanes, l.dotF32, dotF32Generic)
-	t.matVecF32 = vecMatVec(l.lanes, l.dot4F32, t.dotF32)
+	if f.avx512 {
+		t.matVecF32 = a.canonF32.matVec
+	} else {
+		t.matVecF32 = vecMatVec(l.lanes, l.dot4F32, t.dotF32)
+	}
 	t.cvtBF16 = vecConvert(l.lanes, l.cvtBF16, cvtBF16Generic)
 	t.cvtF16 = vecConvert(l.lanes, l.cvtF16, cvtF16Generic)
 	axpy, lanes := l.axpy, l.lanes
@@ -76,7 +83,6 @@ func vectorTable(f features, t *table, a *accel) {
 		}
 		axpyGeneric(a, x[n:], y[n:])
 	}
-	a.gemm = l.gemm
 	if f.avx512 {
 		t.matMulAdd = vecMatMulAdd(32, []matMulAddTile{matMulAdd1AVX512, matMulAdd2AVX512, matMulAdd3AVX512,
 			matMulAdd4AVX512, matMulAdd5AVX512, matMulAdd6AVX512, matMulAdd7AVX512, matMulAdd8AVX512,
@@ -215,29 +221,41 @@ func vecDot[T uint16 | float32](lanes int, dot func(w *T, x *float32, n int) flo
 	}
 }
 
-// vecMatVec builds a matrix-vector product from a four-row vector kernel, finishing tails
-// (columns past the last whole vector, rows past the last group of four) with dot.
+// vecMatVec builds a matrix-vector product from a four-row vector kernel, finishing the
+// columns past the last whole vector with dot. Every row goes through dot4 (the last ones of
+// a matrix of fewer than four rows as four copies of one row), so that a row's product does
+// not depend on which rows share its call.
 func vecMatVec[T uint16 | float32](lanes int, dot4 func(w *T, stride int, x *float32, n int, out *float32), dot func([]T, []float32) float32) func([]float32, []T, []float32, int) {
 	return func(out []float32, w []T, x []float32, cols int) {
 		rows := len(out)
 		w = w[:rows*cols]
 		x = x[:cols]
 		n := cols &^ (lanes - 1)
-		r := 0
-		if n > 0 {
-			for ; r+4 <= rows; r += 4 {
-				o := out[r : r+4]
-				dot4(&w[r*cols], cols, &x[0], n, &o[0])
-				if n < cols {
-					for i := range o {
-						row := w[(r+i)*cols : (r+i+1)*cols]
-						o[i] += dot(row[n:], x[n:])
-					}
+		if n == 0 {
+			for r := range out {
+				out[r] = dot(w[r*cols:(r+1)*cols], x)
+			}
+			return
+		}
+		for r := 0; r < rows; r += 4 {
+			if r+4 <= rows {
+				dot4(&w[r*cols], cols, &x[0], n, &out[r])
+			} else if rows >= 4 {
+				// The last four rows again: the rows done twice get the same sums.
+				r = rows - 4
+				dot4(&w[r*cols], cols, &x[0], n, &out[r])
+			} else {
+				for ; r < rows; r++ {
+					var o [4]float32
+					dot4(&w[r*cols], 0, &x[0], n, &o[0])
+					out[r] = o[0]
 				}
 			}
 		}
-		for ; r < rows; r++ {
-			out[r] = dot(w[r*cols:(r+1)*cols], x)
+		if n < cols {
+			for r := range out {
+				out[r] += dot(w[r*cols+n:(r+1)*cols], x[n:])
+			}
 		}
 	}
 }
@@ -322,103 +340,5 @@ func qDotAVX2(q4 bool, out []float32, w []byte, rowBytes int, a *QuantActs, r in
 			s += dotQGeneric(q4, w[i*rowBytes:(i+1)*rowBytes], a, r, nsb*superGroups)
 		}
 		out[i] = s
-	}
-}
-
-// fewKernel computes out[r*4+t] for rows r < 1 or 2 of w (row stride wstride) against four
-// tokens of x (row stride xstride), n a multiple of 32.
-type fewKernel func(w *uint16, wstride int, x *float32, xstride, n int, out *float32)
-
-// matMulFew builds the product for a few tokens from kernels that take one or two weight
-// rows against four tokens (n a multiple of 32, x permuted into even and odd halves of each
-// 32 if permute): each row is read from memory once, and from L1 for the next four tokens.
-// dot serves the tokens past the last four, tail the columns past the last 32.
-func matMulFew(one, two fewKernel, permute bool, dot, tail func([]uint16, []float32) float32) func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
-	return func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
-		out, w, x = out[:tokens*rows], w[:rows*cols], x[:tokens*cols]
-		n := cols &^ 31
-		xk := x
-		if permute && n > 0 && tokens >= 4 {
-			xk = s.floats(scratchX, len(x))
-			for t := range tokens {
-				src, dst := x[t*cols:(t+1)*cols], xk[t*cols:(t+1)*cols]
-				for c := 0; c < n; c += 32 {
-					for k := range 16 {
-						dst[c+k], dst[c+16+k] = src[c+2*k], src[c+2*k+1]
-					}
-				}
-				copy(dst[n:], src[n:])
-			}
-		}
-		var res [8]float32
-		for r := lo; r < hi; {
-			nr := min(2, hi-r)
-			t := 0
-			for ; n > 0 && t+4 <= tokens; t += 4 {
-				if nr == 2 {
-					two(&w[r*cols], cols, &xk[t*cols], cols, n, &res[0])
-				} else {
-					one(&w[r*cols], cols, &xk[t*cols], cols, n, &res[0])
-				}
-				for i := range nr {
-					row := w[(r+i)*cols : (r+i+1)*cols]
-					for j, s := range res[4*i : 4*i+4] {
-						if n < cols {
-							s += tail(row[n:], x[(t+j)*cols+n:(t+j+1)*cols])
-						}
-						out[(t+j)*rows+r+i] = s
-					}
-				}
-			}
-			for i := range nr {
-				row := w[(r+i)*cols : (r+i+1)*cols]
-				for tt := t; tt < tokens; tt++ {
-					out[tt*rows+r+i] = dot(row, x[tt*cols:(tt+1)*cols])
-				}
-			}
-			r += nr
-		}
-	}
-}
-
-// rowsKernel stores to out[r], r < rows, the dot product of w[r*stride:][:n] with x[:n], n a
-// multiple of 32.
-type rowsKernel func(w *uint16, stride int, x *float32, n int, out *float32, rows int)
-
-// rowsDot is a dot product by a rowsKernel, the tail by the generic code.
-func rowsDot(k rowsKernel, tail func([]uint16, []float32) float32) func([]uint16, []float32) float32 {
-	return func(w []uint16, x []float32) float32 {
-		x = x[:len(w)]
-		n := len(w) &^ 31
-		var s float32
-		if n > 0 {
-			k(&w[0], 0, &x[0], n, &s, 1)
-		}
-		if n < len(w) {
-			s += tail(w[n:], x[n:])
-		}
-		return s
-	}
-}
-
-// rowsMatVec is a matrix-vector product by a rowsKernel, the tails by the generic code.
-func rowsMatVec(k rowsKernel, tail func([]uint16, []float32) float32) func([]float32, []uint16, []float32, int) {
-	return func(out []float32, w []uint16, x []float32, cols int) {
-		rows := len(out)
-		w, x = w[:rows*cols], x[:cols]
-		n := cols &^ 31
-		if rows == 0 {
-			return
-		}
-		if n == 0 {
-			clear(out)
-		} else {
-			k(&w[0], cols, &x[0], n, &out[0], rows)
-		}
-		if n < cols {
-			for r := range out {
-				out[r] += tail(w[r*cols+n:(r+1)*cols], x[n:])
-			}
-		}
 	}
 }

@@ -8,17 +8,11 @@ import (
 	"github.com/fathom-llm/fathom/internal/half"
 )
 
-// The packed GEMM: the weight matrix and the activations are copied, block by block, into
-// panels laid out for a register-tiled micro-kernel that computes an nr×mr tile of the output
-// (nr tokens, mr rows) with the rows in vector lanes, as in BLIS. A block of packed weights
-// (mc×kc) is sized to stay in L2 and a token panel (kc×nr) in L1.
-
-// gemmF32Kernel is a float32 micro-kernel: c[j*ldc+i] += Σ_k a[k*mr+i]·b[k*nr+j], i < mr,
-// j < nr, for packed panels a (kc×mr) and b (kc×nr).
-type gemmF32Kernel struct {
-	mr, nr int
-	kern   func(a, b *float32, kc int, c *float32, ldc int)
-}
+// The packed GEMM of the products with activations rounded to bfloat16: the weight matrix
+// and the activations are copied, block by block, into panels laid out for a register-tiled
+// micro-kernel that computes an nr×mr tile of the output (nr tokens, mr rows) with the rows
+// in vector lanes, as in BLIS. A block of packed weights (mc×kc) is sized to stay in L2 and a
+// token panel (kc×nr) in L1.
 
 // gemmBF16Kernel is a bfloat16 dot-product micro-kernel over kp pairs of k: a is packed
 // [kp][mr][2], b [kp][nr][2], and c[j*ldc+i] += Σ_p Σ_h a[(p*mr+i)*2+h]·b[(p*nr+j)*2+h]. pack,
@@ -53,22 +47,19 @@ func newBlocking(l1, l2 int) blocking {
 	return blocking{kc: kc, mc: mc, nc: 1020}
 }
 
-// smallTokens and fewTokens are the largest token counts served, instead of by the packed
-// GEMM, by row-group matrix-vector products and by the few-token kernels (where the CPU has
-// them): with few tokens, reading each weight once from memory and again from L1 for the next
-// token beats packing (measured on Zen 4).
-const (
-	smallTokens = 6
-	fewTokens   = 32
-)
+// fewTokens is the most tokens whose canonical products take two rows at a time over whole
+// rows, which reads each weight from memory once and from L1 for the next tokens; more
+// tokens take the blocked loops. It is also the most tokens of a product with activations
+// rounded to bfloat16 that goes the float32 way rather than by the bfloat16 GEMM.
+const fewTokens = 32
 
 // matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
-// [lo, hi). T is the stored weight type; k (if not nil) is the packed GEMM's micro-kernel, cvt
-// widens a run of weights to float32, pack (if not nil) packs a whole 32-row panel of them, 16
-// columns at a time, and few (if not nil) or else matVec serve few tokens.
-func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int, k *gemmF32Kernel,
-	cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int), matVec func([]float32, []T, []float32, int), dot func([]T, []float32) float32,
-	few func(s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int)) {
+// [lo, hi). T is the stored weight type; c (if not nil) holds the kernels of the canonical
+// products (matVec being c's too), else each token's product is matVec's over blocks of rows
+// that stay in cache while every token passes: either way, each output is computed in the
+// same order whatever the tokens and the rows of the call.
+func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
+	matVec func([]float32, []T, []float32, int), c *canon[T]) {
 	if tokens <= 0 || lo >= hi {
 		return
 	}
@@ -82,19 +73,16 @@ func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, t
 	case tokens == 1:
 		// One pass over the rows, streaming them from memory.
 		matVec(out[lo:hi], w[lo*cols:hi*cols], x[:cols], cols)
-	case tokens <= fewTokens && few != nil:
-		few(s, out, w, x, tokens, rows, cols, lo, hi)
-	case tokens <= smallTokens && hi-lo >= 4:
-		for r0 := lo; r0 < hi; r0 += 4 {
-			r1 := min(r0+4, hi)
+	case c != nil:
+		c.matMul(s, out, w, x, tokens, rows, cols, lo, hi)
+	default:
+		const block = 16
+		for r0 := lo; r0 < hi; r0 += block {
+			r1 := min(r0+block, hi)
 			for t := 0; t < tokens; t++ {
 				matVec(out[t*rows+r0:t*rows+r1], w[r0*cols:r1*cols], x[t*cols:(t+1)*cols], cols)
 			}
 		}
-	case k == nil:
-		matMulGeneric(dot, out, w, x, tokens, rows, cols, lo, hi)
-	default:
-		matMulPacked(s, k, cvt, pack, out, w, x, tokens, rows, cols, lo, hi)
 	}
 }
 
@@ -137,71 +125,6 @@ func gemmLoops(tmp []float32, out []float32, tokens, rows, cols, lo, hi, mr, nr 
 			}
 		}
 	}
-}
-
-// matMulPacked is matMul by the packed float32 GEMM of kernel k.
-func matMulPacked[T uint16 | float32](s *Scratch, k *gemmF32Kernel, cvt func([]float32, []T), pack func(dst *float32, src *T, stride, kc int),
-	out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
-	if k.mr != 32 {
-		pack = nil
-	}
-	b := gemmBlocking
-	mr, nr := k.mr, k.nr
-	nc := min(b.nc, tokens)
-	bufX := s.floats(scratchX, (nc+nr-1)/nr*nr*b.kc)
-	bufW := s.floats(scratchW, (b.mc+mr-1)/mr*mr*b.kc)
-	row := s.floats(scratchRow, b.kc)
-	var kcur int
-	packX := func(jc, nc, pc, kc int) {
-		kcur = kc
-		for jr := 0; jr < nc; jr += nr {
-			panel := bufX[jr*kc : (jr+nr)*kc]
-			for j := 0; j < nr; j++ {
-				if jr+j >= nc {
-					for k := 0; k < kc; k++ {
-						panel[k*nr+j] = 0
-					}
-					continue
-				}
-				src := x[(jc+jr+j)*cols+pc:][:kc]
-				for k, v := range src {
-					panel[k*nr+j] = v
-				}
-			}
-		}
-	}
-	packW := func(ic, mc, pc, kc int) {
-		for ir := 0; ir < mc; ir += mr {
-			panel := bufW[ir*kc : (ir+mr)*kc]
-			k0 := 0 // columns packed by the vector code
-			if pack != nil && ir+mr <= mc && kc >= 16 {
-				k0 = kc &^ 15
-				_ = w[(ic+ir+mr-1)*cols+pc+k0-1] // the panel lies in w
-				pack(&panel[0], &w[(ic+ir)*cols+pc], cols, k0)
-				if k0 == kc {
-					continue
-				}
-			}
-			for i := 0; i < mr; i++ {
-				if ir+i >= mc {
-					for k := 0; k < kc; k++ {
-						panel[k*mr+i] = 0
-					}
-					continue
-				}
-				r := ic + ir + i
-				cvt(row[:kc-k0], w[r*cols+pc+k0:][:kc-k0])
-				p := panel[k0*mr+i:]
-				for k, v := range row[:kc-k0] {
-					p[k*mr] = v
-				}
-			}
-		}
-	}
-	tile := func(jr, ir, kc int, c *float32, ldc int) {
-		k.kern(&bufW[ir*kcur], &bufX[jr*kcur], kc, c, ldc)
-	}
-	gemmLoops(s.floats(scratchTile, mr*nr), out, tokens, rows, cols, lo, hi, mr, nr, b, packX, packW, tile)
 }
 
 // matMulBF16Rounded is MatMulBF16RoundedRows by the VDPBF16PS micro-kernel k: activations are

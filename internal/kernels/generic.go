@@ -82,19 +82,3 @@ func matVecGeneric[T uint16 | float32](dot func([]T, []float32) float32, out []f
 		out[r] = dot(w[r*cols:(r+1)*cols], x)
 	}
 }
-
-// matMulGeneric computes out[t*rows+r] = dot(w row r, x row t) for r in [lo, hi), blocking
-// rows so that a block of w stays in cache while every token passes over it.
-func matMulGeneric[T uint16 | float32](dot func([]T, []float32) float32, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int) {
-	const block = 16
-	for r0 := lo; r0 < hi; r0 += block {
-		r1 := min(r0+block, hi)
-		for t := 0; t < tokens; t++ {
-			xt := x[t*cols : (t+1)*cols]
-			o := out[t*rows : (t+1)*rows]
-			for r := r0; r < r1; r++ {
-				o[r] = dot(w[r*cols:(r+1)*cols], xt)
-			}
-		}
-	}
-}

@@ -14,17 +14,31 @@
 // arguments by slicing them to the lengths the shape needs, so a slice too short panics with
 // an index error rather than being read out of bounds.
 //
-// Decoding one token streams each weight once (MatVec*): the AVX-512 code reads one row at a
-// time a cache line per load, which memory serves fastest. A few tokens (up to 32: batched
-// decoding) share each pass over the weights, two rows by four tokens at a time. Prefill
-// multiplies many tokens (MatMul*): a packed GEMM with a 12×32 register tile and blocks sized
-// from the cache sizes, or, with MatMulBF16Rounded, activations rounded to bfloat16 and
-// VDPBF16PS. The *Rows forms compute a range of rows so that workers can share one product.
+// Every product with float32 activations (MatVec*, MatMul*, not MatMulBF16Rounded nor the
+// quantized ones) computes each output in one canonical order, so that a token's outputs are
+// the same bits whatever the number of tokens of the product, the other tokens in it, the
+// range of rows of the call and the cache blocking: the prefix cache and seeded sampling of
+// the serving engine rest on it (TestProductsBatchInvariant). The order, for the AVX-512
+// code: one 16-lane float32 accumulator per (row, token); for each whole line of 32 values
+// of k in order, two fused multiply-adds into it, for bfloat16 weights the line's 16 even
+// values times the activations' even values then the 16 odd ones (the activations are
+// permuted once per product into even and odd halves of each 32, so that the kernels widen
+// a cache line of weights with a shift and a mask), for float16 and float32 weights values
+// 0..15 then 16..31; then the fixed reduction of the 16 lanes (halves of 8, 4, 2, then the
+// last two); then the columns past the last whole line by the generic dot product. Decoding
+// one token streams four rows at a time, each prefetched; a few tokens (up to 32) take two
+// rows by four tokens over whole rows, each row read from memory once; many tokens take
+// 4×4 register tiles over blocks of rows sized for L2 and of 1024 columns, the accumulators
+// kept in memory between column blocks (storing and reloading them is exact). The AVX2 and
+// generic code take each token through their matrix-vector product, every row in the same
+// order. MatMulBF16Rounded multiplies many tokens by a packed GEMM on VDPBF16PS, which sums
+// in another order: it is not batch-invariant. The *Rows forms compute a range of rows so
+// that workers can share one product.
 //
 // Products that run often allocate nothing when the caller keeps their working memory: a
-// Scratch per worker for the packing buffers of many tokens, and QuantActs for activations
-// quantized once for every share of a product with quantized weights (MatMulQ8RowsQ,
-// MatMulQ4RowsQ). ExpSum, IndexAtLeast and Max serve softmax-like passes over a vocabulary.
+// Scratch per worker for the permuted activations and the accumulators of several tokens,
+// and QuantActs for activations quantized once for every share of a product with quantized
+// weights (MatMulQ8RowsQ, MatMulQ4RowsQ). ExpSum, IndexAtLeast and Max serve softmax-like passes over a vocabulary.
 package kernels
 
 import "github.com/fathom-llm/fathom/internal/half"

@@ -49,45 +49,120 @@ func cvtBF16AVX2(dst *float32, src *uint16, n int)
 //go:noescape
 func cvtF16AVX2(dst *float32, src *uint16, n int)
 
-// dotRowsBF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.
-//
-//go:noescape
-func dotRowsBF16XAVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
-
-// dotRowsF16XAVX512 stores to out[r], r < rows, the dot product of w[r*stride:][:n] and x[:n]; n is a multiple of 32.
-//
-//go:noescape
-func dotRowsF16XAVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
-
-// dot1x4BF16AVX512 stores to out[r*4+t], r < 1, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
-//
-//go:noescape
-func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
-
-// dot1x4F16AVX512 stores to out[r*4+t], r < 1, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
-//
-//go:noescape
-func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
-
-// dot2x4BF16AVX512 stores to out[r*4+t], r < 2, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
-//
-//go:noescape
-func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
-
-// dot2x4F16AVX512 stores to out[r*4+t], r < 2, t < 4, the dot product of w[r*wstride:][:n] with x[t*xstride:][:n]; n is a multiple of 32.
-//
-//go:noescape
-func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, out *float32)
-
 // dotF32AVX512 returns the dot product of w[:n] and x[:n]; n is a multiple of 16.
 //
 //go:noescape
 func dotF32AVX512(w *float32, x *float32, n int) float32
 
-// dot4F32AVX512 stores to out[r] the dot product of w[r*stride:][:n] and x[:n] for r < 4; n is a multiple of 16.
+// dotRowsBF16AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
 //
 //go:noescape
-func dot4F32AVX512(w *float32, stride int, x *float32, n int, out *float32)
+func dotRowsBF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
+
+// permuteEvenOddAVX512 stores each 32 values of src[:n] to dst as the 16 even-indexed ones, then the 16 odd ones; n is a multiple of 32.
+//
+//go:noescape
+func permuteEvenOddAVX512(dst *float32, src *float32, n int)
+
+// dot4x4BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot4x1BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x4BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x1BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x4BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x1BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dotRowsF16AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
+//
+//go:noescape
+func dotRowsF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
+
+// dot4x4F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot4x1F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x4F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x1F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x4F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x1F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dotRowsF32AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
+//
+//go:noescape
+func dotRowsF32AVX512(w *float32, stride int, x *float32, n int, out *float32, rows int)
+
+// dot4x4F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot4x1F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x4F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x1F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x4F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x1F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // axpyAVX512 adds a*x[:n] to y[:n]; n is a multiple of 16.
 //
@@ -108,16 +183,6 @@ func cvtF16AVX512(dst *float32, src *uint16, n int)
 //
 //go:noescape
 func packF32AVX512(dst *float32, src *float32, stride int, kc int)
-
-// packBF16AVX512 stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.
-//
-//go:noescape
-func packBF16AVX512(dst *float32, src *uint16, stride int, kc int)
-
-// packF16AVX512 stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.
-//
-//go:noescape
-func packF16AVX512(dst *float32, src *uint16, stride int, kc int)
 
 // siluMulAVX2 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 8.
 //
@@ -158,16 +223,6 @@ func expSumAVX512(dst *float32, x *float32, n int, shift float32, scale float32)
 //
 //go:noescape
 func indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int
-
-// gemmF32AVX2 adds the 6×16 product of packed panels a (kc×16) and b (kc×6) to c (row stride ldc).
-//
-//go:noescape
-func gemmF32AVX2(a *float32, b *float32, kc int, c *float32, ldc int)
-
-// gemmF32AVX512 adds the 12×32 product of packed panels a (kc×32) and b (kc×12) to c (row stride ldc).
-//
-//go:noescape
-func gemmF32AVX512(a *float32, b *float32, kc int, c *float32, ldc int)
 
 // gemmBF16DPAVX512 adds the 12×32 product of bfloat16-pair panels a (kp×32×2) and b (kp×12×2) to c (row stride ldc), by VDPBF16PS.
 //

@@ -62,22 +62,22 @@ func MatMulBF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) 
 	MatMulBF16Rows(out, w, x, tokens, rows, cols, 0, rows)
 }
 
-// Scratch is working memory for the matrix products with many tokens (the packing buffers
-// of the GEMM, a reordered copy of the activations for a few tokens), grown as products need
+// Scratch is working memory for the matrix products with several tokens (the permuted
+// activations and the accumulators of the canonical products, the packing buffers of the
+// bfloat16 GEMM), grown as products need
 // it and reused: products through a Scratch allocate nothing once it is large enough. A
 // Scratch serves one product at a time; workers that share a product each need their own.
 // The package-level functions, which are the methods with a nil *Scratch, allocate what they
 // need per call.
 type Scratch struct {
-	f [5][]float32
+	f [4][]float32
 	h [2][]uint16
 }
 
 // Indices of the buffers of a Scratch.
 const (
-	scratchX     = iota // packed activations, or the reordered copy of them
-	scratchW            // packed weights
-	scratchRow          // one row of weights widened to float32
+	scratchX     = iota // the permuted activations
+	scratchW            // the canonical accumulators
 	scratchTile         // one output tile at the edges
 	scratchRound        // activations rounded to bfloat16
 )

@@ -10,62 +10,6 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// gemmF32 emits the float32 GEMM micro-kernel gemmF32<ISA>(a, b *float32, kc int, c *float32,
-// ldc int): for a packed panel a of kc×(mv·lanes) and b of kc×nr, c[j*ldc+i] += Σ_k
-// a[k*mr+i]·b[k*nr+j] for i < mr = mv·lanes, j < nr.
-func gemmF32(s isa, mv, nr int) {
-	mr := mv * s.lanes
-	name := "gemmF32" + s.suffix
-	text(name, "func(a, b *float32, kc int, c *float32, ldc int)",
-		"%s adds the %d×%d product of packed panels a (kc×%d) and b (kc×%d) to c (row stride ldc).", name, nr, mr, mr, nr)
-	a := param("a")
-	b := param("b")
-	kc := param("kc")
-	acc := make([][]VecVirtual, nr)
-	for j := range acc {
-		acc[j] = make([]VecVirtual, mv)
-		for v := range acc[j] {
-			acc[j][v] = zeroed(s)
-		}
-	}
-	countdown(kc, 1, func() {
-		av := make([]VecVirtual, mv)
-		for v := range av {
-			av[v] = s.vec()
-			VMOVUPS(Mem{Base: a, Disp: v * s.lanes * 4}, av[v])
-		}
-		for j := 0; j < nr; j++ {
-			if s.lanes == 16 {
-				for v := 0; v < mv; v++ {
-					VFMADD231PS_BCST(Mem{Base: b, Disp: 4 * j}, av[v], acc[j][v])
-				}
-			} else {
-				bv := s.vec()
-				VBROADCASTSS(Mem{Base: b, Disp: 4 * j}, bv)
-				for v := 0; v < mv; v++ {
-					VFMADD231PS(bv, av[v], acc[j][v])
-				}
-			}
-		}
-		ADDQ(U32(mr*4), a)
-		ADDQ(U32(nr*4), b)
-	})
-	c := param("c")
-	ldc := param("ldc")
-	SHLQ(U8(2), ldc)
-	for j := 0; j < nr; j++ {
-		for v := 0; v < mv; v++ {
-			m := Mem{Base: c, Disp: v * s.lanes * 4}
-			VADDPS(m, acc[j][v], acc[j][v])
-			VMOVUPS(acc[j][v], m)
-		}
-		if j+1 < nr {
-			ADDQ(ldc, c)
-		}
-	}
-	ret()
-}
-
 // vdpbf16psBcst emits VDPBF16PS zdst, zsrc, [base+4*j]{1to16}: for every lane i, zdst[i] +=
 // zsrc.bf16[2i+1]·m.bf16[1] + zsrc.bf16[2i]·m.bf16[0], m the broadcast 32-bit pair.
 func vdpbf16psBcst(dst, src int, base int, j int) {

@@ -56,28 +56,31 @@ func (e elem) load(m Mem, v VecVirtual, s isa) {
 func main() {
 	ConstraintExpr("!purego")
 	for _, s := range []isa{avx2, avx512} {
-		elems := []elem{f32, bf16, f16}
 		if s.lanes == 16 {
-			// AVX-512 streams bfloat16 and float16 rows a cache line at a time instead.
-			elems = elems[:1]
-			dotBF16Deinterleave()
-			dotF16Lines()
-			for _, rows := range []int{1, 2} {
-				dotTokens(bf16, rows)
-				dotTokens(f16, rows)
+			// The AVX-512 products go the canonical way; the float32 dot product stays.
+			dot(f32, s)
+			for _, e := range []elem{bf16, f16, f32} {
+				rows(e)
+				if e == bf16 {
+					permute()
+				}
+				for _, r := range []int{4, 2, 1} {
+					for _, t := range []int{4, 1} {
+						tile(e, r, t, r < 4)
+					}
+				}
 			}
-		}
-		for _, e := range elems {
-			dot(e, s)
-			dot4(e, s)
+		} else {
+			for _, e := range []elem{f32, bf16, f16} {
+				dot(e, s)
+				dot4(e, s)
+			}
 		}
 		axpy(s)
 		convert(bf16, s)
 		convert(f16, s)
 	}
-	for _, e := range []elem{f32, bf16, f16} {
-		packPanel(e)
-	}
+	packPanel(f32)
 	for _, s := range []isa{avx2, avx512} {
 		siluMul(s)
 		softmaxExp(s)
@@ -86,8 +89,6 @@ func main() {
 	scaleF32()
 	expSum()
 	indexAtLeast()
-	gemmF32(avx2, 2, 6)
-	gemmF32(avx512, 2, 12)
 	gemmBF16DP()
 	matMulAddTiles()
 	peakFMA(avx2, 12)
@@ -212,7 +213,11 @@ func reduce(v VecVirtual, s isa) Register {
 		y = hi
 	}
 	x := XMM()
-	VEXTRACTF128(U8(1), y, x)
+	if s.lanes == 16 {
+		VEXTRACTF32X4(U8(1), y, x) // the EVEX form, which reaches registers 16-31
+	} else {
+		VEXTRACTF128(U8(1), y, x)
+	}
 	VADDPS(x, y.(VecVirtual).AsX(), x)
 	t := XMM()
 	VMOVHLPS(x, x, t)

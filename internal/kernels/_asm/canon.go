@@ -1,0 +1,303 @@
+package main
+
+// The kernels of the AVX-512 matrix products, which all compute each output in the one
+// canonical order of the package (see its documentation): one 16-lane float32 accumulator
+// per (row, token), for each 32-value line of k in order two fused multiply-adds into it (the
+// first and the second half of the line's weights, widened, with the activations they meet),
+// then the fixed reduction of reduce. Weight lines of bfloat16 are split into their even and
+// odd values, which meet activations permuted alike.
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// shift returns log2 of an element size.
+func (e elem) shift() uint8 {
+	if e.size == 2 {
+		return 1
+	}
+	return 2
+}
+
+// loadLine widens the 32-value line of weights at m into a and b, the operands of the line's
+// first and second multiply-add: for bfloat16 the even and the odd values (mask holds
+// 0xffff0000 in every lane), else values 0..15 and 16..31.
+func loadLine(e elem, m Mem, a, b VecVirtual, mask VecVirtual) {
+	switch e.name {
+	case "BF16":
+		VMOVDQU32(m, b)
+		VPSLLD(U8(16), b, a)
+		VPANDD(mask, b, b)
+	case "F16":
+		VCVTPH2PS(m, a)
+		m.Disp += 32
+		VCVTPH2PS(m, b)
+	case "F32":
+		VMOVUPS(m, a)
+		m.Disp += 64
+		VMOVUPS(m, b)
+	}
+}
+
+// prefetchLine prefetches the cache lines of the weight line at m (two for float32).
+func prefetchLine(e elem, m Mem) {
+	for l := 0; l < e.size/2; l++ {
+		p := m
+		p.Disp += 64 * l
+		prefetch(p)
+	}
+}
+
+// strided returns the address of item i of a run with base b and byte stride s (s3 = 3·s),
+// i < 4.
+func strided(b, s, s3 Register, i, disp int) Mem {
+	m := Mem{Base: b, Disp: disp}
+	switch i {
+	case 1:
+		m.Index, m.Scale = s, 1
+	case 2:
+		m.Index, m.Scale = s, 2
+	case 3:
+		m.Index, m.Scale = s3, 1
+	}
+	return m
+}
+
+// tileName is the name of the tile kernel of rows × tokens for e.
+func tileName(e elem, rows, tokens int) string {
+	return fmt.Sprintf("dot%dx%d%sAVX512", rows, tokens, e.name)
+}
+
+// tile emits dot<R>x<T><E>AVX512(w *E, wstride int, x *float32, xstride, n int, acc
+// *float32, out *float32, ostride int): for rows r < R of w (w[r*wstride:]) and tokens t < T
+// of x (x[t*xstride:]), it continues the canonical accumulation of their product over the n
+// values (a multiple of 32) from the 16 lanes at acc[(r*T+t)*16:], and stores the lanes back
+// there, or, if out is not nil, their reduction to out[t*ostride+r]. bfloat16 rows meet x
+// permuted: each 32 values as the 16 even ones, then the 16 odd ones. With pf, the kernel
+// prefetches the rows it streams.
+func tile(e elem, R, T int, pf bool) {
+	name := tileName(e, R, T)
+	text(name, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, acc *float32, out *float32, ostride int)", e.goType),
+		"%s continues the canonical sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*%d+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].", name, R, T, T)
+	w := param("w")
+	var ws, ws3 Register
+	if R > 1 {
+		ws = param("wstride")
+		SHLQ(U8(e.shift()), ws)
+		if R > 3 {
+			ws3 = GP64()
+			LEAQ(Mem{Base: ws, Index: ws, Scale: 2}, ws3)
+		}
+	}
+	x := param("x")
+	var xs, xs3 Register
+	if T > 1 {
+		xs = param("xstride")
+		SHLQ(U8(2), xs)
+		if T > 3 {
+			xs3 = GP64()
+			LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
+		}
+	}
+	n := param("n")
+	ap := param("acc")
+	acc := make([][]VecVirtual, R)
+	for r := range acc {
+		acc[r] = make([]VecVirtual, T)
+		for t := range acc[r] {
+			acc[r][t] = ZMM()
+			VMOVUPS(Mem{Base: ap, Disp: 64 * (r*T + t)}, acc[r][t])
+		}
+	}
+	var mask VecVirtual
+	if e.name == "BF16" {
+		mask = broadcast(avx512, 0xffff0000)
+	}
+	Label("loop")
+	CMPQ(n, U32(32))
+	JL(LabelRef("done"))
+	a, b := make([]VecVirtual, R), make([]VecVirtual, R)
+	for r := range R {
+		a[r], b[r] = ZMM(), ZMM()
+		m := strided(w, ws, ws3, r, 0)
+		if pf {
+			prefetchLine(e, m)
+		}
+		loadLine(e, m, a[r], b[r], mask)
+	}
+	for t := range T {
+		if R == 1 {
+			VFMADD231PS(strided(x, xs, xs3, t, 0), a[0], acc[0][t])
+			VFMADD231PS(strided(x, xs, xs3, t, 64), b[0], acc[0][t])
+			continue
+		}
+		xa, xb := ZMM(), ZMM()
+		VMOVUPS(strided(x, xs, xs3, t, 0), xa)
+		VMOVUPS(strided(x, xs, xs3, t, 64), xb)
+		for r := range R {
+			VFMADD231PS(xa, a[r], acc[r][t])
+		}
+		for r := range R {
+			VFMADD231PS(xb, b[r], acc[r][t])
+		}
+	}
+	ADDQ(U32(32*e.size), w)
+	ADDQ(U32(128), x)
+	SUBQ(U32(32), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	op := Load(Param("out"), ap) // acc is no longer needed once loaded
+	TESTQ(op, op)
+	JNZ(LabelRef("sums"))
+	ap = param("acc")
+	for r := range R {
+		for t := range T {
+			VMOVUPS(acc[r][t], Mem{Base: ap, Disp: 64 * (r*T + t)})
+		}
+	}
+	ret()
+	Label("sums")
+	os := param("ostride")
+	SHLQ(U8(2), os)
+	for t := range T {
+		for r := range R {
+			VMOVSS(reduce(acc[r][t], avx512), Mem{Base: op, Disp: 4 * r})
+		}
+		if t+1 < T {
+			ADDQ(os, op)
+		}
+	}
+	ret()
+}
+
+// rows emits dotRows<E>AVX512(w *E, stride int, x *float32, n int, out *float32, rows int):
+// out[r] = the canonical sum of row r of w (w[r*stride:][:n]) times x[:n], r < rows, n a
+// multiple of 32, for the product with one token. It streams four rows at a time (then the
+// last ones one by one), prefetching each, and reads x as it is: bfloat16 rows split each 32
+// values of x into even and odd ones by two permutes.
+func rows(e elem) {
+	name := fmt.Sprintf("dotRows%sAVX512", e.name)
+	text(name, fmt.Sprintf("func(w *%s, stride int, x *float32, n int, out *float32, rows int)", e.goType),
+		"%s stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.", name)
+	w := param("w")
+	stride := param("stride")
+	SHLQ(U8(e.shift()), stride)
+	s3 := GP64()
+	LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, s3)
+	out := param("out")
+	nrows := param("rows")
+	var mask, ie, io VecVirtual
+	if e.name == "BF16" {
+		mask = broadcast(avx512, 0xffff0000)
+		ie, io = permIndex()
+	}
+	for _, R := range []int{4, 1} {
+		next := "group1"
+		if R == 1 {
+			next = "done"
+		}
+		Label(fmt.Sprintf("group%d", R))
+		CMPQ(nrows, U32(R))
+		JL(LabelRef(next))
+		wr, xr, nr := GP64(), GP64(), GP64()
+		MOVQ(w, wr)
+		Load(Param("x"), xr)
+		Load(Param("n"), nr)
+		acc := make([]VecVirtual, R)
+		for r := range acc {
+			acc[r] = zeroed(avx512)
+		}
+		line, sum := fmt.Sprintf("line%d", R), fmt.Sprintf("sum%d", R)
+		Label(line)
+		CMPQ(nr, U32(32))
+		JL(LabelRef(sum))
+		a, b := make([]VecVirtual, R), make([]VecVirtual, R)
+		for r := range R {
+			a[r], b[r] = ZMM(), ZMM()
+			m := strided(wr, stride, s3, r, 0)
+			prefetchLine(e, m)
+			loadLine(e, m, a[r], b[r], mask)
+		}
+		xa, xb := ZMM(), ZMM()
+		VMOVUPS(Mem{Base: xr}, xa)
+		if e.name == "BF16" {
+			VMOVAPS(xa, xb)
+			VPERMT2PS(Mem{Base: xr, Disp: 64}, ie, xa)
+			VPERMT2PS(Mem{Base: xr, Disp: 64}, io, xb)
+		} else {
+			VMOVUPS(Mem{Base: xr, Disp: 64}, xb)
+		}
+		for r := range R {
+			VFMADD231PS(xa, a[r], acc[r])
+		}
+		for r := range R {
+			VFMADD231PS(xb, b[r], acc[r])
+		}
+		ADDQ(U32(32*e.size), wr)
+		ADDQ(U32(128), xr)
+		SUBQ(U32(32), nr)
+		JMP(LabelRef(line))
+		Label(sum)
+		for r := range R {
+			s := reduce(acc[r], avx512)
+			VMOVSS(s, Mem{Base: out, Disp: 4 * r})
+		}
+		if R == 4 {
+			LEAQ(Mem{Base: w, Index: stride, Scale: 4}, w)
+		} else {
+			ADDQ(stride, w)
+		}
+		ADDQ(U32(4*R), out)
+		SUBQ(U32(R), nrows)
+		JMP(LabelRef(fmt.Sprintf("group%d", R)))
+	}
+	Label("done")
+	ret()
+}
+
+// permute emits permuteEvenOddAVX512(dst, src *float32, n int): dst[c+i] = src[c+2i] and
+// dst[c+16+i] = src[c+2i+1] for every 32 values c of n, a multiple of 32: the activations as
+// the bfloat16 tiles take them.
+func permute() {
+	text("permuteEvenOddAVX512", "func(dst, src *float32, n int)",
+		"permuteEvenOddAVX512 stores each 32 values of src[:n] to dst as the 16 even-indexed ones, then the 16 odd ones; n is a multiple of 32.")
+	dst, src, n := param("dst"), param("src"), param("n")
+	ie, io := permIndex()
+	countdown(n, 32, func() {
+		a, b := ZMM(), ZMM()
+		VMOVUPS(Mem{Base: src}, a)
+		VMOVAPS(a, b)
+		VPERMT2PS(Mem{Base: src, Disp: 64}, ie, a)
+		VPERMT2PS(Mem{Base: src, Disp: 64}, io, b)
+		VMOVUPS(a, Mem{Base: dst})
+		VMOVUPS(b, Mem{Base: dst, Disp: 64})
+		ADDQ(U32(128), src)
+		ADDQ(U32(128), dst)
+	})
+	ret()
+}
+
+// permIndices holds the permutation indices of permIndex once defined.
+var permIndices []Mem
+
+// permIndex loads into two new registers the indices of VPERMT2PS that take the even and the
+// odd values of two vectors.
+func permIndex() (even, odd VecVirtual) {
+	if permIndices == nil {
+		for h := range 2 {
+			m := GLOBL([]string{"evenIndex", "oddIndex"}[h], RODATA|NOPTR)
+			for k := range 16 {
+				DATA(4*k, U32(2*k+h))
+			}
+			permIndices = append(permIndices, m)
+		}
+	}
+	even, odd = ZMM(), ZMM()
+	VMOVDQU32(permIndices[0], even)
+	VMOVDQU32(permIndices[1], odd)
+	return even, odd
+}
