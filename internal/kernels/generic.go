@@ -74,8 +74,6 @@ func cvtF16Generic(dst []float32, src []uint16) {
 	}
 }
 
-func cvtF32Generic(dst, src []float32) { copy(dst[:len(src)], src) }
-
 // matVecGeneric computes out[r] = dot(w[r*cols:(r+1)*cols], x) for every r < len(out).
 func matVecGeneric[T uint16 | float32](dot func([]T, []float32) float32, out []float32, w []T, x []float32, cols int) {
 	for r := range out {
