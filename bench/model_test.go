@@ -145,9 +145,7 @@ func TestDecodeWeightBytes(t *testing.T) {
 }
 
 func TestSyntheticModelRuns(t *testing.T) {
-	cfg := Mixtral8x7B(1)
-	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
-	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	cfg := SmallMixtral(1)
 	src, err := NewSynthetic(cfg, 3)
 	if err != nil {
 		t.Fatal(err)
@@ -182,9 +180,7 @@ func TestSyntheticModelRuns(t *testing.T) {
 // one computes the logits of the in-memory checkpoint bit for bit, and the f16 one holds the
 // same values.
 func TestWriteSynthetic(t *testing.T) {
-	cfg := Mixtral8x7B(2)
-	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
-	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	cfg := SmallMixtral(2)
 	mem, err := NewSynthetic(cfg, 5)
 	if err != nil {
 		t.Fatal(err)

@@ -42,6 +42,16 @@ func Mixtral8x7B(layers int) mixtral.Config {
 	}
 }
 
+// SmallMixtral returns Mixtral8x7B(layers) shrunk to a shape that tests run in moments:
+// hidden 64, expert width 96, 4 attention heads and 2 key/value heads of 16, a vocabulary of
+// 300 tokens (end of sequence 2); the 8 experts and top-2 routing stay.
+func SmallMixtral(layers int) mixtral.Config {
+	cfg := Mixtral8x7B(layers)
+	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
+	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	return cfg
+}
+
 // Synthetic is an in-memory checkpoint of random bfloat16 weights with the tensor names and
 // shapes of a Mixtral checkpoint: a safetensors.Source for mixtral.New.
 type Synthetic struct {

@@ -86,9 +86,7 @@ func randomModel(tb testing.TB, g *gpu, cfg mixtral.Config, contextLength int, q
 func TestRandomModel(t *testing.T) {
 	g := open(t, Options{})
 	defer g.Close()
-	cfg := bench.Mixtral8x7B(2)
-	cfg.HiddenSize, cfg.IntermediateSize, cfg.NumAttentionHeads, cfg.NumKeyValueHeads = 64, 96, 4, 2
-	cfg.HeadDim, cfg.VocabSize, cfg.EOSTokenIDs = 16, 300, []int{2}
+	cfg := bench.SmallMixtral(2)
 	m := randomModel(t, g, cfg, 64, backend.AsStored)
 	defer m.Close()
 	s, err := m.NewSequence()
