@@ -22,11 +22,13 @@ var bandwidth = sync.OnceValue(MeasureBandwidth)
 // tokens/s it reports tokens per second of processor time (tokens/cpu-s, all workers
 // together), which other work on the machine moves less, and the operations of PrefillFLOPs
 // as GFLOP/s of the fastest iteration, %fma of the float32 FMA peak measured just before and
-// %fma-cpu per second of processor time (as the MoE benchmarks report them).
-func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int) {
+// %fma-cpu per second of processor time (as the MoE benchmarks report them), and with rounded
+// (the model's products take activations rounded to bfloat16) %bf16 and %bf16-cpu of the
+// AVX512_BF16 peak.
+func benchmarkPrefill(b *testing.B, m *mixtral.Model, n int, rounded bool) {
 	ids := promptIDs(m.Config().VocabSize, n)
 	ctx := context.Background()
-	meter := newMeter(b, runtime.GOMAXPROCS(0), n, false)
+	meter := newMeter(b, runtime.GOMAXPROCS(0), n, rounded)
 	for b.Loop() {
 		seq, err := m.NewSequence()
 		if err != nil {
@@ -101,7 +103,7 @@ func BenchmarkTinyCodeMixtral(b *testing.B) {
 	}
 	defer m.Close()
 	for _, n := range []int{256, 1024, 4096} {
-		b.Run(fmt.Sprintf("prefill-%d", n), func(b *testing.B) { benchmarkPrefill(b, m, n) })
+		b.Run(fmt.Sprintf("prefill-%d", n), func(b *testing.B) { benchmarkPrefill(b, m, n, false) })
 	}
 	b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
 }
@@ -125,10 +127,10 @@ func BenchmarkMixtral8x7BLayer(b *testing.B) {
 			b.Fatal(err)
 		}
 		if rounded {
-			b.Run("prefill-512-bf16-activations", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+			b.Run("prefill-512-bf16-activations", func(b *testing.B) { benchmarkPrefill(b, m, 512, true) })
 		} else {
 			b.Run("decode", func(b *testing.B) { benchmarkDecode(b, m) })
-			b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512) })
+			b.Run("prefill-512", func(b *testing.B) { benchmarkPrefill(b, m, 512, false) })
 		}
 		m.Close()
 		be.Close()

@@ -390,8 +390,8 @@ func (b *Backend) MatMul(dst, x backend.Tensor, w backend.Weight) error {
 // streamTokens is the most tokens for which a product is bound by reading the weights from
 // memory rather than by arithmetic: its rows are split in more, smaller shares that the
 // workers claim as they go, so that a worker slowed by other work on the machine holds up
-// the others less. More tokens keep one share per worker, which the packed GEMM needs to
-// pack the activations once per worker.
+// the others less. More tokens keep one share per worker, so that each worker prepares the
+// activations for the tiles (permuted, or rounded to bfloat16) once per product.
 const streamTokens = 32
 
 // spread is the pool's spread for a product over tokens tokens.

@@ -24,7 +24,7 @@ func TestConformanceBF16Activations(t *testing.T) {
 	}, backendtest.Options{Tolerance: backendtest.BF16Tolerance})
 }
 
-// TestBF16ActivationsGEMM compares products over enough tokens for the VDPBF16PS GEMM (a
+// TestBF16ActivationsGEMM compares products over enough tokens for the VDPBF16PS tiles (a
 // MatMul and a MoE block) with the exact mode: they differ by bfloat16 rounding, no more.
 func TestBF16ActivationsGEMM(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
@@ -183,7 +183,7 @@ func randomExperts(r *rand.Rand, experts, hidden, inner int) backend.ExpertTenso
 }
 
 // TestProductAllocs checks that products and MoE blocks allocate nothing once the backend's
-// working memory has grown: one token, a few (the few-token kernels), many (the packed GEMMs),
+// working memory has grown: one token, a few (the few-token kernels), many (the tiles),
 // with weights as stored, with bfloat16 activations and quantized. The experts' w2 rows are
 // wide enough to be kept in column panels.
 func TestProductAllocs(t *testing.T) {

@@ -223,7 +223,7 @@ func (w *weight) row(dst []float32, r int) {
 }
 
 // roundedTokens is the fewest tokens for which a product in the bfloat16-activation mode
-// takes the VDPBF16PS GEMM; fewer tokens take the float32 path over activations already
+// takes the VDPBF16PS tiles; fewer tokens take the float32 path over activations already
 // rounded to bfloat16, which computes the same exact products.
 const roundedTokens = 33
 

@@ -14,7 +14,7 @@ import (
 
 // TestPanels holds a weight stored in column panels, of every stored type and quantization,
 // to the same weight stored whole: its rows, and its products over no token, one (the
-// streaming kernels), a few (the few-token kernels) and many (the GEMMs, with bfloat16
+// streaming kernels), a few (the few-token kernels) and many (the tiles, with bfloat16
 // activations too), from float activations and from quantized ones, over all rows and over a
 // range. Panel widths are set here, whatever this CPU's cache would choose.
 func TestPanels(t *testing.T) {
@@ -78,7 +78,7 @@ func TestPanels(t *testing.T) {
 									whole.mulRows(&b.scratch[1], want, xr, qa, tokens, span[0], span[1], rounded)
 									tol := 1e-5
 									if rounded {
-										tol = 1e-3 // the GEMMs round sums of panels differently
+										tol = 1e-3 // the VDPBF16PS tiles round sums of panels differently
 									}
 									closeTo(t, fmt.Sprintf("%s, %d tokens, rows %v, rounded %v, pre-quantized %v", what, tokens, span, rounded, qa != nil), got, want, tol)
 								}

@@ -12,28 +12,34 @@ import (
 // tileKernel continues, for the rows r < R of w (row stride wstride) and the tokens t < T of
 // x (row stride xstride), the canonical sums of their products over n values (a multiple of
 // 32) in the 16 lanes at acc[(r*T+t)*16:], which it loads and stores back, or, if out is not
-// nil, reduces to out[t*ostride+r].
-type tileKernel[E uint16 | float32] func(w *E, wstride int, x *float32, xstride, n int, acc *float32, out *float32, ostride int)
+// nil, reduces to out[t*ostride+r]. X is float32 for the exact products and uint16 (bfloat16)
+// for those with rounded activations.
+type tileKernel[E, X uint16 | float32] func(w *E, wstride int, x *X, xstride, n int, acc *float32, out *float32, ostride int)
 
 // rowsKernel stores to out[r], r < rows, the canonical sum (its lanes reduced) of w[r*stride:][:n]
 // times x[:n], x as it is (not permuted), n a multiple of 32.
 type rowsKernel[E uint16 | float32] func(w *E, stride int, x *float32, n int, out *float32, rows int)
 
-// canon holds the kernels of the canonical products for one weight type.
-type canon[E uint16 | float32] struct {
+// tiled holds the tile kernels of the products with many tokens for one weight type E and
+// one type X of the activations as the tiles read them.
+type tiled[E, X uint16 | float32] struct {
 	// tiles[i][j] takes tileRows[i] rows and tileTokens[j] tokens.
-	tiles [3][2]tileKernel[E]
-	rows  rowsKernel[E]
-	// permute, if not nil, splits each 32 values of x into the even and the odd ones, as
-	// the tiles take them: dst[c+i] = src[c+2i], dst[c+16+i] = src[c+2i+1].
-	permute func(dst, src []float32)
+	tiles      [3][2]tileKernel[E, X]
+	tileRows   [3]int
+	tileTokens [2]int
+	// prepare, if not nil, stores each token's whole lines of activations as the tiles take
+	// them (nil: x as it is, X being float32): for bfloat16 weights in the exact products each
+	// 32 values split into the even and the odd ones (dst[c+i] = src[c+2i], dst[c+16+i] =
+	// src[c+2i+1]), for the rounded products the values rounded to bfloat16.
+	prepare func(dst []X, src []float32)
 	tail    func([]E, []float32) float32 // the columns past the last whole line
 }
 
-var (
-	tileRows   = [3]int{4, 2, 1}
-	tileTokens = [2]int{4, 1}
-)
+// canon holds the kernels of the canonical products for one weight type.
+type canon[E uint16 | float32] struct {
+	tiled[E, float32]
+	rows rowsKernel[E]
+}
 
 // dot is the canonical dot product of w and x[:len(w)].
 func (k *canon[E]) dot(w []E, x []float32) float32 {
@@ -69,53 +75,67 @@ func (k *canon[E]) matVec(out []float32, w []E, x []float32, cols int) {
 	}
 }
 
-// canonBlocking holds the blocking of the canonical products with many tokens: blocks of mc
-// rows (their weights stay in L2 while every token passes) and kc columns (a tile's tokens'
+// canonBlocking holds the blocking of the products with many tokens: blocks of mc rows
+// (their weights stay in L2 while every token passes) and kc columns (a tile's tokens'
 // activations stay in L1 while the block's rows pass).
 type canonBlocking struct{ mc, kc int }
 
-// canonMany is the blocking for many tokens; few tokens take two rows at a time over the
-// whole row, which streams the weights from memory once.
-func canonMany(l2, cols, size int) canonBlocking {
+// canonMany is the blocking for many tokens of activations of xsize bytes each; few tokens
+// take two rows at a time over the whole row, which streams the weights from memory once.
+func canonMany(l2, cols, size, xsize int) canonBlocking {
 	if l2 <= 0 {
 		l2 = 512 << 10
 	}
 	mc := max(4, min(128, l2/2/max(1, cols*size))) &^ 3
-	return canonBlocking{mc: mc, kc: 1024}
+	return canonBlocking{mc: mc, kc: 4096 / xsize}
+}
+
+// prepared returns the scratch buffer of the prepared activations, n of them.
+func prepared[X uint16 | float32](s *Scratch, n int) []X {
+	var z X
+	if _, ok := any(z).(float32); ok {
+		return any(s.floats(scratchX, n)).([]X)
+	}
+	return any(s.halves(0, n)).([]X)
 }
 
 // matMul is the canonical product of rows [lo, hi) of w with tokens > 1 tokens of x (see
 // matMul): out[t*rows+r] for t < tokens, r in [lo, hi).
-func (k *canon[E]) matMul(s *Scratch, out []float32, w []E, x []float32, tokens, rows, cols, lo, hi int) {
+func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, tokens, rows, cols, lo, hi int) {
 	n := cols &^ 31
-	xk := x
-	if k.permute != nil && n > 0 {
-		xk = s.floats(scratchX, tokens*cols)
+	var xk []X
+	switch {
+	case n == 0: // only the tail
+	case k.prepare != nil:
+		xk = prepared[X](s, tokens*cols)
 		for t := range tokens {
-			k.permute(xk[t*cols:t*cols+n], x[t*cols:t*cols+n])
+			k.prepare(xk[t*cols:t*cols+n], x[t*cols:t*cols+n])
 		}
+	default:
+		xk = any(x).([]X) // X is float32
 	}
 	var e E
+	var xe X
 	b := canonBlocking{mc: 2, kc: max(n, 32)}
 	if tokens > fewTokens {
-		b = canonMany(cpuid.CPU.Cache.L2, cols, int(unsafe.Sizeof(e)))
+		b = canonMany(cpuid.CPU.Cache.L2, cols, int(unsafe.Sizeof(e)), int(unsafe.Sizeof(xe)))
 	}
-	acc := s.floats(scratchW, b.mc*4*16)
+	acc := s.floats(scratchW, b.mc*k.tileTokens[0]*16)
 	for rb := lo; rb < hi; rb += b.mc {
 		re := min(rb+b.mc, hi)
 		for tg := 0; tg < tokens; {
 			ti := 0
-			if tokens-tg < 4 {
+			if tokens-tg < k.tileTokens[0] {
 				ti = 1
 			}
-			T := tileTokens[ti]
+			T := k.tileTokens[ti]
 			a := acc[:(re-rb)*T*16]
 			clear(a)
 			for kb := 0; kb < n; kb += b.kc {
 				kn := min(b.kc, n-kb)
 				for r := rb; r < re; {
 					ri := 0
-					for tileRows[ri] > re-r {
+					for k.tileRows[ri] > re-r {
 						ri++
 					}
 					var o *float32 // the sums, after the last block
@@ -123,7 +143,7 @@ func (k *canon[E]) matMul(s *Scratch, out []float32, w []E, x []float32, tokens,
 						o = &out[tg*rows+r]
 					}
 					k.tiles[ri][ti](&w[r*cols+kb], cols, &xk[tg*cols+kb], cols, kn, &a[(r-rb)*T*16], o, rows)
-					r += tileRows[ri]
+					r += k.tileRows[ri]
 				}
 			}
 			if n < cols {

@@ -67,7 +67,7 @@ type accel struct {
 	// canon* are the kernels of the canonical products; nil: matrix-vector products.
 	canonBF16, canonF16 *canon[uint16]
 	canonF32            *canon[float32]
-	gemmBF16            *gemmBF16Kernel // VDPBF16PS micro-kernel; nil: rounded float32 products
+	rounded             *tiled[uint16, uint16] // VDPBF16PS tiles; nil: rounded float32 products
 	// quantActs quantizes nsb whole super-blocks of activations x to q, group scales d and
 	// group sums; nil: group by group in Go.
 	quantActs func(x []float32, q []int8, d []float32, sum []int32, nsb int)
@@ -90,8 +90,8 @@ func (t *table) setProducts(a accel) {
 	matMulBF16 := t.matMulBF16
 	t.matMulBF16Rounded = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 		// Few tokens go the float32 way: rounded activations make the same exact products.
-		if k := a.gemmBF16; k != nil && cols > 0 && tokens > fewTokens {
-			matMulBF16Rounded(s, k, out, w, x, tokens, rows, cols, lo, hi)
+		if k := a.rounded; k != nil && cols > 0 && tokens > fewTokens {
+			k.matMul(s, out, w, x, tokens, rows, cols, lo, hi)
 			return
 		}
 		xr := s.floats(scratchRound, len(x))

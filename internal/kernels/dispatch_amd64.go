@@ -33,16 +33,16 @@ func vectorTable(f features, t *table, a *accel) {
 		l = level{16, dotF32AVX512, nil, axpyAVX512, cvtBF16AVX512, cvtF16AVX512}
 		name = []string{"avx512"}
 		// Every product in the canonical order, whatever its number of tokens.
-		a.canonBF16 = &canon[uint16]{tiles: [3][2]tileKernel[uint16]{
-			{dot4x4BF16AVX512, dot4x1BF16AVX512}, {dot2x4BF16AVX512, dot2x1BF16AVX512}, {dot1x4BF16AVX512, dot1x1BF16AVX512}},
-			rows: dotRowsBF16AVX512, tail: dotBF16Generic,
-			permute: func(dst, src []float32) { permuteEvenOddAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}
-		a.canonF16 = &canon[uint16]{tiles: [3][2]tileKernel[uint16]{
-			{dot4x4F16AVX512, dot4x1F16AVX512}, {dot2x4F16AVX512, dot2x1F16AVX512}, {dot1x4F16AVX512, dot1x1F16AVX512}},
-			rows: dotRowsF16AVX512, tail: dotF16Generic}
-		a.canonF32 = &canon[float32]{tiles: [3][2]tileKernel[float32]{
-			{dot4x4F32AVX512, dot4x1F32AVX512}, {dot2x4F32AVX512, dot2x1F32AVX512}, {dot1x4F32AVX512, dot1x1F32AVX512}},
-			rows: dotRowsF32AVX512, tail: dotF32Generic}
+		a.canonBF16 = &canon[uint16]{rows: dotRowsBF16AVX512, tiled: tiled[uint16, float32]{tiles: [3][2]tileKernel[uint16, float32]{
+			{dot4x4BF16AVX512, dot4x1BF16AVX512}, {dot2x4BF16AVX512, dot2x1BF16AVX512}, {dot1x4BF16AVX512, dot1x1BF16AVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{4, 1},
+			tail:    dotBF16Generic,
+			prepare: func(dst, src []float32) { permuteEvenOddAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}}
+		a.canonF16 = &canon[uint16]{rows: dotRowsF16AVX512, tiled: tiled[uint16, float32]{tiles: [3][2]tileKernel[uint16, float32]{
+			{dot4x4F16AVX512, dot4x1F16AVX512}, {dot2x4F16AVX512, dot2x1F16AVX512}, {dot1x4F16AVX512, dot1x1F16AVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{4, 1},
+			tail: dotF16Generic}}
+		a.canonF32 = &canon[float32]{rows: dotRowsF32AVX512, tiled: tiled[float32, float32]{tiles: [3][2]tileKernel[float32, float32]{
+			{dot4x4F32AVX512, dot4x1F32AVX512}, {dot2x4F32AVX512, dot2x1F32AVX512}, {dot1x4F32AVX512, dot1x1F32AVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{4, 1},
+			tail: dotF32Generic}}
 		t.dotBF16, t.dotF16 = a.canonBF16.dot, a.canonF16.dot
 		t.matVecBF16, t.matVecF16 = a.canonBF16.matVec, a.canonF16.matVec
 		t.maxF32 = func(x []float32) float32 {
@@ -194,7 +194,10 @@ func vectorTable(f features, t *table, a *accel) {
 		t.peakFMA = func(n int) int64 { peakFMAAVX512(n); return int64(n) * 24 * 16 * 2 }
 	}
 	if f.bf16 {
-		a.gemmBF16 = &gemmBF16Kernel{mr: 32, nr: 12, kern: gemmBF16DPAVX512, pack: packF32AVX512}
+		a.rounded = &tiled[uint16, uint16]{tiles: [3][2]tileKernel[uint16, uint16]{
+			{dot4x6BF16DPAVX512, dot4x1BF16DPAVX512}, {dot2x6BF16DPAVX512, dot2x1BF16DPAVX512}, {dot1x6BF16DPAVX512, dot1x1BF16DPAVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{6, 1},
+			tail:    dotBF16RoundedGeneric,
+			prepare: func(dst []uint16, src []float32) { roundBF16WordsAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}
 		t.peakBF16 = func(n int) int64 { peakBF16AVX512(n); return int64(n) * 24 * 16 * 4 }
 		name = append(name, "bf16")
 	}

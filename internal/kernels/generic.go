@@ -37,6 +37,16 @@ func dotBF16Generic(w []uint16, x []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// dotBF16RoundedGeneric is dotBF16Generic with x rounded to bfloat16.
+func dotBF16RoundedGeneric(w []uint16, x []float32) float32 {
+	x = x[:len(w)]
+	var s float32
+	for i, v := range w {
+		s += half.BF16ToF32(v) * half.BF16ToF32(half.F32ToBF16(x[i]))
+	}
+	return s
+}
+
 func dotF16Generic(w []uint16, x []float32) float32 {
 	x = x[:len(w)]
 	var s0, s1, s2, s3 float32

@@ -31,8 +31,10 @@
 // 4×4 register tiles over blocks of rows sized for L2 and of 1024 columns, the accumulators
 // kept in memory between column blocks (storing and reloading them is exact). The AVX2 and
 // generic code take each token through their matrix-vector product, every row in the same
-// order. MatMulBF16Rounded multiplies many tokens by a packed GEMM on VDPBF16PS, which sums
-// in another order: it is not batch-invariant. The *Rows forms compute a range of rows so
+// order. MatMulBF16Rounded multiplies many tokens by the same blocked loops over 4×6 tiles
+// of VDPBF16PS (each 32-value line of a row and a token in one instruction, the activations
+// rounded to bfloat16 once per product), which sums in another order than a few tokens do:
+// it is not batch-invariant. The *Rows forms compute a range of rows so
 // that workers can share one product.
 //
 // Products that run often allocate nothing when the caller keeps their working memory: a

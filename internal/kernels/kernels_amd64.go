@@ -179,11 +179,6 @@ func cvtBF16AVX512(dst *float32, src *uint16, n int)
 //go:noescape
 func cvtF16AVX512(dst *float32, src *uint16, n int)
 
-// packF32AVX512 stores float32(src[i*stride+k]) to dst[k*32+i] for i < 32, k < kc; kc is a multiple of 16.
-//
-//go:noescape
-func packF32AVX512(dst *float32, src *float32, stride int, kc int)
-
 // siluMulAVX2 sets dst[i] = silu(gate[i])·u[i] for i < n; n is a multiple of 8.
 //
 //go:noescape
@@ -224,10 +219,40 @@ func expSumAVX512(dst *float32, x *float32, n int, shift float32, scale float32)
 //go:noescape
 func indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int
 
-// gemmBF16DPAVX512 adds the 12×32 product of bfloat16-pair panels a (kp×32×2) and b (kp×12×2) to c (row stride ldc), by VDPBF16PS.
+// dot4x6BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*6+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
-func gemmBF16DPAVX512(a *uint16, b *uint16, kp int, c *float32, ldc int)
+func dot4x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot4x1BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x6BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*6+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot2x1BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x6BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*6+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x1BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// roundBF16WordsAVX512 stores src[:n] rounded to bfloat16 to dst; n is a multiple of 32.
+//
+//go:noescape
+func roundBF16WordsAVX512(dst *uint16, src *float32, n int)
 
 // matMulAdd1AVX2 adds the product of 1 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
 //

@@ -192,91 +192,86 @@ func TestMatVec(t *testing.T) {
 	})
 }
 
-// matMulShapes cover the small- and few-token paths, whole and partial register tiles of
-// the packed GEMM (more than 32 tokens) and, with the small blocking the test sets, every
-// cache-block edge.
+// matMulShapes cover the small- and few-token paths, whole and partial tiles of the blocked
+// loops (more than 32 tokens), and their cache-block edges (rows past one block of rows,
+// columns past one block of columns and past the last whole line).
 var matMulShapes = []struct{ tokens, rows, cols, lo, hi int }{
 	{1, 5, 17, 0, 5}, {3, 9, 64, 0, 9}, {4, 8, 33, 4, 8}, {5, 1, 1, 0, 1}, {5, 33, 100, 0, 33},
 	{13, 70, 300, 0, 70}, {12, 32, 64, 0, 32}, {25, 130, 97, 16, 112}, {30, 64, 129, 0, 64},
 	{7, 20, 0, 0, 20}, {0, 4, 4, 0, 4}, {6, 10, 10, 5, 5}, {20, 45, 70, 0, 45}, {17, 80, 336, 8, 72},
-	{40, 45, 70, 0, 45}, {37, 80, 336, 8, 72}, {33, 33, 65, 0, 33},
+	{40, 45, 70, 0, 45}, {37, 80, 336, 8, 72}, {33, 33, 65, 0, 33}, {38, 70, 4130, 4, 70},
 }
 
 func TestMatMul(t *testing.T) {
-	saved := gemmBlocking
-	defer func() { gemmBlocking = saved }()
-	for _, b := range []blocking{saved, {kc: 32, mc: 64, nc: 24}} {
-		gemmBlocking = b
-		forEachImpl(t, func(t *testing.T) {
-			r := rand.New(rand.NewPCG(7, 8))
-			sc := new(Scratch) // reused by every shape, holding the last one's data
-			for _, s := range matMulShapes {
-				t.Run(fmt.Sprintf("%d tokens %dx%d rows %d-%d", s.tokens, s.rows, s.cols, s.lo, s.hi), func(t *testing.T) {
-					w := randWeights(t, r, s.rows*s.cols)
-					x := randVec(t, r, s.tokens*s.cols)
-					xr := make([]float32, len(x))
-					for i, v := range x {
-						xr[i] = half.BF16ToF32(half.F32ToBF16(v))
+	forEachImpl(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(7, 8))
+		sc := new(Scratch) // reused by every shape, holding the last one's data
+		for _, s := range matMulShapes {
+			t.Run(fmt.Sprintf("%d tokens %dx%d rows %d-%d", s.tokens, s.rows, s.cols, s.lo, s.hi), func(t *testing.T) {
+				w := randWeights(t, r, s.rows*s.cols)
+				x := randVec(t, r, s.tokens*s.cols)
+				xr := make([]float32, len(x))
+				for i, v := range x {
+					xr[i] = half.BF16ToF32(half.F32ToBF16(v))
+				}
+				for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
+					out, check := withGuards(t, s.tokens*s.rows)
+					switch dt {
+					case "f32":
+						MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16":
+						MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "f16":
+						MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16-rounded":
+						MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
 					}
-					for _, dt := range []string{"f32", "bf16", "f16", "bf16-rounded"} {
-						out, check := withGuards(t, s.tokens*s.rows)
-						switch dt {
-						case "f32":
-							MatMulF32Rows(out, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						case "bf16":
-							MatMulBF16Rows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						case "f16":
-							MatMulF16Rows(out, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						case "bf16-rounded":
-							MatMulBF16RoundedRows(out, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					check()
+					// The same product with its working memory in a reused Scratch.
+					outS, checkS := withGuards(t, s.tokens*s.rows)
+					switch dt {
+					case "f32":
+						sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16":
+						sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "f16":
+						sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					case "bf16-rounded":
+						sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
+					}
+					checkS()
+					for i := range out {
+						if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
+							t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
 						}
-						check()
-						// The same product with its working memory in a reused Scratch.
-						outS, checkS := withGuards(t, s.tokens*s.rows)
-						switch dt {
-						case "f32":
-							sc.MatMulF32Rows(outS, w.f32, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						case "bf16":
-							sc.MatMulBF16Rows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						case "f16":
-							sc.MatMulF16Rows(outS, w.f16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						case "bf16-rounded":
-							sc.MatMulBF16RoundedRows(outS, w.bf16, x, s.tokens, s.rows, s.cols, s.lo, s.hi)
-						}
-						checkS()
-						for i := range out {
-							if math.Float32bits(out[i]) != math.Float32bits(outS[i]) {
-								t.Fatalf("%s %+v: [%d] %v through a Scratch, %v", dt, s, i, outS[i], out[i])
+					}
+					xs := x
+					if dt == "bf16-rounded" {
+						xs = xr
+					}
+					for tk := range s.tokens {
+						for i := range s.rows {
+							got := out[tk*s.rows+i]
+							if i < s.lo || i >= s.hi {
+								if math.Float32bits(got) != math.Float32bits(guardVal) {
+									t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
+								}
+								continue
 							}
-						}
-						xs := x
-						if dt == "bf16-rounded" {
-							xs = xr
-						}
-						for tk := range s.tokens {
-							for i := range s.rows {
-								got := out[tk*s.rows+i]
-								if i < s.lo || i >= s.hi {
-									if math.Float32bits(got) != math.Float32bits(guardVal) {
-										t.Fatalf("%s %+v: wrote row %d outside the range", dt, s, i)
-									}
-									continue
-								}
-								want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
-								if !close(got, want, mag, s.cols) {
-									t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
-								}
+							want, mag := ref(w.f32[i*s.cols:(i+1)*s.cols], xs[tk*s.cols:(tk+1)*s.cols])
+							if !close(got, want, mag, s.cols) {
+								t.Fatalf("%s %+v token %d row %d: %v want %v", dt, s, tk, i, got, want)
 							}
 						}
 					}
-				})
-			}
-		})
-	}
+				}
+			})
+		}
+	})
 }
 
 // TestScratchAllocs checks that products through a Scratch allocate nothing once it has
-// grown, for every way of multiplying: a few tokens, the packed GEMM and the rounded one.
+// grown, for every way of multiplying: a few tokens, many, and many with rounded activations.
 func TestScratchAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")

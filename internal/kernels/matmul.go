@@ -62,10 +62,9 @@ func MatMulBF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) 
 	MatMulBF16Rows(out, w, x, tokens, rows, cols, 0, rows)
 }
 
-// Scratch is working memory for the matrix products with several tokens (the permuted
-// activations and the accumulators of the canonical products, the packing buffers of the
-// bfloat16 GEMM), grown as products need
-// it and reused: products through a Scratch allocate nothing once it is large enough. A
+// Scratch is working memory for the matrix products with several tokens (the permuted or
+// rounded activations and the accumulators of the tiles), grown as products need it and
+// reused: products through a Scratch allocate nothing once it is large enough. A
 // Scratch serves one product at a time; workers that share a product each need their own.
 // The package-level functions, which are the methods with a nil *Scratch, allocate what they
 // need per call.
@@ -168,4 +167,43 @@ func (s *Scratch) MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, 
 		return
 	}
 	impl.matMulBF16Rounded(s, out, w, x, tokens, rows, cols, lo, hi)
+}
+
+// fewTokens is the most tokens whose canonical products take two rows at a time over whole
+// rows, which reads each weight from memory once and from L1 for the next tokens; more
+// tokens take the blocked loops. It is also the most tokens of a product with activations
+// rounded to bfloat16 that goes the float32 way rather than by the VDPBF16PS tiles.
+const fewTokens = 32
+
+// matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
+// [lo, hi). T is the stored weight type; c (if not nil) holds the kernels of the canonical
+// products (matVec being c's too), else each token's product is matVec's over blocks of rows
+// that stay in cache while every token passes: either way, each output is computed in the
+// same order whatever the tokens and the rows of the call.
+func matMul[T uint16 | float32](s *Scratch, out []float32, w []T, x []float32, tokens, rows, cols, lo, hi int,
+	matVec func([]float32, []T, []float32, int), c *canon[T]) {
+	if tokens <= 0 || lo >= hi {
+		return
+	}
+	if cols <= 0 {
+		for t := 0; t < tokens; t++ {
+			clear(out[t*rows+lo : t*rows+hi])
+		}
+		return
+	}
+	switch {
+	case tokens == 1:
+		// One pass over the rows, streaming them from memory.
+		matVec(out[lo:hi], w[lo*cols:hi*cols], x[:cols], cols)
+	case c != nil:
+		c.matMul(s, out, w, x, tokens, rows, cols, lo, hi)
+	default:
+		const block = 16
+		for r0 := lo; r0 < hi; r0 += block {
+			r1 := min(r0+block, hi)
+			for t := 0; t < tokens; t++ {
+				matVec(out[t*rows+r0:t*rows+r1], w[r0*cols:r1*cols], x[t*cols:(t+1)*cols], cols)
+			}
+		}
+	}
 }

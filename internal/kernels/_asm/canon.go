@@ -163,15 +163,68 @@ func tile(e elem, R, T int, pf bool) {
 	Label("sums")
 	os := param("ostride")
 	SHLQ(U8(2), os)
+	var idx VecVirtual
+	if R == 4 {
+		idx = ZMM()
+		VMOVDQU32(reduce4Index(), idx)
+	}
 	for t := range T {
-		for r := range R {
-			VMOVSS(reduce(acc[r][t], avx512), Mem{Base: op, Disp: 4 * r})
+		if R == 4 {
+			reduce4([4]Vec{acc[0][t], acc[1][t], acc[2][t], acc[3][t]}, func() Vec { return ZMM() }, idx, Mem{Base: op})
+		} else {
+			for r := range R {
+				VMOVSS(reduce(acc[r][t], avx512), Mem{Base: op, Disp: 4 * r})
+			}
 		}
 		if t+1 < T {
 			ADDQ(os, op)
 		}
 	}
 	ret()
+}
+
+// reduce4Data is the permutation index of reduce4, once defined.
+var reduce4Data *Mem
+
+// reduce4Index returns the address of the index that gathers lanes 0, 4, 8 and 12.
+func reduce4Index() Mem {
+	if reduce4Data == nil {
+		m := GLOBL("reduce4Index", RODATA|NOPTR)
+		for k := range 16 {
+			DATA(4*k, U32(4*(k%4)))
+		}
+		reduce4Data = &m
+	}
+	return *reduce4Data
+}
+
+// reduce4 stores to m the four sums of the lanes of acc[0..3], each added in the fixed order
+// of reduce (halves of 8, 4, 2 and 1 lanes), by reducing the four registers together. idx
+// holds reduce4Index; z returns working registers.
+func reduce4(acc [4]Vec, z func() Vec, idx Register, m Mem) {
+	var pair [2]Vec // lanes 0-7: acc[2i]'s halves of 8 added; 8-15: acc[2i+1]'s
+	for i := range pair {
+		lo, hi, s := z(), z(), z()
+		VSHUFF64X2(U8(0x44), acc[2*i+1].AsZ(), acc[2*i].AsZ(), lo.AsZ())
+		VSHUFF64X2(U8(0xEE), acc[2*i+1].AsZ(), acc[2*i].AsZ(), hi.AsZ())
+		VADDPS(hi.AsZ(), lo.AsZ(), s.AsZ())
+		pair[i] = s
+	}
+	// 128-bit lane k: acc[k]'s halves of 4 added.
+	lo, hi, s := z(), z(), z()
+	VSHUFF64X2(U8(0x88), pair[1].AsZ(), pair[0].AsZ(), lo.AsZ())
+	VSHUFF64X2(U8(0xDD), pair[1].AsZ(), pair[0].AsZ(), hi.AsZ())
+	VADDPS(hi.AsZ(), lo.AsZ(), s.AsZ())
+	// Within each 128-bit lane, values 2 apart, then 1 apart: the sum lands in its first.
+	for _, imm := range []uint8{0x4E, 0xB1} {
+		p, u := z(), z()
+		VPERMILPS(U8(imm), s.AsZ(), p.AsZ())
+		VADDPS(p.AsZ(), s.AsZ(), u.AsZ())
+		s = u
+	}
+	r := z()
+	VPERMPS(s.AsZ(), idx, r.AsZ())
+	VMOVUPS(r.AsX(), m)
 }
 
 // rows emits dotRows<E>AVX512(w *E, stride int, x *float32, n int, out *float32, rows int):
@@ -300,4 +353,134 @@ func permIndex() (even, odd VecVirtual) {
 	VMOVDQU32(permIndices[0], even)
 	VMOVDQU32(permIndices[1], odd)
 	return even, odd
+}
+
+// dpTileName is the name of the tile kernel of rows × tokens of the products with
+// activations rounded to bfloat16.
+func dpTileName(rows, tokens int) string {
+	return fmt.Sprintf("dot%dx%dBF16DPAVX512", rows, tokens)
+}
+
+// dpTile emits dot<R>x<T>BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride, n int, acc
+// *float32, out *float32, ostride int), the tile kernel of the products whose activations
+// are rounded to bfloat16: as tile, with x in bfloat16 too and each 32-value line of a row and
+// a token meeting in one VDPBF16PS (lane i adds the products of values 2i and 2i+1), so that
+// the rows and the activations are read as they are stored. The instruction is not known to
+// the assembler: its registers are named, Z0..Z(R·T-1) accumulating (R·T ≤ 24), Z24.. the
+// rows' lines, Z28 and Z29 the tokens' in turn.
+func dpTile(R, T int) {
+	name := dpTileName(R, T)
+	text(name, "func(w *uint16, wstride int, x *uint16, xstride, n int, acc *float32, out *float32, ostride int)",
+		"%s continues the sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*%d+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].", name, R, T, T)
+	Load(Param("w"), RSI)
+	Load(Param("wstride"), R8)
+	SHLQ(U8(1), R8)
+	LEAQ(Mem{Base: R8, Index: R8, Scale: 2}, R9)
+	Load(Param("x"), RDI)
+	Load(Param("xstride"), R10)
+	SHLQ(U8(1), R10)
+	LEAQ(Mem{Base: R10, Index: R10, Scale: 2}, R11)
+	for i := 1; 4*i < T; i++ {
+		LEAQ(Mem{Base: tokenBases[i-1], Index: R10, Scale: 4}, tokenBases[i])
+	}
+	Load(Param("n"), RCX)
+	Load(Param("acc"), RDX)
+	for i := range R * T {
+		VMOVUPS(Mem{Base: RDX, Disp: 64 * i}, zmm(i))
+	}
+	Label("loop")
+	CMPQ(RCX, U32(32))
+	JL(LabelRef("done"))
+	for r := range R {
+		VMOVDQU32(strided(RSI, R8, R9, r, 0), zmm(24+r))
+	}
+	for t := range T {
+		xt := 28 + t%2
+		VMOVDQU32(tokenLine(t), zmm(xt))
+		for r := range R {
+			vdpbf16ps(r*T+t, 24+r, xt)
+		}
+	}
+	ADDQ(U32(64), RSI)
+	ADDQ(U32(64), RDI)
+	for i := 1; 4*i < T; i++ {
+		ADDQ(U32(64), tokenBases[i])
+	}
+	SUBQ(U32(32), RCX)
+	JMP(LabelRef("loop"))
+	Label("done")
+	Load(Param("out"), RAX)
+	TESTQ(RAX, RAX)
+	JNZ(LabelRef("sums"))
+	for i := range R * T {
+		VMOVUPS(zmm(i), Mem{Base: RDX, Disp: 64 * i})
+	}
+	ret()
+	Label("sums")
+	Load(Param("ostride"), RBX)
+	SHLQ(U8(2), RBX)
+	if R == 4 {
+		VMOVDQU32(reduce4Index(), zmm(31))
+	}
+	next := 0 // Z24..Z30 in turn as reduce4's working registers
+	z := func() Vec {
+		next = (next + 1) % 7
+		return zmm(24 + (next+6)%7)
+	}
+	for t := range T {
+		if R == 4 {
+			reduce4([4]Vec{zmm(t), zmm(T + t), zmm(2*T + t), zmm(3*T + t)}, z, zmm(31), Mem{Base: RAX})
+		} else {
+			for r := range R {
+				VMOVSS(reduceZ(r*T+t), Mem{Base: RAX, Disp: 4 * r})
+			}
+		}
+		if t+1 < T {
+			ADDQ(RBX, RAX)
+		}
+	}
+	ret()
+}
+
+// tokenBases are the registers that hold the current line of tokens 4i of the tile kernels
+// of dpTile: x is DI, its byte stride R10 and three strides R11.
+var tokenBases = []Register{RDI, R12, R13}
+
+// tokenLine is the address of the current line of token t of the tile kernels of dpTile.
+func tokenLine(t int) Mem {
+	return strided(tokenBases[t/4], R10, R11, t%4, 0)
+}
+
+// reduceZ is reduce for the named register Zi, with Z28..Z30 as its working registers.
+func reduceZ(i int) Register {
+	v, hi, x, t := zmm(i), zmm(28), zmm(29).AsX(), zmm(30).AsX()
+	VEXTRACTF64X4(U8(1), v, hi.AsY())
+	VADDPS(hi.AsY(), v.AsY(), hi.AsY())
+	VEXTRACTF32X4(U8(1), hi.AsY(), x)
+	VADDPS(x, hi.AsX(), x)
+	VMOVHLPS(x, x, t)
+	VADDPS(t, x, x)
+	VMOVSHDUP(x, t)
+	VADDSS(t, x, x)
+	return x
+}
+
+// roundWords emits roundBF16WordsAVX512(dst *uint16, src *float32, n int): dst[i] = src[i]
+// rounded to bfloat16 (nearest, ties to even; subnormals flushed to zero, as VDPBF16PS reads
+// them), n a multiple of 32.
+func roundWords() {
+	text("roundBF16WordsAVX512", "func(dst *uint16, src *float32, n int)",
+		"roundBF16WordsAVX512 stores src[:n] rounded to bfloat16 to dst; n is a multiple of 32.")
+	Load(Param("dst"), RDI)
+	Load(Param("src"), RSI)
+	Load(Param("n"), RCX)
+	countdown(RCX, 32, func() {
+		VMOVUPS(Mem{Base: RSI}, zmm(0))
+		VMOVUPS(Mem{Base: RSI, Disp: 64}, zmm(1))
+		vcvtne2ps2bf16(2, 1, 0)
+		VMOVDQU32(zmm(2), Mem{Base: RDI})
+		ADDQ(U32(128), RSI)
+		ADDQ(U32(64), RDI)
+	})
+	ret()
 }

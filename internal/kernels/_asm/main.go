@@ -80,7 +80,6 @@ func main() {
 		convert(bf16, s)
 		convert(f16, s)
 	}
-	packPanel(f32)
 	for _, s := range []isa{avx2, avx512} {
 		siluMul(s)
 		softmaxExp(s)
@@ -89,7 +88,12 @@ func main() {
 	scaleF32()
 	expSum()
 	indexAtLeast()
-	gemmBF16DP()
+	for _, r := range []int{4, 2, 1} {
+		for _, t := range []int{6, 1} {
+			dpTile(r, t)
+		}
+	}
+	roundWords()
 	matMulAddTiles()
 	peakFMA(avx2, 12)
 	peakFMA(avx512, 24)

@@ -32,13 +32,26 @@ func peakFMA(s isa, acc int) {
 
 // vdpbf16ps emits VDPBF16PS zdst, zsrc1, zsrc2 (register form).
 func vdpbf16ps(dst, src1, src2 int) {
+	Comment(fmt.Sprintf("VDPBF16PS Z%d, Z%d, Z%d", src2, src1, dst))
+	evex512(0b10, 0x52, dst, src1, src2)
+}
+
+// vcvtne2ps2bf16 emits VCVTNE2PS2BF16 Zsrc2, Zsrc1, Zdst: dst's 32 bfloat16 values are
+// src2's 16 float32 values (the low half), then src1's, rounded to nearest even.
+func vcvtne2ps2bf16(dst, src1, src2 int) {
+	Comment(fmt.Sprintf("VCVTNE2PS2BF16 Z%d, Z%d, Z%d", src2, src1, dst))
+	evex512(0b11, 0x72, dst, src1, src2)
+}
+
+// evex512 emits the AVX-512 instruction of map 0F38, prefix pp (0b10: F3, 0b11: F2) and
+// opcode op on three registers, zdst, zsrc1 and zsrc2, which the assembler does not know.
+func evex512(pp, op byte, dst, src1, src2 int) {
 	not := func(b int) byte { return byte(^b & 1) }
 	p0 := not(dst>>3)<<7 | not(src2>>4)<<6 | not(src2>>3)<<5 | not(dst>>4)<<4 | 0b10
-	p1 := byte(^src1&0xf)<<3 | 1<<2 | 0b10
+	p1 := byte(^src1&0xf)<<3 | 1<<2 | pp
 	p2 := byte(0b10)<<5 | not(src1>>4)<<3
 	modrm := byte(0b11)<<6 | byte(dst&7)<<3 | byte(src2&7)
-	Comment(fmt.Sprintf("VDPBF16PS Z%d, Z%d, Z%d", src2, src1, dst))
-	bytes(0x62, p0, p1, p2, 0x52, modrm)
+	bytes(0x62, p0, p1, p2, op, modrm)
 }
 
 // peakBF16 emits peakBF16AVX512(n int): n iterations of 24 independent VDPBF16PS chains.
