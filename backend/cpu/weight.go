@@ -223,9 +223,10 @@ func (w *weight) row(dst []float32, r int) {
 }
 
 // roundedTokens is the fewest tokens for which a product in the bfloat16-activation mode
-// takes the VDPBF16PS tiles; fewer tokens take the float32 path over activations already
-// rounded to bfloat16, which computes the same exact products.
-const roundedTokens = 33
+// takes the VDPBF16PS tiles (one more than the kernels' threshold); fewer tokens take the
+// float32 path over activations already rounded to bfloat16, which computes the same exact
+// products.
+const roundedTokens = 13
 
 // mulRows sets out[t*w.rows+r] to row r of w times x[t*w.cols:(t+1)*w.cols] for the tokens
 // t < tokens and the rows r in [lo, hi), and writes nothing else of out. rounded selects,

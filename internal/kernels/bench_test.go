@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/fathom-llm/fathom/internal/half"
@@ -59,27 +60,35 @@ func BenchmarkMatVec(b *testing.B) {
 	}
 }
 
+// BenchmarkMatMul times products over a few tokens (a batch of decoding sequences) and many
+// (a prompt's chunk) on one weight of 256×4096, whose rows are as wide as Mixtral's hidden size.
 func BenchmarkMatMul(b *testing.B) {
-	const tokens, rows, cols = 96, 512, 1024
+	const rows, cols = 256, 4096
 	w := make([]uint16, rows*cols)
 	for i := range w {
 		w[i] = half.F32ToBF16(float32(i%7) - 3)
 	}
-	x := make([]float32, tokens*cols)
-	out := make([]float32, tokens*rows)
-	for _, dt := range []string{"bf16", "bf16-rounded"} {
-		b.Run(dt, func(b *testing.B) {
-			benchImpls(b, func(b *testing.B) {
-				for b.Loop() {
-					if dt == "bf16" {
-						MatMulBF16(out, w, x, tokens, rows, cols)
-					} else {
-						MatMulBF16Rounded(out, w, x, tokens, rows, cols)
+	for _, tokens := range []int{4, 16, 96} {
+		x := make([]float32, tokens*cols)
+		for i := range x {
+			x[i] = float32(i%11-5) * 0.29
+		}
+		out := make([]float32, tokens*rows)
+		for _, dt := range []string{"bf16", "bf16-rounded"} {
+			b.Run(fmt.Sprintf("%s/tokens=%d", dt, tokens), func(b *testing.B) {
+				benchImpls(b, func(b *testing.B) {
+					var s Scratch
+					for b.Loop() {
+						if dt == "bf16" {
+							s.MatMulBF16Rows(out, w, x, tokens, rows, cols, 0, rows)
+						} else {
+							s.MatMulBF16RoundedRows(out, w, x, tokens, rows, cols, 0, rows)
+						}
 					}
-				}
-				b.ReportMetric(2*tokens*rows*cols*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+					b.ReportMetric(2*float64(tokens*rows*cols)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
 			})
-		})
+		}
 	}
 }
 

@@ -90,7 +90,7 @@ func (t *table) setProducts(a accel) {
 	matMulBF16 := t.matMulBF16
 	t.matMulBF16Rounded = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 		// Few tokens go the float32 way: rounded activations make the same exact products.
-		if k := a.rounded; k != nil && cols > 0 && tokens > fewTokens {
+		if k := a.rounded; k != nil && cols > 0 && tokens > roundedFewTokens {
 			k.matMul(s, out, w, x, tokens, rows, cols, lo, hi)
 			return
 		}

@@ -26,7 +26,7 @@
 // a cache line of weights with a shift and a mask), for float16 and float32 weights values
 // 0..15 then 16..31; then the fixed reduction of the 16 lanes (halves of 8, 4, 2, then the
 // last two); then the columns past the last whole line by the generic dot product. Decoding
-// one token streams four rows at a time, each prefetched; a few tokens (up to 32) take two
+// one token streams four rows at a time, each prefetched; a few tokens (up to 4) take two
 // rows by four tokens over whole rows, each row read from memory once; many tokens take
 // 4×4 register tiles over blocks of rows sized for L2 and of 1024 columns, the accumulators
 // kept in memory between column blocks (storing and reloading them is exact). The AVX2 and

@@ -170,10 +170,15 @@ func (s *Scratch) MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, 
 }
 
 // fewTokens is the most tokens whose canonical products take two rows at a time over whole
-// rows, which reads each weight from memory once and from L1 for the next tokens; more
-// tokens take the blocked loops. It is also the most tokens of a product with activations
-// rounded to bfloat16 that goes the float32 way rather than by the VDPBF16PS tiles.
-const fewTokens = 32
+// rows, which reads each weight from memory once; more tokens take the blocked loops, which
+// keep a tile's activations in L1 (over whole rows of 4,096 or more values, those of more
+// than a few tokens do not fit there, and the products run at half the rate).
+const fewTokens = 4
+
+// roundedFewTokens is the most tokens of a product with activations rounded to bfloat16
+// that goes the float32 way rather than by the VDPBF16PS tiles, whose 6-token tiles need
+// more tokens to pay.
+const roundedFewTokens = 12
 
 // matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
 // [lo, hi). T is the stored weight type; c (if not nil) holds the kernels of the canonical
