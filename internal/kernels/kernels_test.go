@@ -192,9 +192,10 @@ func TestMatVec(t *testing.T) {
 	})
 }
 
-// matMulShapes cover the small- and few-token paths, whole and partial tiles of the blocked
-// loops (more than 32 tokens), and their cache-block edges (rows past one block of rows,
-// columns past one block of columns and past the last whole line).
+// matMulShapes cover the one- and few-token paths, whole and partial tiles of the blocked
+// loops (more than 4 tokens; more than 12 with rounded activations) and their cache-block
+// edges (rows past one block of rows, columns past one block of columns and past the last
+// whole line).
 var matMulShapes = []struct{ tokens, rows, cols, lo, hi int }{
 	{1, 5, 17, 0, 5}, {3, 9, 64, 0, 9}, {4, 8, 33, 4, 8}, {5, 1, 1, 0, 1}, {5, 33, 100, 0, 33},
 	{13, 70, 300, 0, 70}, {12, 32, 64, 0, 32}, {25, 130, 97, 16, 112}, {30, 64, 129, 0, 64},
