@@ -355,12 +355,6 @@ func permIndex() (even, odd VecVirtual) {
 	return even, odd
 }
 
-// dpTileName is the name of the tile kernel of rows × tokens of the products with
-// activations rounded to bfloat16.
-func dpTileName(rows, tokens int) string {
-	return fmt.Sprintf("dot%dx%dBF16DPAVX512", rows, tokens)
-}
-
 // dpTile emits dot<R>x<T>BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride, n int, acc
 // *float32, out *float32, ostride int), the tile kernel of the products whose activations
 // are rounded to bfloat16: as tile, with x in bfloat16 too and each 32-value line of a row and
@@ -369,7 +363,7 @@ func dpTileName(rows, tokens int) string {
 // the assembler: its registers are named, Z0..Z(R·T-1) accumulating (R·T ≤ 24), Z24.. the
 // rows' lines, Z28 and Z29 the tokens' in turn.
 func dpTile(R, T int) {
-	name := dpTileName(R, T)
+	name := fmt.Sprintf("dot%dx%dBF16DPAVX512", R, T)
 	text(name, "func(w *uint16, wstride int, x *uint16, xstride, n int, acc *float32, out *float32, ostride int)",
 		"%s continues the sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*%d+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].", name, R, T, T)
 	Load(Param("w"), RSI)
@@ -422,7 +416,7 @@ func dpTile(R, T int) {
 	if R == 4 {
 		VMOVDQU32(reduce4Index(), zmm(31))
 	}
-	next := 0 // Z24..Z30 in turn as reduce4's working registers
+	next := 0 // Z24..Z30 in turn as the reductions' working registers
 	z := func() Vec {
 		next = (next + 1) % 7
 		return zmm(24 + (next+6)%7)
@@ -432,7 +426,7 @@ func dpTile(R, T int) {
 			reduce4([4]Vec{zmm(t), zmm(T + t), zmm(2*T + t), zmm(3*T + t)}, z, zmm(31), Mem{Base: RAX})
 		} else {
 			for r := range R {
-				VMOVSS(reduceZ(r*T+t), Mem{Base: RAX, Disp: 4 * r})
+				VMOVSS(reduceIn(zmm(r*T+t), avx512, z), Mem{Base: RAX, Disp: 4 * r})
 			}
 		}
 		if t+1 < T {
@@ -449,20 +443,6 @@ var tokenBases = []Register{RDI, R12, R13}
 // tokenLine is the address of the current line of token t of the tile kernels of dpTile.
 func tokenLine(t int) Mem {
 	return strided(tokenBases[t/4], R10, R11, t%4, 0)
-}
-
-// reduceZ is reduce for the named register Zi, with Z28..Z30 as its working registers.
-func reduceZ(i int) Register {
-	v, hi, x, t := zmm(i), zmm(28), zmm(29).AsX(), zmm(30).AsX()
-	VEXTRACTF64X4(U8(1), v, hi.AsY())
-	VADDPS(hi.AsY(), v.AsY(), hi.AsY())
-	VEXTRACTF32X4(U8(1), hi.AsY(), x)
-	VADDPS(x, hi.AsX(), x)
-	VMOVHLPS(x, x, t)
-	VADDPS(t, x, x)
-	VMOVSHDUP(x, t)
-	VADDSS(t, x, x)
-	return x
 }
 
 // roundWords emits roundBF16WordsAVX512(dst *uint16, src *float32, n int): dst[i] = src[i]

@@ -209,21 +209,27 @@ func vectorLoop(s isa, n Register, u int, ptrs []stream, body func(i int)) {
 
 // reduce adds the lanes of v and returns an XMM register holding the sum in its low lane.
 func reduce(v VecVirtual, s isa) Register {
+	return reduceIn(v, s, func() Vec { return YMM() })
+}
+
+// reduceIn is reduce with the working registers that z returns, for the kernels whose
+// registers are named.
+func reduceIn(v Vec, s isa, z func() Vec) Register {
 	y := v.AsY()
 	if s.lanes == 16 {
-		hi := YMM()
+		hi := z().AsY()
 		VEXTRACTF64X4(U8(1), v.AsZ(), hi)
 		VADDPS(hi, v.AsY(), hi)
 		y = hi
 	}
-	x := XMM()
+	x := z().AsX()
 	if s.lanes == 16 {
 		VEXTRACTF32X4(U8(1), y, x) // the EVEX form, which reaches registers 16-31
 	} else {
 		VEXTRACTF128(U8(1), y, x)
 	}
-	VADDPS(x, y.(VecVirtual).AsX(), x)
-	t := XMM()
+	VADDPS(x, y.(Vec).AsX(), x)
+	t := z().AsX()
 	VMOVHLPS(x, x, t)
 	VADDPS(t, x, x)
 	VMOVSHDUP(x, t)
