@@ -26,16 +26,16 @@
 // a cache line of weights with a shift and a mask), for float16 and float32 weights values
 // 0..15 then 16..31; then the fixed reduction of the 16 lanes (halves of 8, 4, 2, then the
 // last two); then the columns past the last whole line by the generic dot product. Decoding
-// one token streams four rows at a time, each prefetched; a few tokens (up to 4) take two
-// rows by four tokens over whole rows, each row read from memory once; many tokens take
-// 4×4 register tiles over blocks of rows sized for L2 and of 1024 columns, the accumulators
-// kept in memory between column blocks (storing and reloading them is exact). The AVX2 and
-// generic code take each token through their matrix-vector product, every row in the same
-// order. MatMulBF16Rounded multiplies many tokens by the same blocked loops over 4×6 tiles
-// of VDPBF16PS (each 32-value line of a row and a token in one instruction, the activations
-// rounded to bfloat16 once per product), which sums in another order than a few tokens do:
-// it is not batch-invariant. The *Rows forms compute a range of rows so
-// that workers can share one product.
+// one token streams eight rows at a time, prefetching for each line the one the next eight
+// rows read; a few tokens (up to 4) take two rows by four tokens over whole rows, each row
+// read from memory once; many tokens take 4×4 register tiles over blocks of rows sized for
+// L2 and of 1024 columns, the accumulators kept in memory between column blocks (storing and
+// reloading them is exact). The AVX2 and generic code take each token through their
+// matrix-vector product, every row in the same order. MatMulBF16Rounded multiplies many
+// tokens by the same blocked loops over 4×6 tiles of VDPBF16PS (each 32-value line of a row
+// and a token in one instruction, the activations rounded to bfloat16 once per product),
+// which sums in another order than a few tokens do: it is not batch-invariant. The *Rows
+// forms compute a range of rows so that workers can share one product.
 //
 // Products that run often allocate nothing when the caller keeps their working memory: a
 // Scratch per worker for the permuted activations and the accumulators of several tokens,

@@ -117,9 +117,10 @@ func main() {
 	Generate()
 }
 
-// streamAhead is how far ahead, in bytes, the kernels that stream weight rows from memory
-// prefetch them into L2: each cache line they load is prefetched twice, streamAhead and
-// 2·streamAhead bytes ahead. The hardware prefetchers alone keep too few lines in flight for
+// streamAhead is how far ahead, in bytes, the few-token and quantized kernels that stream
+// weight rows from memory prefetch them into L2: each cache line they load is prefetched
+// twice, streamAhead and 2·streamAhead bytes ahead (the one-token kernels of the 16-bit types
+// prefetch otherwise: see rows). The hardware prefetchers alone keep too few lines in flight for
 // a core to read memory at its rate while the kernel computes. On Zen 4, with both cores
 // streaming bfloat16 rows, the kernel reads about 20 GB/s without prefetches, 24 with one
 // prefetch per line (4 to 16 KB ahead) and 30 with two, as fast as the read probe of the same
