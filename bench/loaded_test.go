@@ -13,6 +13,7 @@ import (
 	"unsafe"
 
 	"github.com/fathom-llm/fathom/backend"
+	"github.com/fathom-llm/fathom/backend/cpu"
 	"github.com/fathom-llm/fathom/mixtral"
 	"github.com/fathom-llm/fathom/safetensors"
 )
@@ -138,6 +139,37 @@ func readAt4K(path string) (*safetensors.File, error) {
 		return nil, err
 	}
 	return safetensors.Parse(file)
+}
+
+// BenchmarkLoadedPrefill evaluates prompts of 512 tokens with the checkpoints of
+// BenchmarkLoadedMixtral8x7B, mapped as mixtral.Load maps them and read in, as
+// benchmarkPrefill reports them: the figure to hold against another engine's prompt
+// processing of the same file (llama-bench -p 512). The bf16 checkpoint runs with exact
+// float32 activations and with activations rounded to bfloat16 (cpu.Options.BF16Activations).
+func BenchmarkLoadedPrefill(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		dtype   safetensors.DType
+		rounded bool
+	}{{safetensors.BF16, false}, {safetensors.BF16, true}, {safetensors.F16, false}} {
+		name := strings.ToLower(string(c.dtype))
+		if c.rounded {
+			name += "-bf16-activations"
+		}
+		b.Run(name, func(b *testing.B) {
+			be := cpu.NewWithOptions(cpu.Options{BF16Activations: c.rounded})
+			defer be.Close()
+			m, err := mixtral.Load(ctx, syntheticDir(b, c.dtype), mixtral.Options{ContextLength: 1024, Backend: be})
+			if err == nil {
+				err = m.Preload(ctx, nil)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer m.Close()
+			benchmarkPrefill(b, m, 512, c.rounded)
+		})
+	}
 }
 
 // BenchmarkLoadedFirstToken times what the first request after loading the bf16 checkpoint
