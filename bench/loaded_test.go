@@ -142,10 +142,11 @@ func readAt4K(path string) (*safetensors.File, error) {
 }
 
 // BenchmarkLoadedPrefill evaluates prompts of 512 tokens with the checkpoints of
-// BenchmarkLoadedMixtral8x7B, mapped as mixtral.Load maps them and read in, as
-// benchmarkPrefill reports them: the figure to hold against another engine's prompt
-// processing of the same file (llama-bench -p 512). The bf16 checkpoint runs with exact
-// float32 activations and with activations rounded to bfloat16 (cpu.Options.BF16Activations).
+// BenchmarkLoadedMixtral8x7B, read in, mapped as mixtral.Load maps them ("mapped") or loaded
+// with mixtral.Options.InMemory ("in-memory"), as benchmarkPrefill reports them: the figure to
+// hold against another engine's prompt processing of the same file (llama-bench -p 512). The
+// bf16 checkpoint runs with exact float32 activations and with activations rounded to bfloat16
+// (cpu.Options.BF16Activations).
 func BenchmarkLoadedPrefill(b *testing.B) {
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -156,19 +157,22 @@ func BenchmarkLoadedPrefill(b *testing.B) {
 		if c.rounded {
 			name += "-bf16-activations"
 		}
-		b.Run(name, func(b *testing.B) {
-			be := cpu.NewWithOptions(cpu.Options{BF16Activations: c.rounded})
-			defer be.Close()
-			m, err := mixtral.Load(ctx, syntheticDir(b, c.dtype), mixtral.Options{ContextLength: 1024, Backend: be})
-			if err == nil {
-				err = m.Preload(ctx, nil)
-			}
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close()
-			benchmarkPrefill(b, m, 512, c.rounded)
-		})
+		for _, where := range []string{"mapped", "in-memory"} {
+			b.Run(name+"/"+where, func(b *testing.B) {
+				be := cpu.NewWithOptions(cpu.Options{BF16Activations: c.rounded})
+				defer be.Close()
+				opts := mixtral.Options{ContextLength: 1024, Backend: be, InMemory: where == "in-memory"}
+				m, err := mixtral.Load(ctx, syntheticDir(b, c.dtype), opts)
+				if err == nil {
+					err = m.Preload(ctx, nil)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer m.Close()
+				benchmarkPrefill(b, m, 512, c.rounded)
+			})
+		}
 	}
 }
 

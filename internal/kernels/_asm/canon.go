@@ -273,7 +273,7 @@ func rows(e elem) {
 		MOVQ(w, wr)
 		Load(Param("x"), xr)
 		Load(Param("n"), nr)
-		var pr Register // the same place in row R on
+		var pr Register // the same place R rows on, in the next group
 		if g > 1 {
 			pr = GP64()
 			LEAQ(Mem{Base: wr, Index: stride, Scale: 8}, pr)
