@@ -80,10 +80,7 @@ func BenchmarkLoadedMixtral8x7B(b *testing.B) {
 							m, err = mixtral.New(cfg, f, mixtral.Options{ContextLength: 1024})
 						}
 					default:
-						opts := mixtral.Options{ContextLength: 1024, InMemory: where == "in-memory"}
-						if m, err = mixtral.Load(ctx, dir, opts); err == nil {
-							err = m.Preload(ctx, nil)
-						}
+						m, err = loadPreloaded(ctx, dir, mixtral.Options{ContextLength: 1024, InMemory: where == "in-memory"})
 					}
 					if err != nil {
 						b.Fatal(err)
@@ -94,6 +91,20 @@ func BenchmarkLoadedMixtral8x7B(b *testing.B) {
 			}
 		})
 	}
+}
+
+// loadPreloaded loads the checkpoint in dir with opts and reads it in, as a user who wants
+// every request as fast as the next does.
+func loadPreloaded(ctx context.Context, dir string, opts mixtral.Options) (*mixtral.Model, error) {
+	m, err := mixtral.Load(ctx, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Preload(ctx, nil); err != nil {
+		m.Close()
+		return nil, err
+	}
+	return m, nil
 }
 
 // benchmarkLoadedDecode decodes one token at a time with m and reports the weight bandwidth
@@ -162,10 +173,7 @@ func BenchmarkLoadedPrefill(b *testing.B) {
 				be := cpu.NewWithOptions(cpu.Options{BF16Activations: c.rounded})
 				defer be.Close()
 				opts := mixtral.Options{ContextLength: 1024, Backend: be, InMemory: where == "in-memory"}
-				m, err := mixtral.Load(ctx, syntheticDir(b, c.dtype), opts)
-				if err == nil {
-					err = m.Preload(ctx, nil)
-				}
+				m, err := loadPreloaded(ctx, syntheticDir(b, c.dtype), opts)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -43,12 +43,12 @@ func loadLine(e elem, m Mem, a, b VecVirtual, mask VecVirtual) {
 	}
 }
 
-// prefetchLine prefetches the cache lines of the weight line at m (two for float32).
-func prefetchLine(e elem, m Mem) {
+// prefetchLine prefetches the cache lines of the weight line at m (two for float32) by fetch.
+func prefetchLine(e elem, m Mem, fetch func(Mem)) {
 	for l := 0; l < e.size/2; l++ {
 		p := m
 		p.Disp += 64 * l
-		prefetch(p)
+		fetch(p)
 	}
 }
 
@@ -125,7 +125,7 @@ func tile(e elem, R, T int, pf bool) {
 		a[r], b[r] = ZMM(), ZMM()
 		m := strided(w, ws, ws3, r, 0)
 		if pf {
-			prefetchLine(e, m)
+			prefetchLine(e, m, prefetch)
 		}
 		loadLine(e, m, a[r], b[r], mask)
 	}
@@ -303,11 +303,7 @@ func rows(e elem) {
 				LEAQ(Mem{Base: pr, Index: stride, Scale: 4}, pb)
 			}
 			if g > 1 {
-				p := strided(pb, stride, s3, r%4, rowsAhead)
-				for l := 0; l < e.size/2; l++ {
-					PREFETCHNTA(p)
-					p.Disp += 64
-				}
+				prefetchLine(e, strided(pb, stride, s3, r%4, rowsAhead), func(m Mem) { PREFETCHNTA(m) })
 			}
 			a, b := ZMM(), ZMM()
 			loadLine(e, strided(wb, stride, s3, r%4, 0), a, b, mask)
