@@ -96,12 +96,17 @@ func prepared[X uint16 | float32](s *Scratch, n int) []X {
 	if _, ok := any(z).(float32); ok {
 		return any(s.floats(scratchX, n)).([]X)
 	}
-	return any(s.halves(0, n)).([]X)
+	return any(s.halves(n)).([]X)
 }
 
 // matMul is the canonical product of rows [lo, hi) of w with tokens > 1 tokens of x (see
-// matMul): out[t*rows+r] for t < tokens, r in [lo, hi).
+// matMul): out[t*rows+r] for t < tokens, r in [lo, hi). With alignTokens tokens or more,
+// each block of rows that does not start on a cache line is copied onto cache lines first,
+// so that the tiles' loads do not straddle two lines.
 func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, tokens, rows, cols, lo, hi int) {
+	if s == nil {
+		s = new(Scratch) // the call's own, reused by its blocks
+	}
 	n := cols &^ 31
 	var xk []X
 	switch {
@@ -121,8 +126,13 @@ func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, toke
 		b = canonMany(cpuid.CPU.Cache.L2, cols, int(unsafe.Sizeof(e)), int(unsafe.Sizeof(xe)))
 	}
 	acc := s.floats(scratchW, b.mc*k.tileTokens[0]*16)
+	copyRows := n > 0 && tokens >= alignTokens && !lineAligned(w, cols)
 	for rb := lo; rb < hi; rb += b.mc {
 		re := min(rb+b.mc, hi)
+		wb, ws := w[rb*cols:re*cols], cols // the block's rows as the tiles read them
+		if copyRows {
+			wb, ws = alignedRows(s, wb, cols)
+		}
 		for tg := 0; tg < tokens; {
 			ti := 0
 			if tokens-tg < k.tileTokens[0] {
@@ -142,7 +152,7 @@ func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, toke
 					if kb+kn == n {
 						o = &out[tg*rows+r]
 					}
-					k.tiles[ri][ti](&w[r*cols+kb], cols, &xk[tg*cols+kb], cols, kn, &a[(r-rb)*T*16], o, rows)
+					k.tiles[ri][ti](&wb[(r-rb)*ws+kb], ws, &xk[tg*cols+kb], cols, kn, &a[(r-rb)*T*16], o, rows)
 					r += k.tileRows[ri]
 				}
 			}

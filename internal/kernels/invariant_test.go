@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/fathom-llm/fathom/internal/half"
 )
@@ -25,9 +26,16 @@ func invariantCases(r *rand.Rand, rows, cols int) []invariantCase {
 		v := float32(r.NormFloat64() * 0.05)
 		f32[i], bf[i], f16[i] = v, half.F32ToBF16(v), half.F32ToF16(v)
 	}
+	// The bfloat16 weights again, 48 bytes into a cache line, as a mapped checkpoint's
+	// tensors may start.
+	at48 := lineOffset(rows*cols, 48)
+	copy(at48, bf)
 	return []invariantCase{
 		{"bf16", func(s *Scratch, out, x []float32, tokens, rows, cols, lo, hi int) {
 			s.MatMulBF16Rows(out, bf, x, tokens, rows, cols, lo, hi)
+		}},
+		{"bf16-at48", func(s *Scratch, out, x []float32, tokens, rows, cols, lo, hi int) {
+			s.MatMulBF16Rows(out, at48, x, tokens, rows, cols, lo, hi)
 		}},
 		{"f16", func(s *Scratch, out, x []float32, tokens, rows, cols, lo, hi int) {
 			s.MatMulF16Rows(out, f16, x, tokens, rows, cols, lo, hi)
@@ -120,4 +128,11 @@ func TestProductsBatchInvariant(t *testing.T) {
 			}
 		}
 	})
+}
+
+// lineOffset returns n zeroed values starting off bytes (even) past the start of a cache line.
+func lineOffset(n, off int) []uint16 {
+	buf := make([]uint16, n+cacheLine)
+	at := (off - int(uintptr(unsafe.Pointer(&buf[0])))%cacheLine + cacheLine) % cacheLine / 2
+	return buf[at : at+n]
 }

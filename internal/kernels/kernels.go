@@ -30,7 +30,9 @@
 // rows read; a few tokens (up to 4) take two rows by four tokens over whole rows, each row
 // read from memory once; many tokens take 4×4 register tiles over blocks of rows sized for
 // L2 and of 1024 columns, the accumulators kept in memory between column blocks (storing and
-// reloading them is exact). The AVX2 and generic code take each token through their
+// reloading them is exact); from 48 tokens on, a block of rows that does not start on a cache
+// line (a mapped checkpoint's tensor starts wherever its file's header ends) is copied onto
+// cache lines before the tiles read it. The AVX2 and generic code take each token through their
 // matrix-vector product, every row in the same order. MatMulBF16Rounded multiplies many
 // tokens by the same blocked loops over 4×6 tiles of VDPBF16PS (each 32-value line of a row
 // and a token in one instruction, the activations rounded to bfloat16 once per product),

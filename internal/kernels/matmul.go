@@ -2,6 +2,7 @@ package kernels
 
 import (
 	"slices"
+	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
 )
@@ -69,8 +70,9 @@ func MatMulBF16(out []float32, w []uint16, x []float32, tokens, rows, cols int) 
 // The package-level functions, which are the methods with a nil *Scratch, allocate what they
 // need per call.
 type Scratch struct {
-	f [4][]float32
-	h [2][]uint16
+	f    [4][]float32
+	h    []uint16 // activations rounded to bfloat16, as the tiles take them
+	rows []byte   // a block of weight rows copied onto cache lines
 }
 
 // Indices of the buffers of a Scratch.
@@ -90,13 +92,44 @@ func (s *Scratch) floats(i, n int) []float32 {
 	return s.f[i]
 }
 
-// halves is floats for the bfloat16 buffers (0: activations, 1: weights).
-func (s *Scratch) halves(i, n int) []uint16 {
+// halves is floats for the activations rounded to bfloat16.
+func (s *Scratch) halves(n int) []uint16 {
 	if s == nil {
 		return make([]uint16, n)
 	}
-	s.h[i] = slices.Grow(s.h[i][:0], n)[:n]
-	return s.h[i]
+	s.h = slices.Grow(s.h[:0], n)[:n]
+	return s.h
+}
+
+// cacheLine is the size in bytes of the cache line that the tiles' loads should not straddle.
+const cacheLine = 64
+
+// alignedRows returns the rows of w, each of cols values, copied into s with a stride of
+// cols rounded up to a whole number of cache lines and the first on a cache line, and that
+// stride.
+func alignedRows[E uint16 | float32](s *Scratch, w []E, cols int) ([]E, int) {
+	size := int(unsafe.Sizeof(w[0]))
+	stride := (cols*size + cacheLine - 1) / cacheLine * cacheLine / size
+	rows := len(w) / cols
+	var buf []byte
+	if n := rows*stride*size + cacheLine; s == nil {
+		buf = make([]byte, n)
+	} else {
+		s.rows = slices.Grow(s.rows[:0], n)[:n]
+		buf = s.rows
+	}
+	off := (cacheLine - int(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))%cacheLine) % cacheLine
+	dst := unsafe.Slice((*E)(unsafe.Pointer(&buf[off])), rows*stride)
+	for r := range rows {
+		copy(dst[r*stride:r*stride+cols], w[r*cols:(r+1)*cols])
+	}
+	return dst, stride
+}
+
+// lineAligned reports whether every row of w, of cols values, starts on a cache line.
+func lineAligned[E uint16 | float32](w []E, cols int) bool {
+	size := int(unsafe.Sizeof(w[0]))
+	return uintptr(unsafe.Pointer(unsafe.SliceData(w)))%cacheLine == 0 && cols*size%cacheLine == 0
 }
 
 // MatMulBF16Rows is MatMulBF16 for the rows [lo, hi) of w only: it writes out[t*rows+r] for
@@ -174,6 +207,13 @@ func (s *Scratch) MatMulBF16RoundedRows(out []float32, w []uint16, x []float32, 
 // keep a tile's activations in L1 (over whole rows of 4,096 or more values, those of more
 // than a few tokens do not fit there, and the products run at half the rate).
 const fewTokens = 4
+
+// alignTokens is the fewest tokens for which the blocked products copy each block of rows
+// onto cache lines first, when the rows do not start on one (a memory-mapped checkpoint's
+// tensors start wherever its header ends): the tiles' loads of such rows each straddle two
+// lines, which costs them 5-10%, and from about this many tokens on, the block is read often
+// enough to repay the copy (BenchmarkExpert, "at48").
+const alignTokens = 48
 
 // roundedFewTokens is the most tokens of a product with activations rounded to bfloat16
 // that goes the float32 way rather than by the VDPBF16PS tiles, whose 6-token tiles need
