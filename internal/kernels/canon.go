@@ -108,19 +108,26 @@ func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, toke
 		s = new(Scratch) // the call's own, reused by its blocks
 	}
 	n := cols &^ 31
+	var e E
+	var xe X
+	// xk holds the activations as the tiles read them, xs values apart. Prepared ones are
+	// stored a cache line further apart than their whole lines: rows of a power of two bytes
+	// put the same line of every token of a tile in one set of L1, where they crowd out each
+	// other and the weights streaming past (the bfloat16 tiles, six tokens each, run 3-4%
+	// faster spread out).
 	var xk []X
+	xs := cols
 	switch {
 	case n == 0: // only the tail
 	case k.prepare != nil:
-		xk = prepared[X](s, tokens*cols)
+		xs = n + cacheLine/int(unsafe.Sizeof(xe))
+		xk = prepared[X](s, tokens*xs)
 		for t := range tokens {
-			k.prepare(xk[t*cols:t*cols+n], x[t*cols:t*cols+n])
+			k.prepare(xk[t*xs:t*xs+n], x[t*cols:t*cols+n])
 		}
 	default:
 		xk = any(x).([]X) // X is float32
 	}
-	var e E
-	var xe X
 	b := canonBlocking{mc: 2, kc: max(n, 32)}
 	if tokens > fewTokens {
 		b = canonMany(cpuid.CPU.Cache.L2, cols, int(unsafe.Sizeof(e)), int(unsafe.Sizeof(xe)))
@@ -152,7 +159,7 @@ func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, toke
 					if kb+kn == n {
 						o = &out[tg*rows+r]
 					}
-					k.tiles[ri][ti](&wb[(r-rb)*ws+kb], ws, &xk[tg*cols+kb], cols, kn, &a[(r-rb)*T*16], o, rows)
+					k.tiles[ri][ti](&wb[(r-rb)*ws+kb], ws, &xk[tg*xs+kb], xs, kn, &a[(r-rb)*T*16], o, rows)
 					r += k.tileRows[ri]
 				}
 			}
