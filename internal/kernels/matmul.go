@@ -104,22 +104,17 @@ func (s *Scratch) halves(n int) []uint16 {
 // cacheLine is the size in bytes of the cache line that the tiles' loads should not straddle.
 const cacheLine = 64
 
-// alignedRows returns the rows of w, each of cols values, copied into s with a stride of
-// cols rounded up to a whole number of cache lines and the first on a cache line, and that
-// stride.
+// alignedRows returns the rows of w, each of cols values, copied into s (not nil) with a
+// stride of cols rounded up to a whole number of cache lines and the first on a cache line,
+// and that stride.
 func alignedRows[E uint16 | float32](s *Scratch, w []E, cols int) ([]E, int) {
 	size := int(unsafe.Sizeof(w[0]))
 	stride := (cols*size + cacheLine - 1) / cacheLine * cacheLine / size
 	rows := len(w) / cols
-	var buf []byte
-	if n := rows*stride*size + cacheLine; s == nil {
-		buf = make([]byte, n)
-	} else {
-		s.rows = slices.Grow(s.rows[:0], n)[:n]
-		buf = s.rows
-	}
-	off := (cacheLine - int(uintptr(unsafe.Pointer(unsafe.SliceData(buf))))%cacheLine) % cacheLine
-	dst := unsafe.Slice((*E)(unsafe.Pointer(&buf[off])), rows*stride)
+	n := rows*stride*size + cacheLine
+	s.rows = slices.Grow(s.rows[:0], n)[:n]
+	off := (cacheLine - int(uintptr(unsafe.Pointer(unsafe.SliceData(s.rows))))%cacheLine) % cacheLine
+	dst := unsafe.Slice((*E)(unsafe.Pointer(unsafe.SliceData(s.rows[off:]))), rows*stride)
 	for r := range rows {
 		copy(dst[r*stride:r*stride+cols], w[r*cols:(r+1)*cols])
 	}
