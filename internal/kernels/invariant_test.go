@@ -133,6 +133,6 @@ func TestProductsBatchInvariant(t *testing.T) {
 // lineOffset returns n zeroed values starting off bytes (even) past the start of a cache line.
 func lineOffset(n, off int) []uint16 {
 	buf := make([]uint16, n+cacheLine)
-	at := (off - int(uintptr(unsafe.Pointer(&buf[0])))%cacheLine + cacheLine) % cacheLine / 2
+	at := lineSkip(unsafe.Pointer(&buf[0]), off) / 2
 	return buf[at : at+n]
 }

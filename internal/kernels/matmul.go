@@ -113,12 +113,18 @@ func alignedRows[E uint16 | float32](s *Scratch, w []E, cols int) ([]E, int) {
 	rows := len(w) / cols
 	n := rows*stride*size + cacheLine
 	s.rows = slices.Grow(s.rows[:0], n)[:n]
-	off := (cacheLine - int(uintptr(unsafe.Pointer(unsafe.SliceData(s.rows))))%cacheLine) % cacheLine
+	off := lineSkip(unsafe.Pointer(unsafe.SliceData(s.rows)), 0)
 	dst := unsafe.Slice((*E)(unsafe.Pointer(unsafe.SliceData(s.rows[off:]))), rows*stride)
 	for r := range rows {
 		copy(dst[r*stride:r*stride+cols], w[r*cols:(r+1)*cols])
 	}
 	return dst, stride
+}
+
+// lineSkip returns how many bytes past p (fewer than a cache line) lie at bytes into a
+// cache line.
+func lineSkip(p unsafe.Pointer, at int) int {
+	return (at - int(uintptr(p)%cacheLine) + cacheLine) % cacheLine
 }
 
 // lineAligned reports whether every row of w, of cols values, starts on a cache line.
