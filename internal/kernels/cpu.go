@@ -41,7 +41,10 @@ type table struct {
 	// matMul* are the Scratch methods MatMul*Rows, built by setProducts.
 	matMulBF16, matMulF16, matMulBF16Rounded func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
 	matMulF32                                func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int)
-	matMulAdd                                func(out, a, b []float32, m, k, n int) // MatMulAdd, its arguments checked
+	// matMulAdd* are MatMulAdd for b of each element type, their shapes checked.
+	matMulAddF32                matMulAddFunc[float32]
+	matMulAddF16, matMulAddBF16 matMulAddFunc[uint16]
+	prefetch                    func(p *byte, n int) // Prefetch's bytes; nothing in Go
 	// siluMul and softmaxExp serve SiLUMul and Softmax (softmaxExp: x[i] = exp(x[i]-m),
 	// returning the sum).
 	siluMul    func(dst, g, u []float32)
@@ -112,27 +115,30 @@ func (t *table) setProducts(a accel) {
 // genericTable is the table of generic implementations.
 func genericTable() table {
 	t := table{
-		name:         "generic",
-		cvtBF16:      cvtBF16Generic,
-		cvtF16:       cvtF16Generic,
-		dotF32:       dotF32Generic,
-		dotBF16:      dotBF16Generic,
-		dotF16:       dotF16Generic,
-		axpy:         axpyGeneric,
-		matVecBF16:   func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotBF16Generic, out, w, x, cols) },
-		matVecF16:    func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16Generic, out, w, x, cols) },
-		matVecF32:    func(out []float32, w, x []float32, cols int) { matVecGeneric(dotF32Generic, out, w, x, cols) },
-		peakFMA:      peakFMAGeneric,
-		maxF32:       maxGeneric,
-		scale:        scaleGeneric,
-		xorWords:     xorWordsGeneric,
-		qDot:         qDotGeneric,
-		expSum:       expSumGeneric,
-		indexAtLeast: indexAtLeastGeneric,
-		siluMul:      siluMulGeneric,
-		softmaxExp:   softmaxExpGeneric,
-		peakBF16:     func(int) int64 { return 0 },
-		matMulAdd:    matMulAddGeneric,
+		name:          "generic",
+		cvtBF16:       cvtBF16Generic,
+		cvtF16:        cvtF16Generic,
+		dotF32:        dotF32Generic,
+		dotBF16:       dotBF16Generic,
+		dotF16:        dotF16Generic,
+		axpy:          axpyGeneric,
+		matVecBF16:    func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotBF16Generic, out, w, x, cols) },
+		matVecF16:     func(out []float32, w []uint16, x []float32, cols int) { matVecGeneric(dotF16Generic, out, w, x, cols) },
+		matVecF32:     func(out []float32, w, x []float32, cols int) { matVecGeneric(dotF32Generic, out, w, x, cols) },
+		peakFMA:       peakFMAGeneric,
+		maxF32:        maxGeneric,
+		scale:         scaleGeneric,
+		xorWords:      xorWordsGeneric,
+		qDot:          qDotGeneric,
+		expSum:        expSumGeneric,
+		indexAtLeast:  indexAtLeastGeneric,
+		siluMul:       siluMulGeneric,
+		softmaxExp:    softmaxExpGeneric,
+		peakBF16:      func(int) int64 { return 0 },
+		matMulAddF32:  whole(matMulAddF32Generic),
+		matMulAddF16:  whole(matMulAddF16Generic),
+		matMulAddBF16: whole(matMulAddBF16Generic),
+		prefetch:      func(*byte, int) {},
 	}
 	t.setProducts(accel{})
 	return t

@@ -83,13 +83,23 @@ func vectorTable(f features, t *table, a *accel) {
 		}
 		axpyGeneric(a, x[n:], y[n:])
 	}
-	if f.avx512 {
-		t.matMulAdd = vecMatMulAdd(32, []matMulAddTile{matMulAdd1AVX512, matMulAdd2AVX512, matMulAdd3AVX512,
-			matMulAdd4AVX512, matMulAdd5AVX512, matMulAdd6AVX512, matMulAdd7AVX512, matMulAdd8AVX512,
-			matMulAdd9AVX512, matMulAdd10AVX512, matMulAdd11AVX512, matMulAdd12AVX512})
+	t.prefetch = prefetchRange
+	// The rows of the matMulAdd tiles (matMulAddRows of the generator).
+	if rows := []int{16, 4, 2, 1}; f.avx512 {
+		t.matMulAddF32 = vecMatMulAdd(16, rows, []matMulAddTile[float32]{matMulAdd16F32AVX512, matMulAdd4F32AVX512,
+			matMulAdd2F32AVX512, matMulAdd1F32AVX512}, matMulAddF32Generic)
+		t.matMulAddF16 = vecMatMulAdd(16, rows, []matMulAddTile[uint16]{matMulAdd16F16AVX512, matMulAdd4F16AVX512,
+			matMulAdd2F16AVX512, matMulAdd1F16AVX512}, matMulAddF16Generic)
+		t.matMulAddBF16 = vecMatMulAdd(16, rows, []matMulAddTile[uint16]{matMulAdd16BF16AVX512, matMulAdd4BF16AVX512,
+			matMulAdd2BF16AVX512, matMulAdd1BF16AVX512}, matMulAddBF16Generic)
 	} else {
-		t.matMulAdd = vecMatMulAdd(16, []matMulAddTile{matMulAdd1AVX2, matMulAdd2AVX2, matMulAdd3AVX2,
-			matMulAdd4AVX2, matMulAdd5AVX2, matMulAdd6AVX2})
+		rows[0] = 12
+		t.matMulAddF32 = vecMatMulAdd(8, rows, []matMulAddTile[float32]{matMulAdd12F32AVX2, matMulAdd4F32AVX2,
+			matMulAdd2F32AVX2, matMulAdd1F32AVX2}, matMulAddF32Generic)
+		t.matMulAddF16 = vecMatMulAdd(8, rows, []matMulAddTile[uint16]{matMulAdd12F16AVX2, matMulAdd4F16AVX2,
+			matMulAdd2F16AVX2, matMulAdd1F16AVX2}, matMulAddF16Generic)
+		t.matMulAddBF16 = vecMatMulAdd(8, rows, []matMulAddTile[uint16]{matMulAdd12BF16AVX2, matMulAdd4BF16AVX2,
+			matMulAdd2BF16AVX2, matMulAdd1BF16AVX2}, matMulAddBF16Generic)
 	}
 	t.qDot = qDotAVX2
 	silu, softmaxExp := siluMulAVX2, softmaxExpAVX2

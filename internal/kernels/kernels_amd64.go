@@ -254,95 +254,130 @@ func dot1x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, a
 //go:noescape
 func roundBF16WordsAVX512(dst *uint16, src *float32, n int)
 
-// matMulAdd1AVX2 adds the product of 1 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+// matMulAdd12F32AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 12 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd1AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd12F32AVX2(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd2AVX2 adds the product of 2 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+// matMulAdd4F32AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 4 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd2AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd4F32AVX2(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd3AVX2 adds the product of 3 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+// matMulAdd2F32AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 2 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd3AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd2F32AVX2(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd4AVX2 adds the product of 4 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+// matMulAdd1F32AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 1 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd4AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd1F32AVX2(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd5AVX2 adds the product of 5 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+// matMulAdd12F16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 12 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd5AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd12F16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd6AVX2 adds the product of 6 rows of a (row stride lda) and a panel of b (row stride ldb) 16 columns wide, over k, to c (row stride ldc).
+// matMulAdd4F16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 4 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd6AVX2(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd4F16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd1AVX512 adds the product of 1 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd2F16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 2 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd1AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd2F16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd2AVX512 adds the product of 2 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd1F16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 1 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd2AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd1F16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd3AVX512 adds the product of 3 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd12BF16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 12 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd3AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd12BF16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd4AVX512 adds the product of 4 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd4BF16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 4 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd4AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd4BF16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd5AVX512 adds the product of 5 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd2BF16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 2 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd5AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd2BF16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd6AVX512 adds the product of 6 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd1BF16AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 1 and j < 8, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd6AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd1BF16AVX2(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd7AVX512 adds the product of 7 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd16F32AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 16 and j < 16, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd7AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd16F32AVX512(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd8AVX512 adds the product of 8 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd4F32AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 4 and j < 16, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd8AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd4F32AVX512(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd9AVX512 adds the product of 9 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd2F32AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 2 and j < 16, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd9AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd2F32AVX512(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd10AVX512 adds the product of 10 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd1F32AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 1 and j < 16, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd10AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd1F32AVX512(c *float32, ldc int, a *float32, lda int, b *float32, ldb int, k int, add bool)
 
-// matMulAdd11AVX512 adds the product of 11 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd16F16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 16 and j < 16, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd11AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd16F16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
 
-// matMulAdd12AVX512 adds the product of 12 rows of a (row stride lda) and a panel of b (row stride ldb) 32 columns wide, over k, to c (row stride ldc).
+// matMulAdd4F16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 4 and j < 16, accumulated from zero in the order of l.
 //
 //go:noescape
-func matMulAdd12AVX512(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+func matMulAdd4F16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// matMulAdd2F16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 2 and j < 16, accumulated from zero in the order of l.
+//
+//go:noescape
+func matMulAdd2F16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// matMulAdd1F16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F16) for r < 1 and j < 16, accumulated from zero in the order of l.
+//
+//go:noescape
+func matMulAdd1F16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// matMulAdd16BF16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 16 and j < 16, accumulated from zero in the order of l.
+//
+//go:noescape
+func matMulAdd16BF16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// matMulAdd4BF16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 4 and j < 16, accumulated from zero in the order of l.
+//
+//go:noescape
+func matMulAdd4BF16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// matMulAdd2BF16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 2 and j < 16, accumulated from zero in the order of l.
+//
+//go:noescape
+func matMulAdd2BF16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// matMulAdd1BF16AVX512 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b BF16) for r < 1 and j < 16, accumulated from zero in the order of l.
+//
+//go:noescape
+func matMulAdd1BF16AVX512(c *float32, ldc int, a *float32, lda int, b *uint16, ldb int, k int, add bool)
+
+// prefetchRange fetches the cache lines of the n bytes at p into L1 (PREFETCHT0).
+//
+//go:noescape
+func prefetchRange(p *byte, n int)
 
 // peakFMAAVX2 runs n iterations of 12 independent vector FMAs on registers.
 //

@@ -1,63 +1,117 @@
 package kernels
 
-// MatMulAdd adds the product of a [m, k] and b [k, n] to out [m, n], all row-major:
-// out[i*n+j] += Σ_l a[i*k+l]·b[l*n+j], each sum accumulated in float32 over l in order and
-// then added. Unlike MatMulF32, neither operand is packed, so a product pays nothing for
-// operands it uses once, as attention's tiles are: the elements of a are broadcast and the
-// rows of b read as vectors as they are.
-func MatMulAdd(out, a, b []float32, m, k, n int) {
-	if m < 0 || k < 0 || n < 0 {
-		panic("kernels: bad matrix product shape")
+import (
+	"unsafe"
+
+	"github.com/fathom-llm/fathom/internal/half"
+)
+
+// MatMulAdd sets c[i*ldc+j] to Σ_{l<k} a[i*lda+l]·b[l*ldb+j] for i < m and j < n, or adds
+// that sum to it if add: the product of a row-major [m, k] matrix a and a row-major [k, n]
+// matrix b, each read with its own row stride, into the [m, n] matrix c, its row stride ldc.
+// Each sum is accumulated in float32 from zero in the order of l, then stored or added, so
+// an element of c does not depend on m, n or the other rows and columns of the call: the
+// products of attention rest on it. Neither operand is packed, so a product pays nothing for
+// operands it uses once, as attention's are: the elements of a are broadcast and the rows of
+// b read as vectors as they are. A shape that does not fit the slices panics.
+func MatMulAdd(c []float32, ldc int, a []float32, lda int, b []float32, ldb int, m, k, n int, add bool) {
+	if matMulAddShape(len(c), ldc, len(a), lda, len(b), ldb, m, k, n) {
+		impl.matMulAddF32(c, ldc, a, lda, b, ldb, m, k, n, add)
 	}
-	out, a, b = out[:m*n], a[:m*k], b[:k*n]
-	if m == 0 || k == 0 || n == 0 {
-		return
-	}
-	impl.matMulAdd(out, a, b, m, k, n)
 }
 
-// matMulAddGeneric is MatMulAdd in Go.
-func matMulAddGeneric(out, a, b []float32, m, k, n int) { matMulAddColumns(out, a, b, m, k, n, 0) }
+// MatMulAddF16 is MatMulAdd for b in float16, widened to float32 as it is read.
+func MatMulAddF16(c []float32, ldc int, a []float32, lda int, b []uint16, ldb int, m, k, n int, add bool) {
+	if matMulAddShape(len(c), ldc, len(a), lda, len(b), ldb, m, k, n) {
+		impl.matMulAddF16(c, ldc, a, lda, b, ldb, m, k, n, add)
+	}
+}
 
-// matMulAddColumns is MatMulAdd for the columns [j0, n) of out only.
-func matMulAddColumns(out, a, b []float32, m, k, n, j0 int) {
-	var acc [64]float32
-	for i := range m {
-		ai := a[i*k : (i+1)*k]
-		for c0 := j0; c0 < n; c0 += len(acc) {
-			s := acc[:min(len(acc), n-c0)]
-			clear(s)
-			for l, v := range ai {
-				br := b[l*n+c0:][:len(s)]
-				for j := range s {
-					s[j] += v * br[j]
+// MatMulAddBF16 is MatMulAdd for b in bfloat16, widened to float32 as it is read.
+func MatMulAddBF16(c []float32, ldc int, a []float32, lda int, b []uint16, ldb int, m, k, n int, add bool) {
+	if matMulAddShape(len(c), ldc, len(a), lda, len(b), ldb, m, k, n) {
+		impl.matMulAddBF16(c, ldc, a, lda, b, ldb, m, k, n, add)
+	}
+}
+
+// Prefetch asks the CPU to bring the cache lines of s into L1, where the vector
+// implementations run: a product over operands scattered in memory, as the blocks of a paged
+// KV cache are, prefetches the next while it computes the last.
+func Prefetch[E any](s []E) {
+	if len(s) > 0 {
+		impl.prefetch((*byte)(unsafe.Pointer(unsafe.SliceData(s))), len(s)*int(unsafe.Sizeof(s[0])))
+	}
+}
+
+// matMulAddShape panics unless the matrices of a MatMulAdd fit their slices, and reports
+// whether there is anything to compute.
+func matMulAddShape(lc, ldc, la, lda, lb, ldb, m, k, n int) bool {
+	if m < 0 || k < 0 || n < 0 || ldc < n || lda < k || ldb < n ||
+		m > 0 && (lc < (m-1)*ldc+n || la < (m-1)*lda+k) || k > 0 && lb < (k-1)*ldb+n {
+		panic("kernels: bad matrix product shape")
+	}
+	return m > 0 && n > 0
+}
+
+// matMulAddFunc is MatMulAdd for b of element type E, its shape checked.
+type matMulAddFunc[E uint16 | float32] func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n int, add bool)
+
+// matMulAddGeneric returns MatMulAdd in Go for b widened by widen, over the columns [j0, n).
+func matMulAddGeneric[E uint16 | float32](widen func(E) float32) func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n, j0 int, add bool) {
+	return func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n, j0 int, add bool) {
+		for i := range m {
+			ci := c[i*ldc : i*ldc+n]
+			for j := j0; j < n; j++ {
+				var s float32
+				for l := range k {
+					s += a[i*lda+l] * widen(b[l*ldb+j])
 				}
-			}
-			o := out[i*n+c0:][:len(s)]
-			for j := range s {
-				o[j] += s[j]
+				if add {
+					s += ci[j]
+				}
+				ci[j] = s
 			}
 		}
 	}
 }
 
-// matMulAddTile is a vector tile of MatMulAdd: r rows of a (row stride lda) times a panel of
-// b (row stride ldb) whose width the table gives, over k, added to c (row stride ldc).
-type matMulAddTile func(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)
+var (
+	matMulAddF32Generic  = matMulAddGeneric(func(v float32) float32 { return v })
+	matMulAddF16Generic  = matMulAddGeneric(half.F16ToF32)
+	matMulAddBF16Generic = matMulAddGeneric(half.BF16ToF32)
+)
 
-// vecMatMulAdd returns MatMulAdd by tiles, tiles[r-1] taking r rows, over panels of width
-// columns; the columns past the last whole panel go the generic way.
-func vecMatMulAdd(width int, tiles []matMulAddTile) func(out, a, b []float32, m, k, n int) {
-	return func(out, a, b []float32, m, k, n int) {
+// whole returns a generic MatMulAdd as a matMulAddFunc, all of its columns.
+func whole[E uint16 | float32](f func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n, j0 int, add bool)) matMulAddFunc[E] {
+	return func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n int, add bool) {
+		f(c, ldc, a, lda, b, ldb, m, k, n, 0, add)
+	}
+}
+
+// matMulAddTile is a vector tile of MatMulAdd: some rows of a times a panel of b one vector
+// wide, over k (see the generator).
+type matMulAddTile[E uint16 | float32] func(c *float32, ldc int, a *float32, lda int, b *E, ldb int, k int, add bool)
+
+// vecMatMulAdd returns MatMulAdd by tiles over panels of width columns, tiles[t] taking
+// rows[t] rows (rows decreasing to 1), each run of rows taken by the largest tile that fits
+// it. The columns past the last whole panel, and products over no l, go to rest.
+func vecMatMulAdd[E uint16 | float32](width int, rows []int, tiles []matMulAddTile[E],
+	rest func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n, j0 int, add bool)) matMulAddFunc[E] {
+	return func(c []float32, ldc int, a []float32, lda int, b []E, ldb int, m, k, n int, add bool) {
 		whole := n / width * width
+		if k == 0 {
+			whole = 0
+		}
 		for j := 0; j < whole; j += width {
-			for i := 0; i < m; i += len(tiles) {
-				r := min(len(tiles), m-i)
-				tiles[r-1](&a[i*k], k, &b[j], n, k, &out[i*n+j], n)
+			for i, t := 0, 0; i < m; i += rows[t] {
+				for rows[t] > m-i {
+					t++
+				}
+				tiles[t](&c[i*ldc+j], ldc, &a[i*lda], lda, &b[j], ldb, k, add)
 			}
 		}
 		if whole < n {
-			matMulAddColumns(out, a, b, m, k, n, whole)
+			rest(c, ldc, a, lda, b, ldb, m, k, n, whole, add)
 		}
 	}
 }

@@ -95,6 +95,7 @@ func main() {
 	}
 	roundWords()
 	matMulAddTiles()
+	prefetchRange()
 	peakFMA(avx2, 12)
 	peakFMA(avx512, 24)
 	peakBF16()

@@ -8,33 +8,34 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// matMulAddRows is the most rows of A that one matMulAdd tile takes: as many as leave room
-// in the vector registers for two accumulators per row, the two vectors of a row of B and a
-// broadcast.
-var matMulAddRows = map[int]int{8: 6, 16: 12}
+// matMulAddRows are the numbers of rows of A that the matMulAdd tiles take, by lanes: the
+// most as many as leave room in the vector registers for an accumulator per row, the row of
+// B and (AVX2, which has no broadcast operand) a broadcast; the others for the rows left.
+var matMulAddRows = map[int][]int{8: {12, 4, 2, 1}, 16: {16, 4, 2, 1}}
 
-// matMulAddTiles emits the tiles of kernels.MatMulAdd for every row count up to
-// matMulAddRows, for AVX2 and AVX-512.
+// matMulAddTiles emits the tiles of kernels.MatMulAdd, for B of every element type and the
+// row counts of matMulAddRows, for AVX2 and AVX-512.
 func matMulAddTiles() {
 	for _, s := range []isa{avx2, avx512} {
-		for rows := 1; rows <= matMulAddRows[s.lanes]; rows++ {
-			matMulAdd(s, rows)
+		for _, e := range []elem{f32, f16, bf16} {
+			for _, rows := range matMulAddRows[s.lanes] {
+				matMulAdd(s, e, rows)
+			}
 		}
 	}
 }
 
-// matMulAdd emits matMulAdd<R><ISA>(a *float32, lda int, b *float32, ldb int, k int, c
-// *float32, ldc int): c[r*ldc+j] += Σ_{l<k} a[r*lda+l]·b[l*ldb+j] for r < R and j < 2·lanes,
-// the product of R rows of a row-major A with a panel of a row-major B two vectors wide, each
-// sum accumulated in float32 from zero and then added to C. Neither operand is packed: each
-// element of A is broadcast to a register once for both vectors of B's row, B's rows are
-// loaded as they are. (A broadcast operand of each FMA instead loads every element twice,
-// which measured slower on Zen 5.)
-func matMulAdd(s isa, rows int) {
-	const nv = 2 // vectors of B per row
-	name := fmt.Sprintf("matMulAdd%d%s", rows, s.suffix)
-	text(name, "func(a *float32, lda int, b *float32, ldb int, k int, c *float32, ldc int)",
-		"%s adds the product of %d rows of a (row stride lda) and a panel of b (row stride ldb) %d columns wide, over k, to c (row stride ldc).", name, rows, nv*s.lanes)
+// matMulAdd emits matMulAdd<R><E><ISA>(c *float32, ldc int, a *float32, lda int, b *E, ldb
+// int, k int, add bool): c[r*ldc+j] = Σ_{l<k} a[r*lda+l]·b[l*ldb+j] for r < R and j < lanes,
+// or c[r*ldc+j] plus that sum if add: the product of R rows of a row-major A with a panel of
+// a row-major B one vector wide, each sum accumulated in float32 from zero in the order of l.
+// Neither operand is packed: the elements of A are broadcast, B's rows widened to float32 as
+// they are loaded.
+func matMulAdd(s isa, e elem, rows int) {
+	name := fmt.Sprintf("matMulAdd%d%s%s", rows, e.name, s.suffix)
+	text(name, fmt.Sprintf("func(c *float32, ldc int, a *float32, lda int, b *%s, ldb int, k int, add bool)", e.goType),
+		"%s sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b %s) for r < %d and j < %d, accumulated from zero in the order of l.",
+		name, e.name, rows, s.lanes)
 	lda := param("lda")
 	SHLQ(U8(2), lda)
 	lda3 := GP64()
@@ -62,49 +63,67 @@ func matMulAdd(s isa, rows int) {
 	}
 	b := param("b")
 	ldb := param("ldb")
-	SHLQ(U8(2), ldb)
+	SHLQ(U8(e.shift()), ldb)
 	k := param("k")
-	acc := make([][nv]VecVirtual, rows)
+	acc := make([]VecVirtual, rows)
 	for r := range acc {
-		for v := range nv {
-			acc[r][v] = s.vec()
-			VXORPS(acc[r][v], acc[r][v], acc[r][v])
+		acc[r] = zeroed(s)
+	}
+	countdown(k, 1, func() {
+		bv := s.vec()
+		e.load(Mem{Base: b}, bv, s)
+		for r := range rows {
+			if s.lanes == 16 {
+				VFMADD231PS_BCST(row(r), bv, acc[r])
+			} else {
+				av := s.vec()
+				VBROADCASTSS(row(r), av)
+				VFMADD231PS(av, bv, acc[r])
+			}
 		}
-	}
-	Label("loop")
-	TESTQ(k, k)
-	JZ(LabelRef("done"))
-	var bv [nv]VecVirtual
-	for v := range nv {
-		bv[v] = s.vec()
-		VMOVUPS(Mem{Base: b, Disp: v * s.lanes * 4}, bv[v])
-	}
-	for r := range rows {
-		av := s.vec()
-		VBROADCASTSS(row(r), av)
-		for v := range nv {
-			VFMADD231PS(av, bv[v], acc[r][v])
+		for _, p := range base {
+			ADDQ(U8(4), p)
 		}
-	}
-	for _, p := range base {
-		ADDQ(U8(4), p)
-	}
-	ADDQ(ldb, b)
-	DECQ(k)
-	JMP(LabelRef("loop"))
-	Label("done")
+		ADDQ(ldb, b)
+	})
 	c := param("c")
 	ldc := param("ldc")
 	SHLQ(U8(2), ldc)
+	add := Load(Param("add"), GP8())
+	TESTB(add, add)
+	JZ(LabelRef("store"))
+	p := GP64()
+	MOVQ(c, p)
 	for r := range rows {
-		for v := range nv {
-			m := Mem{Base: c, Disp: v * s.lanes * 4}
-			VADDPS(m, acc[r][v], acc[r][v])
-			VMOVUPS(acc[r][v], m)
+		VADDPS(Mem{Base: p}, acc[r], acc[r])
+		if r+1 < rows {
+			ADDQ(ldc, p)
 		}
+	}
+	Label("store")
+	for r := range rows {
+		VMOVUPS(acc[r], Mem{Base: c})
 		if r+1 < rows {
 			ADDQ(ldc, c)
 		}
 	}
 	ret()
+}
+
+// prefetchRange emits prefetchRange(p *byte, n int): PREFETCHT0 of each cache line
+// of the n bytes at p.
+func prefetchRange() {
+	text("prefetchRange", "func(p *byte, n int)",
+		"prefetchRange fetches the cache lines of the n bytes at p into L1 (PREFETCHT0).")
+	p := param("p")
+	n := param("n")
+	Label("loop")
+	CMPQ(n, U8(0))
+	JLE(LabelRef("done"))
+	PREFETCHT0(Mem{Base: p})
+	ADDQ(U8(64), p)
+	SUBQ(U8(64), n)
+	JMP(LabelRef("loop"))
+	Label("done")
+	RET()
 }
