@@ -100,19 +100,16 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 	if err := batch.CheckWindow(p.SlidingWindow); err != nil {
 		return err
 	}
-	hd := p.HeadDim
+	hd, bs := p.HeadDim, c.cfg.BlockSize
 	for t, slot := range batch.Slots {
 		for h := range p.KVHeads {
 			from := t*kvDim + h*hd
-			c.store(c.at(p.Layer, h, slot), ks[from:from+hd], vs[from:from+hd])
+			c.store(c.block(p.Layer, h, slot/bs), slot%bs, ks[from:from+hd], vs[from:from+hd])
 		}
 	}
 	t := &b.attention
 	t.b, t.p, t.batch, t.dst, t.q = b, p, batch, d, qs
 	t.plan()
-	for i := range b.scratch {
-		growAligned(&b.scratch[i].v, c.cfg.BlockSize*hd)
-	}
 	b.pool.each(len(t.items), 1, len(t.items), t)
 	t.b, t.batch, t.dst, t.q = nil, nil, nil, nil
 	return nil
@@ -120,15 +117,15 @@ func (b *Backend) Attention(dst, q, k, v backend.Tensor, bt backend.Batch, p bac
 
 // Attention computes every query row (a token's query head) in one way, whatever else the
 // step holds, so that a token's result does not depend on its batch (the prefix cache and
-// seeded sampling rest on it): its scores q·k over the positions it attends to, each the
-// canonical product of the kernels (the same bits whether a product has one query row or
-// many, and whatever positions share it); scaled, their softmax over the whole row; then for
-// each cache block (blocks are aligned to absolute positions) the values weighted by the
-// probabilities of the block's positions, summed in position order, added to the output.
-// A tile of query rows (the query heads that share a KV head, of up to tileRows consecutive
-// tokens of one sequence) shares the reading of the keys and values a block at a time: the
-// keys meet all its rows in one product, read in place, and the values all its rows in one
-// kernels.MatMulAdd, the positions a row does not attend to adding exact zeros.
+// seeded sampling rest on it): its scores q·k over the positions it attends to, each summed
+// over the head in order (kernels.MatMulAdd, the same bits whatever rows and positions share
+// the product); scaled, their softmax over the whole row; then for each cache block (blocks
+// are aligned to absolute positions) the values weighted by the probabilities of the block's
+// positions, summed in position order, added to the output. A tile of query rows (the query
+// heads that share a KV head, of up to tileRows consecutive tokens of one sequence) shares
+// the reading of the keys and values a block at a time: the keys meet all its rows in one
+// product, and the values all its rows in another, the positions a row does not attend to
+// adding exact zeros.
 const tileRows = 64
 
 // attentionItem is a unit of attention: KV head h for the batch tokens [t0, t1),
@@ -149,12 +146,9 @@ type attentionTask struct {
 	tiles []tileScratch // per worker
 }
 
-// tileScratch is a worker's memory for one query tile: the query rows, the scores (then the
-// probabilities) of a cache block for every row, the rows' outputs, and where each row's
-// scores start in the worker's scratch a.
+// tileScratch is a worker's memory for one query tile: the query rows and their outputs.
 type tileScratch struct {
-	q, blk, o []float32
-	off       []int
+	q, o []float32
 }
 
 // first returns the first position that a token at pos attends to.
@@ -208,66 +202,37 @@ func (t *attentionTask) tile(worker int, it attentionItem) {
 		from := (i*p.Heads + it.h*group) * hd
 		copy(s.q[(i-i0)*group*hd:], t.q[from:from+group*hd])
 	}
-	// Row r (token i0 + r/group) attends to [first(pos), pos]; its scores are
-	// a[off[r]:off[r+1]].
-	s.off = growInts(s.off, m+1)
-	lo, hi, total := toks[i0].Pos, 0, 0
+	// The tile reads the positions [lo, hi), in the blocks [b0, b1); row r's scores, then
+	// its probabilities, are a[r*width:][:width], position b0·bs + j at j.
+	lo, hi := t.first(toks[i0].Pos), toks[i1-1].Pos+1
+	b0, b1 := lo/bs, (hi+bs-1)/bs
+	width := (b1 - b0) * bs
+	growAligned(&w.a, m*width)
+	a := w.a[:m*width]
+	table := t.batch.Table(i0)
+	for b := b0; b < b1; b++ {
+		if b+1 < b1 {
+			c.prefetch(c.block(p.Layer, it.h, table[b+1]), false)
+		}
+		c.scores(a[(b-b0)*bs:], width, s.q, m, c.block(p.Layer, it.h, table[b]))
+	}
 	for r := range m {
 		pos := toks[i0+r/group].Pos
-		s.off[r] = total
-		total += pos + 1 - t.first(pos)
-		lo, hi = min(lo, t.first(pos)), max(hi, pos+1)
+		f, e := t.first(pos)-b0*bs, pos+1-b0*bs
+		row := a[r*width : (r+1)*width]
+		kernels.Scale(row[f:e], p.Scale)
+		kernels.Softmax(row[f:e])
+		clear(row[:f])
+		clear(row[e:])
 	}
-	s.off[m] = total
-	growAligned(&w.a, total)
-	scores := w.a[:total]
-	span := func(r, pos, n int) (a, b, f int) { // row r's positions of [pos, pos+n), and its first
-		end := toks[i0+r/group].Pos + 1
-		f = t.first(end - 1)
-		return max(pos, f), min(pos+n, end), f
-	}
-	table := t.batch.Table(i0)
-	s.blk = grow(s.blk, m*bs)
-	for pos := lo; pos < hi; {
-		n := min(bs-pos%bs, hi-pos) // positions left in this block
-		at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
-		blk := s.blk[:m*n]
-		c.scores(&w.k, blk, at, s.q[:m*hd], m, n)
-		for r := range m {
-			if a, b, f := span(r, pos, n); a < b {
-				copy(scores[s.off[r]+a-f:], blk[r*n+a-pos:r*n+b-pos])
-			}
-		}
-		pos += n
-	}
-	for r := range m {
-		row := scores[s.off[r]:s.off[r+1]]
-		kernels.Scale(row, p.Scale)
-		kernels.Softmax(row)
-	}
-	// The values weighted by the probabilities, a cache block at a time: each row's
-	// probabilities of the block's positions (zeros where the row does not attend) times the
-	// block's values, summed in position order and added to the row's output.
 	s.o = grow(s.o, m*hd)
 	clear(s.o)
-	for pos := lo; pos < hi; {
-		n := min(bs-pos%bs, hi-pos)
-		at := c.at(p.Layer, it.h, table[pos/bs]*bs+pos%bs)
-		vals := c.values(w.v, at, n, hd)
-		probs := s.blk[:m*n]
-		for r := range m {
-			row := probs[r*n : (r+1)*n]
-			a, b, f := span(r, pos, n)
-			if a >= b {
-				clear(row)
-				continue
-			}
-			clear(row[:a-pos])
-			copy(row[a-pos:b-pos], scores[s.off[r]+a-f:])
-			clear(row[b-pos:])
+	for b := b0; b < b1; b++ {
+		if b+1 < b1 {
+			c.prefetch(c.block(p.Layer, it.h, table[b+1]), true)
 		}
-		kernels.MatMulAdd(s.o, probs, vals, m, n, hd)
-		pos += n
+		from, to := max(lo, b*bs), min(hi, (b+1)*bs)
+		c.weigh(s.o, a[from-b0*bs:], width, m, c.block(p.Layer, it.h, table[b]), from-b*bs, to-from)
 	}
 	for r := range m {
 		copy(t.out(i0, r, it.h), s.o[r*hd:(r+1)*hd])

@@ -11,10 +11,12 @@ import (
 )
 
 // cache is a paged KV cache in host memory, its keys and values stored in float16 (the
-// default), bfloat16 or float32. The keys (and values) of one layer, block and KV head are a
-// contiguous [blockSize, headDim] matrix, so attention scores a block with one
-// matrix-vector product: position o of block p, head h of layer l starts at
-// (((l*blocks+p)*kvHeads+h)*blockSize+o)*headDim of k and v.
+// default), bfloat16 or float32. The keys and the values of one layer, block and KV head
+// start at the same offset ((l*blocks+p)*kvHeads+h)*blockSize*headDim of k and v (block p,
+// head h, layer l): the values a [blockSize, headDim] matrix, a position per row; the keys
+// its transpose, [headDim, blockSize], so that attention's scores of a block are one product
+// of the query rows with the keys as they are stored, each score summed over the head in
+// order (kernels.MatMulAdd), and its weighted values one product with the values.
 type cache struct {
 	owner  *Backend
 	cfg    backend.CacheConfig
@@ -89,55 +91,79 @@ type batch struct {
 // Len is the number of tokens in the batch.
 func (bt *batch) Len() int { return len(bt.Tokens) }
 
-// at returns the offset in the keys and values of the key of layer l, KV head h and cache
-// slot (block·blockSize + offset).
-func (c *cache) at(l, h, slot int) int {
+// block returns the offset in k and v of the keys and values of layer l, KV head h and
+// cache block p.
+func (c *cache) block(l, h, p int) int {
+	return ((l*c.cfg.Blocks+p)*c.cfg.KVHeads + h) * c.cfg.BlockSize * c.cfg.HeadDim
+}
+
+// store writes one head's key and value at position o of the block at offset at, converted
+// to the stored type.
+func (c *cache) store(at, o int, k, v []float32) {
 	bs := c.cfg.BlockSize
-	return (((l*c.cfg.Blocks+slot/bs)*c.cfg.KVHeads+h)*bs + slot%bs) * c.cfg.HeadDim
-}
-
-// store writes one head's key and value at offset at, converted to the stored type.
-func (c *cache) store(at int, k, v []float32) {
+	kt, vt := at+o, at+o*len(v) // the key's first element, a column; the value's row
 	switch c.cfg.DType {
 	case safetensors.F32:
-		copy(c.k32[at:at+len(k)], k)
-		copy(c.v32[at:at+len(v)], v)
+		for i := range k {
+			c.k32[kt+i*bs] = k[i]
+		}
+		copy(c.v32[vt:vt+len(v)], v)
 	case safetensors.BF16:
 		for i := range k {
-			c.k16[at+i], c.v16[at+i] = half.F32ToBF16(k[i]), half.F32ToBF16(v[i])
+			c.k16[kt+i*bs], c.v16[vt+i] = half.F32ToBF16(k[i]), half.F32ToBF16(v[i])
 		}
 	default:
 		for i := range k {
-			c.k16[at+i], c.v16[at+i] = half.F32ToF16(k[i]), half.F32ToF16(v[i])
+			c.k16[kt+i*bs], c.v16[vt+i] = half.F32ToF16(k[i]), half.F32ToF16(v[i])
 		}
 	}
 }
 
-// scores sets out[r*n+j] = q_r·key_j for the m query rows q_r of q ([m, headDim]) and the n
-// positions from offset at, by the kernels' canonical products (the same bits for any m and
-// n), with the working memory s.
-func (c *cache) scores(s *kernels.Scratch, out []float32, at int, q []float32, m, n int) {
+// prefetch asks for the keys, or the values, of the block at offset at to be brought into
+// L1 while attention computes over the block before it.
+func (c *cache) prefetch(at int, values bool) {
+	n := c.cfg.BlockSize * c.cfg.HeadDim
+	if c.cfg.DType == safetensors.F32 {
+		kernels.Prefetch(pick(values, c.v32, c.k32)[at : at+n])
+		return
+	}
+	kernels.Prefetch(pick(values, c.v16, c.k16)[at : at+n])
+}
+
+// pick returns a when values is set, else b.
+func pick[E any](values bool, a, b []E) []E {
+	if values {
+		return a
+	}
+	return b
+}
+
+// scores sets out[r*ldo+j] = q_r·key_j for the m query rows q_r of q ([m, headDim]) and the
+// positions j of the block at offset at (all blockSize of them, whether written or not).
+func (c *cache) scores(out []float32, ldo int, q []float32, m, at int) {
+	hd, bs := c.cfg.HeadDim, c.cfg.BlockSize
+	switch c.cfg.DType {
+	case safetensors.F32:
+		kernels.MatMulAdd(out, ldo, q, hd, c.k32[at:at+hd*bs], bs, m, hd, bs, false)
+	case safetensors.BF16:
+		kernels.MatMulAddBF16(out, ldo, q, hd, c.k16[at:at+hd*bs], bs, m, hd, bs, false)
+	default:
+		kernels.MatMulAddF16(out, ldo, q, hd, c.k16[at:at+hd*bs], bs, m, hd, bs, false)
+	}
+}
+
+// weigh adds to out ([m, headDim]) the values of the n positions from position o of the
+// block at offset at weighted by p (row r's weights from p[r*ldp]): Σ_j p[r*ldp+j]·value_{o+j},
+// summed in position order, then added.
+func (c *cache) weigh(out, p []float32, ldp, m, at, o, n int) {
 	hd := c.cfg.HeadDim
+	at += o * hd
 	switch c.cfg.DType {
 	case safetensors.F32:
-		s.MatMulF32Rows(out, c.k32[at:at+n*hd], q, m, n, hd, 0, n)
+		kernels.MatMulAdd(out, hd, p, ldp, c.v32[at:at+n*hd], hd, m, n, hd, true)
 	case safetensors.BF16:
-		s.MatMulBF16Rows(out, c.k16[at:at+n*hd], q, m, n, hd, 0, n)
+		kernels.MatMulAddBF16(out, hd, p, ldp, c.v16[at:at+n*hd], hd, m, n, hd, true)
 	default:
-		s.MatMulF16Rows(out, c.k16[at:at+n*hd], q, m, n, hd, 0, n)
+		kernels.MatMulAddF16(out, hd, p, ldp, c.v16[at:at+n*hd], hd, m, n, hd, true)
 	}
-}
-
-// values returns the values of n positions from offset at as float32, in tmp when they are
-// stored in 16 bits.
-func (c *cache) values(tmp []float32, at, n, hd int) []float32 {
-	switch c.cfg.DType {
-	case safetensors.F32:
-		return c.v32[at : at+n*hd]
-	case safetensors.BF16:
-		kernels.BF16ToF32Slice(tmp[:n*hd], c.v16[at:at+n*hd])
-	default:
-		kernels.F16ToF32Slice(tmp[:n*hd], c.v16[at:at+n*hd])
-	}
-	return tmp[:n*hd]
 }

@@ -34,7 +34,6 @@ type Backend struct {
 // separate cache lines.
 type workerScratch struct {
 	a      []float32         // a tile's attention scores
-	v      []float32         // a block of attention values widened to float32
 	k      kernels.Scratch   // the matrix products' working memory
 	px, py []float32         // a panel's activations and product (weight.mulRows)
 	pq     kernels.QuantActs // a panel's quantized activations
