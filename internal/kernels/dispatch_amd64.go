@@ -84,23 +84,20 @@ func vectorTable(f features, t *table, a *accel) {
 		axpyGeneric(a, x[n:], y[n:])
 	}
 	t.prefetch = prefetchRange
-	// The rows of the matMulAdd tiles (matMulAddRows of the generator).
-	if rows := []int{16, 4, 2, 1}; f.avx512 {
-		t.matMulAddF32 = vecMatMulAdd(16, rows, []matMulAddTile[float32]{matMulAdd16F32AVX512, matMulAdd4F32AVX512,
-			matMulAdd2F32AVX512, matMulAdd1F32AVX512}, matMulAddF32Generic)
-		t.matMulAddF16 = vecMatMulAdd(16, rows, []matMulAddTile[uint16]{matMulAdd16F16AVX512, matMulAdd4F16AVX512,
-			matMulAdd2F16AVX512, matMulAdd1F16AVX512}, matMulAddF16Generic)
-		t.matMulAddBF16 = vecMatMulAdd(16, rows, []matMulAddTile[uint16]{matMulAdd16BF16AVX512, matMulAdd4BF16AVX512,
-			matMulAdd2BF16AVX512, matMulAdd1BF16AVX512}, matMulAddBF16Generic)
-	} else {
-		rows[0] = 12
-		t.matMulAddF32 = vecMatMulAdd(8, rows, []matMulAddTile[float32]{matMulAdd12F32AVX2, matMulAdd4F32AVX2,
-			matMulAdd2F32AVX2, matMulAdd1F32AVX2}, matMulAddF32Generic)
-		t.matMulAddF16 = vecMatMulAdd(8, rows, []matMulAddTile[uint16]{matMulAdd12F16AVX2, matMulAdd4F16AVX2,
-			matMulAdd2F16AVX2, matMulAdd1F16AVX2}, matMulAddF16Generic)
-		t.matMulAddBF16 = vecMatMulAdd(8, rows, []matMulAddTile[uint16]{matMulAdd12BF16AVX2, matMulAdd4BF16AVX2,
-			matMulAdd2BF16AVX2, matMulAdd1BF16AVX2}, matMulAddBF16Generic)
+	// The widths and rows of the matMulAdd tiles (matMulAddRows of the generator).
+	width, rows := 8, []int{12, 4, 2, 1}
+	f32 := []matMulAddTile[float32]{matMulAdd12F32AVX2, matMulAdd4F32AVX2, matMulAdd2F32AVX2, matMulAdd1F32AVX2}
+	f16 := []matMulAddTile[uint16]{matMulAdd12F16AVX2, matMulAdd4F16AVX2, matMulAdd2F16AVX2, matMulAdd1F16AVX2}
+	bf16 := []matMulAddTile[uint16]{matMulAdd12BF16AVX2, matMulAdd4BF16AVX2, matMulAdd2BF16AVX2, matMulAdd1BF16AVX2}
+	if f.avx512 {
+		width, rows = 16, []int{16, 4, 2, 1}
+		f32 = []matMulAddTile[float32]{matMulAdd16F32AVX512, matMulAdd4F32AVX512, matMulAdd2F32AVX512, matMulAdd1F32AVX512}
+		f16 = []matMulAddTile[uint16]{matMulAdd16F16AVX512, matMulAdd4F16AVX512, matMulAdd2F16AVX512, matMulAdd1F16AVX512}
+		bf16 = []matMulAddTile[uint16]{matMulAdd16BF16AVX512, matMulAdd4BF16AVX512, matMulAdd2BF16AVX512, matMulAdd1BF16AVX512}
 	}
+	t.matMulAddF32 = vecMatMulAdd(width, rows, f32, matMulAddF32Generic)
+	t.matMulAddF16 = vecMatMulAdd(width, rows, f16, matMulAddF16Generic)
+	t.matMulAddBF16 = vecMatMulAdd(width, rows, bf16, matMulAddBF16Generic)
 	t.qDot = qDotAVX2
 	silu, softmaxExp := siluMulAVX2, softmaxExpAVX2
 	if f.avx512 {
