@@ -6658,13 +6658,14 @@ store:
 TEXT ·prefetchRange(SB), NOSPLIT, $0-16
 	MOVQ p+0(FP), AX
 	MOVQ n+8(FP), CX
+	ADDQ AX, CX
+	ANDQ $-64, AX
 
 loop:
-	CMPQ       CX, $0x00
-	JLE        done
+	CMPQ       AX, CX
+	JAE        done
 	PREFETCHT0 (AX)
 	ADDQ       $0x40, AX
-	SUBQ       $0x40, CX
 	JMP        loop
 
 done:

@@ -10,10 +10,14 @@ import (
 // that sum to it if add: the product of a row-major [m, k] matrix a and a row-major [k, n]
 // matrix b, each read with its own row stride, into the [m, n] matrix c, its row stride ldc.
 // Each sum is accumulated in float32 from zero in the order of l, then stored or added, so
-// an element of c does not depend on m, n or the other rows and columns of the call: the
-// products of attention rest on it. Neither operand is packed, so a product pays nothing for
-// operands it uses once, as attention's are: the elements of a are broadcast and the rows of
-// b read as vectors as they are. A shape that does not fit the slices panics.
+// an element of c does not depend on m or on the other rows of the call. The columns are
+// taken a vector at a time (16 with AVX-512, 8 with AVX2) from the first; those past the last
+// whole vector are summed in Go, whose roundings may differ, so a column's bits do not depend
+// on n or on the columns beside it as long as it falls in a whole vector: attention's
+// products, over whole cache blocks and heads, rest on it. Neither operand is packed, so a
+// product pays nothing for operands it uses once, as attention's are: the elements of a are
+// broadcast and the rows of b read as vectors as they are. A shape that does not fit the
+// slices panics.
 func MatMulAdd(c []float32, ldc int, a []float32, lda int, b []float32, ldb int, m, k, n int, add bool) {
 	if matMulAddShape(len(c), ldc, len(a), lda, len(b), ldb, m, k, n) {
 		impl.matMulAddF32(c, ldc, a, lda, b, ldb, m, k, n, add)

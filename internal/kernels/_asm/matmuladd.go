@@ -110,19 +110,20 @@ func matMulAdd(s isa, e elem, rows int) {
 	ret()
 }
 
-// prefetchRange emits prefetchRange(p *byte, n int): PREFETCHT0 of each cache line
-// of the n bytes at p.
+// prefetchRange emits prefetchRange(p *byte, n int): PREFETCHT0 of each cache line that
+// holds one of the n bytes at p.
 func prefetchRange() {
 	text("prefetchRange", "func(p *byte, n int)",
 		"prefetchRange fetches the cache lines of the n bytes at p into L1 (PREFETCHT0).")
 	p := param("p")
-	n := param("n")
+	end := param("n")
+	ADDQ(p, end)
+	ANDQ(I32(-64), p)
 	Label("loop")
-	CMPQ(n, U8(0))
-	JLE(LabelRef("done"))
+	CMPQ(p, end)
+	JAE(LabelRef("done"))
 	PREFETCHT0(Mem{Base: p})
 	ADDQ(U8(64), p)
-	SUBQ(U8(64), n)
 	JMP(LabelRef("loop"))
 	Label("done")
 	RET()
