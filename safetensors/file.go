@@ -26,8 +26,9 @@ type File struct {
 
 var _ Source = (*File)(nil)
 
-// Open maps the safetensors file at path read-only and validates its header and layout. Only
-// the header is read; tensor data is paged in when used. The error is a *FormatError for an
+// Open maps the safetensors file at path read-only, in transparent huge pages where the
+// kernel gives them to the file's page cache, and validates its header and layout. Only the
+// header is read; tensor data is paged in when used. The error is a *FormatError for an
 // invalid file, or an *fs.PathError for one that cannot be opened.
 func Open(path string) (*File, error) { return OpenWith(path, OpenOptions{}) }
 
