@@ -65,7 +65,8 @@ type Options struct {
 	// InMemory reads the checkpoint into memory of its own at load instead of mapping it
 	// (safetensors.OpenOptions.InMemory): loading takes as long as reading the files, and
 	// the weights then sit in huge pages, each tensor on a cache line, which decodes faster
-	// than the page cache's mapping on some machines. Load only.
+	// than a mapping of the page cache in 4 KB pages (a file system that caches in small
+	// pages, or a file already cached in them). Load only.
 	InMemory bool
 }
 

@@ -51,7 +51,7 @@ func (w *weightFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&w.cuda, "cuda", -1, "run on CUDA device `N` (a build with -tags cuda; -1: the CPU)")
 	fs.BoolVar(&w.bf16Acts, "bf16-activations", false, "round the activations of products with bfloat16 weights to bfloat16, as bf16 engines do: faster prompts where the CPU has AVX512_BF16 (or on the GPU's tensor cores), at a small cost in accuracy")
 	fs.BoolVar(&w.preload, "preload", w.preload, "read the whole checkpoint into memory before the first request, so that it runs as fast as later ones")
-	fs.BoolVar(&w.inMemory, "in-memory", false, "read the checkpoint into memory of its own (huge pages, tensors on cache lines) instead of mapping it: a slower load, on some machines a faster decode")
+	fs.BoolVar(&w.inMemory, "in-memory", false, "read the checkpoint into memory of its own (huge pages, tensors on cache lines) instead of mapping it: a slower load, a faster decode where the page cache cannot give the mapping huge pages")
 }
 
 // load loads the checkpoint in dir with opts on the backend the flags choose, and reads it
