@@ -110,8 +110,8 @@ func loadPreloaded(ctx context.Context, dir string, opts mixtral.Options) (*mixt
 	return m, nil
 }
 
-// benchmarkLoadedDecode decodes one token at a time with m and reports the weight bandwidth
-// of the fastest step against the probe.
+// benchmarkLoadedDecode decodes one token at a time with m, after one untimed step
+// (warmUp), and reports the weight bandwidth of the fastest step against the probe.
 func benchmarkLoadedDecode(b *testing.B, m *mixtral.Model, cfg mixtral.Config) {
 	ctx := context.Background()
 	seq, err := m.NewSequence()
@@ -120,6 +120,7 @@ func benchmarkLoadedDecode(b *testing.B, m *mixtral.Model, cfg mixtral.Config) {
 	}
 	defer seq.Close()
 	ids := promptIDs(cfg.VocabSize, m.ContextLength())
+	warmUp(b, m, ids[:1])
 	meter := newMeter(b, runtime.GOMAXPROCS(0), 1, false)
 	for b.Loop() {
 		if seq.Len() == m.ContextLength() {
