@@ -98,7 +98,7 @@ func BenchmarkLoadedMixtral8x7B(b *testing.B) {
 // cache first (where the system allows it), so that it is read from the disk as at a start,
 // in the pages that the load asks for rather than in those another reader left.
 func loadPreloaded(ctx context.Context, dir string, opts mixtral.Options) (*mixtral.Model, error) {
-	_ = evict(filepath.Join(dir, safetensors.SingleFileName)) // only the page cache's state is lost
+	_ = evict(filepath.Join(dir, safetensors.SingleFileName)) // where it fails, the file stays cached as it is
 	m, err := mixtral.Load(ctx, dir, opts)
 	if err != nil {
 		return nil, err

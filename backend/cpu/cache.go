@@ -123,19 +123,15 @@ func (c *cache) store(at, o int, k, v []float32) {
 // L1 while attention computes over the block before it.
 func (c *cache) prefetch(at int, values bool) {
 	n := c.cfg.BlockSize * c.cfg.HeadDim
-	if c.cfg.DType == safetensors.F32 {
-		kernels.Prefetch(pick(values, c.v32, c.k32)[at : at+n])
-		return
-	}
-	kernels.Prefetch(pick(values, c.v16, c.k16)[at : at+n])
-}
-
-// pick returns a when values is set, else b.
-func pick[E any](values bool, a, b []E) []E {
+	s32, s16 := c.k32, c.k16
 	if values {
-		return a
+		s32, s16 = c.v32, c.v16
 	}
-	return b
+	if c.cfg.DType == safetensors.F32 {
+		kernels.Prefetch(s32[at : at+n])
+	} else {
+		kernels.Prefetch(s16[at : at+n])
+	}
 }
 
 // scores sets out[r*ldo+j] = q_r·key_j for the m query rows q_r of q ([m, headDim]) and the
