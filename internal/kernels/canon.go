@@ -23,10 +23,11 @@ type rowsKernel[E uint16 | float32] func(w *E, stride int, x *float32, n int, ou
 // tiled holds the tile kernels of the products with many tokens for one weight type E and
 // one type X of the activations as the tiles read them.
 type tiled[E, X uint16 | float32] struct {
-	// tiles[i][j] takes tileRows[i] rows and tileTokens[j] tokens.
-	tiles      [3][2]tileKernel[E, X]
-	tileRows   [3]int
-	tileTokens [2]int
+	// tiles[i][j] takes tileRows[i] rows and tileTokens[j] tokens; each list runs from the
+	// largest down to 1, and a product takes the largest tile that fits what is left.
+	tiles      [][]tileKernel[E, X]
+	tileRows   []int
+	tileTokens []int
 	// prepare, if not nil, stores each token's whole lines of activations as the tiles take
 	// them (nil: x as it is, X being float32): for bfloat16 weights in the exact products each
 	// 32 values split into the even and the odd ones (dst[c+i] = src[c+2i], dst[c+16+i] =
@@ -73,6 +74,30 @@ func (k *canon[E]) matVec(out []float32, w []E, x []float32, cols int) {
 			out[r] += k.tail(w[r*cols+n:(r+1)*cols], x[n:])
 		}
 	}
+}
+
+// tokenTile returns the index in tileTokens of the tiles that take the next of the left
+// tokens: those of the second size where some of them leave fewer tokens to tiles of one
+// than tiles of the largest size alone (a tile of one token costs most of a large tile's
+// time), else the largest that fits.
+func (k *tiled[E, X]) tokenTile(left int) int {
+	t := k.tileTokens
+	if len(t) > 2 {
+		best, rest := 0, left%t[0]
+		for b := 1; b < t[0] && b*t[1] <= left; b++ {
+			if r := (left - b*t[1]) % t[0]; r < rest {
+				best, rest = b, r
+			}
+		}
+		if best > 0 {
+			return 1
+		}
+	}
+	i := 0
+	for t[i] > left {
+		i++
+	}
+	return i
 }
 
 // canonBlocking holds the blocking of the products with many tokens: blocks of mc rows
@@ -141,10 +166,7 @@ func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, toke
 			wb, ws = alignedRows(s, wb, cols)
 		}
 		for tg := 0; tg < tokens; {
-			ti := 0
-			if tokens-tg < k.tileTokens[0] {
-				ti = 1
-			}
+			ti := k.tokenTile(tokens - tg)
 			T := k.tileTokens[ti]
 			a := acc[:(re-rb)*T*16]
 			clear(a)

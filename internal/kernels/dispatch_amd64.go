@@ -33,15 +33,27 @@ func vectorTable(f features, t *table, a *accel) {
 		l = level{16, dotF32AVX512, nil, axpyAVX512, cvtBF16AVX512, cvtF16AVX512}
 		name = []string{"avx512"}
 		// Every product in the canonical order, whatever its number of tokens.
-		a.canonBF16 = &canon[uint16]{rows: dotRowsBF16AVX512, tiled: tiled[uint16, float32]{tiles: [3][2]tileKernel[uint16, float32]{
-			{dot4x4BF16AVX512, dot4x1BF16AVX512}, {dot2x4BF16AVX512, dot2x1BF16AVX512}, {dot1x4BF16AVX512, dot1x1BF16AVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{4, 1},
+		a.canonBF16 = &canon[uint16]{rows: dotRowsBF16AVX512, tiled: tiled[uint16, float32]{tiles: [][]tileKernel[uint16, float32]{
+			{dot4x5BF16AVX512, dot4x4BF16AVX512, dot4x1BF16AVX512},
+			{dot2x5BF16AVX512, dot2x4BF16AVX512, dot2x1BF16AVX512},
+			{dot1x5BF16AVX512, dot1x4BF16AVX512, dot1x1BF16AVX512},
+		},
+			tileRows: []int{4, 2, 1}, tileTokens: []int{5, 4, 1},
 			tail:    dotBF16Generic,
 			prepare: func(dst, src []float32) { permuteEvenOddAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}}
-		a.canonF16 = &canon[uint16]{rows: dotRowsF16AVX512, tiled: tiled[uint16, float32]{tiles: [3][2]tileKernel[uint16, float32]{
-			{dot4x4F16AVX512, dot4x1F16AVX512}, {dot2x4F16AVX512, dot2x1F16AVX512}, {dot1x4F16AVX512, dot1x1F16AVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{4, 1},
+		a.canonF16 = &canon[uint16]{rows: dotRowsF16AVX512, tiled: tiled[uint16, float32]{tiles: [][]tileKernel[uint16, float32]{
+			{dot4x5F16AVX512, dot4x4F16AVX512, dot4x1F16AVX512},
+			{dot2x5F16AVX512, dot2x4F16AVX512, dot2x1F16AVX512},
+			{dot1x5F16AVX512, dot1x4F16AVX512, dot1x1F16AVX512},
+		},
+			tileRows: []int{4, 2, 1}, tileTokens: []int{5, 4, 1},
 			tail: dotF16Generic}}
-		a.canonF32 = &canon[float32]{rows: dotRowsF32AVX512, tiled: tiled[float32, float32]{tiles: [3][2]tileKernel[float32, float32]{
-			{dot4x4F32AVX512, dot4x1F32AVX512}, {dot2x4F32AVX512, dot2x1F32AVX512}, {dot1x4F32AVX512, dot1x1F32AVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{4, 1},
+		a.canonF32 = &canon[float32]{rows: dotRowsF32AVX512, tiled: tiled[float32, float32]{tiles: [][]tileKernel[float32, float32]{
+			{dot4x5F32AVX512, dot4x4F32AVX512, dot4x1F32AVX512},
+			{dot2x5F32AVX512, dot2x4F32AVX512, dot2x1F32AVX512},
+			{dot1x5F32AVX512, dot1x4F32AVX512, dot1x1F32AVX512},
+		},
+			tileRows: []int{4, 2, 1}, tileTokens: []int{5, 4, 1},
 			tail: dotF32Generic}}
 		t.dotBF16, t.dotF16 = a.canonBF16.dot, a.canonF16.dot
 		t.matVecBF16, t.matVecF16 = a.canonBF16.matVec, a.canonF16.matVec
@@ -201,8 +213,12 @@ func vectorTable(f features, t *table, a *accel) {
 		t.peakFMA = func(n int) int64 { peakFMAAVX512(n); return int64(n) * 24 * 16 * 2 }
 	}
 	if f.bf16 {
-		a.rounded = &tiled[uint16, uint16]{tiles: [3][2]tileKernel[uint16, uint16]{
-			{dot4x6BF16DPAVX512, dot4x1BF16DPAVX512}, {dot2x6BF16DPAVX512, dot2x1BF16DPAVX512}, {dot1x6BF16DPAVX512, dot1x1BF16DPAVX512}}, tileRows: [3]int{4, 2, 1}, tileTokens: [2]int{6, 1},
+		a.rounded = &tiled[uint16, uint16]{tiles: [][]tileKernel[uint16, uint16]{
+			{dot4x6BF16DPAVX512, dot4x4BF16DPAVX512, dot4x1BF16DPAVX512},
+			{dot2x6BF16DPAVX512, dot2x4BF16DPAVX512, dot2x1BF16DPAVX512},
+			{dot1x6BF16DPAVX512, dot1x4BF16DPAVX512, dot1x1BF16DPAVX512},
+		},
+			tileRows: []int{4, 2, 1}, tileTokens: []int{6, 4, 1},
 			tail:    dotBF16RoundedGeneric,
 			prepare: func(dst []uint16, src []float32) { roundBF16WordsAVX512(&dst[0], &src[:len(dst)][0], len(dst)) }}
 		t.peakBF16 = func(n int) int64 { peakBF16AVX512(n); return int64(n) * 24 * 16 * 4 }

@@ -28,14 +28,16 @@
 // last two); then the columns past the last whole line by the generic dot product. Decoding
 // one token streams eight rows at a time, prefetching for each line the one the next eight
 // rows read; a few tokens (up to 4) take two rows by four tokens over whole rows, each row
-// read from memory once; many tokens take 4×4 register tiles over blocks of rows sized for
-// L2 and of 1024 columns, the accumulators kept in memory between column blocks (storing and
-// reloading them is exact); from 48 tokens on, a block of rows that does not start on a cache
+// read from memory once; many tokens take register tiles of four rows by five tokens (by four
+// tokens, or one, for the tokens that five do not divide, split so that as few as possible go
+// one at a time) over blocks of rows sized for L2 and of 1024 columns, the accumulators kept
+// in memory between column blocks (storing and reloading them is exact); from 48 tokens on, a block of rows that does not start on a cache
 // line (a mapped checkpoint's tensor starts wherever its file's header ends) is copied onto
 // cache lines before the tiles read it. The AVX2 and generic code take each token through their
 // matrix-vector product, every row in the same order. MatMulBF16Rounded multiplies many
-// tokens by the same blocked loops over 4×6 tiles of VDPBF16PS (each 32-value line of a row
-// and a token in one instruction, the activations rounded to bfloat16 once per product),
+// tokens by the same blocked loops over tiles of four rows by six tokens (or four, or one) of
+// VDPBF16PS (each 32-value line of a row and a token in one instruction, the activations
+// rounded to bfloat16 once per product),
 // which sums in another order than a few tokens do: it is not batch-invariant. The *Rows
 // forms compute a range of rows so that workers can share one product.
 //

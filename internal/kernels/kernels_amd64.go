@@ -64,6 +64,11 @@ func dotRowsBF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, r
 //go:noescape
 func permuteEvenOddAVX512(dst *float32, src *float32, n int)
 
+// dot4x5BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot4x4BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -74,6 +79,11 @@ func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, ac
 //go:noescape
 func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
+// dot2x5BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot2x4BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -83,6 +93,11 @@ func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, ac
 //
 //go:noescape
 func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x5BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // dot1x4BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
@@ -99,6 +114,11 @@ func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, ac
 //go:noescape
 func dotRowsF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
 
+// dot4x5F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot4x4F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -109,6 +129,11 @@ func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc
 //go:noescape
 func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
+// dot2x5F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot2x4F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -118,6 +143,11 @@ func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc
 //
 //go:noescape
 func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x5F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // dot1x4F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
@@ -134,6 +164,11 @@ func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc
 //go:noescape
 func dotRowsF32AVX512(w *float32, stride int, x *float32, n int, out *float32, rows int)
 
+// dot4x5F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot4x4F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -144,6 +179,11 @@ func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, ac
 //go:noescape
 func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
+// dot2x5F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot2x4F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -153,6 +193,11 @@ func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, ac
 //
 //go:noescape
 func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x5F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // dot1x4F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
@@ -224,6 +269,11 @@ func indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int
 //go:noescape
 func dot4x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
 
+// dot4x4BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot4x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot4x1BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -234,6 +284,11 @@ func dot4x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, a
 //go:noescape
 func dot2x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
 
+// dot2x4BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot2x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
 // dot2x1BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //
 //go:noescape
@@ -243,6 +298,11 @@ func dot2x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, a
 //
 //go:noescape
 func dot1x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+
+// dot1x4BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+//
+//go:noescape
+func dot1x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
 
 // dot1x1BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
 //

@@ -271,6 +271,42 @@ func TestMatMul(t *testing.T) {
 	})
 }
 
+// TestTokenTile checks how the blocked products split their tokens into tiles: every token
+// once, and tiles of one token only where the two largest sizes cannot make up the count.
+func TestTokenTile(t *testing.T) {
+	for _, sizes := range [][]int{{5, 4, 1}, {6, 4, 1}, {6, 1}} {
+		k := tiled[uint16, float32]{tileTokens: sizes}
+		for tokens := 1; tokens <= 200; tokens++ {
+			var ones int
+			for left := tokens; left > 0; {
+				n := sizes[k.tokenTile(left)]
+				if n > left {
+					t.Fatalf("%v, %d tokens: a tile of %d with %d left", sizes, tokens, n, left)
+				}
+				if n == 1 {
+					ones++
+				}
+				left -= n
+			}
+			// The fewest tiles of one token: the least remainder of tokens less a sum of the
+			// two largest sizes.
+			want := tokens
+			for a := 0; a*sizes[0] <= tokens; a++ {
+				if len(sizes) == 2 {
+					want = min(want, tokens-a*sizes[0])
+					continue
+				}
+				for b := 0; a*sizes[0]+b*sizes[1] <= tokens; b++ {
+					want = min(want, tokens-a*sizes[0]-b*sizes[1])
+				}
+			}
+			if ones != want {
+				t.Errorf("%v, %d tokens: %d tiles of one token, want %d", sizes, tokens, ones, want)
+			}
+		}
+	}
+}
+
 // TestScratchAllocs checks that products through a Scratch allocate nothing once it has
 // grown, for every way of multiplying: a few tokens, many, and many with rounded activations.
 func TestScratchAllocs(t *testing.T) {

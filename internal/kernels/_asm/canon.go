@@ -103,6 +103,14 @@ func tile(e elem, R, T int, pf bool) {
 			LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
 		}
 	}
+	// Token t's line is xs bytes past token t-1's: tokens 4i, 4i+1, … from a base register each.
+	xbases := []Register{x}
+	for i := 1; 4*i < T; i++ {
+		b := GP64()
+		LEAQ(Mem{Base: xbases[i-1], Index: xs, Scale: 4}, b)
+		xbases = append(xbases, b)
+	}
+	xline := func(t, disp int) Mem { return strided(xbases[t/4], xs, xs3, t%4, disp) }
 	n := param("n")
 	ap := param("acc")
 	acc := make([][]VecVirtual, R)
@@ -131,13 +139,13 @@ func tile(e elem, R, T int, pf bool) {
 	}
 	for t := range T {
 		if R == 1 {
-			VFMADD231PS(strided(x, xs, xs3, t, 0), a[0], acc[0][t])
-			VFMADD231PS(strided(x, xs, xs3, t, 64), b[0], acc[0][t])
+			VFMADD231PS(xline(t, 0), a[0], acc[0][t])
+			VFMADD231PS(xline(t, 64), b[0], acc[0][t])
 			continue
 		}
 		xa, xb := ZMM(), ZMM()
-		VMOVUPS(strided(x, xs, xs3, t, 0), xa)
-		VMOVUPS(strided(x, xs, xs3, t, 64), xb)
+		VMOVUPS(xline(t, 0), xa)
+		VMOVUPS(xline(t, 64), xb)
 		for r := range R {
 			VFMADD231PS(xa, a[r], acc[r][t])
 		}
@@ -146,7 +154,9 @@ func tile(e elem, R, T int, pf bool) {
 		}
 	}
 	ADDQ(U32(32*e.size), w)
-	ADDQ(U32(128), x)
+	for _, b := range xbases {
+		ADDQ(U32(128), b)
+	}
 	SUBQ(U32(32), n)
 	JMP(LabelRef("loop"))
 	Label("done")

@@ -65,7 +65,7 @@ func main() {
 					permute()
 				}
 				for _, r := range []int{4, 2, 1} {
-					for _, t := range []int{4, 1} {
+					for _, t := range []int{5, 4, 1} {
 						tile(e, r, t, r < 4)
 					}
 				}
@@ -89,7 +89,7 @@ func main() {
 	expSum()
 	indexAtLeast()
 	for _, r := range []int{4, 2, 1} {
-		for _, t := range []int{6, 1} {
+		for _, t := range []int{6, 4, 1} {
 			dpTile(r, t)
 		}
 	}
