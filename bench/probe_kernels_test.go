@@ -189,7 +189,9 @@ func splitRows(rows, threads int, f func(lo, hi int)) {
 // BenchmarkExpert times the product of an expert's up projection (14,336×4,096) with one
 // token and with 512, in each stored format, on one core and on two. "bf16-at48" and
 // "bf16-rounded-at48" are the bfloat16 products with the weights 48 bytes into a cache line,
-// as a mapped checkpoint's tensors may start.
+// as a mapped checkpoint's tensors may start. 13 and 131 tokens, numbers that an expert of a
+// short and of a 512-token prompt may be given, divide into no whole number of any tile's
+// tokens (16-bit formats only).
 func BenchmarkExpert(b *testing.B) {
 	e := expertWeights()
 	n := float64(expertRows * expertCols)
@@ -198,10 +200,14 @@ func BenchmarkExpert(b *testing.B) {
 	at48 := make([]uint16, len(e.bf16)+32)
 	at48 = at48[(48-int(uintptr(unsafe.Pointer(&at48[0])))%64+64)%64/2:][:len(e.bf16)]
 	copy(at48, e.bf16)
-	for _, tokens := range []int{1, 512} {
+	for _, tokens := range []int{1, 13, 131, 512} {
 		x := activations(tokens * expertCols)
 		out := make([]float32, tokens*expertRows)
-		for _, name := range []string{"bf16", "bf16-at48", "bf16-rounded", "bf16-rounded-at48", "f16", "q8", "q4"} {
+		names := []string{"bf16", "bf16-at48", "bf16-rounded", "bf16-rounded-at48", "f16", "q8", "q4"}
+		if tokens == 13 || tokens == 131 {
+			names = []string{"bf16", "bf16-rounded", "f16"}
+		}
+		for _, name := range names {
 			dt, w := name, e.bf16
 			if d, ok := strings.CutSuffix(name, "-at48"); ok {
 				dt, w = d, at48

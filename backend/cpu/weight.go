@@ -222,12 +222,6 @@ func (w *weight) row(dst []float32, r int) {
 	}
 }
 
-// roundedTokens is the fewest tokens for which a product in the bfloat16-activation mode
-// takes the VDPBF16PS tiles (one more than the kernels' threshold); fewer tokens take the
-// float32 path over activations already rounded to bfloat16, which computes the same exact
-// products.
-const roundedTokens = 13
-
 // mulRows sets out[t*w.rows+r] to row r of w times x[t*w.cols:(t+1)*w.cols] for the tokens
 // t < tokens and the rows r in [lo, hi), and writes nothing else of out. rounded selects,
 // for a bfloat16 weight, the product with activations rounded to bfloat16 (x must then hold
@@ -275,7 +269,7 @@ func (w *weight) mulRows(s *workerScratch, out, x []float32, xq *kernels.QuantAc
 // mulWhole is mulRows for a weight not split into panels, with the products' working memory
 // s.
 func (w *weight) mulWhole(s *kernels.Scratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
-	if rounded && w.roundable() && tokens >= roundedTokens {
+	if rounded && w.roundable() {
 		s.MatMulBF16RoundedRows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
 		return
 	}

@@ -61,7 +61,7 @@ func TestPanels(t *testing.T) {
 						}
 						for _, span := range [][2]int{{0, rows}, {16, 32}} {
 							for _, rounded := range []bool{false, true} {
-								if rounded && (!whole.roundable() || tokens < roundedTokens) {
+								if rounded && !whole.roundable() {
 									continue
 								}
 								xr := x

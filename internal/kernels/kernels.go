@@ -31,15 +31,15 @@
 // read from memory once; many tokens take register tiles of four rows by five tokens (by four
 // tokens, or one, for the tokens that five do not divide, split so that as few as possible go
 // one at a time) over blocks of rows sized for L2 and of 1024 columns, the accumulators kept
-// in memory between column blocks (storing and reloading them is exact); from 48 tokens on, a block of rows that does not start on a cache
-// line (a mapped checkpoint's tensor starts wherever its file's header ends) is copied onto
-// cache lines before the tiles read it. The AVX2 and generic code take each token through their
-// matrix-vector product, every row in the same order. MatMulBF16Rounded multiplies many
-// tokens by the same blocked loops over tiles of four rows by six tokens (or four, or one) of
-// VDPBF16PS (each 32-value line of a row and a token in one instruction, the activations
-// rounded to bfloat16 once per product),
-// which sums in another order than a few tokens do: it is not batch-invariant. The *Rows
-// forms compute a range of rows so that workers can share one product.
+// in memory between column blocks (storing and reloading them is exact); from 48 tokens on, a
+// block of rows that does not start on a cache line (a mapped checkpoint's tensor starts
+// wherever its file's header ends) is copied onto cache lines before the tiles read it. The
+// AVX2 and generic code take each token through their matrix-vector product, every row in the
+// same order. MatMulBF16Rounded multiplies four tokens or more by the same blocked loops over
+// tiles of four rows by six tokens (or four, or one) of VDPBF16PS (each 32-value line of a row
+// and a token in one instruction, the activations rounded to bfloat16 once per product), which
+// sums in another order than fewer tokens do: it is not batch-invariant. The *Rows forms
+// compute a range of rows so that workers can share one product.
 //
 // Products that run often allocate nothing when the caller keeps their working memory: a
 // Scratch per worker for the permuted activations and the accumulators of several tokens,

@@ -193,7 +193,7 @@ func TestMatVec(t *testing.T) {
 }
 
 // matMulShapes cover the one- and few-token paths, whole and partial tiles of the blocked
-// loops (more than 4 tokens; more than 12 with rounded activations) and their cache-block
+// loops (more than 4 tokens; more than 3 with rounded activations) and their cache-block
 // edges (rows past one block of rows, columns past one block of columns and past the last
 // whole line).
 var matMulShapes = []struct{ tokens, rows, cols, lo, hi int }{
