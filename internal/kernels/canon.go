@@ -24,7 +24,8 @@ type rowsKernel[E uint16 | float32] func(w *E, stride int, x *float32, n int, ou
 // one type X of the activations as the tiles read them.
 type tiled[E, X uint16 | float32] struct {
 	// tiles[i][j] takes tileRows[i] rows and tileTokens[j] tokens; each list runs from the
-	// largest down to 1, and a product takes the largest tile that fits what is left.
+	// largest down to 1. A product takes the most rows that fit what is left of its rows,
+	// and the tokens that tokenTile picks.
 	tiles      [][]tileKernel[E, X]
 	tileRows   []int
 	tileTokens []int

@@ -218,8 +218,9 @@ const alignTokens = 48
 
 // roundedFewTokens is the most tokens of a product with activations rounded to bfloat16
 // that goes the float32 way rather than by the VDPBF16PS tiles: one token streams the rows
-// at the memory's rate, and two or three take tiles of one token, which run 9-24% faster
-// as float32 multiply-adds than by VDPBF16PS; four tokens and more run 8-32% faster by it.
+// at the memory's rate, and two or three take tiles of one token, which run 9-17% faster as
+// float32 multiply-adds than by VDPBF16PS; from four tokens on it is level or up to 32%
+// faster.
 const roundedFewTokens = 3
 
 // matMul computes out[t*rows+r] = Σ_c w[r*cols+c]·x[t*cols+c] for t < tokens and r in
