@@ -269,7 +269,8 @@ func (w *weight) mulRows(s *workerScratch, out, x []float32, xq *kernels.QuantAc
 // mulWhole is mulRows for a weight not split into panels, with the products' working memory
 // s.
 func (w *weight) mulWhole(s *kernels.Scratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
-	if rounded && w.roundable() {
+	// Where the rounded product is not by tiles, it is the exact one over x, rounded already.
+	if rounded && w.roundable() && kernels.RoundedTiles(tokens) {
 		s.MatMulBF16RoundedRows(out, w.u16, x, tokens, w.rows, w.cols, lo, hi)
 		return
 	}

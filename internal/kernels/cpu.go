@@ -41,6 +41,7 @@ type table struct {
 	// matMul* are the Scratch methods MatMul*Rows, built by setProducts.
 	matMulBF16, matMulF16, matMulBF16Rounded func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int)
 	matMulF32                                func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int)
+	roundedTiles                             func(tokens int) bool // RoundedTiles, built by setProducts
 	// matMulAdd* are MatMulAdd for b of each element type, their shapes checked.
 	matMulAddF32                matMulAddFunc[float32]
 	matMulAddF16, matMulAddBF16 matMulAddFunc[uint16]
@@ -91,10 +92,12 @@ func (t *table) setProducts(a accel) {
 		matMul(s, out, w, x, tokens, rows, cols, lo, hi, matVecF32, a.canonF32)
 	}
 	matMulBF16 := t.matMulBF16
+	t.roundedTiles = func(tokens int) bool { return a.rounded != nil && tokens > roundedFewTokens }
+	roundedTiles := t.roundedTiles
 	t.matMulBF16Rounded = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
 		// Few tokens go the float32 way: rounded activations make the same exact products.
-		if k := a.rounded; k != nil && cols > 0 && tokens > roundedFewTokens {
-			k.matMul(s, out, w, x, tokens, rows, cols, lo, hi)
+		if cols > 0 && roundedTiles(tokens) {
+			a.rounded.matMul(s, out, w, x, tokens, rows, cols, lo, hi)
 			return
 		}
 		xr := s.floats(scratchRound, len(x))

@@ -216,6 +216,11 @@ const fewTokens = 4
 // enough to repay the copy (BenchmarkExpert, "at48").
 const alignTokens = 48
 
+// RoundedTiles reports whether MatMulBF16Rounded multiplies tokens tokens by the VDPBF16PS
+// tiles. Where it does not, it is MatMulBF16 over the activations rounded to bfloat16, which
+// a caller holding them rounded already can call itself rather than have them rounded again.
+func RoundedTiles(tokens int) bool { return impl.roundedTiles(tokens) }
+
 // roundedFewTokens is the most tokens of a product with activations rounded to bfloat16
 // that goes the float32 way rather than by the VDPBF16PS tiles: one token streams the rows
 // at the memory's rate, and two or three take tiles of one token, which run 9-17% faster as
