@@ -18,6 +18,6 @@
 // it). Options.BF16Activations rounds the activations of bfloat16 products to bfloat16 for
 // the AVX512_BF16 dot products. The KV cache is paged: blocks of positions from a shared
 // pool, in float16 by default (bfloat16 and float32 as options), each block's keys stored
-// transposed so that attention multiplies a tile of query rows by a whole block at once. Operations on weights as
-// stored allocate nothing in the steady state.
+// transposed so that attention multiplies a tile of query rows by a whole block at once.
+// Operations on weights as stored allocate nothing in the steady state.
 package cpu
