@@ -405,16 +405,8 @@ func spread(tokens int) int {
 func (b *Backend) roundBF16(x []float32) []float32 {
 	growAligned(&b.rounded, len(x))
 	r := b.rounded[:len(x)]
-	roundBF16(r, x)
+	kernels.RoundBF16(r, x)
 	return r
-}
-
-// roundBF16 sets dst[i] to x[i] rounded to the nearest bfloat16 (ties to even).
-func roundBF16(dst, x []float32) {
-	dst = dst[:len(x)]
-	for i, v := range x {
-		dst[i] = kernels.BF16ToF32(kernels.F32ToBF16(v))
-	}
 }
 
 // matmulTask computes output columns [lo, hi) of dst = x·wᵀ.

@@ -76,7 +76,7 @@ func (b *Backend) MoE(dst, x backend.Tensor, e backend.Experts, topK int, router
 			row, tok := t.xs[p*H:(p+1)*H], t.tokens[p]
 			copy(row, xs[tok*H:(tok+1)*H])
 			if round {
-				roundBF16(row, row)
+				kernels.RoundBF16(row, row)
 			}
 		}
 	}
@@ -168,7 +168,7 @@ func (t *moeTask) run(w, lo, hi int) {
 				row := g[j*I+lo : j*I+hi]
 				kernels.SiLUMul(row, row, u[j*I+lo:j*I+hi])
 				if round2 {
-					roundBF16(row, row)
+					kernels.RoundBF16(row, row)
 				}
 			}
 			continue

@@ -67,7 +67,7 @@ func TestPanels(t *testing.T) {
 								xr := x
 								if rounded {
 									xr = make([]float32, len(x))
-									roundBF16(xr, x)
+									kernels.RoundBF16(xr, x)
 								}
 								for _, qa := range []*kernels.QuantActs{nil, xq} {
 									if qa == nil && xq != nil && tokens == 1 {

@@ -9,12 +9,13 @@ import (
 // The canonical products (see the package documentation): vector kernels that each continue
 // the canonical sums of a tile of rows × tokens, and the loops that run them.
 
-// tileKernel continues, for the rows r < R of w (row stride wstride) and the tokens t < T of
-// x (row stride xstride), the canonical sums of their products over n values (a multiple of
-// 32) in the 16 lanes at acc[(r*T+t)*16:], which it loads and stores back, or, if out is not
-// nil, reduces to out[t*ostride+r]. X is float32 for the exact products and uint16 (bfloat16)
-// for those with rounded activations.
-type tileKernel[E, X uint16 | float32] func(w *E, wstride int, x *X, xstride, n int, acc *float32, out *float32, ostride int)
+// tileKernel continues, for each of groups groups of R rows of w (group g the rows g·R+r,
+// r < R; row stride wstride) and the tokens t < T of x (row stride xstride), the canonical
+// sums of their products over n values (a multiple of 32) in the 16 lanes at
+// acc[((g·R+r)*T+t)*16:], which it loads (or, if fresh, starts from zero) and stores back, or,
+// if out is not nil, reduces to out[t*ostride+g·R+r]. X is float32 for the exact products and
+// uint16 (bfloat16) for those with rounded activations.
+type tileKernel[E, X uint16 | float32] func(w *E, wstride int, x *X, xstride, n int, acc *float32, out *float32, ostride, groups int, fresh bool)
 
 // rowsKernel stores to out[r], r < rows, the canonical sum (its lanes reduced) of w[r*stride:][:n]
 // times x[:n], x as it is (not permuted), n a multiple of 32.
@@ -170,20 +171,22 @@ func (k *tiled[E, X]) matMul(s *Scratch, out []float32, w []E, x []float32, toke
 			ti := k.tokenTile(tokens - tg)
 			T := k.tileTokens[ti]
 			a := acc[:(re-rb)*T*16]
-			clear(a)
 			for kb := 0; kb < n; kb += b.kc {
 				kn := min(b.kc, n-kb)
-				for r := rb; r < re; {
-					ri := 0
-					for k.tileRows[ri] > re-r {
-						ri++
+				// The block's rows in as many groups of the largest tile's rows as fit, then
+				// of the next size for the rest, and so on.
+				for r, ri := rb, 0; r < re; ri++ {
+					R := k.tileRows[ri]
+					groups := (re - r) / R
+					if groups == 0 {
+						continue
 					}
 					var o *float32 // the sums, after the last block
 					if kb+kn == n {
 						o = &out[tg*rows+r]
 					}
-					k.tiles[ri][ti](&wb[(r-rb)*ws+kb], ws, &xk[tg*xs+kb], xs, kn, &a[(r-rb)*T*16], o, rows)
-					r += k.tileRows[ri]
+					k.tiles[ri][ti](&wb[(r-rb)*ws+kb], ws, &xk[tg*xs+kb], xs, kn, &a[(r-rb)*T*16], o, rows, groups, kb == 0)
+					r += groups * R
 				}
 			}
 			if n < cols {

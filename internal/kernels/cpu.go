@@ -31,6 +31,7 @@ type table struct {
 	name       string
 	cvtBF16    func(dst []float32, src []uint16)
 	cvtF16     func(dst []float32, src []uint16)
+	roundBF16  func(dst, x []float32)
 	dotF32     func(x, y []float32) float32
 	dotBF16    func(w []uint16, x []float32) float32
 	dotF16     func(w []uint16, x []float32) float32
@@ -121,6 +122,7 @@ func genericTable() table {
 		name:          "generic",
 		cvtBF16:       cvtBF16Generic,
 		cvtF16:        cvtF16Generic,
+		roundBF16:     roundBF16Generic,
 		dotF32:        dotF32Generic,
 		dotBF16:       dotBF16Generic,
 		dotF16:        dotF16Generic,

@@ -55,6 +55,14 @@ func vectorTable(f features, t *table, a *accel) {
 		},
 			tileRows: []int{4, 2, 1}, tileTokens: []int{5, 4, 1},
 			tail: dotF32Generic}}
+		t.roundBF16 = func(dst, x []float32) {
+			dst = dst[:len(x)]
+			n := len(x) &^ 15
+			if n > 0 {
+				roundBF16F32AVX512(&dst[0], &x[0], n)
+			}
+			roundBF16Generic(dst[n:], x[n:])
+		}
 		t.dotBF16, t.dotF16 = a.canonBF16.dot, a.canonF16.dot
 		t.matVecBF16, t.matVecF16 = a.canonBF16.matVec, a.canonF16.matVec
 		t.maxF32 = func(x []float32) float32 {

@@ -77,6 +77,13 @@ func cvtBF16Generic(dst []float32, src []uint16) {
 	}
 }
 
+func roundBF16Generic(dst, x []float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = half.BF16ToF32(half.F32ToBF16(v))
+	}
+}
+
 func cvtF16Generic(dst []float32, src []uint16) {
 	dst = dst[:len(src)]
 	for i, v := range src {

@@ -31,7 +31,9 @@
 // read from memory once; many tokens take register tiles of four rows by five tokens (by four
 // tokens, or one, for the tokens that five do not divide, split so that as few as possible go
 // one at a time) over blocks of rows sized for L2 and of 1024 columns, the accumulators kept
-// in memory between column blocks (storing and reloading them is exact); from 48 tokens on, a
+// in memory between column blocks (storing and reloading them is exact; the first block starts
+// them from zero in registers), one call of a tile kernel taking every group of rows of a
+// block that its tile fits, for a column block and a group of tokens; from 48 tokens on, a
 // block of rows that does not start on a cache line (a mapped checkpoint's tensor starts
 // wherever its file's header ends) is copied onto cache lines before the tiles read it. The
 // AVX2 and generic code take each token through their matrix-vector product, every row in the
@@ -52,6 +54,10 @@ import "github.com/fathom-llm/fathom/internal/half"
 // BF16ToF32 and F32ToBF16 are half's conversions, for the backends that use the kernels.
 func BF16ToF32(b uint16) float32 { return half.BF16ToF32(b) }
 func F32ToBF16(f float32) uint16 { return half.F32ToBF16(f) }
+
+// RoundBF16 sets dst[i] to x[i] rounded to the nearest bfloat16 (ties to even; a NaN stays
+// a NaN, made quiet), as float32, for i < len(x): F32ToBF16 then BF16ToF32 for each value.
+func RoundBF16(dst, x []float32) { impl.roundBF16(dst, x) }
 
 // BF16ToF32Slice widens src to float32 in dst[:len(src)].
 func BF16ToF32Slice(dst []float32, src []uint16) { impl.cvtBF16(dst, src) }

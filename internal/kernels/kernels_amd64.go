@@ -64,150 +64,150 @@ func dotRowsBF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, r
 //go:noescape
 func permuteEvenOddAVX512(dst *float32, src *float32, n int)
 
-// dot4x5BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x5BF16AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x4BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x4BF16AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x1BF16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x1BF16AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x5BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x5BF16AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x4BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x4BF16AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x1BF16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x1BF16AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x5BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x5BF16AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x4BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x4BF16AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x1BF16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x1BF16AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
 // dotRowsF16AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
 //
 //go:noescape
 func dotRowsF16AVX512(w *uint16, stride int, x *float32, n int, out *float32, rows int)
 
-// dot4x5F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x5F16AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x4F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x4F16AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x1F16AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x1F16AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x5F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x5F16AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x4F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x4F16AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x1F16AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x1F16AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x5F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x5F16AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x4F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x4F16AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x1F16AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x1F16AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
 // dotRowsF32AVX512 stores to out[r], r < rows, the canonical sum of w[r*stride:][:n] times x[:n]; n is a multiple of 32.
 //
 //go:noescape
 func dotRowsF32AVX512(w *float32, stride int, x *float32, n int, out *float32, rows int)
 
-// dot4x5F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x5F32AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x4F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x4F32AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x1F32AVX512 continues the canonical sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x1F32AVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*4+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x5F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x5F32AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x4F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x4F32AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x1F32AVX512 continues the canonical sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x1F32AVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*2+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x5F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*5+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x5F32AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 5 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*5+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x4F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x4F32AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 4 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x1F32AVX512 continues the canonical sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x1F32AVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the canonical sums of the rows times tokens t < 1 of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*1+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
 // axpyAVX512 adds a*x[:n] to y[:n]; n is a multiple of 16.
 //
@@ -264,55 +264,60 @@ func expSumAVX512(dst *float32, x *float32, n int, shift float32, scale float32)
 //go:noescape
 func indexAtLeastAVX512(dst *int32, x *float32, n int, t float32) int
 
-// dot4x6BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*6+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x6BF16DPAVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the sums of the rows times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*4+r)*6+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x4BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x4BF16DPAVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the sums of the rows times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*4+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot4x1BF16DPAVX512 continues the sums of rows r < 4 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot4x1BF16DPAVX512 continues, for each of groups groups of 4 rows (group g the rows g*4+r of w, stride wstride), the sums of the rows times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*4+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*4+r].
 //
 //go:noescape
-func dot4x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot4x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x6BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*6+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x6BF16DPAVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the sums of the rows times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*2+r)*6+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x4BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x4BF16DPAVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the sums of the rows times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*2+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot2x1BF16DPAVX512 continues the sums of rows r < 2 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot2x1BF16DPAVX512 continues, for each of groups groups of 2 rows (group g the rows g*2+r of w, stride wstride), the sums of the rows times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*2+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*2+r].
 //
 //go:noescape
-func dot2x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot2x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x6BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*6+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x6BF16DPAVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the sums of the rows times tokens t < 6 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*1+r)*6+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x4BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*4+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x4BF16DPAVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the sums of the rows times tokens t < 4 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*1+r)*4+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
-// dot1x1BF16DPAVX512 continues the sums of rows r < 1 of w (stride wstride) times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*1+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].
+// dot1x1BF16DPAVX512 continues, for each of groups groups of 1 rows (group g the rows g*1+r of w, stride wstride), the sums of the rows times tokens t < 1 of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*1+r)*1+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*1+r].
 //
 //go:noescape
-func dot1x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+func dot1x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 
 // roundBF16WordsAVX512 stores src[:n] rounded to bfloat16 to dst; n is a multiple of 32.
 //
 //go:noescape
 func roundBF16WordsAVX512(dst *uint16, src *float32, n int)
+
+// roundBF16F32AVX512 stores src[:n] rounded to bfloat16 (ties to even, NaNs quiet) as float32 to dst[:n]; n is a multiple of 16.
+//
+//go:noescape
+func roundBF16F32AVX512(dst *float32, src *float32, n int)
 
 // matMulAdd12F32AVX2 sets c[r*ldc+j], or adds to it if add, the sum over l < k of a[r*lda+l]·b[l*ldb+j] (b F32) for r < 12 and j < 8, accumulated from zero in the order of l.
 //

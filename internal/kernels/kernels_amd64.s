@@ -924,40 +924,69 @@ done:
 	VZEROUPPER
 	RET
 
-// func dot4x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x5BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         wstride+8(FP), CX
-	SHLQ         $0x01, CX
-	LEAQ         (CX)(CX*2), DX
-	MOVQ         x+16(FP), BX
-	MOVQ         xstride+24(FP), SI
-	SHLQ         $0x02, SI
-	LEAQ         (SI)(SI*2), DI
-	LEAQ         (BX)(SI*4), R8
-	MOVQ         n+32(FP), R9
-	MOVQ         acc+40(FP), R10
-	VMOVUPS      (R10), Z0
-	VMOVUPS      64(R10), Z1
-	VMOVUPS      128(R10), Z2
-	VMOVUPS      192(R10), Z3
-	VMOVUPS      256(R10), Z4
-	VMOVUPS      320(R10), Z5
-	VMOVUPS      384(R10), Z6
-	VMOVUPS      448(R10), Z7
-	VMOVUPS      512(R10), Z8
-	VMOVUPS      576(R10), Z9
-	VMOVUPS      640(R10), Z10
-	VMOVUPS      704(R10), Z11
-	VMOVUPS      768(R10), Z12
-	VMOVUPS      832(R10), Z13
-	VMOVUPS      896(R10), Z14
-	VMOVUPS      960(R10), Z15
-	VMOVUPS      1024(R10), Z16
-	VMOVUPS      1088(R10), Z17
-	VMOVUPS      1152(R10), Z18
-	VMOVUPS      1216(R10), Z19
+TEXT ·dot4x5BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	SHLQ    $0x01, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    x+16(FP), BX
+	MOVQ    xstride+24(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	LEAQ    (BX)(SI*4), R8
+	MOVQ    n+32(FP), R9
+	MOVQ    acc+40(FP), R10
+	MOVB    fresh+72(FP), R11
+	TESTB   R11, R11
+	JNZ     fresh
+	VMOVUPS (R10), Z0
+	VMOVUPS 64(R10), Z1
+	VMOVUPS 128(R10), Z2
+	VMOVUPS 192(R10), Z3
+	VMOVUPS 256(R10), Z4
+	VMOVUPS 320(R10), Z5
+	VMOVUPS 384(R10), Z6
+	VMOVUPS 448(R10), Z7
+	VMOVUPS 512(R10), Z8
+	VMOVUPS 576(R10), Z9
+	VMOVUPS 640(R10), Z10
+	VMOVUPS 704(R10), Z11
+	VMOVUPS 768(R10), Z12
+	VMOVUPS 832(R10), Z13
+	VMOVUPS 896(R10), Z14
+	VMOVUPS 960(R10), Z15
+	VMOVUPS 1024(R10), Z16
+	VMOVUPS 1088(R10), Z17
+	VMOVUPS 1152(R10), Z18
+	VMOVUPS 1216(R10), Z19
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+
+lanes:
 	MOVL         $0xffff0000, R10
 	VPBROADCASTD R10, Z20
 
@@ -1057,92 +1086,113 @@ done:
 	VMOVUPS Z17, 1088(AX)
 	VMOVUPS Z18, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z20
 	VSHUFF64X2 $0x44, Z5, Z0, Z21
-	VSHUFF64X2 $0xee, Z5, Z0, Z0
-	VADDPS     Z0, Z21, Z0
-	VSHUFF64X2 $0x44, Z15, Z10, Z5
-	VSHUFF64X2 $0xee, Z15, Z10, Z10
-	VADDPS     Z10, Z5, Z5
-	VSHUFF64X2 $0x88, Z5, Z0, Z10
-	VSHUFF64X2 $0xdd, Z5, Z0, Z0
-	VADDPS     Z0, Z10, Z0
-	VPERMILPS  $0x4e, Z0, Z5
-	VADDPS     Z5, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z5
-	VADDPS     Z5, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0xee, Z5, Z0, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z15, Z10, Z22
+	VSHUFF64X2 $0xee, Z15, Z10, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z6, Z1, Z0
-	VSHUFF64X2 $0xee, Z6, Z1, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z16, Z11, Z1
-	VSHUFF64X2 $0xee, Z16, Z11, Z5
-	VADDPS     Z5, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z5
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z5, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z6, Z1, Z21
+	VSHUFF64X2 $0xee, Z6, Z1, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z16, Z11, Z22
+	VSHUFF64X2 $0xee, Z16, Z11, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z7, Z2, Z0
-	VSHUFF64X2 $0xee, Z7, Z2, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z17, Z12, Z1
-	VSHUFF64X2 $0xee, Z17, Z12, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z7, Z2, Z21
+	VSHUFF64X2 $0xee, Z7, Z2, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z17, Z12, Z22
+	VSHUFF64X2 $0xee, Z17, Z12, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z8, Z3, Z0
-	VSHUFF64X2 $0xee, Z8, Z3, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z18, Z13, Z1
-	VSHUFF64X2 $0xee, Z18, Z13, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z8, Z3, Z21
+	VSHUFF64X2 $0xee, Z8, Z3, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z18, Z13, Z22
+	VSHUFF64X2 $0xee, Z18, Z13, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z9, Z4, Z0
-	VSHUFF64X2 $0xee, Z9, Z4, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z19, Z14, Z1
-	VSHUFF64X2 $0xee, Z19, Z14, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z9, Z4, Z21
+	VSHUFF64X2 $0xee, Z9, Z4, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z19, Z14, Z22
+	VSHUFF64X2 $0xee, Z19, Z14, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z20
+	VMOVUPS    X20, (R10)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000500, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
@@ -1164,35 +1214,60 @@ DATA reduce4Index<>+56(SB)/4, $0x00000008
 DATA reduce4Index<>+60(SB)/4, $0x0000000c
 GLOBL reduce4Index<>(SB), RODATA|NOPTR, $64
 
-// func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         wstride+8(FP), CX
-	SHLQ         $0x01, CX
-	LEAQ         (CX)(CX*2), DX
-	MOVQ         x+16(FP), BX
-	MOVQ         xstride+24(FP), SI
-	SHLQ         $0x02, SI
-	LEAQ         (SI)(SI*2), DI
-	MOVQ         n+32(FP), R8
-	MOVQ         acc+40(FP), R9
-	VMOVUPS      (R9), Z0
-	VMOVUPS      64(R9), Z1
-	VMOVUPS      128(R9), Z2
-	VMOVUPS      192(R9), Z3
-	VMOVUPS      256(R9), Z4
-	VMOVUPS      320(R9), Z5
-	VMOVUPS      384(R9), Z6
-	VMOVUPS      448(R9), Z7
-	VMOVUPS      512(R9), Z8
-	VMOVUPS      576(R9), Z9
-	VMOVUPS      640(R9), Z10
-	VMOVUPS      704(R9), Z11
-	VMOVUPS      768(R9), Z12
-	VMOVUPS      832(R9), Z13
-	VMOVUPS      896(R9), Z14
-	VMOVUPS      960(R9), Z15
+TEXT ·dot4x4BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	SHLQ    $0x01, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    x+16(FP), BX
+	MOVQ    xstride+24(FP), SI
+	SHLQ    $0x02, SI
+	LEAQ    (SI)(SI*2), DI
+	MOVQ    n+32(FP), R8
+	MOVQ    acc+40(FP), R9
+	MOVB    fresh+72(FP), R10
+	TESTB   R10, R10
+	JNZ     fresh
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z1
+	VMOVUPS 128(R9), Z2
+	VMOVUPS 192(R9), Z3
+	VMOVUPS 256(R9), Z4
+	VMOVUPS 320(R9), Z5
+	VMOVUPS 384(R9), Z6
+	VMOVUPS 448(R9), Z7
+	VMOVUPS 512(R9), Z8
+	VMOVUPS 576(R9), Z9
+	VMOVUPS 640(R9), Z10
+	VMOVUPS 704(R9), Z11
+	VMOVUPS 768(R9), Z12
+	VMOVUPS 832(R9), Z13
+	VMOVUPS 896(R9), Z14
+	VMOVUPS 960(R9), Z15
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+lanes:
 	MOVL         $0xffff0000, R9
 	VPBROADCASTD R9, Z16
 
@@ -1277,93 +1352,127 @@ done:
 	VMOVUPS Z13, 832(AX)
 	VMOVUPS Z14, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z16
 	VSHUFF64X2 $0x44, Z4, Z0, Z17
-	VSHUFF64X2 $0xee, Z4, Z0, Z0
-	VADDPS     Z0, Z17, Z0
-	VSHUFF64X2 $0x44, Z12, Z8, Z4
-	VSHUFF64X2 $0xee, Z12, Z8, Z8
-	VADDPS     Z8, Z4, Z4
-	VSHUFF64X2 $0x88, Z4, Z0, Z8
-	VSHUFF64X2 $0xdd, Z4, Z0, Z0
-	VADDPS     Z0, Z8, Z0
-	VPERMILPS  $0x4e, Z0, Z4
-	VADDPS     Z4, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z4
-	VADDPS     Z4, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0xee, Z4, Z0, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z12, Z8, Z18
+	VSHUFF64X2 $0xee, Z12, Z8, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z5, Z1, Z0
-	VSHUFF64X2 $0xee, Z5, Z1, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z13, Z9, Z1
-	VSHUFF64X2 $0xee, Z13, Z9, Z4
-	VADDPS     Z4, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z4
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z4, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z5, Z1, Z17
+	VSHUFF64X2 $0xee, Z5, Z1, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z13, Z9, Z18
+	VSHUFF64X2 $0xee, Z13, Z9, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z6, Z2, Z0
-	VSHUFF64X2 $0xee, Z6, Z2, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z14, Z10, Z1
-	VSHUFF64X2 $0xee, Z14, Z10, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z6, Z2, Z17
+	VSHUFF64X2 $0xee, Z6, Z2, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z14, Z10, Z18
+	VSHUFF64X2 $0xee, Z14, Z10, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z7, Z3, Z0
-	VSHUFF64X2 $0xee, Z7, Z3, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z15, Z11, Z1
-	VSHUFF64X2 $0xee, Z15, Z11, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z7, Z3, Z17
+	VSHUFF64X2 $0xee, Z7, Z3, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z15, Z11, Z18
+	VSHUFF64X2 $0xee, Z15, Z11, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z16
+	VMOVUPS    X16, (R9)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000400, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         wstride+8(FP), CX
-	SHLQ         $0x01, CX
-	LEAQ         (CX)(CX*2), DX
-	MOVQ         x+16(FP), BX
-	MOVQ         n+32(FP), SI
-	MOVQ         acc+40(FP), DI
-	VMOVUPS      (DI), Z0
-	VMOVUPS      64(DI), Z1
-	VMOVUPS      128(DI), Z2
-	VMOVUPS      192(DI), Z3
+TEXT ·dot4x1BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	SHLQ    $0x01, CX
+	LEAQ    (CX)(CX*2), DX
+	MOVQ    x+16(FP), BX
+	MOVQ    n+32(FP), SI
+	MOVQ    acc+40(FP), DI
+	MOVB    fresh+72(FP), R8
+	TESTB   R8, R8
+	JNZ     fresh
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 	MOVL         $0xffff0000, DI
 	VPBROADCASTD DI, Z4
 
@@ -1406,54 +1515,94 @@ done:
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z4
 	VSHUFF64X2 $0x44, Z1, Z0, Z5
-	VSHUFF64X2 $0xee, Z1, Z0, Z0
-	VADDPS     Z0, Z5, Z0
-	VSHUFF64X2 $0x44, Z3, Z2, Z1
-	VSHUFF64X2 $0xee, Z3, Z2, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z4, Z0
-	VMOVUPS    X0, (DI)
+	VSHUFF64X2 $0xee, Z1, Z0, Z6
+	VADDPS     Z6, Z5, Z5
+	VSHUFF64X2 $0x44, Z3, Z2, Z6
+	VSHUFF64X2 $0xee, Z3, Z2, Z7
+	VADDPS     Z7, Z6, Z6
+	VSHUFF64X2 $0x88, Z6, Z5, Z7
+	VSHUFF64X2 $0xdd, Z6, Z5, Z5
+	VADDPS     Z5, Z7, Z5
+	VPERMILPS  $0x4e, Z5, Z6
+	VADDPS     Z6, Z5, Z5
+	VPERMILPS  $0xb1, Z5, Z6
+	VADDPS     Z6, Z5, Z5
+	VPERMPS    Z5, Z4, Z4
+	VMOVUPS    X4, (DI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000100, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x5BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         wstride+8(FP), CX
-	SHLQ         $0x01, CX
-	MOVQ         x+16(FP), DX
-	MOVQ         xstride+24(FP), BX
-	SHLQ         $0x02, BX
-	LEAQ         (BX)(BX*2), SI
-	LEAQ         (DX)(BX*4), DI
-	MOVQ         n+32(FP), R8
-	MOVQ         acc+40(FP), R9
-	VMOVUPS      (R9), Z0
-	VMOVUPS      64(R9), Z1
-	VMOVUPS      128(R9), Z2
-	VMOVUPS      192(R9), Z3
-	VMOVUPS      256(R9), Z4
-	VMOVUPS      320(R9), Z5
-	VMOVUPS      384(R9), Z6
-	VMOVUPS      448(R9), Z7
-	VMOVUPS      512(R9), Z8
-	VMOVUPS      576(R9), Z9
+TEXT ·dot2x5BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	SHLQ    $0x01, CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xstride+24(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	LEAQ    (DX)(BX*4), DI
+	MOVQ    n+32(FP), R8
+	MOVQ    acc+40(FP), R9
+	MOVB    fresh+72(FP), R10
+	TESTB   R10, R10
+	JNZ     fresh
+	VMOVUPS (R9), Z0
+	VMOVUPS 64(R9), Z1
+	VMOVUPS 128(R9), Z2
+	VMOVUPS 192(R9), Z3
+	VMOVUPS 256(R9), Z4
+	VMOVUPS 320(R9), Z5
+	VMOVUPS 384(R9), Z6
+	VMOVUPS 448(R9), Z7
+	VMOVUPS 512(R9), Z8
+	VMOVUPS 576(R9), Z9
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+
+lanes:
 	MOVL         $0xffff0000, R9
 	VPBROADCASTD R9, Z10
 
@@ -1521,129 +1670,167 @@ done:
 	VMOVUPS Z7, 448(AX)
 	VMOVUPS Z8, 512(AX)
 	VMOVUPS Z9, 576(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y10
 	VADDPS        Y10, Y0, Y10
-	VEXTRACTF32X4 $0x01, Y10, X0
-	VADDPS        X0, X10, X0
-	VMOVHLPS      X0, X0, X10
-	VADDPS        X10, X0, X0
-	VMOVSHDUP     X0, X10
-	VADDSS        X10, X0, X0
-	VMOVSS        X0, (R9)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X4 $0x01, Y0, X5
-	VADDPS        X5, X0, X5
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMOVSS        X5, 4(R9)
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z5, Y10
+	VADDPS        Y10, Y5, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z1, Y10
+	VADDPS        Y10, Y1, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z6, Y10
+	VADDPS        Y10, Y6, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z2, Y10
+	VADDPS        Y10, Y2, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z7, Y10
+	VADDPS        Y10, Y7, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z8, Y0
-	VADDPS        Y0, Y8, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z3, Y10
+	VADDPS        Y10, Y3, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z8, Y10
+	VADDPS        Y10, Y8, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z4, Y10
+	VADDPS        Y10, Y4, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z9, Y10
+	VADDPS        Y10, Y9, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000280, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x4BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         wstride+8(FP), CX
-	SHLQ         $0x01, CX
-	MOVQ         x+16(FP), DX
-	MOVQ         xstride+24(FP), BX
-	SHLQ         $0x02, BX
-	LEAQ         (BX)(BX*2), SI
-	MOVQ         n+32(FP), DI
-	MOVQ         acc+40(FP), R8
-	VMOVUPS      (R8), Z0
-	VMOVUPS      64(R8), Z1
-	VMOVUPS      128(R8), Z2
-	VMOVUPS      192(R8), Z3
-	VMOVUPS      256(R8), Z4
-	VMOVUPS      320(R8), Z5
-	VMOVUPS      384(R8), Z6
-	VMOVUPS      448(R8), Z7
+TEXT ·dot2x4BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	SHLQ    $0x01, CX
+	MOVQ    x+16(FP), DX
+	MOVQ    xstride+24(FP), BX
+	SHLQ    $0x02, BX
+	LEAQ    (BX)(BX*2), SI
+	MOVQ    n+32(FP), DI
+	MOVQ    acc+40(FP), R8
+	MOVB    fresh+72(FP), R9
+	TESTB   R9, R9
+	JNZ     fresh
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z1
+	VMOVUPS 128(R8), Z2
+	VMOVUPS 192(R8), Z3
+	VMOVUPS 256(R8), Z4
+	VMOVUPS 320(R8), Z5
+	VMOVUPS 384(R8), Z6
+	VMOVUPS 448(R8), Z7
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+lanes:
 	MOVL         $0xffff0000, R8
 	VPBROADCASTD R8, Z8
 
@@ -1702,101 +1889,133 @@ done:
 	VMOVUPS Z5, 320(AX)
 	VMOVUPS Z6, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y8
 	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X0
-	VMOVHLPS      X0, X0, X8
-	VADDPS        X8, X0, X0
-	VMOVSHDUP     X0, X8
-	VADDSS        X8, X0, X0
-	VMOVSS        X0, (R8)
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X4
-	VADDPS        X4, X0, X4
-	VMOVHLPS      X4, X4, X0
-	VADDPS        X0, X4, X4
-	VMOVSHDUP     X4, X0
-	VADDSS        X0, X4, X4
-	VMOVSS        X4, 4(R8)
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z1, Y8
+	VADDPS        Y8, Y1, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z5, Y8
+	VADDPS        Y8, Y5, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z3, Y8
+	VADDPS        Y8, Y3, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z7, Y8
+	VADDPS        Y8, Y7, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000200, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x1BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         wstride+8(FP), CX
-	SHLQ         $0x01, CX
-	MOVQ         x+16(FP), DX
-	MOVQ         n+32(FP), BX
-	MOVQ         acc+40(FP), SI
-	VMOVUPS      (SI), Z0
-	VMOVUPS      64(SI), Z1
+TEXT ·dot2x1BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    wstride+8(FP), CX
+	SHLQ    $0x01, CX
+	MOVQ    x+16(FP), DX
+	MOVQ    n+32(FP), BX
+	MOVQ    acc+40(FP), SI
+	MOVB    fresh+72(FP), DI
+	TESTB   DI, DI
+	JNZ     fresh
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+lanes:
 	MOVL         $0xffff0000, SI
 	VPBROADCASTD SI, Z2
 
@@ -1831,49 +2050,84 @@ done:
 	MOVQ    acc+40(FP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y2
 	VADDPS        Y2, Y0, Y2
-	VEXTRACTF32X4 $0x01, Y2, X0
-	VADDPS        X0, X2, X0
-	VMOVHLPS      X0, X0, X2
-	VADDPS        X2, X0, X0
-	VMOVSHDUP     X0, X2
-	VADDSS        X2, X0, X0
-	VMOVSS        X0, (SI)
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(SI)
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (SI)
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y2
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, 4(SI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000080, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x5BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x5BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         x+16(FP), CX
-	MOVQ         xstride+24(FP), DX
-	SHLQ         $0x02, DX
-	LEAQ         (DX)(DX*2), BX
-	LEAQ         (CX)(DX*4), SI
-	MOVQ         n+32(FP), DI
-	MOVQ         acc+40(FP), R8
-	VMOVUPS      (R8), Z0
-	VMOVUPS      64(R8), Z1
-	VMOVUPS      128(R8), Z2
-	VMOVUPS      192(R8), Z3
-	VMOVUPS      256(R8), Z4
+TEXT ·dot1x5BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    x+16(FP), CX
+	MOVQ    xstride+24(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	LEAQ    (CX)(DX*4), SI
+	MOVQ    n+32(FP), DI
+	MOVQ    acc+40(FP), R8
+	MOVB    fresh+72(FP), R9
+	TESTB   R9, R9
+	JNZ     fresh
+	VMOVUPS (R8), Z0
+	VMOVUPS 64(R8), Z1
+	VMOVUPS 128(R8), Z2
+	VMOVUPS 192(R8), Z3
+	VMOVUPS 256(R8), Z4
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+lanes:
 	MOVL         $0xffff0000, R8
 	VPBROADCASTD R8, Z5
 
@@ -1911,78 +2165,112 @@ done:
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
 	VMOVUPS Z4, 256(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y5
 	VADDPS        Y5, Y0, Y5
-	VEXTRACTF32X4 $0x01, Y5, X0
-	VADDPS        X0, X5, X0
-	VMOVHLPS      X0, X0, X5
-	VADDPS        X5, X0, X0
-	VMOVSHDUP     X0, X5
-	VADDSS        X5, X0, X0
-	VMOVSS        X0, (R8)
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000140, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x4BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x4BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         x+16(FP), CX
-	MOVQ         xstride+24(FP), DX
-	SHLQ         $0x02, DX
-	LEAQ         (DX)(DX*2), BX
-	MOVQ         n+32(FP), SI
-	MOVQ         acc+40(FP), DI
-	VMOVUPS      (DI), Z0
-	VMOVUPS      64(DI), Z1
-	VMOVUPS      128(DI), Z2
-	VMOVUPS      192(DI), Z3
+TEXT ·dot1x4BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    x+16(FP), CX
+	MOVQ    xstride+24(FP), DX
+	SHLQ    $0x02, DX
+	LEAQ    (DX)(DX*2), BX
+	MOVQ    n+32(FP), SI
+	MOVQ    acc+40(FP), DI
+	MOVB    fresh+72(FP), R8
+	TESTB   R8, R8
+	JNZ     fresh
+	VMOVUPS (DI), Z0
+	VMOVUPS 64(DI), Z1
+	VMOVUPS 128(DI), Z2
+	VMOVUPS 192(DI), Z3
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 	MOVL         $0xffff0000, DI
 	VPBROADCASTD DI, Z4
 
@@ -2016,62 +2304,93 @@ done:
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF32X4 $0x01, Y4, X0
-	VADDPS        X0, X4, X0
-	VMOVHLPS      X0, X0, X4
-	VADDPS        X4, X0, X0
-	VMOVSHDUP     X0, X4
-	VADDSS        X4, X0, X0
-	VMOVSS        X0, (DI)
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000100, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x1BF16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x1BF16AVX512(SB), NOSPLIT, $0-64
-	MOVQ         w+0(FP), AX
-	MOVQ         x+16(FP), CX
-	MOVQ         n+32(FP), DX
-	MOVQ         acc+40(FP), BX
-	VMOVUPS      (BX), Z0
+TEXT ·dot1x1BF16AVX512(SB), NOSPLIT, $0-73
+group:
+	MOVQ    w+0(FP), AX
+	MOVQ    x+16(FP), CX
+	MOVQ    n+32(FP), DX
+	MOVQ    acc+40(FP), BX
+	MOVB    fresh+72(FP), SI
+	TESTB   SI, SI
+	JNZ     fresh
+	VMOVUPS (BX), Z0
+	JMP     lanes
+
+fresh:
+	VPXORD Z0, Z0, Z0
+
+lanes:
 	MOVL         $0xffff0000, BX
 	VPBROADCASTD BX, Z1
 
@@ -2096,21 +2415,42 @@ done:
 	JNZ     sums
 	MOVQ    acc+40(FP), AX
 	VMOVUPS Z0, (AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF32X4 $0x01, Y1, X0
-	VADDPS        X0, X1, X0
-	VMOVHLPS      X0, X0, X1
-	VADDPS        X1, X0, X0
-	VMOVSHDUP     X0, X1
-	VADDSS        X1, X0, X0
-	VMOVSS        X0, (BX)
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VMOVHLPS      X2, X2, X1
+	VADDPS        X1, X2, X2
+	VMOVSHDUP     X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (BX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000040, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
@@ -2312,9 +2652,10 @@ done:
 	VZEROUPPER
 	RET
 
-// func dot4x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x5F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x5F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -2326,6 +2667,9 @@ TEXT ·dot4x5F16AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (BX)(SI*4), R8
 	MOVQ    n+32(FP), R9
 	MOVQ    acc+40(FP), R10
+	MOVB    fresh+72(FP), R11
+	TESTB   R11, R11
+	JNZ     fresh
 	VMOVUPS (R10), Z0
 	VMOVUPS 64(R10), Z1
 	VMOVUPS 128(R10), Z2
@@ -2346,7 +2690,31 @@ TEXT ·dot4x5F16AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 1088(R10), Z17
 	VMOVUPS 1152(R10), Z18
 	VMOVUPS 1216(R10), Z19
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+
+lanes:
 loop:
 	CMPQ        R9, $0x00000020
 	JL          done
@@ -2439,98 +2807,120 @@ done:
 	VMOVUPS Z17, 1088(AX)
 	VMOVUPS Z18, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z20
 	VSHUFF64X2 $0x44, Z5, Z0, Z21
-	VSHUFF64X2 $0xee, Z5, Z0, Z0
-	VADDPS     Z0, Z21, Z0
-	VSHUFF64X2 $0x44, Z15, Z10, Z5
-	VSHUFF64X2 $0xee, Z15, Z10, Z10
-	VADDPS     Z10, Z5, Z5
-	VSHUFF64X2 $0x88, Z5, Z0, Z10
-	VSHUFF64X2 $0xdd, Z5, Z0, Z0
-	VADDPS     Z0, Z10, Z0
-	VPERMILPS  $0x4e, Z0, Z5
-	VADDPS     Z5, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z5
-	VADDPS     Z5, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0xee, Z5, Z0, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z15, Z10, Z22
+	VSHUFF64X2 $0xee, Z15, Z10, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z6, Z1, Z0
-	VSHUFF64X2 $0xee, Z6, Z1, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z16, Z11, Z1
-	VSHUFF64X2 $0xee, Z16, Z11, Z5
-	VADDPS     Z5, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z5
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z5, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z6, Z1, Z21
+	VSHUFF64X2 $0xee, Z6, Z1, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z16, Z11, Z22
+	VSHUFF64X2 $0xee, Z16, Z11, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z7, Z2, Z0
-	VSHUFF64X2 $0xee, Z7, Z2, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z17, Z12, Z1
-	VSHUFF64X2 $0xee, Z17, Z12, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z7, Z2, Z21
+	VSHUFF64X2 $0xee, Z7, Z2, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z17, Z12, Z22
+	VSHUFF64X2 $0xee, Z17, Z12, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z8, Z3, Z0
-	VSHUFF64X2 $0xee, Z8, Z3, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z18, Z13, Z1
-	VSHUFF64X2 $0xee, Z18, Z13, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z8, Z3, Z21
+	VSHUFF64X2 $0xee, Z8, Z3, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z18, Z13, Z22
+	VSHUFF64X2 $0xee, Z18, Z13, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z9, Z4, Z0
-	VSHUFF64X2 $0xee, Z9, Z4, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z19, Z14, Z1
-	VSHUFF64X2 $0xee, Z19, Z14, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z9, Z4, Z21
+	VSHUFF64X2 $0xee, Z9, Z4, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z19, Z14, Z22
+	VSHUFF64X2 $0xee, Z19, Z14, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z20
+	VMOVUPS    X20, (R10)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000500, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -2541,6 +2931,9 @@ TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (SI)(SI*2), DI
 	MOVQ    n+32(FP), R8
 	MOVQ    acc+40(FP), R9
+	MOVB    fresh+72(FP), R10
+	TESTB   R10, R10
+	JNZ     fresh
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z1
 	VMOVUPS 128(R9), Z2
@@ -2557,7 +2950,27 @@ TEXT ·dot4x4F16AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 832(R9), Z13
 	VMOVUPS 896(R9), Z14
 	VMOVUPS 960(R9), Z15
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+lanes:
 loop:
 	CMPQ        R8, $0x00000020
 	JL          done
@@ -2635,82 +3048,104 @@ done:
 	VMOVUPS Z13, 832(AX)
 	VMOVUPS Z14, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z16
 	VSHUFF64X2 $0x44, Z4, Z0, Z17
-	VSHUFF64X2 $0xee, Z4, Z0, Z0
-	VADDPS     Z0, Z17, Z0
-	VSHUFF64X2 $0x44, Z12, Z8, Z4
-	VSHUFF64X2 $0xee, Z12, Z8, Z8
-	VADDPS     Z8, Z4, Z4
-	VSHUFF64X2 $0x88, Z4, Z0, Z8
-	VSHUFF64X2 $0xdd, Z4, Z0, Z0
-	VADDPS     Z0, Z8, Z0
-	VPERMILPS  $0x4e, Z0, Z4
-	VADDPS     Z4, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z4
-	VADDPS     Z4, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0xee, Z4, Z0, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z12, Z8, Z18
+	VSHUFF64X2 $0xee, Z12, Z8, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z5, Z1, Z0
-	VSHUFF64X2 $0xee, Z5, Z1, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z13, Z9, Z1
-	VSHUFF64X2 $0xee, Z13, Z9, Z4
-	VADDPS     Z4, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z4
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z4, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z5, Z1, Z17
+	VSHUFF64X2 $0xee, Z5, Z1, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z13, Z9, Z18
+	VSHUFF64X2 $0xee, Z13, Z9, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z6, Z2, Z0
-	VSHUFF64X2 $0xee, Z6, Z2, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z14, Z10, Z1
-	VSHUFF64X2 $0xee, Z14, Z10, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z6, Z2, Z17
+	VSHUFF64X2 $0xee, Z6, Z2, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z14, Z10, Z18
+	VSHUFF64X2 $0xee, Z14, Z10, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z7, Z3, Z0
-	VSHUFF64X2 $0xee, Z7, Z3, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z15, Z11, Z1
-	VSHUFF64X2 $0xee, Z15, Z11, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z7, Z3, Z17
+	VSHUFF64X2 $0xee, Z7, Z3, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z15, Z11, Z18
+	VSHUFF64X2 $0xee, Z15, Z11, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z16
+	VMOVUPS    X16, (R9)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000400, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x1F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x1F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -2718,11 +3153,22 @@ TEXT ·dot4x1F16AVX512(SB), NOSPLIT, $0-64
 	MOVQ    x+16(FP), BX
 	MOVQ    n+32(FP), SI
 	MOVQ    acc+40(FP), DI
+	MOVB    fresh+72(FP), R8
+	TESTB   R8, R8
+	JNZ     fresh
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z1
 	VMOVUPS 128(DI), Z2
 	VMOVUPS 192(DI), Z3
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 loop:
 	CMPQ        SI, $0x00000020
 	JL          done
@@ -2758,34 +3204,56 @@ done:
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z4
 	VSHUFF64X2 $0x44, Z1, Z0, Z5
-	VSHUFF64X2 $0xee, Z1, Z0, Z0
-	VADDPS     Z0, Z5, Z0
-	VSHUFF64X2 $0x44, Z3, Z2, Z1
-	VSHUFF64X2 $0xee, Z3, Z2, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z4, Z0
-	VMOVUPS    X0, (DI)
+	VSHUFF64X2 $0xee, Z1, Z0, Z6
+	VADDPS     Z6, Z5, Z5
+	VSHUFF64X2 $0x44, Z3, Z2, Z6
+	VSHUFF64X2 $0xee, Z3, Z2, Z7
+	VADDPS     Z7, Z6, Z6
+	VSHUFF64X2 $0x88, Z6, Z5, Z7
+	VSHUFF64X2 $0xdd, Z6, Z5, Z5
+	VADDPS     Z5, Z7, Z5
+	VPERMILPS  $0x4e, Z5, Z6
+	VADDPS     Z6, Z5, Z5
+	VPERMILPS  $0xb1, Z5, Z6
+	VADDPS     Z6, Z5, Z5
+	VPERMPS    Z5, Z4, Z4
+	VMOVUPS    X4, (DI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000100, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x5F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x5F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -2796,6 +3264,9 @@ TEXT ·dot2x5F16AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DX)(BX*4), DI
 	MOVQ    n+32(FP), R8
 	MOVQ    acc+40(FP), R9
+	MOVB    fresh+72(FP), R10
+	TESTB   R10, R10
+	JNZ     fresh
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z1
 	VMOVUPS 128(R9), Z2
@@ -2806,7 +3277,21 @@ TEXT ·dot2x5F16AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 448(R9), Z7
 	VMOVUPS 512(R9), Z8
 	VMOVUPS 576(R9), Z9
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+
+lanes:
 loop:
 	CMPQ        R8, $0x00000020
 	JL          done
@@ -2869,112 +3354,134 @@ done:
 	VMOVUPS Z7, 448(AX)
 	VMOVUPS Z8, 512(AX)
 	VMOVUPS Z9, 576(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y10
 	VADDPS        Y10, Y0, Y10
-	VEXTRACTF32X4 $0x01, Y10, X0
-	VADDPS        X0, X10, X0
-	VMOVHLPS      X0, X0, X10
-	VADDPS        X10, X0, X0
-	VMOVSHDUP     X0, X10
-	VADDSS        X10, X0, X0
-	VMOVSS        X0, (R9)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X4 $0x01, Y0, X5
-	VADDPS        X5, X0, X5
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMOVSS        X5, 4(R9)
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z5, Y10
+	VADDPS        Y10, Y5, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z1, Y10
+	VADDPS        Y10, Y1, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z6, Y10
+	VADDPS        Y10, Y6, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z2, Y10
+	VADDPS        Y10, Y2, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z7, Y10
+	VADDPS        Y10, Y7, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z8, Y0
-	VADDPS        Y0, Y8, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z3, Y10
+	VADDPS        Y10, Y3, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z8, Y10
+	VADDPS        Y10, Y8, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z4, Y10
+	VADDPS        Y10, Y4, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z9, Y10
+	VADDPS        Y10, Y9, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000280, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x4F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x4F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
@@ -2984,6 +3491,9 @@ TEXT ·dot2x4F16AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (BX)(BX*2), SI
 	MOVQ    n+32(FP), DI
 	MOVQ    acc+40(FP), R8
+	MOVB    fresh+72(FP), R9
+	TESTB   R9, R9
+	JNZ     fresh
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z1
 	VMOVUPS 128(R8), Z2
@@ -2992,7 +3502,19 @@ TEXT ·dot2x4F16AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 320(R8), Z5
 	VMOVUPS 384(R8), Z6
 	VMOVUPS 448(R8), Z7
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+lanes:
 loop:
 	CMPQ        DI, $0x00000020
 	JL          done
@@ -3046,102 +3568,133 @@ done:
 	VMOVUPS Z5, 320(AX)
 	VMOVUPS Z6, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y8
 	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X0
-	VMOVHLPS      X0, X0, X8
-	VADDPS        X8, X0, X0
-	VMOVSHDUP     X0, X8
-	VADDSS        X8, X0, X0
-	VMOVSS        X0, (R8)
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X4
-	VADDPS        X4, X0, X4
-	VMOVHLPS      X4, X4, X0
-	VADDPS        X0, X4, X4
-	VMOVSHDUP     X4, X0
-	VADDSS        X0, X4, X4
-	VMOVSS        X4, 4(R8)
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z1, Y8
+	VADDPS        Y8, Y1, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z5, Y8
+	VADDPS        Y8, Y5, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z3, Y8
+	VADDPS        Y8, Y3, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z7, Y8
+	VADDPS        Y8, Y7, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000200, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x1F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x1F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x01, CX
 	MOVQ    x+16(FP), DX
 	MOVQ    n+32(FP), BX
 	MOVQ    acc+40(FP), SI
+	MOVB    fresh+72(FP), DI
+	TESTB   DI, DI
+	JNZ     fresh
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+lanes:
 loop:
 	CMPQ        BX, $0x00000020
 	JL          done
@@ -3171,36 +3724,58 @@ done:
 	MOVQ    acc+40(FP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y2
 	VADDPS        Y2, Y0, Y2
-	VEXTRACTF32X4 $0x01, Y2, X0
-	VADDPS        X0, X2, X0
-	VMOVHLPS      X0, X0, X2
-	VADDPS        X2, X0, X0
-	VMOVSHDUP     X0, X2
-	VADDSS        X2, X0, X0
-	VMOVSS        X0, (SI)
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(SI)
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (SI)
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y2
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, 4(SI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000080, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x5F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x5F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x5F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    xstride+24(FP), DX
@@ -3209,12 +3784,24 @@ TEXT ·dot1x5F16AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (CX)(DX*4), SI
 	MOVQ    n+32(FP), DI
 	MOVQ    acc+40(FP), R8
+	MOVB    fresh+72(FP), R9
+	TESTB   R9, R9
+	JNZ     fresh
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z1
 	VMOVUPS 128(R8), Z2
 	VMOVUPS 192(R8), Z3
 	VMOVUPS 256(R8), Z4
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+lanes:
 loop:
 	CMPQ        DI, $0x00000020
 	JL          done
@@ -3248,67 +3835,89 @@ done:
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
 	VMOVUPS Z4, 256(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y5
 	VADDPS        Y5, Y0, Y5
-	VEXTRACTF32X4 $0x01, Y5, X0
-	VADDPS        X0, X5, X0
-	VMOVHLPS      X0, X0, X5
-	VADDPS        X5, X0, X0
-	VMOVSHDUP     X0, X5
-	VADDSS        X5, X0, X0
-	VMOVSS        X0, (R8)
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000140, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x4F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x4F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x4F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    xstride+24(FP), DX
@@ -3316,11 +3925,22 @@ TEXT ·dot1x4F16AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DX)(DX*2), BX
 	MOVQ    n+32(FP), SI
 	MOVQ    acc+40(FP), DI
+	MOVB    fresh+72(FP), R8
+	TESTB   R8, R8
+	JNZ     fresh
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z1
 	VMOVUPS 128(DI), Z2
 	VMOVUPS 192(DI), Z3
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 loop:
 	CMPQ        SI, $0x00000020
 	JL          done
@@ -3350,63 +3970,93 @@ done:
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF32X4 $0x01, Y4, X0
-	VADDPS        X0, X4, X0
-	VMOVHLPS      X0, X0, X4
-	VADDPS        X4, X0, X0
-	VMOVSHDUP     X0, X4
-	VADDSS        X4, X0, X0
-	VMOVSS        X0, (DI)
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000100, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x1F16AVX512(w *uint16, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x1F16AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x1F16AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    n+32(FP), DX
 	MOVQ    acc+40(FP), BX
+	MOVB    fresh+72(FP), SI
+	TESTB   SI, SI
+	JNZ     fresh
 	VMOVUPS (BX), Z0
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+
+lanes:
 loop:
 	CMPQ        DX, $0x00000020
 	JL          done
@@ -3427,21 +4077,42 @@ done:
 	JNZ     sums
 	MOVQ    acc+40(FP), AX
 	VMOVUPS Z0, (AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF32X4 $0x01, Y1, X0
-	VADDPS        X0, X1, X0
-	VMOVHLPS      X0, X0, X1
-	VADDPS        X1, X0, X0
-	VMOVSHDUP     X0, X1
-	VADDSS        X1, X0, X0
-	VMOVSS        X0, (BX)
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VMOVHLPS      X2, X2, X1
+	VADDPS        X1, X2, X2
+	VMOVSHDUP     X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (BX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000040, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
@@ -3651,9 +4322,10 @@ done:
 	VZEROUPPER
 	RET
 
-// func dot4x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x5F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x5F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -3665,6 +4337,9 @@ TEXT ·dot4x5F32AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (BX)(SI*4), R8
 	MOVQ    n+32(FP), R9
 	MOVQ    acc+40(FP), R10
+	MOVB    fresh+72(FP), R11
+	TESTB   R11, R11
+	JNZ     fresh
 	VMOVUPS (R10), Z0
 	VMOVUPS 64(R10), Z1
 	VMOVUPS 128(R10), Z2
@@ -3685,7 +4360,31 @@ TEXT ·dot4x5F32AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 1088(R10), Z17
 	VMOVUPS 1152(R10), Z18
 	VMOVUPS 1216(R10), Z19
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+
+lanes:
 loop:
 	CMPQ        R9, $0x00000020
 	JL          done
@@ -3778,98 +4477,120 @@ done:
 	VMOVUPS Z17, 1088(AX)
 	VMOVUPS Z18, 1152(AX)
 	VMOVUPS Z19, 1216(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z20
 	VSHUFF64X2 $0x44, Z5, Z0, Z21
-	VSHUFF64X2 $0xee, Z5, Z0, Z0
-	VADDPS     Z0, Z21, Z0
-	VSHUFF64X2 $0x44, Z15, Z10, Z5
-	VSHUFF64X2 $0xee, Z15, Z10, Z10
-	VADDPS     Z10, Z5, Z5
-	VSHUFF64X2 $0x88, Z5, Z0, Z10
-	VSHUFF64X2 $0xdd, Z5, Z0, Z0
-	VADDPS     Z0, Z10, Z0
-	VPERMILPS  $0x4e, Z0, Z5
-	VADDPS     Z5, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z5
-	VADDPS     Z5, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0xee, Z5, Z0, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z15, Z10, Z22
+	VSHUFF64X2 $0xee, Z15, Z10, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z6, Z1, Z0
-	VSHUFF64X2 $0xee, Z6, Z1, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z16, Z11, Z1
-	VSHUFF64X2 $0xee, Z16, Z11, Z5
-	VADDPS     Z5, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z5
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z5, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z6, Z1, Z21
+	VSHUFF64X2 $0xee, Z6, Z1, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z16, Z11, Z22
+	VSHUFF64X2 $0xee, Z16, Z11, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z7, Z2, Z0
-	VSHUFF64X2 $0xee, Z7, Z2, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z17, Z12, Z1
-	VSHUFF64X2 $0xee, Z17, Z12, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z7, Z2, Z21
+	VSHUFF64X2 $0xee, Z7, Z2, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z17, Z12, Z22
+	VSHUFF64X2 $0xee, Z17, Z12, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z8, Z3, Z0
-	VSHUFF64X2 $0xee, Z8, Z3, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z18, Z13, Z1
-	VSHUFF64X2 $0xee, Z18, Z13, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z8, Z3, Z21
+	VSHUFF64X2 $0xee, Z8, Z3, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z18, Z13, Z22
+	VSHUFF64X2 $0xee, Z18, Z13, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z21
+	VMOVUPS    X21, (R10)
 	ADDQ       AX, R10
-	VSHUFF64X2 $0x44, Z9, Z4, Z0
-	VSHUFF64X2 $0xee, Z9, Z4, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z19, Z14, Z1
-	VSHUFF64X2 $0xee, Z19, Z14, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z20, Z0
-	VMOVUPS    X0, (R10)
+	VSHUFF64X2 $0x44, Z9, Z4, Z21
+	VSHUFF64X2 $0xee, Z9, Z4, Z22
+	VADDPS     Z22, Z21, Z21
+	VSHUFF64X2 $0x44, Z19, Z14, Z22
+	VSHUFF64X2 $0xee, Z19, Z14, Z23
+	VADDPS     Z23, Z22, Z22
+	VSHUFF64X2 $0x88, Z22, Z21, Z23
+	VSHUFF64X2 $0xdd, Z22, Z21, Z21
+	VADDPS     Z21, Z23, Z21
+	VPERMILPS  $0x4e, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMILPS  $0xb1, Z21, Z22
+	VADDPS     Z22, Z21, Z21
+	VPERMPS    Z21, Z20, Z20
+	VMOVUPS    X20, (R10)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000010, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000500, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -3880,6 +4601,9 @@ TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (SI)(SI*2), DI
 	MOVQ    n+32(FP), R8
 	MOVQ    acc+40(FP), R9
+	MOVB    fresh+72(FP), R10
+	TESTB   R10, R10
+	JNZ     fresh
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z1
 	VMOVUPS 128(R9), Z2
@@ -3896,7 +4620,27 @@ TEXT ·dot4x4F32AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 832(R9), Z13
 	VMOVUPS 896(R9), Z14
 	VMOVUPS 960(R9), Z15
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+lanes:
 loop:
 	CMPQ        R8, $0x00000020
 	JL          done
@@ -3974,82 +4718,104 @@ done:
 	VMOVUPS Z13, 832(AX)
 	VMOVUPS Z14, 896(AX)
 	VMOVUPS Z15, 960(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z16
 	VSHUFF64X2 $0x44, Z4, Z0, Z17
-	VSHUFF64X2 $0xee, Z4, Z0, Z0
-	VADDPS     Z0, Z17, Z0
-	VSHUFF64X2 $0x44, Z12, Z8, Z4
-	VSHUFF64X2 $0xee, Z12, Z8, Z8
-	VADDPS     Z8, Z4, Z4
-	VSHUFF64X2 $0x88, Z4, Z0, Z8
-	VSHUFF64X2 $0xdd, Z4, Z0, Z0
-	VADDPS     Z0, Z8, Z0
-	VPERMILPS  $0x4e, Z0, Z4
-	VADDPS     Z4, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z4
-	VADDPS     Z4, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0xee, Z4, Z0, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z12, Z8, Z18
+	VSHUFF64X2 $0xee, Z12, Z8, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z5, Z1, Z0
-	VSHUFF64X2 $0xee, Z5, Z1, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z13, Z9, Z1
-	VSHUFF64X2 $0xee, Z13, Z9, Z4
-	VADDPS     Z4, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z4
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z4, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z5, Z1, Z17
+	VSHUFF64X2 $0xee, Z5, Z1, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z13, Z9, Z18
+	VSHUFF64X2 $0xee, Z13, Z9, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z6, Z2, Z0
-	VSHUFF64X2 $0xee, Z6, Z2, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z14, Z10, Z1
-	VSHUFF64X2 $0xee, Z14, Z10, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z6, Z2, Z17
+	VSHUFF64X2 $0xee, Z6, Z2, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z14, Z10, Z18
+	VSHUFF64X2 $0xee, Z14, Z10, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z17
+	VMOVUPS    X17, (R9)
 	ADDQ       AX, R9
-	VSHUFF64X2 $0x44, Z7, Z3, Z0
-	VSHUFF64X2 $0xee, Z7, Z3, Z1
-	VADDPS     Z1, Z0, Z0
-	VSHUFF64X2 $0x44, Z15, Z11, Z1
-	VSHUFF64X2 $0xee, Z15, Z11, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z16, Z0
-	VMOVUPS    X0, (R9)
+	VSHUFF64X2 $0x44, Z7, Z3, Z17
+	VSHUFF64X2 $0xee, Z7, Z3, Z18
+	VADDPS     Z18, Z17, Z17
+	VSHUFF64X2 $0x44, Z15, Z11, Z18
+	VSHUFF64X2 $0xee, Z15, Z11, Z19
+	VADDPS     Z19, Z18, Z18
+	VSHUFF64X2 $0x88, Z18, Z17, Z19
+	VSHUFF64X2 $0xdd, Z18, Z17, Z17
+	VADDPS     Z17, Z19, Z17
+	VPERMILPS  $0x4e, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMILPS  $0xb1, Z17, Z18
+	VADDPS     Z18, Z17, Z17
+	VPERMPS    Z17, Z16, Z16
+	VMOVUPS    X16, (R9)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000010, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000400, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x1F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x1F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -4057,11 +4823,22 @@ TEXT ·dot4x1F32AVX512(SB), NOSPLIT, $0-64
 	MOVQ    x+16(FP), BX
 	MOVQ    n+32(FP), SI
 	MOVQ    acc+40(FP), DI
+	MOVB    fresh+72(FP), R8
+	TESTB   R8, R8
+	JNZ     fresh
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z1
 	VMOVUPS 128(DI), Z2
 	VMOVUPS 192(DI), Z3
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 loop:
 	CMPQ        SI, $0x00000020
 	JL          done
@@ -4097,34 +4874,56 @@ done:
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), AX
 	SHLQ       $0x02, AX
 	VMOVDQU32  reduce4Index<>+0(SB), Z4
 	VSHUFF64X2 $0x44, Z1, Z0, Z5
-	VSHUFF64X2 $0xee, Z1, Z0, Z0
-	VADDPS     Z0, Z5, Z0
-	VSHUFF64X2 $0x44, Z3, Z2, Z1
-	VSHUFF64X2 $0xee, Z3, Z2, Z2
-	VADDPS     Z2, Z1, Z1
-	VSHUFF64X2 $0x88, Z1, Z0, Z2
-	VSHUFF64X2 $0xdd, Z1, Z0, Z0
-	VADDPS     Z0, Z2, Z0
-	VPERMILPS  $0x4e, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMILPS  $0xb1, Z0, Z1
-	VADDPS     Z1, Z0, Z0
-	VPERMPS    Z0, Z4, Z0
-	VMOVUPS    X0, (DI)
+	VSHUFF64X2 $0xee, Z1, Z0, Z6
+	VADDPS     Z6, Z5, Z5
+	VSHUFF64X2 $0x44, Z3, Z2, Z6
+	VSHUFF64X2 $0xee, Z3, Z2, Z7
+	VADDPS     Z7, Z6, Z6
+	VSHUFF64X2 $0x88, Z6, Z5, Z7
+	VSHUFF64X2 $0xdd, Z6, Z5, Z5
+	VADDPS     Z5, Z7, Z5
+	VPERMILPS  $0x4e, Z5, Z6
+	VADDPS     Z6, Z5, Z5
+	VPERMILPS  $0xb1, Z5, Z6
+	VADDPS     Z6, Z5, Z5
+	VPERMPS    Z5, Z4, Z4
+	VMOVUPS    X4, (DI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000010, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000100, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000010, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x5F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x5F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -4135,6 +4934,9 @@ TEXT ·dot2x5F32AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DX)(BX*4), DI
 	MOVQ    n+32(FP), R8
 	MOVQ    acc+40(FP), R9
+	MOVB    fresh+72(FP), R10
+	TESTB   R10, R10
+	JNZ     fresh
 	VMOVUPS (R9), Z0
 	VMOVUPS 64(R9), Z1
 	VMOVUPS 128(R9), Z2
@@ -4145,7 +4947,21 @@ TEXT ·dot2x5F32AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 448(R9), Z7
 	VMOVUPS 512(R9), Z8
 	VMOVUPS 576(R9), Z9
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+
+lanes:
 loop:
 	CMPQ        R8, $0x00000020
 	JL          done
@@ -4212,112 +5028,134 @@ done:
 	VMOVUPS Z7, 448(AX)
 	VMOVUPS Z8, 512(AX)
 	VMOVUPS Z9, 576(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y10
 	VADDPS        Y10, Y0, Y10
-	VEXTRACTF32X4 $0x01, Y10, X0
-	VADDPS        X0, X10, X0
-	VMOVHLPS      X0, X0, X10
-	VADDPS        X10, X0, X0
-	VMOVSHDUP     X0, X10
-	VADDSS        X10, X0, X0
-	VMOVSS        X0, (R9)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X4 $0x01, Y0, X5
-	VADDPS        X5, X0, X5
-	VMOVHLPS      X5, X5, X0
-	VADDPS        X0, X5, X5
-	VMOVSHDUP     X5, X0
-	VADDSS        X0, X5, X5
-	VMOVSS        X5, 4(R9)
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z5, Y10
+	VADDPS        Y10, Y5, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z1, Y10
+	VADDPS        Y10, Y1, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z6, Y10
+	VADDPS        Y10, Y6, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z2, Y10
+	VADDPS        Y10, Y2, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z7, Y10
+	VADDPS        Y10, Y7, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z8, Y0
-	VADDPS        Y0, Y8, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z3, Y10
+	VADDPS        Y10, Y3, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z8, Y10
+	VADDPS        Y10, Y8, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
 	ADDQ          AX, R9
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R9)
-	VEXTRACTF64X4 $0x01, Z9, Y0
-	VADDPS        Y0, Y9, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R9)
+	VEXTRACTF64X4 $0x01, Z4, Y10
+	VADDPS        Y10, Y4, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, (R9)
+	VEXTRACTF64X4 $0x01, Z9, Y10
+	VADDPS        Y10, Y9, Y10
+	VEXTRACTF32X4 $0x01, Y10, X11
+	VADDPS        X11, X10, X11
+	VMOVHLPS      X11, X11, X10
+	VADDPS        X10, X11, X11
+	VMOVSHDUP     X11, X10
+	VADDSS        X10, X11, X11
+	VMOVSS        X11, 4(R9)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000280, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x4F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x4F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
@@ -4327,6 +5165,9 @@ TEXT ·dot2x4F32AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (BX)(BX*2), SI
 	MOVQ    n+32(FP), DI
 	MOVQ    acc+40(FP), R8
+	MOVB    fresh+72(FP), R9
+	TESTB   R9, R9
+	JNZ     fresh
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z1
 	VMOVUPS 128(R8), Z2
@@ -4335,7 +5176,19 @@ TEXT ·dot2x4F32AVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 320(R8), Z5
 	VMOVUPS 384(R8), Z6
 	VMOVUPS 448(R8), Z7
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+lanes:
 loop:
 	CMPQ        DI, $0x00000020
 	JL          done
@@ -4393,102 +5246,133 @@ done:
 	VMOVUPS Z5, 320(AX)
 	VMOVUPS Z6, 384(AX)
 	VMOVUPS Z7, 448(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y8
 	VADDPS        Y8, Y0, Y8
-	VEXTRACTF32X4 $0x01, Y8, X0
-	VADDPS        X0, X8, X0
-	VMOVHLPS      X0, X0, X8
-	VADDPS        X8, X0, X0
-	VMOVSHDUP     X0, X8
-	VADDSS        X8, X0, X0
-	VMOVSS        X0, (R8)
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X4
-	VADDPS        X4, X0, X4
-	VMOVHLPS      X4, X4, X0
-	VADDPS        X0, X4, X4
-	VMOVSHDUP     X4, X0
-	VADDSS        X0, X4, X4
-	VMOVSS        X4, 4(R8)
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPS        Y8, Y4, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPS        Y0, Y5, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z1, Y8
+	VADDPS        Y8, Y1, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z5, Y8
+	VADDPS        Y8, Y5, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z6, Y0
-	VADDPS        Y0, Y6, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VADDPS        Y8, Y2, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPS        Y8, Y6, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
-	VEXTRACTF64X4 $0x01, Z7, Y0
-	VADDPS        Y0, Y7, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(R8)
+	VEXTRACTF64X4 $0x01, Z3, Y8
+	VADDPS        Y8, Y3, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, (R8)
+	VEXTRACTF64X4 $0x01, Z7, Y8
+	VADDPS        Y8, Y7, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X9
+	VMOVHLPS      X9, X9, X8
+	VADDPS        X8, X9, X9
+	VMOVSHDUP     X9, X8
+	VADDSS        X8, X9, X9
+	VMOVSS        X9, 4(R8)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000200, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot2x1F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x1F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    wstride+8(FP), CX
 	SHLQ    $0x02, CX
 	MOVQ    x+16(FP), DX
 	MOVQ    n+32(FP), BX
 	MOVQ    acc+40(FP), SI
+	MOVB    fresh+72(FP), DI
+	TESTB   DI, DI
+	JNZ     fresh
 	VMOVUPS (SI), Z0
 	VMOVUPS 64(SI), Z1
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+lanes:
 loop:
 	CMPQ        BX, $0x00000020
 	JL          done
@@ -4522,36 +5406,58 @@ done:
 	MOVQ    acc+40(FP), AX
 	VMOVUPS Z0, (AX)
 	VMOVUPS Z1, 64(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y2
 	VADDPS        Y2, Y0, Y2
-	VEXTRACTF32X4 $0x01, Y2, X0
-	VADDPS        X0, X2, X0
-	VMOVHLPS      X0, X0, X2
-	VADDPS        X2, X0, X0
-	VMOVSHDUP     X0, X2
-	VADDSS        X2, X0, X0
-	VMOVSS        X0, (SI)
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, 4(SI)
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, (SI)
+	VEXTRACTF64X4 $0x01, Z1, Y2
+	VADDPS        Y2, Y1, Y2
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X3
+	VMOVHLPS      X3, X3, X2
+	VADDPS        X2, X3, X3
+	VMOVSHDUP     X3, X2
+	VADDSS        X2, X3, X3
+	VMOVSS        X3, 4(SI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000080, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000008, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x5F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x5F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x5F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    xstride+24(FP), DX
@@ -4560,12 +5466,24 @@ TEXT ·dot1x5F32AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (CX)(DX*4), SI
 	MOVQ    n+32(FP), DI
 	MOVQ    acc+40(FP), R8
+	MOVB    fresh+72(FP), R9
+	TESTB   R9, R9
+	JNZ     fresh
 	VMOVUPS (R8), Z0
 	VMOVUPS 64(R8), Z1
 	VMOVUPS 128(R8), Z2
 	VMOVUPS 192(R8), Z3
 	VMOVUPS 256(R8), Z4
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+lanes:
 loop:
 	CMPQ        DI, $0x00000020
 	JL          done
@@ -4601,67 +5519,89 @@ done:
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
 	VMOVUPS Z4, 256(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y5
 	VADDPS        Y5, Y0, Y5
-	VEXTRACTF32X4 $0x01, Y5, X0
-	VADDPS        X0, X5, X0
-	VMOVHLPS      X0, X0, X5
-	VADDPS        X5, X0, X0
-	VMOVSHDUP     X0, X5
-	VADDSS        X5, X0, X0
-	VMOVSS        X0, (R8)
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VADDPS        Y5, Y1, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	VADDPS        Y5, Y2, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z3, Y5
+	VADDPS        Y5, Y3, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
 	ADDQ          AX, R8
-	VEXTRACTF64X4 $0x01, Z4, Y0
-	VADDPS        Y0, Y4, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (R8)
+	VEXTRACTF64X4 $0x01, Z4, Y5
+	VADDPS        Y5, Y4, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X6
+	VMOVHLPS      X6, X6, X5
+	VADDPS        X5, X6, X6
+	VMOVSHDUP     X6, X5
+	VADDSS        X5, X6, X6
+	VMOVSS        X6, (R8)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000140, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x4F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x4F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x4F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    xstride+24(FP), DX
@@ -4669,11 +5609,22 @@ TEXT ·dot1x4F32AVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DX)(DX*2), BX
 	MOVQ    n+32(FP), SI
 	MOVQ    acc+40(FP), DI
+	MOVB    fresh+72(FP), R8
+	TESTB   R8, R8
+	JNZ     fresh
 	VMOVUPS (DI), Z0
 	VMOVUPS 64(DI), Z1
 	VMOVUPS 128(DI), Z2
 	VMOVUPS 192(DI), Z3
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 loop:
 	CMPQ        SI, $0x00000020
 	JL          done
@@ -4705,63 +5656,93 @@ done:
 	VMOVUPS Z1, 64(AX)
 	VMOVUPS Z2, 128(AX)
 	VMOVUPS Z3, 192(AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y4
 	VADDPS        Y4, Y0, Y4
-	VEXTRACTF32X4 $0x01, Y4, X0
-	VADDPS        X0, X4, X0
-	VMOVHLPS      X0, X0, X4
-	VADDPS        X4, X0, X0
-	VMOVSHDUP     X0, X4
-	VADDSS        X4, X0, X0
-	VMOVSS        X0, (DI)
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPS        Y0, Y1, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VADDPS        Y4, Y1, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z2, Y0
-	VADDPS        Y0, Y2, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VADDPS        Y4, Y2, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
 	ADDQ          AX, DI
-	VEXTRACTF64X4 $0x01, Z3, Y0
-	VADDPS        Y0, Y3, Y0
-	VEXTRACTF32X4 $0x01, Y0, X1
-	VADDPS        X1, X0, X1
-	VMOVHLPS      X1, X1, X0
-	VADDPS        X0, X1, X1
-	VMOVSHDUP     X1, X0
-	VADDSS        X0, X1, X1
-	VMOVSS        X1, (DI)
+	VEXTRACTF64X4 $0x01, Z3, Y4
+	VADDPS        Y4, Y3, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X5
+	VMOVHLPS      X5, X5, X4
+	VADDPS        X4, X5, X5
+	VMOVSHDUP     X5, X4
+	VADDSS        X4, X5, X5
+	VMOVSS        X5, (DI)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000100, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x1F32AVX512(w *float32, wstride int, x *float32, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL, MMX+
-TEXT ·dot1x1F32AVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x1F32AVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), AX
 	MOVQ    x+16(FP), CX
 	MOVQ    n+32(FP), DX
 	MOVQ    acc+40(FP), BX
+	MOVB    fresh+72(FP), SI
+	TESTB   SI, SI
+	JNZ     fresh
 	VMOVUPS (BX), Z0
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+
+lanes:
 loop:
 	CMPQ        DX, $0x00000020
 	JL          done
@@ -4784,21 +5765,42 @@ done:
 	JNZ     sums
 	MOVQ    acc+40(FP), AX
 	VMOVUPS Z0, (AX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), AX
 	SHLQ          $0x02, AX
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VADDPS        Y1, Y0, Y1
-	VEXTRACTF32X4 $0x01, Y1, X0
-	VADDPS        X0, X1, X0
-	VMOVHLPS      X0, X0, X1
-	VADDPS        X1, X0, X0
-	VMOVSHDUP     X0, X1
-	VADDSS        X1, X0, X0
-	VMOVSS        X0, (BX)
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X2
+	VMOVHLPS      X2, X2, X1
+	VADDPS        X1, X2, X2
+	VMOVSHDUP     X2, X1
+	VADDSS        X1, X2, X2
+	VMOVSS        X2, (BX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), AX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, AX
+	MOVQ   AX, w+0(FP)
+	MOVQ   acc+40(FP), AX
+	ADDQ   $0x00000040, AX
+	MOVQ   AX, acc+40(FP)
+	MOVQ   out+48(FP), AX
+	TESTQ  AX, AX
+	JZ     group
+	ADDQ   $0x00000004, AX
+	MOVQ   AX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
@@ -5510,9 +6512,10 @@ DATA iota16<>+56(SB)/4, $0x0000000e
 DATA iota16<>+60(SB)/4, $0x0000000f
 GLOBL iota16<>(SB), RODATA|NOPTR, $64
 
-// func dot4x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x6BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x6BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -5524,6 +6527,9 @@ TEXT ·dot4x6BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DI)(R10*4), R12
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
@@ -5548,7 +6554,35 @@ TEXT ·dot4x6BF16DPAVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 1344(DX), Z21
 	VMOVUPS 1408(DX), Z22
 	VMOVUPS 1472(DX), Z23
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -5788,8 +6822,7 @@ done:
 	VMOVUPS Z21, 1344(DX)
 	VMOVUPS Z22, 1408(DX)
 	VMOVUPS Z23, 1472(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), BX
@@ -5890,12 +6923,35 @@ sums:
 	VADDPS     Z28, Z27, Z29
 	VPERMPS    Z29, Z31, Z30
 	VMOVUPS    X30, (AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000600, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000010, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x4BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x4BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -5906,6 +6962,9 @@ TEXT ·dot4x4BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (R10)(R10*2), R11
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
@@ -5922,7 +6981,27 @@ TEXT ·dot4x4BF16DPAVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 832(DX), Z13
 	VMOVUPS 896(DX), Z14
 	VMOVUPS 960(DX), Z15
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -6087,8 +7166,7 @@ done:
 	VMOVUPS Z13, 832(DX)
 	VMOVUPS Z14, 896(DX)
 	VMOVUPS Z15, 960(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), BX
@@ -6157,12 +7235,35 @@ sums:
 	VADDPS     Z28, Z27, Z29
 	VPERMPS    Z29, Z31, Z30
 	VMOVUPS    X30, (AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000400, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000010, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot4x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot4x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F
-TEXT ·dot4x1BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot4x1BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -6173,11 +7274,22 @@ TEXT ·dot4x1BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (R10)(R10*2), R11
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
 	VMOVUPS 192(DX), Z3
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -6231,8 +7343,7 @@ done:
 	VMOVUPS Z1, 64(DX)
 	VMOVUPS Z2, 128(DX)
 	VMOVUPS Z3, 192(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ       ostride+56(FP), BX
@@ -6253,12 +7364,35 @@ sums:
 	VADDPS     Z28, Z27, Z29
 	VPERMPS    Z29, Z31, Z30
 	VMOVUPS    X30, (AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000008, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000100, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000010, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL
-TEXT ·dot2x6BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x6BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -6270,6 +7404,9 @@ TEXT ·dot2x6BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DI)(R10*4), R12
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
@@ -6282,7 +7419,23 @@ TEXT ·dot2x6BF16DPAVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 576(DX), Z9
 	VMOVUPS 640(DX), Z10
 	VMOVUPS 704(DX), Z11
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -6412,8 +7565,7 @@ done:
 	VMOVUPS Z9, 576(DX)
 	VMOVUPS Z10, 640(DX)
 	VMOVUPS Z11, 704(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), BX
@@ -6531,12 +7683,35 @@ sums:
 	VMOVSHDUP     X30, X24
 	VADDSS        X24, X30, X30
 	VMOVSS        X30, 4(AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000300, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000008, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL
-TEXT ·dot2x4BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x4BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -6547,6 +7722,9 @@ TEXT ·dot2x4BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (R10)(R10*2), R11
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
@@ -6555,7 +7733,19 @@ TEXT ·dot2x4BF16DPAVX512(SB), NOSPLIT, $0-64
 	VMOVUPS 320(DX), Z5
 	VMOVUPS 384(DX), Z6
 	VMOVUPS 448(DX), Z7
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -6646,8 +7836,7 @@ done:
 	VMOVUPS Z5, 320(DX)
 	VMOVUPS Z6, 384(DX)
 	VMOVUPS Z7, 448(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), BX
@@ -6727,12 +7916,35 @@ sums:
 	VMOVSHDUP     X25, X26
 	VADDSS        X26, X25, X25
 	VMOVSS        X25, 4(AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000200, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000008, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot2x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot2x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL
-TEXT ·dot2x1BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot2x1BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -6743,9 +7955,18 @@ TEXT ·dot2x1BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (R10)(R10*2), R11
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -6779,8 +8000,7 @@ done:
 	JNZ     sums
 	VMOVUPS Z0, (DX)
 	VMOVUPS Z1, 64(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), BX
@@ -6803,12 +8023,35 @@ sums:
 	VMOVSHDUP     X28, X29
 	VADDSS        X29, X28, X28
 	VMOVSS        X28, 4(AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000004, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000080, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000008, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x6BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL
-TEXT ·dot1x6BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x6BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -6820,13 +8063,26 @@ TEXT ·dot1x6BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (DI)(R10*4), R12
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
 	VMOVUPS 192(DX), Z3
 	VMOVUPS 256(DX), Z4
 	VMOVUPS 320(DX), Z5
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -6901,8 +8157,7 @@ done:
 	VMOVUPS Z3, 192(DX)
 	VMOVUPS Z4, 256(DX)
 	VMOVUPS Z5, 320(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), BX
@@ -6966,12 +8221,35 @@ sums:
 	VMOVSHDUP     X26, X27
 	VADDSS        X27, X26, X26
 	VMOVSS        X26, (AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000180, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000004, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x4BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL
-TEXT ·dot1x4BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x4BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -6982,11 +8260,22 @@ TEXT ·dot1x4BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (R10)(R10*2), R11
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
 	VMOVUPS 64(DX), Z1
 	VMOVUPS 128(DX), Z2
 	VMOVUPS 192(DX), Z3
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -7040,8 +8329,7 @@ done:
 	VMOVUPS Z1, 64(DX)
 	VMOVUPS Z2, 128(DX)
 	VMOVUPS Z3, 192(DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), BX
@@ -7085,12 +8373,35 @@ sums:
 	VMOVSHDUP     X27, X28
 	VADDSS        X28, X27, X27
 	VMOVSS        X27, (AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000100, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000004, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
-// func dot1x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int)
+// func dot1x1BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride int, n int, acc *float32, out *float32, ostride int, groups int, fresh bool)
 // Requires: AVX, AVX512F, AVX512VL
-TEXT ·dot1x1BF16DPAVX512(SB), NOSPLIT, $0-64
+TEXT ·dot1x1BF16DPAVX512(SB), NOSPLIT, $0-73
+group:
 	MOVQ    w+0(FP), SI
 	MOVQ    wstride+8(FP), R8
 	SHLQ    $0x01, R8
@@ -7101,8 +8412,16 @@ TEXT ·dot1x1BF16DPAVX512(SB), NOSPLIT, $0-64
 	LEAQ    (R10)(R10*2), R11
 	MOVQ    n+32(FP), CX
 	MOVQ    acc+40(FP), DX
+	MOVB    fresh+72(FP), AL
+	TESTB   AL, AL
+	JNZ     fresh
 	VMOVUPS (DX), Z0
+	JMP     lanes
 
+fresh:
+	VPXORD Z0, Z0, Z0
+
+lanes:
 loop:
 	CMPQ      CX, $0x00000020
 	JL        done
@@ -7126,8 +8445,7 @@ done:
 	TESTQ   AX, AX
 	JNZ     sums
 	VMOVUPS Z0, (DX)
-	VZEROUPPER
-	RET
+	JMP     next
 
 sums:
 	MOVQ          ostride+56(FP), BX
@@ -7141,6 +8459,28 @@ sums:
 	VMOVSHDUP     X25, X26
 	VADDSS        X26, X25, X25
 	VMOVSS        X25, (AX)
+
+next:
+	MOVQ   groups+64(FP), AX
+	DECQ   AX
+	JZ     end
+	MOVQ   AX, groups+64(FP)
+	MOVQ   w+0(FP), BX
+	MOVQ   wstride+8(FP), CX
+	IMUL3Q $0x00000002, CX, CX
+	ADDQ   CX, BX
+	MOVQ   BX, w+0(FP)
+	MOVQ   acc+40(FP), BX
+	ADDQ   $0x00000040, BX
+	MOVQ   BX, acc+40(FP)
+	MOVQ   out+48(FP), BX
+	TESTQ  BX, BX
+	JZ     group
+	ADDQ   $0x00000004, BX
+	MOVQ   BX, out+48(FP)
+	JMP    group
+
+end:
 	VZEROUPPER
 	RET
 
@@ -7169,6 +8509,81 @@ loop:
 	ADDQ      $0x00000040, DI
 	SUBQ      $0x00000020, CX
 	JMP       loop
+
+done:
+	VZEROUPPER
+	RET
+
+// func roundBF16F32AVX512(dst *float32, src *float32, n int)
+// Requires: AVX, AVX512F
+TEXT ·roundBF16F32AVX512(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), AX
+	MOVQ         src+8(FP), CX
+	MOVQ         n+16(FP), DX
+	MOVL         $0x00000001, BX
+	VPBROADCASTD BX, Z0
+	MOVL         $0x00007fff, BX
+	VPBROADCASTD BX, Z1
+	MOVL         $0xffff0000, BX
+	VPBROADCASTD BX, Z2
+	MOVL         $0x7fffffff, BX
+	VPBROADCASTD BX, Z3
+	MOVL         $0x7f800000, BX
+	VPBROADCASTD BX, Z4
+	MOVL         $0x00400000, BX
+	VPBROADCASTD BX, Z5
+
+loop2:
+	CMPQ      DX, $0x00000020
+	JL        loop1
+	VMOVDQU32 (CX), Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z0, Z7, Z7
+	VPADDD    Z1, Z7, Z7
+	VPADDD    Z6, Z7, Z8
+	VPANDD    Z2, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPCMPUD   $0x06, Z4, Z7, K1
+	VPANDD    Z2, Z6, Z7
+	VPORD     Z5, Z7, Z7
+	VMOVDQA32 Z7, K1, Z8
+	VMOVDQU32 Z8, (AX)
+	VMOVDQU32 64(CX), Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z0, Z7, Z7
+	VPADDD    Z1, Z7, Z7
+	VPADDD    Z6, Z7, Z8
+	VPANDD    Z2, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPCMPUD   $0x06, Z4, Z7, K1
+	VPANDD    Z2, Z6, Z7
+	VPORD     Z5, Z7, Z7
+	VMOVDQA32 Z7, K1, Z8
+	VMOVDQU32 Z8, 64(AX)
+	ADDQ      $0x00000080, CX
+	ADDQ      $0x00000080, AX
+	SUBQ      $0x00000020, DX
+	JMP       loop2
+
+loop1:
+	CMPQ      DX, $0x00000010
+	JL        done
+	VMOVDQU32 (CX), Z6
+	VPSRLD    $0x10, Z6, Z7
+	VPANDD    Z0, Z7, Z7
+	VPADDD    Z1, Z7, Z7
+	VPADDD    Z6, Z7, Z8
+	VPANDD    Z2, Z8, Z8
+	VPANDD    Z3, Z6, Z7
+	VPCMPUD   $0x06, Z4, Z7, K1
+	VPANDD    Z2, Z6, Z7
+	VPORD     Z5, Z7, Z7
+	VMOVDQA32 Z7, K1, Z8
+	VMOVDQU32 Z8, (AX)
+	ADDQ      $0x00000040, CX
+	ADDQ      $0x00000040, AX
+	SUBQ      $0x00000010, DX
+	JMP       loop1
 
 done:
 	VZEROUPPER

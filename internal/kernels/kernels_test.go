@@ -90,7 +90,8 @@ func close(got float32, want, mag float64, n int) bool {
 
 var sizes = []int{0, 1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 63, 64, 65, 100, 127, 128, 129, 255, 1000, 4101}
 
-// TestConversions checks the slice conversions of every implementation against half's.
+// TestConversions checks the slice conversions and RoundBF16 of every implementation against
+// half's.
 func TestConversions(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	forEachImpl(t, func(t *testing.T) {
@@ -105,6 +106,37 @@ func TestConversions(t *testing.T) {
 			for i, v := range src {
 				if math.Float32bits(dst[i]) != math.Float32bits(half.BF16ToF32(v)) {
 					t.Fatalf("BF16ToF32Slice n=%d [%d]: %v want %v", n, i, dst[i], half.BF16ToF32(v))
+				}
+			}
+			// Random bits, then ties, NaNs, infinities and subnormals among them.
+			x := guarded[float32](t, n)
+			for i := range x {
+				bits := r.Uint32()
+				switch i % 5 {
+				case 1:
+					bits = bits&^0xffff | 0x8000 // a tie
+				case 3:
+					bits |= 0x7f800000 // Inf or NaN
+				case 4:
+					bits &^= 0x7f800000 // zero or subnormal
+				}
+				x[i] = math.Float32frombits(bits)
+			}
+			want := make([]float32, n)
+			for i, v := range x {
+				want[i] = half.BF16ToF32(half.F32ToBF16(v))
+			}
+			for _, inPlace := range []bool{false, true} {
+				out := dst
+				if inPlace {
+					out = x
+				}
+				RoundBF16(out, x)
+				check()
+				for i := range want {
+					if math.Float32bits(out[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("RoundBF16 n=%d in place %v [%d]: %#x want %#x", n, inPlace, i, math.Float32bits(out[i]), math.Float32bits(want[i]))
+					}
 				}
 			}
 			F16ToF32Slice(dst, src)

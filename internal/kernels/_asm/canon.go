@@ -73,16 +73,18 @@ func tileName(e elem, rows, tokens int) string {
 }
 
 // tile emits dot<R>x<T><E>AVX512(w *E, wstride int, x *float32, xstride, n int, acc
-// *float32, out *float32, ostride int): for rows r < R of w (w[r*wstride:]) and tokens t < T
-// of x (x[t*xstride:]), it continues the canonical accumulation of their product over the n
-// values (a multiple of 32) from the 16 lanes at acc[(r*T+t)*16:], and stores the lanes back
-// there, or, if out is not nil, their reduction to out[t*ostride+r]. bfloat16 rows meet x
-// permuted: each 32 values as the 16 even ones, then the 16 odd ones. With pf, the kernel
-// prefetches the rows it streams.
+// *float32, out *float32, ostride, groups int, fresh bool): for each of groups groups of R
+// rows, group g the rows g·R+r, r < R, of w (w[(g·R+r)*wstride:]), and the tokens t < T of x
+// (x[t*xstride:]), it continues the canonical accumulation of their product over the n values
+// (a multiple of 32) from the 16 lanes at acc[((g·R+r)*T+t)*16:], or from zero if fresh, and
+// stores the lanes back there, or, if out is not nil, their reduction to
+// out[t*ostride+g·R+r]. bfloat16 rows meet x permuted: each 32 values as the 16 even ones,
+// then the 16 odd ones. With pf, the kernel prefetches the rows it streams.
 func tile(e elem, R, T int, pf bool) {
 	name := tileName(e, R, T)
-	text(name, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, acc *float32, out *float32, ostride int)", e.goType),
-		"%s continues the canonical sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride) over n values, a multiple of 32, in the lanes acc[(r*%d+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].", name, R, T, T)
+	text(name, fmt.Sprintf("func(w *%s, wstride int, x *float32, xstride, n int, acc *float32, out *float32, ostride, groups int, fresh bool)", e.goType),
+		"%s continues, for each of groups groups of %d rows (group g the rows g*%d+r of w, stride wstride), the canonical sums of the rows times tokens t < %d of x (stride xstride) over n values, a multiple of 32, in the lanes acc[((g*%d+r)*%d+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*%d+r].", name, R, R, T, R, T, R)
+	Label("group")
 	w := param("w")
 	var ws, ws3 Register
 	if R > 1 {
@@ -118,9 +120,13 @@ func tile(e elem, R, T int, pf bool) {
 		acc[r] = make([]VecVirtual, T)
 		for t := range acc[r] {
 			acc[r][t] = ZMM()
-			VMOVUPS(Mem{Base: ap, Disp: 64 * (r*T + t)}, acc[r][t])
 		}
 	}
+	startLanes(func(i int) {
+		VMOVUPS(Mem{Base: ap, Disp: 64 * i}, acc[i/T][i%T])
+	}, func(i int) {
+		VPXORD(acc[i/T][i%T], acc[i/T][i%T], acc[i/T][i%T])
+	}, R*T)
 	var mask VecVirtual
 	if e.name == "BF16" {
 		mask = broadcast(avx512, 0xffff0000)
@@ -169,7 +175,7 @@ func tile(e elem, R, T int, pf bool) {
 			VMOVUPS(acc[r][t], Mem{Base: ap, Disp: 64 * (r*T + t)})
 		}
 	}
-	ret()
+	JMP(LabelRef("next"))
 	Label("sums")
 	os := param("ostride")
 	SHLQ(U8(2), os)
@@ -190,6 +196,51 @@ func tile(e elem, R, T int, pf bool) {
 			ADDQ(os, op)
 		}
 	}
+	nextGroup(R, T, e.size, [3]Register{GP64(), GP64(), GP64()})
+}
+
+// startLanes starts the lanes of a tile kernel's n accumulators: with load(i) from acc, or
+// with zero(i) where the parameter fresh is set.
+func startLanes(load, zero func(i int), n int) {
+	fresh := Load(Param("fresh"), GP8())
+	TESTB(fresh, fresh)
+	JNZ(LabelRef("fresh"))
+	for i := range n {
+		load(i)
+	}
+	JMP(LabelRef("lanes"))
+	Label("fresh")
+	for i := range n {
+		zero(i)
+	}
+	Label("lanes")
+}
+
+// nextGroup ends a tile kernel's group of R rows of size-byte values by T tokens (label
+// "next"): it advances the parameters w, acc and out (if not nil) to the next group and
+// starts it from label "group", or returns after the last. r are three free registers.
+func nextGroup(R, T, size int, r [3]Register) {
+	Label("next")
+	g, p, q := r[0], r[1], r[2]
+	Load(Param("groups"), g)
+	DECQ(g)
+	JZ(LabelRef("end"))
+	Store(g, Param("groups"))
+	Load(Param("w"), p)
+	Load(Param("wstride"), q)
+	IMUL3Q(U32(R*size), q, q)
+	ADDQ(q, p)
+	Store(p, Param("w"))
+	Load(Param("acc"), p)
+	ADDQ(U32(64*R*T), p)
+	Store(p, Param("acc"))
+	Load(Param("out"), p)
+	TESTQ(p, p)
+	JZ(LabelRef("group"))
+	ADDQ(U32(4*R), p)
+	Store(p, Param("out"))
+	JMP(LabelRef("group"))
+	Label("end")
 	ret()
 }
 
@@ -389,16 +440,17 @@ func permIndex() (even, odd VecVirtual) {
 }
 
 // dpTile emits dot<R>x<T>BF16DPAVX512(w *uint16, wstride int, x *uint16, xstride, n int, acc
-// *float32, out *float32, ostride int), the tile kernel of the products whose activations
-// are rounded to bfloat16: as tile, with x in bfloat16 too and each 32-value line of a row and
-// a token meeting in one VDPBF16PS (lane i adds the products of values 2i and 2i+1), so that
-// the rows and the activations are read as they are stored. The instruction is not known to
+// *float32, out *float32, ostride, groups int, fresh bool), the tile kernel of the products
+// whose activations are rounded to bfloat16: as tile, with x in bfloat16 too and each 32-value
+// line of a row and a token meeting in one VDPBF16PS (lane i adds the products of values 2i
+// and 2i+1), so that the rows and the activations are read as they are stored. The instruction is not known to
 // the assembler: its registers are named, Z0..Z(R·T-1) accumulating (R·T ≤ 24), Z24.. the
 // rows' lines, Z28 and Z29 the tokens' in turn.
 func dpTile(R, T int) {
 	name := fmt.Sprintf("dot%dx%dBF16DPAVX512", R, T)
-	text(name, "func(w *uint16, wstride int, x *uint16, xstride, n int, acc *float32, out *float32, ostride int)",
-		"%s continues the sums of rows r < %d of w (stride wstride) times tokens t < %d of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[(r*%d+t)*16:][:16], and stores the lanes back or, if out is not nil, their sums to out[t*ostride+r].", name, R, T, T)
+	text(name, "func(w *uint16, wstride int, x *uint16, xstride, n int, acc *float32, out *float32, ostride, groups int, fresh bool)",
+		"%s continues, for each of groups groups of %d rows (group g the rows g*%d+r of w, stride wstride), the sums of the rows times tokens t < %d of x (stride xstride), both bfloat16, over n values, a multiple of 32, by VDPBF16PS, in the lanes acc[((g*%d+r)*%d+t)*16:][:16] (from zero if fresh), and stores the lanes back or, if out is not nil, their sums to out[t*ostride+g*%d+r].", name, R, R, T, R, T, R)
+	Label("group")
 	Load(Param("w"), RSI)
 	Load(Param("wstride"), R8)
 	SHLQ(U8(1), R8)
@@ -412,9 +464,8 @@ func dpTile(R, T int) {
 	}
 	Load(Param("n"), RCX)
 	Load(Param("acc"), RDX)
-	for i := range R * T {
-		VMOVUPS(Mem{Base: RDX, Disp: 64 * i}, zmm(i))
-	}
+	startLanes(func(i int) { VMOVUPS(Mem{Base: RDX, Disp: 64 * i}, zmm(i)) },
+		func(i int) { VPXORD(zmm(i), zmm(i), zmm(i)) }, R*T)
 	Label("loop")
 	CMPQ(RCX, U32(32))
 	JL(LabelRef("done"))
@@ -442,7 +493,7 @@ func dpTile(R, T int) {
 	for i := range R * T {
 		VMOVUPS(zmm(i), Mem{Base: RDX, Disp: 64 * i})
 	}
-	ret()
+	JMP(LabelRef("next"))
 	Label("sums")
 	Load(Param("ostride"), RBX)
 	SHLQ(U8(2), RBX)
@@ -466,7 +517,7 @@ func dpTile(R, T int) {
 			ADDQ(RBX, RAX)
 		}
 	}
-	ret()
+	nextGroup(R, T, 2, [3]Register{RAX, RBX, RCX})
 }
 
 // tokenBases are the registers that hold the current line of tokens 4i of the tile kernels

@@ -94,6 +94,7 @@ func main() {
 		}
 	}
 	roundWords()
+	roundF32()
 	matMulAddTiles()
 	prefetchRange()
 	peakFMA(avx2, 12)

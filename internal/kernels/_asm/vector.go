@@ -153,3 +153,31 @@ func indexAtLeast() {
 	Store(cnt, ReturnIndex(0))
 	ret()
 }
+
+// roundF32 emits roundBF16F32AVX512(dst, src *float32, n int): dst[i] = src[i] rounded to the
+// nearest bfloat16, ties to even, as float32 (the low 16 bits cleared); a NaN keeps its upper
+// bits and is made quiet, as half.F32ToBF16 does. n is a multiple of 16.
+func roundF32() {
+	text("roundBF16F32AVX512", "func(dst, src *float32, n int)",
+		"roundBF16F32AVX512 stores src[:n] rounded to bfloat16 (ties to even, NaNs quiet) as float32 to dst[:n]; n is a multiple of 16.")
+	dst, src, n := stream{param("dst"), 4}, stream{param("src"), 4}, param("n")
+	one, bias, high := broadcast(avx512, 1), broadcast(avx512, 0x7fff), broadcast(avx512, 0xffff0000)
+	abs, inf, quiet := broadcast(avx512, 0x7fffffff), broadcast(avx512, 0x7f800000), broadcast(avx512, 0x00400000)
+	vectorLoop(avx512, n, 2, []stream{src, dst}, func(i int) {
+		b, t, r := ZMM(), ZMM(), ZMM()
+		VMOVDQU32(src.vec(avx512, i), b)
+		VPSRLD(U8(16), b, t) // the lowest bit kept, for ties to even
+		VPANDD(one, t, t)
+		VPADDD(bias, t, t)
+		VPADDD(b, t, r)
+		VPANDD(high, r, r)
+		nan := K()
+		VPANDD(abs, b, t)
+		VPCMPUD(U8(6), inf, t, nan) // |b| > +Inf as bits: NaN
+		VPANDD(high, b, t)
+		VPORD(quiet, t, t)
+		VMOVDQA32(t, nan, r)
+		VMOVDQU32(r, dst.vec(avx512, i))
+	})
+	ret()
+}
