@@ -6,9 +6,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// adviseHuge asks for transparent huge pages for mem; 4 KB pages serve too.
-func adviseHuge(mem []byte) { _ = unix.Madvise(mem, unix.MADV_HUGEPAGE) }
-
 // dropCached asks the kernel to drop n bytes of f from offset lo from the page cache.
 func dropCached(f *os.File, lo, n int) {
 	_ = unix.Fadvise(int(f.Fd()), int64(lo), int64(n), unix.FADV_DONTNEED)

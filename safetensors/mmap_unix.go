@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 
+	"github.com/fathom-llm/fathom/internal/mem"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +22,7 @@ func mapFile(f *os.File, size int) (buf []byte, release func() error, err error)
 	if err != nil {
 		return nil, nil, err
 	}
-	adviseHuge(buf)
+	mem.AdviseHuge(buf)
 	return buf, func() error { return unix.Munmap(buf) }, nil
 }
 
@@ -53,12 +54,12 @@ func readFile(f *os.File, size int) (buf []byte, release func() error, err error
 			uint64(n[4])<<32 | uint64(n[5])<<40 | uint64(n[6])<<48 | uint64(n[7])<<56
 		shift = int((64 - (8+hdr%64)%64) % 64)
 	}
-	mem, err := unix.Mmap(-1, 0, size+shift, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
+	region, err := unix.Mmap(-1, 0, size+shift, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS)
 	if err != nil {
 		return nil, nil, err
 	}
-	adviseHuge(mem)
-	buf = mem[shift : shift+size]
+	mem.AdviseHuge(region)
+	buf = region[shift : shift+size]
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
@@ -83,10 +84,10 @@ func readFile(f *os.File, size int) (buf []byte, release func() error, err error
 	}
 	wg.Wait()
 	if firstErr != nil {
-		unix.Munmap(mem)
+		unix.Munmap(region)
 		return nil, nil, firstErr
 	}
-	return buf, func() error { return unix.Munmap(mem) }, nil
+	return buf, func() error { return unix.Munmap(region) }, nil
 }
 
 // cmpErr keeps the first error.

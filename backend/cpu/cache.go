@@ -2,11 +2,13 @@ package cpu
 
 import (
 	"math"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/half"
 	"github.com/fathom-llm/fathom/internal/kernels"
+	"github.com/fathom-llm/fathom/internal/mem"
 	"github.com/fathom-llm/fathom/safetensors"
 )
 
@@ -24,7 +26,8 @@ type cache struct {
 	// k and v hold float32 values in k32, v32, or 16-bit ones in k16, v16.
 	k32, v32 []float32
 	k16, v16 []uint16
-	batch    batch // the batch of the last Prepare
+	release  func() // unmaps the memory of k and v, outside the Go heap (mem.Anon)
+	batch    batch  // the batch of the last Prepare
 }
 
 // cacheTypes are the element types the CPU cache stores, its default first.
@@ -41,10 +44,16 @@ func (b *Backend) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 		return nil, backend.Shapef("cache config %+v: %g values", cfg, size)
 	}
 	c := &cache{owner: b, cfg: cfg}
+	n := int(size)
+	region, release := mem.Anon(2 * n * cfg.DType.Size())
+	c.release = release
+	runtime.AddCleanup(c, func(f func()) { f() }, release) // where Close is not called
 	if cfg.DType == safetensors.F32 {
-		c.k32, c.v32 = make([]float32, int(size)), make([]float32, int(size))
+		kv := view[float32](region)
+		c.k32, c.v32 = kv[:n:n], kv[n:]
 	} else {
-		c.k16, c.v16 = make([]uint16, int(size)), make([]uint16, int(size))
+		kv := view[uint16](region)
+		c.k16, c.v16 = kv[:n:n], kv[n:]
 	}
 	c.batch.cache = c
 	return c, nil
@@ -59,6 +68,7 @@ func (c *cache) Close() error {
 	defer c.owner.mu.Unlock()
 	c.closed.Store(true)
 	c.k32, c.v32, c.k16, c.v16 = nil, nil, nil, nil
+	c.release()
 	return nil
 }
 

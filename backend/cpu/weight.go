@@ -3,10 +3,13 @@ package cpu
 import (
 	"encoding/binary"
 	"errors"
+	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/fathom-llm/fathom/backend"
 	"github.com/fathom-llm/fathom/internal/kernels"
+	"github.com/fathom-llm/fathom/internal/mem"
 	"github.com/fathom-llm/fathom/safetensors"
 )
 
@@ -18,7 +21,8 @@ import (
 // A matrix with wide rows (kernels.PanelCols) is kept in column panels instead, which the
 // products with few tokens stream at the memory's rate: parts[i] holds the columns
 // [i·panel, i·panel+parts[i].cols) of every row as a matrix of its own (a copy of the stored
-// data, or quantized), and the data fields of w are empty.
+// data, or quantized), and the data fields of w are empty. The copies and the quantized data
+// that binding makes lie outside the Go heap, in memory that w owns (panels).
 type weight struct {
 	owner      *Backend
 	dtype      safetensors.DType
@@ -101,28 +105,53 @@ func (w *weight) panelWidth(quantized bool) int {
 
 // panels returns the parts of w in column panels of p columns stored as q, their data not yet
 // filled in. Quantized parts lie one after another in data, laid out as
-// backend.QuantizedWeight describes, or in one new block of memory when data is nil; others
-// take memory of their own.
+// backend.QuantizedWeight describes; with data nil, the parts lie in one block of memory
+// outside the Go heap that w owns (mem.Owned), each on a cache line of its own.
 func (w *weight) panels(p int, q backend.Quantization, data []byte) []*weight {
-	if q != backend.AsStored && data == nil {
-		data = make([]byte, w.rows*backend.QuantizedRowBytes(q, w.cols))
+	size := func(n int) int { // the bytes of a part of n columns
+		switch {
+		case q != backend.AsStored:
+			return w.rows * backend.QuantizedRowBytes(q, n)
+		case w.u16 != nil:
+			return w.rows * n * 2
+		}
+		return w.rows * n * 4
+	}
+	align := func(n int) int { return n } // the bytes from a part to the next
+	if data == nil {
+		align = func(n int) int { return (n + 63) &^ 63 }
+		total := 0
+		for c0 := 0; c0 < w.cols; c0 += p {
+			total += align(size(min(p, w.cols-c0)))
+		}
+		data = mem.Owned(w, total)
 	}
 	var parts []*weight
 	for c0 := 0; c0 < w.cols; c0 += p {
 		n := min(p, w.cols-c0)
 		part := &weight{owner: w.owner, dtype: w.dtype, rows: w.rows, cols: n, quant: q}
+		b := data[:size(n):size(n)]
+		data = data[min(align(size(n)), len(data)):]
 		switch {
 		case q != backend.AsStored:
-			size := w.rows * backend.QuantizedRowBytes(q, n)
-			part.q, data = data[:size:size], data[size:]
+			part.q = b
 		case w.u16 != nil:
-			part.u16 = make([]uint16, w.rows*n)
+			part.u16 = view[uint16](b)
 		default:
-			part.f32 = make([]float32, w.rows*n)
+			part.f32 = view[float32](b)
 		}
 		parts = append(parts, part)
 	}
 	return parts
+}
+
+// view returns the values of type T that b holds (b suitably aligned).
+func view[T uint16 | float32](b []byte) []T {
+	var z T
+	if len(b) < int(unsafe.Sizeof(z)) {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), len(b)/int(unsafe.Sizeof(z)))
 }
 
 // adopt makes parts, panels of p columns stored as q, the data of w.
@@ -204,6 +233,7 @@ func (w *weight) span(dst []float32, r, c0 int) {
 // row sets dst[:w.cols] to row r of w converted exactly to float32 (dequantized, for a
 // quantized weight).
 func (w *weight) row(dst []float32, r int) {
+	defer runtime.KeepAlive(w) // it owns its parts' memory
 	for i, p := range w.parts {
 		p.row(dst[i*w.panel:], r)
 	}
@@ -229,6 +259,7 @@ func (w *weight) row(dst []float32, r int) {
 // quantizeActs), or, if xq is nil, quantizes x itself. s is the calling worker's working
 // memory.
 func (w *weight) mulRows(s *workerScratch, out, x []float32, xq *kernels.QuantActs, tokens, lo, hi int, rounded bool) {
+	defer runtime.KeepAlive(w) // it owns its parts' memory
 	if tokens <= 0 {
 		return
 	}

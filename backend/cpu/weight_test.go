@@ -1,9 +1,11 @@
 package cpu
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -103,5 +105,49 @@ func closeTo(t *testing.T, what string, got, want []float32, tol float64) {
 		if d := math.Abs(float64(got[i] - want[i])); !(d <= tol*scale) {
 			t.Fatalf("%s: [%d] = %v, want %v", what, i, got[i], want[i])
 		}
+	}
+}
+
+// TestBoundCopiesOffHeap checks that the column panels that binding copies, the quantized
+// data it makes and the KV cache lie outside the Go heap (a few megabytes each here; the
+// experts of Mixtral 8x7B take gigabytes, which in the heap would double the collector's goal).
+func TestBoundCopiesOffHeap(t *testing.T) {
+	const rows, cols = 64, 16384
+	if kernels.PanelCols(cols, false) == cols {
+		t.Skip("rows of 16384 values are kept whole on this CPU")
+	}
+	b := New(1)
+	defer b.Close()
+	data := make([]byte, 2*rows*cols)
+	for i := 0; i < len(data); i += 2 {
+		binary.LittleEndian.PutUint16(data[i:], kernels.F32ToBF16(float32(i%97)/97-0.5))
+	}
+	tensor := safetensors.Tensor{Name: "w", DType: safetensors.BF16, Shape: []int{rows, cols}, Data: data}
+	heap := func() int64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return int64(m.HeapAlloc)
+	}
+	for _, c := range []struct {
+		name string
+		size int
+		make func() (any, error)
+	}{
+		{"panels", len(data), func() (any, error) { return b.Bind(tensor) }},
+		{"q8", rows * kernels.Q8RowBytes(cols), func() (any, error) { return b.BindQuantized(tensor, backend.Q8) }},
+		{"cache", 2 * 64 * 16 * 8 * 128 * 2 * 2, func() (any, error) { // float16 keys and values
+			return b.NewCache(backend.CacheConfig{Layers: 2, KVHeads: 8, HeadDim: 128, BlockSize: 16, Blocks: 64})
+		}},
+	} {
+		before := heap()
+		v, err := c.make()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if grew := heap() - before; grew > int64(c.size)/8 {
+			t.Errorf("%s of %d bytes: the Go heap grew by %d bytes", c.name, c.size, grew)
+		}
+		runtime.KeepAlive(v)
 	}
 }
