@@ -3,9 +3,8 @@
 // that the backends and the checkpoint mapping share.
 //
 // Gigabytes held in the Go heap count toward the garbage collector's goal, which is twice the
-// live heap: the rest of a program may then grow by as much again before a collection, and
-// every allocation in between lands on pages never touched, paying a page fault for each.
-// Memory from Anon is the operating system's, not the collector's.
+// live heap: the rest of a program may then grow by as much again before a collection. Memory
+// from Anon is the operating system's, not the collector's.
 package mem
 
 import (
