@@ -2,8 +2,6 @@ package kernels
 
 import (
 	"github.com/klauspost/cpuid/v2"
-
-	"github.com/fathom-llm/fathom/internal/half"
 )
 
 // features are the instruction set extensions the vector implementations use.
@@ -92,7 +90,7 @@ func (t *table) setProducts(a accel) {
 	t.matMulF32 = func(s *Scratch, out []float32, w, x []float32, tokens, rows, cols, lo, hi int) {
 		matMul(s, out, w, x, tokens, rows, cols, lo, hi, matVecF32, a.canonF32)
 	}
-	matMulBF16 := t.matMulBF16
+	matMulBF16, roundBF16 := t.matMulBF16, t.roundBF16
 	t.roundedTiles = func(tokens int) bool { return a.rounded != nil && tokens > roundedFewTokens }
 	roundedTiles := t.roundedTiles
 	t.matMulBF16Rounded = func(s *Scratch, out []float32, w []uint16, x []float32, tokens, rows, cols, lo, hi int) {
@@ -102,9 +100,7 @@ func (t *table) setProducts(a accel) {
 			return
 		}
 		xr := s.floats(scratchRound, len(x))
-		for i, v := range x {
-			xr[i] = half.BF16ToF32(half.F32ToBF16(v))
-		}
+		roundBF16(xr, x)
 		matMulBF16(s, out, w, xr, tokens, rows, cols, lo, hi)
 	}
 	t.quantizeQ8 = func(dst []byte, src []float32, cols int) error {
