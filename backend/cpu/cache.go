@@ -2,7 +2,6 @@ package cpu
 
 import (
 	"math"
-	"runtime"
 	"sync/atomic"
 
 	"github.com/fathom-llm/fathom/backend"
@@ -26,7 +25,7 @@ type cache struct {
 	// k and v hold float32 values in k32, v32, or 16-bit ones in k16, v16.
 	k32, v32 []float32
 	k16, v16 []uint16
-	release  func() // unmaps the memory of k and v, outside the Go heap (mem.Anon)
+	release  func() // unmaps the memory of k and v, outside the Go heap (mem.Owned)
 	batch    batch  // the batch of the last Prepare
 }
 
@@ -45,9 +44,8 @@ func (b *Backend) NewCache(cfg backend.CacheConfig) (backend.Cache, error) {
 	}
 	c := &cache{owner: b, cfg: cfg}
 	n := int(size)
-	region, release := mem.Anon(2 * n * cfg.DType.Size())
+	region, release := mem.Owned(c, 2*n*cfg.DType.Size()) // Close releases it, or the collector
 	c.release = release
-	runtime.AddCleanup(c, func(f func()) { f() }, release) // where Close is not called
 	if cfg.DType == safetensors.F32 {
 		kv := view[float32](region)
 		c.k32, c.v32 = kv[:n:n], kv[n:]

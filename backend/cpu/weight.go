@@ -124,14 +124,14 @@ func (w *weight) panels(p int, q backend.Quantization, data []byte) []*weight {
 		for c0 := 0; c0 < w.cols; c0 += p {
 			total += align(size(min(p, w.cols-c0)))
 		}
-		data = mem.Owned(w, total)
+		data, _ = mem.Owned(w, total)
 	}
 	var parts []*weight
 	for c0 := 0; c0 < w.cols; c0 += p {
 		n := min(p, w.cols-c0)
 		part := &weight{owner: w.owner, dtype: w.dtype, rows: w.rows, cols: n, quant: q}
 		b := data[:size(n):size(n)]
-		data = data[min(align(size(n)), len(data)):]
+		data = data[align(size(n)):]
 		switch {
 		case q != backend.AsStored:
 			part.q = b

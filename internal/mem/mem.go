@@ -13,12 +13,13 @@ import (
 )
 
 // Owned returns n zeroed bytes from Anon that are released once owner is unreachable (a
-// cleanup, see runtime.AddCleanup): owner must stay reachable for as long as any slice of the
-// memory is used, and the memory must not hold the only reference to anything.
-func Owned[T any](owner *T, n int) []byte {
-	b, release := Anon(n)
+// cleanup, see runtime.AddCleanup) or when release is called, whichever comes first: owner
+// must stay reachable for as long as any slice of the memory is used, and the memory must not
+// hold the only reference to anything.
+func Owned[T any](owner *T, n int) (b []byte, release func()) {
+	b, release = Anon(n)
 	runtime.AddCleanup(owner, func(f func()) { f() }, release)
-	return b
+	return b, release
 }
 
 // once wraps release so that only its first call has an effect.

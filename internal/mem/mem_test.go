@@ -61,7 +61,7 @@ func TestOwned(t *testing.T) {
 		t.Skip("checks the mappings in /proc")
 	}
 	owner := new([64]byte)
-	b := Owned(owner, 1<<20)
+	b, _ := Owned(owner, 1<<20)
 	p := uintptr(unsafe.Pointer(&b[0]))
 	b = nil
 	runtime.KeepAlive(owner)
