@@ -105,14 +105,11 @@ func tile(e elem, R, T int, pf bool) {
 			LEAQ(Mem{Base: xs, Index: xs, Scale: 2}, xs3)
 		}
 	}
-	// Token t's line is xs bytes past token t-1's: tokens 4i, 4i+1, … from a base register each.
 	xbases := []Register{x}
-	for i := 1; 4*i < T; i++ {
-		b := GP64()
-		LEAQ(Mem{Base: xbases[i-1], Index: xs, Scale: 4}, b)
-		xbases = append(xbases, b)
+	for len(xbases) < (T+3)/4 {
+		xbases = append(xbases, GP64())
 	}
-	xline := func(t, disp int) Mem { return strided(xbases[t/4], xs, xs3, t%4, disp) }
+	xline := tokenLines(xbases, xs, xs3)
 	n := param("n")
 	ap := param("acc")
 	acc := make([][]VecVirtual, R)
@@ -459,9 +456,8 @@ func dpTile(R, T int) {
 	Load(Param("xstride"), R10)
 	SHLQ(U8(1), R10)
 	LEAQ(Mem{Base: R10, Index: R10, Scale: 2}, R11)
-	for i := 1; 4*i < T; i++ {
-		LEAQ(Mem{Base: tokenBases[i-1], Index: R10, Scale: 4}, tokenBases[i])
-	}
+	bases := tokenBases[:(T+3)/4]
+	line := tokenLines(bases, R10, R11)
 	Load(Param("n"), RCX)
 	Load(Param("acc"), RDX)
 	startLanes(func(i int) { VMOVUPS(Mem{Base: RDX, Disp: 64 * i}, zmm(i)) },
@@ -474,15 +470,15 @@ func dpTile(R, T int) {
 	}
 	for t := range T {
 		xt := 28 + t%2
-		VMOVDQU32(tokenLine(t), zmm(xt))
+		VMOVDQU32(line(t, 0), zmm(xt))
 		for r := range R {
 			vdpbf16ps(r*T+t, 24+r, xt)
 		}
 	}
 	ADDQ(U32(64), RSI)
 	ADDQ(U32(64), RDI)
-	for i := 1; 4*i < T; i++ {
-		ADDQ(U32(64), tokenBases[i])
+	for _, b := range bases[1:] {
+		ADDQ(U32(64), b)
 	}
 	SUBQ(U32(32), RCX)
 	JMP(LabelRef("loop"))
@@ -524,9 +520,15 @@ func dpTile(R, T int) {
 // of dpTile: x is DI, its byte stride R10 and three strides R11.
 var tokenBases = []Register{RDI, R12, R13}
 
-// tokenLine is the address of the current line of token t of the tile kernels of dpTile.
-func tokenLine(t int) Mem {
-	return strided(tokenBases[t/4], R10, R11, t%4, 0)
+// tokenLines sets up the addressing of the lines of a tile kernel's tokens, token t's line xs
+// bytes past token t-1's (xs3 = 3·xs): tokens 4i, 4i+1, … from bases[i], bases[0] holding x
+// and each other set here to the one before plus 4·xs (the bases move on together). It returns
+// the address of token t's line plus disp.
+func tokenLines(bases []Register, xs, xs3 Register) func(t, disp int) Mem {
+	for i := 1; i < len(bases); i++ {
+		LEAQ(Mem{Base: bases[i-1], Index: xs, Scale: 4}, bases[i])
+	}
+	return func(t, disp int) Mem { return strided(bases[t/4], xs, xs3, t%4, disp) }
 }
 
 // roundWords emits roundBF16WordsAVX512(dst *uint16, src *float32, n int): dst[i] = src[i]
